@@ -1,0 +1,291 @@
+//! The command line: clap definitions, project discovery, and the commands.
+//!
+//! Commands return an [`Exit`]; nothing below `main` calls
+//! `std::process::exit`, so tests can drive commands in-process.
+
+mod diagnostics;
+mod plan;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{NaiveDate, Utc};
+use chrono_tz::Tz;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::exit::Exit;
+use crate::spec::{self, Diagnostic, Loaded, ProjectSpec, SpecKind};
+use crate::template::{EnvMode, RedactedSecrets, Templates};
+
+/// Declarative ETL from MongoDB into a data lake and a warehouse.
+#[derive(Debug, Parser)]
+#[command(name = "etl", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// The project file. Default: the nearest `etl.yaml` from the current
+    /// folder upwards.
+    #[arg(long, global = true, env = "ETL_PROJECT", value_name = "FILE")]
+    pub project: Option<PathBuf>,
+
+    /// The profile whose connections are used. Default: the project file's
+    /// `default_profile`.
+    #[arg(long, global = true, env = "ETL_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Pins "today" (for tests and replays); default: the clock, in each
+    /// pipeline's timezone.
+    #[arg(long, global = true, env = "ETL_TODAY", value_name = "YYYY-MM-DD", hide = true)]
+    pub today: Option<NaiveDate>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check specs and report every error with its location.
+    Validate(validate::Args),
+    /// Print the JSON Schemas of the spec files, or check the committed ones.
+    Schema(SchemaArgs),
+    /// Show what a run would do for each day, without touching any server.
+    Plan(plan::Args),
+    /// Fill MongoDB with deterministic demo data (users, orders, products).
+    Demo(DemoArgs),
+}
+
+/// `etl schema`.
+#[derive(Debug, clap::Args)]
+pub struct SchemaArgs {
+    /// Which schema to print.
+    #[arg(value_enum, default_value_t = SchemaWhich::Pipeline)]
+    pub which: SchemaWhich,
+
+    /// Write both schemas into this folder instead of printing.
+    #[arg(long, value_name = "DIR", conflicts_with = "check")]
+    pub write: Option<PathBuf>,
+
+    /// Fail (exit 1) when the schemas in this folder differ from the
+    /// generated ones.
+    #[arg(long, value_name = "DIR")]
+    pub check: Option<PathBuf>,
+}
+
+/// Which schema.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SchemaWhich {
+    /// `pipelines/*.yaml`
+    Pipeline,
+    /// `etl.yaml`
+    Project,
+}
+
+/// `etl demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// The `mongodb` connection of the active profile to fill.
+    #[arg(long, default_value = "mongo")]
+    pub connection: String,
+    /// Database to fill.
+    #[arg(long, default_value = "shop")]
+    pub database: String,
+    /// Random seed: the same seed gives the same documents.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Number of users.
+    #[arg(long, default_value_t = 3000)]
+    pub users: usize,
+    /// Number of orders.
+    #[arg(long, default_value_t = 5000)]
+    pub orders: usize,
+    /// Number of products.
+    #[arg(long, default_value_t = 1000)]
+    pub products: usize,
+    /// First day of `created_at` values.
+    #[arg(long, default_value = "2020-06-01")]
+    pub start: NaiveDate,
+    /// Last day of `created_at` values (inclusive).
+    #[arg(long, default_value = "2020-06-10")]
+    pub end: NaiveDate,
+}
+
+/// Runs the CLI and maps the outcome to an exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Exit::RunFailed
+        }
+    };
+    code.into()
+}
+
+/// Runs one parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let ctx = Context {
+        project: cli.project.clone(),
+        profile: cli.profile.clone(),
+        today: cli.today,
+    };
+    match cli.command {
+        Command::Validate(args) => Ok(validate::run(&ctx, args)),
+        Command::Schema(args) => schema(args),
+        Command::Plan(args) => Ok(plan::run(&ctx, args)),
+        Command::Demo(args) => demo(&ctx, args),
+    }
+}
+
+/// Global options every command may use.
+pub struct Context {
+    project: Option<PathBuf>,
+    profile: Option<String>,
+    today: Option<NaiveDate>,
+}
+
+impl Context {
+    /// The project file: `--project`, else the nearest `etl.yaml` upwards.
+    fn project_file(&self) -> Result<PathBuf, String> {
+        if let Some(p) = &self.project {
+            return Ok(p.clone());
+        }
+        let cwd = std::env::current_dir().map_err(|e| format!("cannot read the current folder: {e}"))?;
+        cwd.ancestors()
+            .map(|d| d.join("etl.yaml"))
+            .find(|p| p.is_file())
+            .map(|p| relative_to(&p, &cwd))
+            .ok_or_else(|| "no `etl.yaml` found in this folder or above it".to_owned())
+    }
+
+    /// Today in `tz`, or the pinned day.
+    fn today(&self, tz: Tz) -> NaiveDate {
+        self.today.unwrap_or_else(|| Utc::now().with_timezone(&tz).date_naive())
+    }
+}
+
+fn relative_to(p: &Path, base: &Path) -> PathBuf {
+    p.strip_prefix(base).map(Path::to_owned).unwrap_or_else(|_| p.to_owned())
+}
+
+/// The project file, loaded and checked, with its diagnostics placed.
+pub(crate) struct LoadedProject {
+    pub loaded: Loaded<ProjectSpec>,
+    pub plan: Option<crate::plan::ProjectPlan>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+pub(crate) fn load_project(file: &Path, env_mode: EnvMode) -> LoadedProject {
+    let loaded: Loaded<ProjectSpec> = spec::load(file, SpecKind::Project);
+    let mut diagnostics = loaded.diagnostics.clone();
+    let mut plan = None;
+    if let Some(spec) = &loaded.spec {
+        let root = file.parent().map(Path::to_owned).unwrap_or_default();
+        let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
+        let root = std::fs::canonicalize(&root).unwrap_or(root);
+        let templates = templates_for(spec, env_mode);
+        match crate::plan::check_project(spec, &root, &templates) {
+            Ok(p) => plan = Some(p),
+            Err(problems) => diagnostics.extend(problems.into_iter().map(|p| loaded.place(p))),
+        }
+    }
+    LoadedProject { loaded, plan, diagnostics }
+}
+
+/// Templates that check secret names without decrypting anything.
+pub(crate) fn templates_for(spec: &ProjectSpec, env_mode: EnvMode) -> Templates {
+    let names = spec.secrets.keys().cloned().collect();
+    Templates::from_process(Arc::new(RedactedSecrets(names)), env_mode)
+}
+
+fn schema(args: SchemaArgs) -> anyhow::Result<Exit> {
+    let kinds = [SpecKind::Pipeline, SpecKind::Project];
+    let render = |k: SpecKind| serde_json::to_string_pretty(&k.schema()).expect("JSON") + "\n";
+    if let Some(dir) = args.write {
+        std::fs::create_dir_all(&dir)?;
+        for k in kinds {
+            let path = dir.join(k.schema_file());
+            std::fs::write(&path, render(k))?;
+            eprintln!("wrote {}", path.display());
+        }
+        return Ok(Exit::Success);
+    }
+    if let Some(dir) = args.check {
+        let mut stale = false;
+        for k in kinds {
+            let path = dir.join(k.schema_file());
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            if committed != render(k) {
+                eprintln!("error: {} is stale or missing\n\nhint: run `etl schema --write {}`", path.display(), dir.display());
+                stale = true;
+            }
+        }
+        return Ok(if stale { Exit::RunFailed } else { Exit::Success });
+    }
+    let kind = match args.which {
+        SchemaWhich::Pipeline => SpecKind::Pipeline,
+        SchemaWhich::Project => SpecKind::Project,
+    };
+    print!("{}", render(kind));
+    Ok(Exit::Success)
+}
+
+fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
+    let file = match ctx.project_file() {
+        Ok(f) => f,
+        Err(m) => {
+            eprintln!("error: {m}\n\nhint: run from the repository root, or pass `--project path/to/etl.yaml`");
+            return Ok(Exit::Usage);
+        }
+    };
+    let project = load_project(&file, EnvMode::Strict);
+    let Some(plan) = project.plan else {
+        diagnostics::print_human(&project.diagnostics);
+        return Ok(Exit::Usage);
+    };
+    let profile = ctx.profile.clone().unwrap_or_else(|| plan.default_profile.clone());
+    let conn = plan.profiles.get(&profile).and_then(|c| c.get(&args.connection));
+    let Some(crate::plan::ConnectionPlan::Mongodb { uri_template, uri_display, .. }) = conn else {
+        eprintln!(
+            "error: {}: profile `{profile}` has no `mongodb` connection named `{}`\n\nhint: pass `--connection NAME` or `--profile NAME`",
+            file.display(),
+            args.connection
+        );
+        return Ok(Exit::Usage);
+    };
+    let spec = project.loaded.spec.as_ref().expect("a plan implies a spec");
+    if uri_template.contains("secret(") {
+        eprintln!(
+            "error: connection `{}` reads a secret, and `etl demo` only fills local, secret-free servers\n\nhint: use `--profile local`",
+            args.connection
+        );
+        return Ok(Exit::Usage);
+    }
+    let uri = templates_for(spec, EnvMode::Strict)
+        .render(uri_template, &Default::default())
+        .map_err(anyhow::Error::msg)?;
+    let opts = crate::demo::DemoOptions {
+        seed: args.seed,
+        users: args.users,
+        orders: args.orders,
+        products: args.products,
+        start: args.start,
+        end: args.end,
+        today: ctx.today(Tz::UTC),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let summary = rt.block_on(async {
+        let client = mongodb::Client::with_uri_str(&uri)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to {uri_display}: {}", crate::redact::redact_uri(&e.to_string())))?;
+        let db = client.database(&args.database);
+        crate::demo::seed(&db, &opts, |coll, n| eprintln!("  {coll}: {n} documents inserted")).await
+    })?;
+    println!("demo data in {uri_display}, database `{}` (seed {}):", summary.database, args.seed);
+    for c in &summary.collections {
+        println!("  {:<9} {:>6} documents", c.collection, c.inserted);
+    }
+    println!("took {:.1}s", summary.elapsed.as_secs_f64());
+    Ok(Exit::Success)
+}

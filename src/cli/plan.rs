@@ -1,0 +1,148 @@
+//! `etl plan`: what a run would do, day by day, with no network.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+
+use super::{diagnostics, load_project, Context};
+use crate::exit::Exit;
+use crate::plan::{resolve_range, PipelinePlan, RangeRequest, WarehousePlan};
+use crate::spec::{self, Loaded, PipelineSpec, SpecKind};
+use crate::template::EnvMode;
+
+/// `etl plan`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Pipeline specs.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// First day, inclusive. Default: the spec's `start_date`.
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "date")]
+    pub start: Option<NaiveDate>,
+
+    /// Last day, inclusive. Default: yesterday.
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "date")]
+    pub end: Option<NaiveDate>,
+
+    /// One day: the same as `--start D --end D`.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<NaiveDate>,
+}
+
+pub fn run(ctx: &Context, args: Args) -> Exit {
+    let project_file = match ctx.project_file() {
+        Ok(f) => f,
+        Err(m) => {
+            eprintln!("error: {m}\n\nhint: run from the repository root, or pass `--project path/to/etl.yaml`");
+            return Exit::Usage;
+        }
+    };
+    let project = load_project(&project_file, EnvMode::Strict);
+    let (Some(plan), Some(pspec)) = (&project.plan, &project.loaded.spec) else {
+        diagnostics::print_human(&project.diagnostics);
+        return Exit::Usage;
+    };
+    let profile = ctx.profile.clone().unwrap_or_else(|| plan.default_profile.clone());
+    let templates = super::templates_for(pspec, EnvMode::Strict);
+    let req = RangeRequest {
+        start: args.date.or(args.start),
+        end: args.date.or(args.end),
+    };
+
+    let mut plans = Vec::new();
+    let mut diags = Vec::new();
+    for file in &args.files {
+        let loaded: Loaded<PipelineSpec> = spec::load(file, SpecKind::Pipeline);
+        diags.extend(loaded.diagnostics.iter().cloned());
+        if let Some(spec) = &loaded.spec {
+            match crate::plan::check_pipeline(spec, file, plan, &profile, &templates) {
+                Ok(p) => plans.push(p),
+                Err(problems) => diags.extend(problems.into_iter().map(|p| loaded.place(p))),
+            }
+        }
+    }
+    if !diags.is_empty() {
+        diagnostics::print_human(&diags);
+        eprintln!("hint: `etl validate` lists every problem; nothing was planned");
+        return Exit::Usage;
+    }
+
+    let mut out = String::new();
+    for (i, p) in plans.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        match render(p, req, ctx, &templates) {
+            Ok(s) => out.push_str(&s),
+            Err(m) => {
+                eprintln!("error: {}: {m}", p.file.display());
+                return Exit::Usage;
+            }
+        }
+    }
+    print!("{out}");
+    Exit::Success
+}
+
+fn render(p: &PipelinePlan, req: RangeRequest, ctx: &Context, templates: &crate::template::Templates) -> Result<String, String> {
+    use std::fmt::Write;
+    let today = ctx.today(p.partition.timezone);
+    let range = resolve_range(req, p.partition.start_date, today);
+    let mut o = String::new();
+    let _ = writeln!(o, "pipeline {} ({}), profile `{}`", p.name, p.file.display(), p.profile);
+    let _ = writeln!(
+        o,
+        "  source     {} `{}`: {}.{}",
+        p.source.connection_name,
+        p.source.connection.display(),
+        p.source.database,
+        p.source.collection
+    );
+    let _ = writeln!(
+        o,
+        "  partition  `{}` ({}, daily, {}), first day {}",
+        p.partition.field,
+        serde_plain(&p.partition.kind),
+        p.partition.timezone,
+        p.partition.start_date
+    );
+    let _ = writeln!(o, "  lake       {} `{}` ({}, {})", p.lake.connection_name, p.lake.connection.display(), serde_plain(&p.lake.format), serde_plain(&p.lake.compression));
+    match &p.warehouse {
+        WarehousePlan::Bigquery { connection_name, connection, partition_column, clustering, .. } => {
+            let _ = writeln!(
+                o,
+                "  warehouse  {connection_name} `{}`, partitioned by `{partition_column}`{}",
+                connection.display(),
+                if clustering.is_empty() { String::new() } else { format!(", clustered by {}", clustering.join(", ")) }
+            );
+        }
+        WarehousePlan::Parquet { connection_name, connection, .. } => {
+            let _ = writeln!(o, "  warehouse  {connection_name} `{}` (parquet)", connection.display());
+        }
+    }
+    let _ = writeln!(o, "  schedule   {}", p.schedule);
+    for n in &range.notices {
+        let _ = writeln!(o, "  notice: {n}");
+    }
+    let _ = writeln!(o, "  {} {} from {} to {} (today is {today}):", range.len(), if range.len() == 1 { "partition" } else { "partitions" }, range.start, range.end);
+    let lake_base = match &p.lake.connection {
+        crate::plan::ConnectionPlan::ObjectStore { url, .. } => crate::redact::redact_uri(url.trim_end_matches('/')),
+        _ => String::new(),
+    };
+    for day in range.days() {
+        let t = p.target(day, templates)?;
+        let filter = bson::Bson::Document(t.filter.clone()).into_relaxed_extjson();
+        let _ = writeln!(o, "\n  {day}  [{}, {})", t.start.to_rfc3339(), t.end.to_rfc3339());
+        let _ = writeln!(o, "    filter     {filter}");
+        let _ = writeln!(o, "    raw        {lake_base}/{}", t.lake_path);
+        let _ = writeln!(o, "    manifest   {lake_base}/{}", t.manifest_path);
+        let _ = writeln!(o, "    warehouse  {}", t.warehouse);
+    }
+    Ok(o)
+}
+
+/// The YAML spelling of an enum value.
+fn serde_plain<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|j| j.as_str().map(str::to_owned)).unwrap_or_default()
+}

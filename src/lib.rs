@@ -1,0 +1,25 @@
+//! `etl` moves MongoDB collections into a data lake and a warehouse, one
+//! daily partition at a time, driven by one YAML spec per collection.
+//!
+//! # Layout
+//!
+//! - [`spec`]: the YAML contract. serde + schemars types for the project file
+//!   (`etl.yaml`) and pipeline specs, loading with located diagnostics, and
+//!   the semantic checks behind `etl validate`. Only this module touches YAML.
+//! - [`plan`]: the validated, resolved form of a spec (no serde): connections
+//!   of the active profile, partition ranges and the MongoDB filter of each
+//!   day. Built by one pure `check()`: no network, no clock.
+//! - [`template`]: the strict minijinja environment for paths, table names
+//!   and connection fields (`ds`, `env()`, `secret()`, ...).
+//! - [`redact`]: display helpers that keep passwords out of every message.
+//! - [`demo`]: the deterministic demo-data generator behind `etl demo`.
+//! - [`cli`]: clap commands and diagnostic rendering; `main.rs` stays thin.
+//! - [`exit`]: the process exit codes, in one place.
+
+pub mod cli;
+pub mod demo;
+pub mod exit;
+pub mod plan;
+pub mod redact;
+pub mod spec;
+pub mod template;

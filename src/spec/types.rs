@@ -1,0 +1,647 @@
+//! The spec types: exactly what the YAML says, nothing resolved.
+//!
+//! Every struct derives serde and schemars from one definition, so the JSON
+//! Schema in `schemas/` can never disagree with the parser. Doc comments
+//! become schema descriptions; a test fails when a property has none.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+// ---------------------------------------------------------------------------
+// The project file (`etl.yaml`)
+// ---------------------------------------------------------------------------
+
+/// The project file, `etl.yaml`: connections grouped in profiles, secrets,
+/// the state location, and defaults that every pipeline inherits.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[schemars(title = "etl project file")]
+pub struct ProjectSpec {
+    /// Version of the project file format. Only `1` exists.
+    pub version: u32,
+
+    /// Profile used when neither `--profile` nor `ETL_PROFILE` names one.
+    #[serde(default = "default_profile_name")]
+    pub default_profile: String,
+
+    /// Named sets of connections, such as `local` and `prod`. Pipelines refer
+    /// to connections by name, so the same pipeline runs against either.
+    pub profiles: BTreeMap<String, ProfileSpec>,
+
+    /// Secrets by name, each an `age`-encrypted file. Templates read them with
+    /// `secret("name")`; connections name them in `credentials`.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSpec>,
+
+    /// Where the run ledger and the local staging area live.
+    #[serde(default)]
+    pub state: StateSpec,
+
+    /// Values that pipelines inherit when they do not set their own.
+    #[serde(default)]
+    pub defaults: DefaultsSpec,
+}
+
+fn default_profile_name() -> String {
+    "local".to_owned()
+}
+
+/// One profile: the connections a pipeline may name.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ProfileSpec {
+    /// Connections by name. Each has a `type`.
+    pub connections: BTreeMap<String, ConnectionSpec>,
+}
+
+/// A connection to a source or a sink. The `type` says which kind.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ConnectionSpec {
+    /// A MongoDB deployment (or anything speaking its wire protocol).
+    Mongodb(MongodbConnectionSpec),
+    /// An object store: the data lake, a Parquet warehouse, or the state.
+    ObjectStore(ObjectStoreConnectionSpec),
+    /// A BigQuery project.
+    Bigquery(BigqueryConnectionSpec),
+}
+
+impl ConnectionSpec {
+    /// The `type` tag as written in YAML.
+    pub fn kind(&self) -> ConnectionKind {
+        match self {
+            ConnectionSpec::Mongodb(_) => ConnectionKind::Mongodb,
+            ConnectionSpec::ObjectStore(_) => ConnectionKind::ObjectStore,
+            ConnectionSpec::Bigquery(_) => ConnectionKind::Bigquery,
+        }
+    }
+}
+
+/// The kinds of connection, for messages and checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionKind {
+    /// `type: mongodb`
+    Mongodb,
+    /// `type: object_store`
+    ObjectStore,
+    /// `type: bigquery`
+    Bigquery,
+}
+
+impl std::fmt::Display for ConnectionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConnectionKind::Mongodb => "mongodb",
+            ConnectionKind::ObjectStore => "object_store",
+            ConnectionKind::Bigquery => "bigquery",
+        })
+    }
+}
+
+/// A MongoDB connection.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct MongodbConnectionSpec {
+    /// Connection string, a template. Put a password in it through
+    /// `{{ secret("name") }}`, never in plain text; it is redacted in every
+    /// message and log.
+    pub uri: String,
+
+    /// Application name sent to the server, visible in its logs.
+    #[serde(default = "default_app_name")]
+    pub app_name: String,
+}
+
+fn default_app_name() -> String {
+    "etl".to_owned()
+}
+
+/// An object store reached through the `object_store` crate.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ObjectStoreConnectionSpec {
+    /// Root URL, a template: `gs://bucket/prefix`, `s3://bucket`,
+    /// `az://container`, `file:///abs/dir`, `memory://`, or a plain path
+    /// (relative to the project file's folder) for a local folder.
+    pub url: String,
+
+    /// Extra `object_store` options (`aws_region`, `google_service_account`,
+    /// ...), values as templates. Unknown keys are rejected at run time by
+    /// `object_store` itself.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+
+    /// Name of a secret holding credentials (a GCP service-account JSON for
+    /// `gs://`). Without it, the store uses its usual default credentials.
+    #[serde(default)]
+    pub credentials: Option<String>,
+}
+
+/// A BigQuery project.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct BigqueryConnectionSpec {
+    /// GCP project that owns the datasets and runs the jobs, a template.
+    pub project: String,
+
+    /// Dataset location for datasets `etl` creates, such as `EU` or `US`.
+    #[serde(default)]
+    pub location: Option<String>,
+
+    /// Base URL of the BigQuery REST API. Set it only for an emulator, such
+    /// as `http://127.0.0.1:9050`; default: Google's endpoint.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+
+    /// Name of a secret holding a service-account JSON. Without it, the client
+    /// uses application default credentials.
+    #[serde(default)]
+    pub credentials: Option<String>,
+}
+
+/// A secret kept in an `age`-encrypted file.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct SecretSpec {
+    /// Path of the `.age` file, relative to the project file's folder.
+    pub file: String,
+}
+
+/// Where `etl` keeps its state.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct StateSpec {
+    /// Object-store URL or local path of the run ledger. Point several
+    /// machines at one shared URL to share the ledger. Default: `.etl/state`.
+    #[serde(default = "default_state_url")]
+    pub url: String,
+
+    /// Local folder for raw extracts and flattened rows before upload.
+    /// Default: `.etl/staging`.
+    #[serde(default = "default_staging_dir")]
+    pub staging_dir: String,
+}
+
+impl Default for StateSpec {
+    fn default() -> Self {
+        Self {
+            url: default_state_url(),
+            staging_dir: default_staging_dir(),
+        }
+    }
+}
+
+fn default_state_url() -> String {
+    ".etl/state".to_owned()
+}
+
+fn default_staging_dir() -> String {
+    ".etl/staging".to_owned()
+}
+
+/// Defaults inherited by every pipeline that does not set the value itself.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct DefaultsSpec {
+    /// IANA timezone of partition days, such as `Europe/Paris`. Built-in
+    /// default: `UTC`.
+    #[serde(default)]
+    pub timezone: Option<String>,
+
+    /// Documents per cursor batch. Built-in default: 1000.
+    #[serde(default)]
+    pub batch_size: Option<u32>,
+
+    /// Compression of raw lake objects. Built-in default: `gzip`.
+    #[serde(default)]
+    pub lake_compression: Option<Compression>,
+
+    /// Cron schedule. Built-in default: `0 0 * * *` (daily at midnight).
+    #[serde(default)]
+    pub schedule: Option<String>,
+}
+
+// ---------------------------------------------------------------------------
+// Pipeline specs (`pipelines/*.yaml`)
+// ---------------------------------------------------------------------------
+
+/// A pipeline: one MongoDB collection, partitioned by day, flattened, and
+/// written to the lake and the warehouse.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[schemars(title = "etl pipeline spec")]
+pub struct PipelineSpec {
+    /// Version of the pipeline format. Only `1` exists.
+    pub version: u32,
+
+    /// Pipeline name, used in paths, the ledger and logs. Default: the file
+    /// name without `.yaml`.
+    #[serde(default)]
+    pub name: Option<String>,
+
+    /// Free text shown by `etl plan` and in docs.
+    #[serde(default)]
+    pub description: Option<String>,
+
+    /// Where the documents come from.
+    pub source: SourceSpec,
+
+    /// How documents map to days.
+    pub partition: PartitionSpec,
+
+    /// How nested documents become flat rows.
+    #[serde(default)]
+    pub flatten: FlattenSpec,
+
+    /// Where the raw archive and the rows go.
+    pub sinks: SinksSpec,
+
+    /// Cron schedule (five fields). Default: the project's, else `0 0 * * *`.
+    #[serde(default)]
+    pub schedule: Option<String>,
+}
+
+/// The MongoDB collection to read.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct SourceSpec {
+    /// Name of a `mongodb` connection in the active profile.
+    pub connection: String,
+
+    /// Database name.
+    pub database: String,
+
+    /// Collection name.
+    pub collection: String,
+
+    /// Extra filter, in MongoDB Extended JSON, combined with `$and` with the
+    /// partition range. Default: none.
+    #[serde(default)]
+    pub filter: Option<serde_json::Map<String, serde_json::Value>>,
+
+    /// Projection, in MongoDB Extended JSON. Default: whole documents.
+    #[serde(default)]
+    pub projection: Option<serde_json::Map<String, serde_json::Value>>,
+
+    /// Documents per cursor batch. Default: the project's, else 1000.
+    #[serde(default)]
+    pub batch_size: Option<u32>,
+
+    /// Server-side time limit for each cursor batch, in milliseconds.
+    /// Default: no limit.
+    #[serde(default)]
+    pub max_time_ms: Option<u64>,
+}
+
+/// How a document's partition day is found.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct PartitionSpec {
+    /// Field holding the timestamp, in dotted form (`created_at`,
+    /// `meta.created`). For `kind: object_id` this is usually `_id`.
+    pub field: String,
+
+    /// How the field stores time.
+    pub kind: PartitionKind,
+
+    /// Partition size. Only `daily` exists today.
+    #[serde(default)]
+    pub granularity: Granularity,
+
+    /// IANA timezone in which days start at 00:00. Default: the project's,
+    /// else `UTC`.
+    #[serde(default)]
+    pub timezone: Option<String>,
+
+    /// First day with data (`YYYY-MM-DD`). Catch-up runs start here.
+    pub start_date: String,
+}
+
+/// How the partition field stores time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionKind {
+    /// A BSON Date.
+    Date,
+    /// An ISO-8601 string in UTC, such as `2020-06-01T12:00:00Z`.
+    IsoString,
+    /// A number of seconds since the Unix epoch.
+    EpochSeconds,
+    /// A number of milliseconds since the Unix epoch.
+    EpochMillis,
+    /// The creation time inside an ObjectId (usually `_id`).
+    ObjectId,
+}
+
+/// Partition size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    /// One partition per calendar day in the partition timezone.
+    #[default]
+    Daily,
+}
+
+/// Flatten rules: how one document becomes rows.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct FlattenSpec {
+    /// Joins the keys of nested objects into column names (`address__city`).
+    /// Default: `__`.
+    #[serde(default = "default_separator")]
+    pub separator: String,
+
+    /// Deepest object level turned into columns; deeper values become JSON
+    /// strings. Default: 5.
+    #[serde(default = "default_max_depth")]
+    pub max_depth: u32,
+
+    /// Whether every field becomes a column automatically. With `false`, only
+    /// `columns` are produced. Default: `true`.
+    #[serde(default = "default_true")]
+    pub auto_columns: bool,
+
+    /// Explicit columns chosen by JSONPath, with a name and a type.
+    #[serde(default)]
+    pub columns: Vec<ColumnSpec>,
+
+    /// Paths (`$.a.b`) that never reach a column.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+
+    /// How arrays are stored.
+    #[serde(default)]
+    pub arrays: ArraysSpec,
+
+    /// What to do with a field the schema lock has not seen. Default: `add`.
+    #[serde(default)]
+    pub on_new_field: NewFieldPolicy,
+
+    /// What to do when a value's type differs from its column's. Default:
+    /// `coerce`.
+    #[serde(default)]
+    pub on_type_conflict: TypeConflictPolicy,
+}
+
+impl Default for FlattenSpec {
+    fn default() -> Self {
+        Self {
+            separator: default_separator(),
+            max_depth: default_max_depth(),
+            auto_columns: true,
+            columns: Vec::new(),
+            exclude: Vec::new(),
+            arrays: ArraysSpec::default(),
+            on_new_field: NewFieldPolicy::default(),
+            on_type_conflict: TypeConflictPolicy::default(),
+        }
+    }
+}
+
+fn default_separator() -> String {
+    "__".to_owned()
+}
+
+fn default_max_depth() -> u32 {
+    5
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// An explicit column.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ColumnSpec {
+    /// Column name: letters, digits and `_`, not starting with a digit.
+    pub name: String,
+
+    /// JSONPath of the value in the document, such as `$.address.city`.
+    pub path: String,
+
+    /// Target type.
+    #[serde(rename = "type")]
+    pub kind: ColumnType,
+
+    /// Value used when the path matches nothing. Default: NULL.
+    #[serde(default)]
+    pub default: Option<serde_json::Value>,
+}
+
+/// Column types, named as in BigQuery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    /// UTF-8 text.
+    String,
+    /// 64-bit signed integer.
+    Int64,
+    /// 64-bit float.
+    Float64,
+    /// Exact decimal, 38 digits of precision and 9 of scale.
+    Numeric,
+    /// Exact decimal, 76 digits of precision and 38 of scale.
+    Bignumeric,
+    /// true or false.
+    Bool,
+    /// Instant, microsecond precision.
+    Timestamp,
+    /// Calendar date.
+    Date,
+    /// Binary data.
+    Bytes,
+    /// A JSON document, stored as text.
+    Json,
+}
+
+/// Array handling: a default policy and per-path overrides.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ArraysSpec {
+    /// Policy for arrays no rule names. Default: `json`.
+    #[serde(default)]
+    pub default: ArrayPolicy,
+
+    /// Per-path rules.
+    #[serde(default)]
+    pub rules: Vec<ArrayRuleSpec>,
+}
+
+/// How one array path is stored.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ArrayRuleSpec {
+    /// Path of the array, such as `$.items`.
+    pub path: String,
+
+    /// The policy for this array.
+    pub policy: ArrayPolicy,
+
+    /// Name of the child table for `explode`. Default:
+    /// `<table><separator><path>`.
+    #[serde(default)]
+    pub table: Option<String>,
+
+    /// Flatten rules for the child table's rows (only with `explode`).
+    /// Default: the same separator and depth, automatic columns.
+    #[serde(default)]
+    pub flatten: Option<Box<FlattenSpec>>,
+}
+
+/// Array policies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ArrayPolicy {
+    /// One JSON string column holding the whole array.
+    #[default]
+    Json,
+    /// A child table with one row per element, keyed by `_root_id` and `_idx`.
+    Explode,
+    /// A native REPEATED column (REPEATED RECORD for arrays of objects).
+    Repeated,
+}
+
+/// What to do with a field that the schema lock does not list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NewFieldPolicy {
+    /// Add a column to the table.
+    #[default]
+    Add,
+    /// Drop the field.
+    Ignore,
+    /// Fail the partition.
+    Fail,
+}
+
+/// What to do when a value's type conflicts with its column's type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TypeConflictPolicy {
+    /// Widen: int to float, anything to string.
+    #[default]
+    Coerce,
+    /// Write the value to a separate column `<col>__v_<type>`.
+    Variant,
+    /// Send the whole document to the partition's `_rejects` object.
+    Reject,
+}
+
+/// Where the data goes.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct SinksSpec {
+    /// The raw archive: every document, unchanged, as Extended JSON lines.
+    pub lake: LakeSinkSpec,
+
+    /// The flattened rows.
+    pub warehouse: WarehouseSinkSpec,
+}
+
+/// The raw archive in the data lake.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct LakeSinkSpec {
+    /// Name of an `object_store` connection in the active profile.
+    pub connection: String,
+
+    /// Object path under the connection's URL, a template, such as
+    /// `raw/{{ collection }}/dt={{ ds }}/part-0.jsonl.gz`. It must differ per
+    /// day, so that a rerun overwrites instead of adding.
+    pub path: String,
+
+    /// Format of the raw objects. Default: `ndjson` (canonical Extended JSON,
+    /// one document per line).
+    #[serde(default)]
+    pub format: LakeFormat,
+
+    /// Compression. Default: the project's, else `gzip`.
+    #[serde(default)]
+    pub compression: Option<Compression>,
+}
+
+/// Raw archive formats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LakeFormat {
+    /// Canonical MongoDB Extended JSON, one document per line: lossless.
+    #[default]
+    Ndjson,
+}
+
+/// Compression codecs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// gzip, readable everywhere.
+    #[default]
+    Gzip,
+    /// zstd: faster and smaller.
+    Zstd,
+    /// No compression.
+    None,
+}
+
+/// The warehouse for flattened rows. The `type` says which kind.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum WarehouseSinkSpec {
+    /// A BigQuery table partitioned by day.
+    Bigquery(BigquerySinkSpec),
+    /// A Hive-style Parquet dataset (`.../dt=2020-06-01/part-00000.parquet`).
+    Parquet(ParquetSinkSpec),
+}
+
+/// A BigQuery table.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct BigquerySinkSpec {
+    /// Name of a `bigquery` connection in the active profile.
+    pub connection: String,
+
+    /// Dataset, a template.
+    pub dataset: String,
+
+    /// Table, a template.
+    pub table: String,
+
+    /// Column used for DAY time partitioning. Default: the partition field's
+    /// flattened name.
+    #[serde(default)]
+    pub partition_column: Option<String>,
+
+    /// Clustering columns, at most four.
+    #[serde(default)]
+    pub clustering: Vec<String>,
+
+    /// How a day's rows are replaced. Default: `decorator`.
+    #[serde(default)]
+    pub replace: ReplaceMode,
+}
+
+/// How a BigQuery partition is replaced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplaceMode {
+    /// A load job with WRITE_TRUNCATE into `table$YYYYMMDD`: atomic, free.
+    #[default]
+    Decorator,
+    /// Load into a staging table, then delete and insert the day in one
+    /// script. For emulators without partition decorators.
+    Staging,
+}
+
+/// A Parquet dataset in an object store.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ParquetSinkSpec {
+    /// Name of an `object_store` connection in the active profile.
+    pub connection: String,
+
+    /// Dataset folder under the connection's URL, a template, such as
+    /// `warehouse/{{ pipeline }}`. Each day is written to `dt=<day>/` below it.
+    pub path: String,
+}
