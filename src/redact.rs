@@ -60,7 +60,9 @@ pub fn redact_uri(uri: &str) -> String {
 
 fn is_secret_param(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "secret", "token", "sig", "key"].iter().any(|s| k.contains(s))
+    ["password", "secret", "token", "sig", "key"]
+        .iter()
+        .any(|s| k.contains(s))
 }
 
 #[cfg(test)]

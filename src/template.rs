@@ -82,7 +82,11 @@ pub fn unknown_secret(name: &str, known: &BTreeSet<String>) -> String {
     let known = if known.is_empty() {
         "none are defined".to_owned()
     } else {
-        known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+        known
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     format!("unknown secret `{name}` (known: {known})")
 }
@@ -111,15 +115,18 @@ impl Templates {
     ) -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.add_function("env", move |name: String, default: Option<String>| match lookup_env(&name) {
-            Some(v) => Ok(v),
-            None if default.is_some() => Ok(default.unwrap_or_default()),
-            None if env_mode == EnvMode::Lenient => Ok(format!("<{name}>")),
-            None => Err(minijinja::Error::new(
-                ErrorKind::InvalidOperation,
-                format!("environment variable `{name}` is not set"),
-            )),
-        });
+        env.add_function(
+            "env",
+            move |name: String, default: Option<String>| match lookup_env(&name) {
+                Some(v) => Ok(v),
+                None if default.is_some() => Ok(default.unwrap_or_default()),
+                None if env_mode == EnvMode::Lenient => Ok(format!("<{name}>")),
+                None => Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("environment variable `{name}` is not set"),
+                )),
+            },
+        );
         env.add_function("secret", move |name: String| {
             secrets
                 .reveal(&name)
@@ -147,8 +154,14 @@ fn describe(e: minijinja::Error) -> String {
             let known = "`ds`, `ds_nodash`, `start`, `end`, `pipeline`, `collection`";
             format!("undefined variable in template (available here: {known}; functions `env()`, `secret()`)")
         }
-        ErrorKind::SyntaxError => format!("template syntax error: {}", e.detail().unwrap_or("invalid syntax")),
-        _ => e.detail().map(str::to_owned).unwrap_or_else(|| e.to_string()),
+        ErrorKind::SyntaxError => format!(
+            "template syntax error: {}",
+            e.detail().unwrap_or("invalid syntax")
+        ),
+        _ => e
+            .detail()
+            .map(str::to_owned)
+            .unwrap_or_else(|| e.to_string()),
     }
 }
 
@@ -158,19 +171,34 @@ mod tests {
 
     fn templates(mode: EnvMode) -> Templates {
         let secrets = Arc::new(RedactedSecrets(["mongo_uri".to_owned()].into()));
-        Templates::new(secrets, mode, Arc::new(|k| (k == "BUCKET").then(|| "b1".to_owned())))
+        Templates::new(
+            secrets,
+            mode,
+            Arc::new(|k| (k == "BUCKET").then(|| "b1".to_owned())),
+        )
     }
 
     fn day_vars() -> Vars {
         let start = DateTime::parse_from_rfc3339("2020-06-01T00:00:00+00:00").unwrap();
         let end = DateTime::parse_from_rfc3339("2020-06-02T00:00:00+00:00").unwrap();
-        Vars::partition("users", "users", NaiveDate::from_ymd_opt(2020, 6, 1).unwrap(), start, end)
+        Vars::partition(
+            "users",
+            "users",
+            NaiveDate::from_ymd_opt(2020, 6, 1).unwrap(),
+            start,
+            end,
+        )
     }
 
     #[test]
     fn renders_partition_variables() {
         let t = templates(EnvMode::Strict);
-        let out = t.render("raw/{{ collection }}/dt={{ ds }}/{{ ds_nodash }}-{{ env('BUCKET') }}", &day_vars()).unwrap();
+        let out = t
+            .render(
+                "raw/{{ collection }}/dt={{ ds }}/{{ ds_nodash }}-{{ env('BUCKET') }}",
+                &day_vars(),
+            )
+            .unwrap();
         assert_eq!(out, "raw/users/dt=2020-06-01/20200601-b1");
     }
 
@@ -185,19 +213,31 @@ mod tests {
 
     #[test]
     fn env_is_strict_in_run_and_lenient_in_validate() {
-        let e = templates(EnvMode::Strict).render("{{ env('NOPE') }}", &Vars::default()).unwrap_err();
+        let e = templates(EnvMode::Strict)
+            .render("{{ env('NOPE') }}", &Vars::default())
+            .unwrap_err();
         assert_eq!(e, "environment variable `NOPE` is not set");
-        let ok = templates(EnvMode::Lenient).render("{{ env('NOPE') }}", &Vars::default()).unwrap();
+        let ok = templates(EnvMode::Lenient)
+            .render("{{ env('NOPE') }}", &Vars::default())
+            .unwrap();
         assert_eq!(ok, "<NOPE>");
-        let fallback = templates(EnvMode::Strict).render("{{ env('NOPE', '27017') }}", &Vars::default()).unwrap();
+        let fallback = templates(EnvMode::Strict)
+            .render("{{ env('NOPE', '27017') }}", &Vars::default())
+            .unwrap();
         assert_eq!(fallback, "27017");
     }
 
     #[test]
     fn secret_names_are_checked_and_values_masked() {
         let t = templates(EnvMode::Strict);
-        assert_eq!(t.render("{{ secret('mongo_uri') }}", &Vars::default()).unwrap(), "***");
-        let e = t.render("{{ secret('mongo') }}", &Vars::default()).unwrap_err();
+        assert_eq!(
+            t.render("{{ secret('mongo_uri') }}", &Vars::default())
+                .unwrap(),
+            "***"
+        );
+        let e = t
+            .render("{{ secret('mongo') }}", &Vars::default())
+            .unwrap_err();
         assert_eq!(e, "unknown secret `mongo` (known: `mongo_uri`)");
     }
 }

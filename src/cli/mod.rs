@@ -34,7 +34,13 @@ pub struct Cli {
 
     /// Pins "today" (for tests and replays); default: the clock, in each
     /// pipeline's timezone.
-    #[arg(long, global = true, env = "ETL_TODAY", value_name = "YYYY-MM-DD", hide = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "ETL_TODAY",
+        value_name = "YYYY-MM-DD",
+        hide = true
+    )]
     pub today: Option<NaiveDate>,
 
     #[command(subcommand)]
@@ -69,6 +75,10 @@ pub struct SchemaArgs {
     /// generated ones.
     #[arg(long, value_name = "DIR")]
     pub check: Option<PathBuf>,
+
+    /// Print the Markdown field reference (`docs/spec.md`) instead.
+    #[arg(long, conflicts_with_all = ["write", "check"])]
+    pub docs: bool,
 }
 
 /// Which schema.
@@ -150,7 +160,8 @@ impl Context {
         if let Some(p) = &self.project {
             return Ok(p.clone());
         }
-        let cwd = std::env::current_dir().map_err(|e| format!("cannot read the current folder: {e}"))?;
+        let cwd =
+            std::env::current_dir().map_err(|e| format!("cannot read the current folder: {e}"))?;
         cwd.ancestors()
             .map(|d| d.join("etl.yaml"))
             .find(|p| p.is_file())
@@ -160,12 +171,15 @@ impl Context {
 
     /// Today in `tz`, or the pinned day.
     fn today(&self, tz: Tz) -> NaiveDate {
-        self.today.unwrap_or_else(|| Utc::now().with_timezone(&tz).date_naive())
+        self.today
+            .unwrap_or_else(|| Utc::now().with_timezone(&tz).date_naive())
     }
 }
 
 fn relative_to(p: &Path, base: &Path) -> PathBuf {
-    p.strip_prefix(base).map(Path::to_owned).unwrap_or_else(|_| p.to_owned())
+    p.strip_prefix(base)
+        .map(Path::to_owned)
+        .unwrap_or_else(|_| p.to_owned())
 }
 
 /// The project file, loaded and checked, with its diagnostics placed.
@@ -181,7 +195,11 @@ pub(crate) fn load_project(file: &Path, env_mode: EnvMode) -> LoadedProject {
     let mut plan = None;
     if let Some(spec) = &loaded.spec {
         let root = file.parent().map(Path::to_owned).unwrap_or_default();
-        let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
+        let root = if root.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            root
+        };
         let root = std::fs::canonicalize(&root).unwrap_or(root);
         let templates = templates_for(spec, env_mode);
         match crate::plan::check_project(spec, &root, &templates) {
@@ -189,7 +207,11 @@ pub(crate) fn load_project(file: &Path, env_mode: EnvMode) -> LoadedProject {
             Err(problems) => diagnostics.extend(problems.into_iter().map(|p| loaded.place(p))),
         }
     }
-    LoadedProject { loaded, plan, diagnostics }
+    LoadedProject {
+        loaded,
+        plan,
+        diagnostics,
+    }
 }
 
 /// Templates that check secret names without decrypting anything.
@@ -199,6 +221,10 @@ pub(crate) fn templates_for(spec: &ProjectSpec, env_mode: EnvMode) -> Templates 
 }
 
 fn schema(args: SchemaArgs) -> anyhow::Result<Exit> {
+    if args.docs {
+        print!("{}", spec::reference::markdown());
+        return Ok(Exit::Success);
+    }
     let kinds = [SpecKind::Pipeline, SpecKind::Project];
     let render = |k: SpecKind| serde_json::to_string_pretty(&k.schema()).expect("JSON") + "\n";
     if let Some(dir) = args.write {
@@ -216,11 +242,19 @@ fn schema(args: SchemaArgs) -> anyhow::Result<Exit> {
             let path = dir.join(k.schema_file());
             let committed = std::fs::read_to_string(&path).unwrap_or_default();
             if committed != render(k) {
-                eprintln!("error: {} is stale or missing\n\nhint: run `etl schema --write {}`", path.display(), dir.display());
+                eprintln!(
+                    "error: {} is stale or missing\n\nhint: run `etl schema --write {}`",
+                    path.display(),
+                    dir.display()
+                );
                 stale = true;
             }
         }
-        return Ok(if stale { Exit::RunFailed } else { Exit::Success });
+        return Ok(if stale {
+            Exit::RunFailed
+        } else {
+            Exit::Success
+        });
     }
     let kind = match args.which {
         SchemaWhich::Pipeline => SpecKind::Pipeline,
@@ -243,9 +277,20 @@ fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
         diagnostics::print_human(&project.diagnostics);
         return Ok(Exit::Usage);
     };
-    let profile = ctx.profile.clone().unwrap_or_else(|| plan.default_profile.clone());
-    let conn = plan.profiles.get(&profile).and_then(|c| c.get(&args.connection));
-    let Some(crate::plan::ConnectionPlan::Mongodb { uri_template, uri_display, .. }) = conn else {
+    let profile = ctx
+        .profile
+        .clone()
+        .unwrap_or_else(|| plan.default_profile.clone());
+    let conn = plan
+        .profiles
+        .get(&profile)
+        .and_then(|c| c.get(&args.connection));
+    let Some(crate::plan::ConnectionPlan::Mongodb {
+        uri_template,
+        uri_display,
+        ..
+    }) = conn
+    else {
         eprintln!(
             "error: {}: profile `{profile}` has no `mongodb` connection named `{}`\n\nhint: pass `--connection NAME` or `--profile NAME`",
             file.display(),
@@ -276,13 +321,22 @@ fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
     };
     let rt = tokio::runtime::Runtime::new()?;
     let summary = rt.block_on(async {
-        let client = mongodb::Client::with_uri_str(&uri)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to {uri_display}: {}", crate::redact::redact_uri(&e.to_string())))?;
+        let client = mongodb::Client::with_uri_str(&uri).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot connect to {uri_display}: {}",
+                crate::redact::redact_uri(&e.to_string())
+            )
+        })?;
         let db = client.database(&args.database);
-        crate::demo::seed(&db, &opts, |coll, n| eprintln!("  {coll}: {n} documents inserted")).await
+        crate::demo::seed(&db, &opts, |coll, n| {
+            eprintln!("  {coll}: {n} documents inserted")
+        })
+        .await
     })?;
-    println!("demo data in {uri_display}, database `{}` (seed {}):", summary.database, args.seed);
+    println!(
+        "demo data in {uri_display}, database `{}` (seed {}):",
+        summary.database, args.seed
+    );
     for c in &summary.collections {
         println!("  {:<9} {:>6} documents", c.collection, c.inserted);
     }

@@ -43,7 +43,10 @@ pub fn run(ctx: &Context, args: Args) -> Exit {
         diagnostics::print_human(&project.diagnostics);
         return Exit::Usage;
     };
-    let profile = ctx.profile.clone().unwrap_or_else(|| plan.default_profile.clone());
+    let profile = ctx
+        .profile
+        .clone()
+        .unwrap_or_else(|| plan.default_profile.clone());
     let templates = super::templates_for(pspec, EnvMode::Strict);
     let req = RangeRequest {
         start: args.date.or(args.start),
@@ -85,12 +88,23 @@ pub fn run(ctx: &Context, args: Args) -> Exit {
     Exit::Success
 }
 
-fn render(p: &PipelinePlan, req: RangeRequest, ctx: &Context, templates: &crate::template::Templates) -> Result<String, String> {
+fn render(
+    p: &PipelinePlan,
+    req: RangeRequest,
+    ctx: &Context,
+    templates: &crate::template::Templates,
+) -> Result<String, String> {
     use std::fmt::Write;
     let today = ctx.today(p.partition.timezone);
     let range = resolve_range(req, p.partition.start_date, today);
     let mut o = String::new();
-    let _ = writeln!(o, "pipeline {} ({}), profile `{}`", p.name, p.file.display(), p.profile);
+    let _ = writeln!(
+        o,
+        "pipeline {} ({}), profile `{}`",
+        p.name,
+        p.file.display(),
+        p.profile
+    );
     let _ = writeln!(
         o,
         "  source     {} `{}`: {}.{}",
@@ -107,33 +121,76 @@ fn render(p: &PipelinePlan, req: RangeRequest, ctx: &Context, templates: &crate:
         p.partition.timezone,
         p.partition.start_date
     );
-    let _ = writeln!(o, "  lake       {} `{}` ({}, {})", p.lake.connection_name, p.lake.connection.display(), serde_plain(&p.lake.format), serde_plain(&p.lake.compression));
+    let _ = writeln!(
+        o,
+        "  lake       {} `{}` ({}, {})",
+        p.lake.connection_name,
+        p.lake.connection.display(),
+        serde_plain(&p.lake.format),
+        serde_plain(&p.lake.compression)
+    );
     match &p.warehouse {
-        WarehousePlan::Bigquery { connection_name, connection, partition_column, clustering, .. } => {
+        WarehousePlan::Bigquery {
+            connection_name,
+            connection,
+            partition_column,
+            clustering,
+            ..
+        } => {
             let _ = writeln!(
                 o,
                 "  warehouse  {connection_name} `{}`, partitioned by `{partition_column}`{}",
                 connection.display(),
-                if clustering.is_empty() { String::new() } else { format!(", clustered by {}", clustering.join(", ")) }
+                if clustering.is_empty() {
+                    String::new()
+                } else {
+                    format!(", clustered by {}", clustering.join(", "))
+                }
             );
         }
-        WarehousePlan::Parquet { connection_name, connection, .. } => {
-            let _ = writeln!(o, "  warehouse  {connection_name} `{}` (parquet)", connection.display());
+        WarehousePlan::Parquet {
+            connection_name,
+            connection,
+            ..
+        } => {
+            let _ = writeln!(
+                o,
+                "  warehouse  {connection_name} `{}` (parquet)",
+                connection.display()
+            );
         }
     }
     let _ = writeln!(o, "  schedule   {}", p.schedule);
     for n in &range.notices {
         let _ = writeln!(o, "  notice: {n}");
     }
-    let _ = writeln!(o, "  {} {} from {} to {} (today is {today}):", range.len(), if range.len() == 1 { "partition" } else { "partitions" }, range.start, range.end);
+    let _ = writeln!(
+        o,
+        "  {} {} from {} to {} (today is {today}):",
+        range.len(),
+        if range.len() == 1 {
+            "partition"
+        } else {
+            "partitions"
+        },
+        range.start,
+        range.end
+    );
     let lake_base = match &p.lake.connection {
-        crate::plan::ConnectionPlan::ObjectStore { url, .. } => crate::redact::redact_uri(url.trim_end_matches('/')),
+        crate::plan::ConnectionPlan::ObjectStore { url, .. } => {
+            crate::redact::redact_uri(url.trim_end_matches('/'))
+        }
         _ => String::new(),
     };
     for day in range.days() {
         let t = p.target(day, templates)?;
         let filter = bson::Bson::Document(t.filter.clone()).into_relaxed_extjson();
-        let _ = writeln!(o, "\n  {day}  [{}, {})", t.start.to_rfc3339(), t.end.to_rfc3339());
+        let _ = writeln!(
+            o,
+            "\n  {day}  [{}, {})",
+            t.start.to_rfc3339(),
+            t.end.to_rfc3339()
+        );
         let _ = writeln!(o, "    filter     {filter}");
         let _ = writeln!(o, "    raw        {lake_base}/{}", t.lake_path);
         let _ = writeln!(o, "    manifest   {lake_base}/{}", t.manifest_path);
@@ -144,5 +201,8 @@ fn render(p: &PipelinePlan, req: RangeRequest, ctx: &Context, templates: &crate:
 
 /// The YAML spelling of an enum value.
 fn serde_plain<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|j| j.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|j| j.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }

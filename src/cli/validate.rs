@@ -38,7 +38,11 @@ pub fn run(ctx: &Context, args: Args) -> Exit {
             return Exit::Usage;
         }
     };
-    let mut files: Vec<PathBuf> = args.files.into_iter().filter(|f| !same_file(f, &project_file)).collect();
+    let mut files: Vec<PathBuf> = args
+        .files
+        .into_iter()
+        .filter(|f| !same_file(f, &project_file))
+        .collect();
     if files.is_empty() {
         files = default_pipelines(&project_file);
     }
@@ -56,7 +60,8 @@ pub fn run(ctx: &Context, args: Args) -> Exit {
             if diags.is_empty() {
                 println!("ok: {checked} files valid");
             } else {
-                let files_with: std::collections::BTreeSet<_> = diags.iter().map(|d| &d.file).collect();
+                let files_with: std::collections::BTreeSet<_> =
+                    diags.iter().map(|d| &d.file).collect();
                 eprintln!(
                     "{} {} in {} of {checked} files",
                     diags.len(),
@@ -78,7 +83,8 @@ pub fn run(ctx: &Context, args: Args) -> Exit {
 fn check_pipeline_file(file: &PathBuf, project: &super::LoadedProject) -> Vec<Diagnostic> {
     let loaded: Loaded<PipelineSpec> = spec::load(file, SpecKind::Pipeline);
     let mut diags = loaded.diagnostics.clone();
-    let (Some(spec), Some(plan), Some(pspec)) = (&loaded.spec, &project.plan, &project.loaded.spec) else {
+    let (Some(spec), Some(plan), Some(pspec)) = (&loaded.spec, &project.plan, &project.loaded.spec)
+    else {
         return diags;
     };
     let templates = super::templates_for(pspec, EnvMode::Lenient);
@@ -86,7 +92,9 @@ fn check_pipeline_file(file: &PathBuf, project: &super::LoadedProject) -> Vec<Di
     for profile in plan.profiles.keys() {
         if let Err(problems) = crate::plan::check_pipeline(spec, file, plan, profile, &templates) {
             for p in problems {
-                let key = (p.path.to_string(), p.message.clone());
+                // One report per place: the same unknown connection in every
+                // profile is one mistake.
+                let key = (p.path.to_string(), p.key.clone());
                 if seen.insert(key) {
                     diags.push(loaded.place(p));
                 }
@@ -97,7 +105,10 @@ fn check_pipeline_file(file: &PathBuf, project: &super::LoadedProject) -> Vec<Di
 }
 
 fn default_pipelines(project_file: &std::path::Path) -> Vec<PathBuf> {
-    let dir = project_file.parent().unwrap_or(std::path::Path::new("")).join("pipelines");
+    let dir = project_file
+        .parent()
+        .unwrap_or(std::path::Path::new(""))
+        .join("pipelines");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .into_iter()
         .flatten()

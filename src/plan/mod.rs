@@ -91,7 +91,9 @@ impl ConnectionPlan {
         match self {
             ConnectionPlan::Mongodb { uri_display, .. } => uri_display.clone(),
             ConnectionPlan::ObjectStore { url, .. } => redact_uri(url),
-            ConnectionPlan::Bigquery { project, endpoint, .. } => match endpoint {
+            ConnectionPlan::Bigquery {
+                project, endpoint, ..
+            } => match endpoint {
                 Some(e) => format!("project {project} at {e}"),
                 None => format!("project {project}"),
             },
@@ -101,19 +103,30 @@ impl ConnectionPlan {
 
 /// Checks the project file. Connection templates are rendered with masked
 /// secrets, so a bad template or an unknown secret fails here.
-pub fn check_project(spec: &ProjectSpec, root: &Path, templates: &Templates) -> Result<ProjectPlan, Vec<Problem>> {
+pub fn check_project(
+    spec: &ProjectSpec,
+    root: &Path,
+    templates: &Templates,
+) -> Result<ProjectPlan, Vec<Problem>> {
     let mut problems = Vec::new();
     if spec.version != 1 {
         problems.push(
-            Problem::new(ypath!("version"), format!("unsupported version `{}`, expected `1`", spec.version))
-                .hint("this build of etl reads version 1 project files"),
+            Problem::new(
+                ypath!("version"),
+                format!("unsupported version `{}`, expected `1`", spec.version),
+            )
+            .hint("this build of etl reads version 1 project files"),
         );
     }
     if !spec.profiles.contains_key(&spec.default_profile) {
         let names: Vec<&str> = spec.profiles.keys().map(String::as_str).collect();
         let mut p = Problem::new(
             ypath!("default_profile"),
-            format!("unknown profile `{}`, expected one of {}", spec.default_profile, backticked(&names)),
+            format!(
+                "unknown profile `{}`, expected one of {}",
+                spec.default_profile,
+                backticked(&names)
+            ),
         );
         p.hint = did_you_mean(&spec.default_profile, names.iter().copied());
         problems.push(p);
@@ -199,7 +212,11 @@ pub fn check_project(spec: &ProjectSpec, root: &Path, templates: &Templates) -> 
         root: root.to_owned(),
         default_profile: spec.default_profile.clone(),
         profiles,
-        secrets: spec.secrets.iter().map(|(k, v)| (k.clone(), root.join(&v.file))).collect(),
+        secrets: spec
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), root.join(&v.file)))
+            .collect(),
         state_url: resolve_store_url(&spec.state.url, root),
         staging_dir: root.join(&spec.state.staging_dir),
         defaults: spec.defaults.clone(),
@@ -220,11 +237,16 @@ fn resolve_store_url(url: &str, root: &Path) -> String {
 
 fn check_store_url(url: &str) -> Result<(), String> {
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
-    const KNOWN: [&str; 9] = ["file", "memory", "gs", "s3", "s3a", "az", "abfs", "abfss", "azure"];
+    const KNOWN: [&str; 9] = [
+        "file", "memory", "gs", "s3", "s3a", "az", "abfs", "abfss", "azure",
+    ];
     if KNOWN.contains(&scheme) {
         Ok(())
     } else {
-        Err(format!("unsupported object store URL `{}`", redact_uri(url)))
+        Err(format!(
+            "unsupported object store URL `{}`",
+            redact_uri(url)
+        ))
     }
 }
 
@@ -292,7 +314,10 @@ impl PartitionPlan {
     /// timezone. On a DST change the day starts at the first instant that
     /// exists locally.
     pub fn bounds(&self, day: NaiveDate) -> (DateTime<Tz>, DateTime<Tz>) {
-        (self.midnight(day), self.midnight(day.succ_opt().expect("a day before year 262143")))
+        (
+            self.midnight(day),
+            self.midnight(day.succ_opt().expect("a day before year 262143")),
+        )
     }
 
     fn midnight(&self, day: NaiveDate) -> DateTime<Tz> {
@@ -325,7 +350,10 @@ impl PartitionPlan {
                 end.format("%Y-%m-%dT%H:%M:%S").to_string().into(),
             ),
             PartitionKind::EpochSeconds => (start.timestamp().into(), end.timestamp().into()),
-            PartitionKind::EpochMillis => (start.timestamp_millis().into(), end.timestamp_millis().into()),
+            PartitionKind::EpochMillis => (
+                start.timestamp_millis().into(),
+                end.timestamp_millis().into(),
+            ),
             PartitionKind::ObjectId => (object_id_at(start).into(), object_id_at(end).into()),
         };
         let range = doc! { self.field.as_str(): { "$gte": lo, "$lt": hi } };
@@ -414,11 +442,23 @@ impl PipelinePlan {
     /// Renders everything one partition needs.
     pub fn target(&self, day: NaiveDate, templates: &Templates) -> Result<PartitionTarget, String> {
         let (start, end) = self.partition.bounds(day);
-        let vars = Vars::partition(&self.name, &self.source.collection, day, start.fixed_offset(), end.fixed_offset());
+        let vars = Vars::partition(
+            &self.name,
+            &self.source.collection,
+            day,
+            start.fixed_offset(),
+            end.fixed_offset(),
+        );
         let lake_path = templates.render(&self.lake.path, &vars)?;
         let manifest_path = manifest_path(&lake_path);
         let warehouse = match &self.warehouse {
-            WarehousePlan::Bigquery { connection, dataset, table, replace, .. } => {
+            WarehousePlan::Bigquery {
+                connection,
+                dataset,
+                table,
+                replace,
+                ..
+            } => {
                 let project = match connection {
                     ConnectionPlan::Bigquery { project, .. } => project.as_str(),
                     _ => "?",
@@ -429,9 +469,14 @@ impl PipelinePlan {
                     ReplaceMode::Decorator => "load WRITE_TRUNCATE",
                     ReplaceMode::Staging => "staging table, then delete + insert",
                 };
-                format!("bigquery {project}.{ds}.{t}${} ({how})", day.format("%Y%m%d"))
+                format!(
+                    "bigquery {project}.{ds}.{t}${} ({how})",
+                    day.format("%Y%m%d")
+                )
             }
-            WarehousePlan::Parquet { connection, path, .. } => {
+            WarehousePlan::Parquet {
+                connection, path, ..
+            } => {
                 let base = match connection {
                     ConnectionPlan::ObjectStore { url, .. } => url.trim_end_matches('/').to_owned(),
                     _ => String::new(),
@@ -470,12 +515,17 @@ pub fn check_pipeline(
 ) -> Result<PipelinePlan, Vec<Problem>> {
     let mut problems = Vec::new();
     let name = spec.name.clone().unwrap_or_else(|| {
-        file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+        file.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
     });
     if spec.version != 1 {
         problems.push(
-            Problem::new(ypath!("version"), format!("unsupported version `{}`, expected `1`", spec.version))
-                .hint("this build of etl reads version 1 pipeline specs"),
+            Problem::new(
+                ypath!("version"),
+                format!("unsupported version `{}`, expected `1`", spec.version),
+            )
+            .hint("this build of etl reads version 1 pipeline specs"),
         );
     }
     if !is_identifier(&name) {
@@ -488,19 +538,31 @@ pub fn check_pipeline(
         let names: Vec<&str> = project.profiles.keys().map(String::as_str).collect();
         return Err(vec![Problem::new(
             YamlPath::root(),
-            format!("unknown profile `{profile}`, expected one of {}", backticked(&names)),
+            format!(
+                "unknown profile `{profile}`, expected one of {}",
+                backticked(&names)
+            ),
         )]);
     };
-    let mut connection = |at: YamlPath, name: &str, want: ConnectionKind, role: &str| -> Option<ConnectionPlan> {
+    let mut connection = |at: YamlPath,
+                          name: &str,
+                          want: ConnectionKind,
+                          role: &str|
+     -> Option<ConnectionPlan> {
         match conns.get(name) {
             Some(c) if c.kind() == want => Some(c.clone()),
             Some(c) => {
                 problems.push(
                     Problem::new(
                         at,
-                        format!("connection `{name}` is of type `{}`, but {role} needs type `{want}`", c.kind()),
+                        format!(
+                            "connection `{name}` is of type `{}`, but {role} needs type `{want}`",
+                            c.kind()
+                        ),
                     )
-                    .hint(format!("name a `{want}` connection of profile `{profile}` in etl.yaml")),
+                    .hint(format!(
+                        "name a connection of type `{want}` from profile `{profile}` in etl.yaml"
+                    )),
                 );
                 None
             }
@@ -513,59 +575,121 @@ pub fn check_pipeline(
                         backticked(&names)
                     ),
                 );
-                p.hint = did_you_mean(name, names.iter().copied())
-                    .or_else(|| Some(format!("add `{name}` under `profiles.{profile}.connections` in etl.yaml")));
+                p.hint = did_you_mean(name, names.iter().copied()).or_else(|| {
+                    Some(format!(
+                        "add `{name}` under `profiles.{profile}.connections` in etl.yaml"
+                    ))
+                });
                 problems.push(p);
                 None
             }
         }
     };
 
-    let source_conn = connection(ypath!("source", "connection"), &spec.source.connection, ConnectionKind::Mongodb, "the source");
-    let lake_conn = connection(ypath!("sinks", "lake", "connection"), &spec.sinks.lake.connection, ConnectionKind::ObjectStore, "the lake sink");
+    let source_conn = connection(
+        ypath!("source", "connection"),
+        &spec.source.connection,
+        ConnectionKind::Mongodb,
+        "the source",
+    );
+    let lake_conn = connection(
+        ypath!("sinks", "lake", "connection"),
+        &spec.sinks.lake.connection,
+        ConnectionKind::ObjectStore,
+        "the lake sink",
+    );
     let warehouse_conn = match &spec.sinks.warehouse {
-        WarehouseSinkSpec::Bigquery(b) => connection(ypath!("sinks", "warehouse", "connection"), &b.connection, ConnectionKind::Bigquery, "a `bigquery` warehouse"),
-        WarehouseSinkSpec::Parquet(p) => connection(ypath!("sinks", "warehouse", "connection"), &p.connection, ConnectionKind::ObjectStore, "a `parquet` warehouse"),
+        WarehouseSinkSpec::Bigquery(b) => connection(
+            ypath!("sinks", "warehouse", "connection"),
+            &b.connection,
+            ConnectionKind::Bigquery,
+            "a `bigquery` warehouse",
+        ),
+        WarehouseSinkSpec::Parquet(p) => connection(
+            ypath!("sinks", "warehouse", "connection"),
+            &p.connection,
+            ConnectionKind::ObjectStore,
+            "a `parquet` warehouse",
+        ),
     };
 
     // Source.
-    for (key, value) in [("database", &spec.source.database), ("collection", &spec.source.collection)] {
-        if value.is_empty() || value.contains('\0') || (key == "database" && value.contains(['/', '\\', '.', ' ', '"', '$'])) {
-            problems.push(Problem::new(ypath!("source", key), format!("invalid {key} name `{value}`")));
+    for (key, value) in [
+        ("database", &spec.source.database),
+        ("collection", &spec.source.collection),
+    ] {
+        if value.is_empty()
+            || value.contains('\0')
+            || (key == "database" && value.contains(['/', '\\', '.', ' ', '"', '$']))
+        {
+            problems.push(Problem::new(
+                ypath!("source", key),
+                format!("invalid {key} name `{value}`"),
+            ));
         }
     }
     if spec.source.collection.starts_with("system.") || spec.source.collection.contains('$') {
         problems.push(Problem::new(
             ypath!("source", "collection"),
-            format!("invalid collection name `{}`: system collections and `$` are not allowed", spec.source.collection),
+            format!(
+                "invalid collection name `{}`: system collections and `$` are not allowed",
+                spec.source.collection
+            ),
         ));
     }
-    let base_filter = extjson_doc(&mut problems, ypath!("source", "filter"), spec.source.filter.as_ref());
-    let projection = extjson_doc(&mut problems, ypath!("source", "projection"), spec.source.projection.as_ref());
-    let batch_size = spec.source.batch_size.or(project.defaults.batch_size).unwrap_or(1000);
+    let base_filter = extjson_doc(
+        &mut problems,
+        ypath!("source", "filter"),
+        spec.source.filter.as_ref(),
+    );
+    let projection = extjson_doc(
+        &mut problems,
+        ypath!("source", "projection"),
+        spec.source.projection.as_ref(),
+    );
+    let batch_size = spec
+        .source
+        .batch_size
+        .or(project.defaults.batch_size)
+        .unwrap_or(1000);
     if batch_size == 0 {
-        problems.push(Problem::new(ypath!("source", "batch_size"), "expected a batch size of at least 1, found 0"));
+        problems.push(Problem::new(
+            ypath!("source", "batch_size"),
+            "expected a batch size of at least 1, found 0",
+        ));
     }
 
     // Partition.
-    let tz_name = spec.partition.timezone.as_deref().or(project.defaults.timezone.as_deref()).unwrap_or("UTC");
+    let tz_name = spec
+        .partition
+        .timezone
+        .as_deref()
+        .or(project.defaults.timezone.as_deref())
+        .unwrap_or("UTC");
     let timezone = tz_name.parse::<Tz>().unwrap_or_else(|_| {
         problems.push(bad_timezone(ypath!("partition", "timezone"), tz_name));
         Tz::UTC
     });
-    let start_date = NaiveDate::parse_from_str(&spec.partition.start_date, "%Y-%m-%d").unwrap_or_else(|e| {
-        problems.push(
-            Problem::new(
-                ypath!("partition", "start_date"),
-                format!("invalid date `{}`: {e}, expected `YYYY-MM-DD`", spec.partition.start_date),
-            )
-            .hint("write the first day with data, such as `2020-06-01`"),
-        );
-        NaiveDate::MIN
-    });
+    let start_date = NaiveDate::parse_from_str(&spec.partition.start_date, "%Y-%m-%d")
+        .unwrap_or_else(|e| {
+            problems.push(
+                Problem::new(
+                    ypath!("partition", "start_date"),
+                    format!(
+                        "invalid date `{}`: {e}, expected `YYYY-MM-DD`",
+                        spec.partition.start_date
+                    ),
+                )
+                .hint("write the first day with data, such as `2020-06-01`"),
+            );
+            NaiveDate::MIN
+        });
     let field = &spec.partition.field;
     if field.is_empty() || field.starts_with('$') || field.split('.').any(str::is_empty) {
-        problems.push(Problem::new(ypath!("partition", "field"), format!("invalid field `{field}`, expected a dotted field name such as `created_at`")));
+        problems.push(Problem::new(
+            ypath!("partition", "field"),
+            format!("invalid field `{field}`, expected a dotted field name such as `created_at`"),
+        ));
     }
     if spec.partition.kind == PartitionKind::ObjectId && field != "_id" {
         // Allowed (any ObjectId field works), but worth saying why _id is usual.
@@ -575,10 +699,26 @@ pub fn check_pipeline(
     check_flatten(&mut problems, &ypath!("flatten"), &spec.flatten, field);
 
     // Lake.
-    let sample_day = if start_date == NaiveDate::MIN { NaiveDate::from_ymd_opt(2020, 6, 1).expect("valid") } else { start_date };
+    let sample_day = if start_date == NaiveDate::MIN {
+        NaiveDate::from_ymd_opt(2020, 6, 1).expect("valid")
+    } else {
+        start_date
+    };
     let sample = {
-        let (s, e) = PartitionPlan { field: field.clone(), kind: spec.partition.kind, timezone, start_date: sample_day }.bounds(sample_day);
-        Vars::partition(&name, &spec.source.collection, sample_day, s.fixed_offset(), e.fixed_offset())
+        let (s, e) = PartitionPlan {
+            field: field.clone(),
+            kind: spec.partition.kind,
+            timezone,
+            start_date: sample_day,
+        }
+        .bounds(sample_day);
+        Vars::partition(
+            &name,
+            &spec.source.collection,
+            sample_day,
+            s.fixed_offset(),
+            e.fixed_offset(),
+        )
     };
     let render = |problems: &mut Vec<Problem>, at: YamlPath, t: &str| -> Option<String> {
         match templates.render(t, &sample) {
@@ -589,11 +729,32 @@ pub fn check_pipeline(
             }
         }
     };
-    if let Some(p) = render(&mut problems, ypath!("sinks", "lake", "path"), &spec.sinks.lake.path) {
+    if let Some(p) = render(
+        &mut problems,
+        ypath!("sinks", "lake", "path"),
+        &spec.sinks.lake.path,
+    ) {
         let next = sample_day.succ_opt().expect("valid");
-        let (s, e) = PartitionPlan { field: field.clone(), kind: spec.partition.kind, timezone, start_date: next }.bounds(next);
-        let other = Vars::partition(&name, &spec.source.collection, next, s.fixed_offset(), e.fixed_offset());
-        if templates.render(&spec.sinks.lake.path, &other).ok().as_deref() == Some(p.as_str()) {
+        let (s, e) = PartitionPlan {
+            field: field.clone(),
+            kind: spec.partition.kind,
+            timezone,
+            start_date: next,
+        }
+        .bounds(next);
+        let other = Vars::partition(
+            &name,
+            &spec.source.collection,
+            next,
+            s.fixed_offset(),
+            e.fixed_offset(),
+        );
+        if templates
+            .render(&spec.sinks.lake.path, &other)
+            .ok()
+            .as_deref()
+            == Some(p.as_str())
+        {
             problems.push(
                 Problem::new(ypath!("sinks", "lake", "path"), "the lake path is the same for every day, so days would overwrite each other")
                     .hint("put the day in the path, such as `raw/{{ collection }}/dt={{ ds }}/part-0.jsonl.gz`"),
@@ -619,16 +780,37 @@ pub fn check_pipeline(
                     }
                 }
             }
-            let pc = b.partition_column.clone().unwrap_or_else(|| field.replace('.', &spec.flatten.separator));
+            let pc = b
+                .partition_column
+                .clone()
+                .unwrap_or_else(|| field.replace('.', &spec.flatten.separator));
             if !is_column_name(&pc) {
-                problems.push(Problem::new(at.key("partition_column"), format!("invalid column name `{pc}`")).hint(COLUMN_HINT));
+                problems.push(
+                    Problem::new(
+                        at.key("partition_column"),
+                        format!("invalid column name `{pc}`"),
+                    )
+                    .hint(COLUMN_HINT),
+                );
             }
             if b.clustering.len() > 4 {
-                problems.push(Problem::new(at.key("clustering"), format!("expected at most 4 clustering columns, found {}", b.clustering.len())));
+                problems.push(Problem::new(
+                    at.key("clustering"),
+                    format!(
+                        "expected at most 4 clustering columns, found {}",
+                        b.clustering.len()
+                    ),
+                ));
             }
             for (i, c) in b.clustering.iter().enumerate() {
                 if !is_column_name(c) {
-                    problems.push(Problem::new(at.key("clustering").index(i), format!("invalid column name `{c}`")).hint(COLUMN_HINT));
+                    problems.push(
+                        Problem::new(
+                            at.key("clustering").index(i),
+                            format!("invalid column name `{c}`"),
+                        )
+                        .hint(COLUMN_HINT),
+                    );
                 }
             }
             (None, pc)
@@ -641,7 +823,11 @@ pub fn check_pipeline(
     let _ = warehouse_plan_parts;
 
     // Schedule.
-    let schedule = spec.schedule.clone().or_else(|| project.defaults.schedule.clone()).unwrap_or_else(|| "0 0 * * *".to_owned());
+    let schedule = spec
+        .schedule
+        .clone()
+        .or_else(|| project.defaults.schedule.clone())
+        .unwrap_or_else(|| "0 0 * * *".to_owned());
     if let Err(p) = check_cron(ypath!("schedule"), &schedule) {
         problems.push(p);
     }
@@ -649,7 +835,9 @@ pub fn check_pipeline(
     if !problems.is_empty() {
         return Err(problems);
     }
-    let (Some(source_conn), Some(lake_conn), Some(warehouse_conn)) = (source_conn, lake_conn, warehouse_conn) else {
+    let (Some(source_conn), Some(lake_conn), Some(warehouse_conn)) =
+        (source_conn, lake_conn, warehouse_conn)
+    else {
         unreachable!("a missing connection was reported as a problem")
     };
     let warehouse = match &spec.sinks.warehouse {
@@ -694,7 +882,12 @@ pub fn check_pipeline(
             connection: lake_conn,
             path: spec.sinks.lake.path.clone(),
             format: spec.sinks.lake.format,
-            compression: spec.sinks.lake.compression.or(project.defaults.lake_compression).unwrap_or_default(),
+            compression: spec
+                .sinks
+                .lake
+                .compression
+                .or(project.defaults.lake_compression)
+                .unwrap_or_default(),
         },
         warehouse,
         schedule,
@@ -707,28 +900,59 @@ const COLUMN_HINT: &str = "BigQuery column names use letters, digits and `_`, do
 /// Columns the engine adds to child tables; specs may not claim them.
 const RESERVED_COLUMNS: [&str; 2] = ["_root_id", "_idx"];
 
-fn check_flatten(problems: &mut Vec<Problem>, at: &YamlPath, f: &FlattenSpec, partition_field: &str) {
-    if f.separator.is_empty() || !f.separator.chars().all(|c| c == '_' || c.is_ascii_alphanumeric()) {
+fn check_flatten(
+    problems: &mut Vec<Problem>,
+    at: &YamlPath,
+    f: &FlattenSpec,
+    partition_field: &str,
+) {
+    if f.separator.is_empty()
+        || !f
+            .separator
+            .chars()
+            .all(|c| c == '_' || c.is_ascii_alphanumeric())
+    {
         problems.push(
-            Problem::new(at.key("separator"), format!("invalid separator `{}`", f.separator))
-                .hint("column names allow only letters, digits and `_`; the usual separator is `__`"),
+            Problem::new(
+                at.key("separator"),
+                format!("invalid separator `{}`", f.separator),
+            )
+            .hint("column names allow only letters, digits and `_`; the usual separator is `__`"),
         );
     }
     if f.max_depth == 0 {
-        problems.push(Problem::new(at.key("max_depth"), "expected a depth of at least 1, found 0"));
+        problems.push(Problem::new(
+            at.key("max_depth"),
+            "expected a depth of at least 1, found 0",
+        ));
     }
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, c) in f.columns.iter().enumerate() {
         let here = at.key("columns").index(i);
         if !is_column_name(&c.name) {
-            problems.push(Problem::new(here.key("name"), format!("invalid column name `{}`", c.name)).hint(COLUMN_HINT));
+            problems.push(
+                Problem::new(
+                    here.key("name"),
+                    format!("invalid column name `{}`", c.name),
+                )
+                .hint(COLUMN_HINT),
+            );
         } else if RESERVED_COLUMNS.contains(&c.name.as_str()) {
-            problems.push(Problem::new(here.key("name"), format!("column name `{}` is reserved for child tables", c.name)));
+            problems.push(Problem::new(
+                here.key("name"),
+                format!("column name `{}` is reserved for child tables", c.name),
+            ));
         }
         if let Some(first) = seen.insert(&c.name, i) {
             problems.push(
-                Problem::new(here.key("name"), format!("column `{}` is produced twice (also by `flatten.columns[{first}]`)", c.name))
-                    .hint("give each explicit column its own name"),
+                Problem::new(
+                    here.key("name"),
+                    format!(
+                        "column `{}` is produced twice (also by `flatten.columns[{first}]`)",
+                        c.name
+                    ),
+                )
+                .hint("give each explicit column its own name"),
             );
         }
         if let Err(m) = compile_jsonpath(&c.path) {
@@ -746,7 +970,10 @@ fn check_flatten(problems: &mut Vec<Problem>, at: &YamlPath, f: &FlattenSpec, pa
                         problems.push(
                             Problem::new(
                                 at.key("columns").index(i).key("name"),
-                                format!("column `{}` collides with the automatic column for `{}`", c.name, other.path),
+                                format!(
+                                    "column `{}` collides with the automatic column for `{}`",
+                                    c.name, other.path
+                                ),
                             )
                             .hint("rename one of them, or exclude the other path"),
                         );
@@ -777,20 +1004,42 @@ fn check_flatten(problems: &mut Vec<Problem>, at: &YamlPath, f: &FlattenSpec, pa
     for (i, r) in f.arrays.rules.iter().enumerate() {
         let here = at.key("arrays").key("rules").index(i);
         if simple_path(&r.path).is_none() {
-            problems.push(Problem::new(here.key("path"), format!("invalid array path `{}`: expected a plain path such as `$.items`", r.path)).hint(JSONPATH_HINT));
+            problems.push(
+                Problem::new(
+                    here.key("path"),
+                    format!(
+                        "invalid array path `{}`: expected a plain path such as `$.items`",
+                        r.path
+                    ),
+                )
+                .hint(JSONPATH_HINT),
+            );
         }
         if !array_paths.insert(r.path.as_str()) {
-            problems.push(Problem::new(here.key("path"), format!("array path `{}` has two rules", r.path)));
+            problems.push(Problem::new(
+                here.key("path"),
+                format!("array path `{}` has two rules", r.path),
+            ));
         }
         if r.policy != ArrayPolicy::Explode && (r.table.is_some() || r.flatten.is_some()) {
             problems.push(
-                Problem::new(here.key(if r.table.is_some() { "table" } else { "flatten" }), "`table` and `flatten` apply only to `policy: explode`")
-                    .hint("set `policy: explode`, or remove them"),
+                Problem::new(
+                    here.key(if r.table.is_some() {
+                        "table"
+                    } else {
+                        "flatten"
+                    }),
+                    "`table` and `flatten` apply only to `policy: explode`",
+                )
+                .hint("set `policy: explode`, or remove them"),
             );
         }
         if let Some(t) = &r.table {
             if !is_bq_name(t, true) {
-                problems.push(Problem::new(here.key("table"), format!("invalid table name `{t}`")));
+                problems.push(Problem::new(
+                    here.key("table"),
+                    format!("invalid table name `{t}`"),
+                ));
             }
         }
         if let Some(child) = &r.flatten {
@@ -799,12 +1048,30 @@ fn check_flatten(problems: &mut Vec<Problem>, at: &YamlPath, f: &FlattenSpec, pa
     }
 }
 
-const JSONPATH_HINT: &str = "JSONPath starts at `$`: `$.address.city`, `$.items[0].sku`, `$['key with spaces']`";
+const JSONPATH_HINT: &str =
+    "JSONPath starts at `$`: `$.address.city`, `$.items[0].sku`, `$['key with spaces']`";
 
 fn compile_jsonpath(p: &str) -> Result<(), String> {
     jsonpath_rust::parser::parse_json_path(p)
         .map(|_| ())
-        .map_err(|e| format!("invalid JSONPath `{p}`: {e}"))
+        .map_err(|e| {
+            // The parser prints a multi-line pest report; keep its last line
+            // (`= expected ...`) and the column it points at.
+            let text = e.to_string();
+            let expected = text
+                .lines()
+                .rev()
+                .find_map(|l| l.trim().strip_prefix("= "))
+                .unwrap_or(text.as_str());
+            let col = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("--> "))
+                .and_then(|pos| pos.split(':').nth(1));
+            match col {
+                Some(c) => format!("invalid JSONPath `{p}`: {expected} at character {c}"),
+                None => format!("invalid JSONPath `{p}`: {expected}"),
+            }
+        })
 }
 
 /// The keys of a JSONPath made only of names (`$.a.b`, `$['a b'].c`), or
@@ -834,7 +1101,11 @@ pub fn simple_path(p: &str) -> Option<Vec<String>> {
     (!out.is_empty()).then_some(out)
 }
 
-fn extjson_doc(problems: &mut Vec<Problem>, at: YamlPath, v: Option<&serde_json::Map<String, serde_json::Value>>) -> Option<Document> {
+fn extjson_doc(
+    problems: &mut Vec<Problem>,
+    at: YamlPath,
+    v: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Option<Document> {
     let map = v?;
     match Bson::try_from(serde_json::Value::Object(map.clone())) {
         Ok(Bson::Document(d)) => Some(d),
@@ -851,20 +1122,31 @@ fn extjson_doc(problems: &mut Vec<Problem>, at: YamlPath, v: Option<&serde_json:
 
 fn check_cron(at: YamlPath, expr: &str) -> Result<(), Problem> {
     croner::Cron::new(expr).parse().map(|_| ()).map_err(|e| {
-        Problem::new(at, format!("invalid cron expression `{expr}`: {e}"))
+        let why = e.to_string();
+        let why = why
+            .strip_prefix("Invalid pattern: ")
+            .unwrap_or(&why)
+            .trim_end_matches('.')
+            .to_lowercase();
+        Problem::new(at, format!("invalid cron expression `{expr}`: {why}"))
             .hint("five fields: minute hour day-of-month month day-of-week, such as `0 0 * * *`")
     })
 }
 
 fn bad_timezone(at: YamlPath, tz: &str) -> Problem {
     let names = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name());
-    let mut p = Problem::new(at, format!("unknown timezone `{tz}`, expected an IANA name such as `UTC` or `Europe/Paris`"));
+    let mut p = Problem::new(
+        at,
+        format!("unknown timezone `{tz}`, expected an IANA name such as `UTC` or `Europe/Paris`"),
+    );
     p.hint = did_you_mean(tz, names);
     p
 }
 
 fn is_identifier(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// A BigQuery column name: letters, digits, `_`; not starting with a digit.
@@ -876,11 +1158,18 @@ pub fn is_column_name(s: &str) -> bool {
 }
 
 fn is_bq_name(s: &str, table: bool) -> bool {
-    !s.is_empty() && s.len() <= 1024 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || (table && c == '-'))
+    !s.is_empty()
+        && s.len() <= 1024
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || (table && c == '-'))
 }
 
 fn backticked(names: &[&str]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// sha256 of the spec's JSON form. Struct fields serialize in declaration

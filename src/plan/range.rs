@@ -50,7 +50,9 @@ impl DayRange {
 /// Resolves a request against the spec's first day and today (in the
 /// pipeline's timezone).
 pub fn resolve_range(req: RangeRequest, start_date: NaiveDate, today: NaiveDate) -> DayRange {
-    let yesterday = today.pred_opt().expect("today is after the first representable day");
+    let yesterday = today
+        .pred_opt()
+        .expect("today is after the first representable day");
     let start = req.start.unwrap_or(start_date);
     let mut end = req.end.unwrap_or(yesterday);
     let mut notices = Vec::new();
@@ -61,9 +63,15 @@ pub fn resolve_range(req: RangeRequest, start_date: NaiveDate, today: NaiveDate)
         end = yesterday;
     }
     if start > end {
-        notices.push(format!("nothing to do: the range starts on {start}, after its last day {end}"));
+        notices.push(format!(
+            "nothing to do: the range starts on {start}, after its last day {end}"
+        ));
     }
-    DayRange { start, end, notices }
+    DayRange {
+        start,
+        end,
+        notices,
+    }
 }
 
 #[cfg(test)]
@@ -77,22 +85,35 @@ mod tests {
     #[test]
     fn default_range_is_start_date_to_yesterday() {
         let r = resolve_range(RangeRequest::default(), d("2020-06-01"), d("2020-06-11"));
-        assert_eq!((r.start, r.end, r.len()), (d("2020-06-01"), d("2020-06-10"), 10));
+        assert_eq!(
+            (r.start, r.end, r.len()),
+            (d("2020-06-01"), d("2020-06-10"), 10)
+        );
         assert!(r.notices.is_empty());
     }
 
     #[test]
     fn today_is_never_included() {
-        let req = RangeRequest { start: Some(d("2020-06-09")), end: Some(d("2020-06-20")) };
+        let req = RangeRequest {
+            start: Some(d("2020-06-09")),
+            end: Some(d("2020-06-20")),
+        };
         let r = resolve_range(req, d("2020-06-01"), d("2020-06-11"));
         assert_eq!(r.end, d("2020-06-10"));
         assert_eq!(r.days().count(), 2);
-        assert!(r.notices[0].contains("today (2020-06-11)"), "{:?}", r.notices);
+        assert!(
+            r.notices[0].contains("today (2020-06-11)"),
+            "{:?}",
+            r.notices
+        );
     }
 
     #[test]
     fn asking_only_for_today_gives_nothing_with_a_notice() {
-        let req = RangeRequest { start: Some(d("2020-06-11")), end: Some(d("2020-06-11")) };
+        let req = RangeRequest {
+            start: Some(d("2020-06-11")),
+            end: Some(d("2020-06-11")),
+        };
         let r = resolve_range(req, d("2020-06-01"), d("2020-06-11"));
         assert!(r.is_empty());
         assert_eq!(r.notices.len(), 2);

@@ -7,6 +7,7 @@
 //! in [`crate::plan`] report on the result. Each problem carries a YAML path;
 //! [`yaml::Locator`] turns it into a line and column.
 
+pub mod reference;
 pub mod types;
 pub mod yaml;
 
@@ -283,8 +284,17 @@ pub fn load_str<T: DeserializeOwned>(file: &Path, text: &str, kind: SpecKind) ->
     loaded
 }
 
-fn parse_diagnostic<T>(loaded: &Loaded<T>, e: yaml::ParseError) -> Diagnostic {
-    let located = e.location.unwrap_or_else(|| loaded.locator.value(&e.path));
+fn parse_diagnostic<T>(loaded: &Loaded<T>, mut e: yaml::ParseError) -> Diagnostic {
+    let mut located = e.location.unwrap_or_else(|| loaded.locator.value(&e.path));
+    let unknown = e
+        .message
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split_once('`'))
+        .map(|(k, _)| k.to_owned());
+    if let Some((path, at)) = unknown.and_then(|k| loaded.locator.find_key(&e.path, &k)) {
+        e.path = path;
+        located = at;
+    }
     let hint = did_you_mean_from_serde(&e.message);
     Diagnostic {
         file: loaded.file.clone(),
@@ -307,7 +317,10 @@ fn did_you_mean_from_serde(message: &str) -> Option<String> {
 }
 
 /// The closest name to `got` among `candidates`, as a hint.
-pub fn did_you_mean<'a>(got: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    got: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(got, c), c))
@@ -328,7 +341,11 @@ fn schema_problems(kind: SpecKind, json: &serde_json::Value) -> Vec<Problem> {
         let problem = match &err.kind {
             // A tagged enum fails as a whole; serde explains which field is
             // wrong much better, so leave those to the serde pass.
-            K::OneOfNotValid | K::AnyOf | K::OneOfMultipleValid => continue,
+            K::OneOfNotValid => match enum_values(&schema, err.schema_path.as_str()) {
+                Some(names) => enum_problem(path, &err.instance, &names),
+                None => continue,
+            },
+            K::AnyOf | K::OneOfMultipleValid => continue,
             K::AdditionalProperties { unexpected } => {
                 let allowed = allowed_properties(&schema, err.schema_path.as_str());
                 for key in unexpected {
@@ -349,9 +366,11 @@ fn schema_problems(kind: SpecKind, json: &serde_json::Value) -> Vec<Problem> {
             K::Type { kind } => {
                 let expected = match kind {
                     TypeKind::Single(t) => t.to_string(),
-                    TypeKind::Multiple(ts) => {
-                        ts.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" or ")
-                    }
+                    TypeKind::Multiple(ts) => ts
+                        .iter()
+                        .map(|t| t.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
                 };
                 Problem::new(path, format!("expected {expected}, found {found}"))
             }
@@ -362,16 +381,16 @@ fn schema_problems(kind: SpecKind, json: &serde_json::Value) -> Vec<Problem> {
                     .flatten()
                     .filter_map(|o| o.as_str().map(str::to_owned))
                     .collect();
-                let got = err.instance.as_str().unwrap_or_default().to_owned();
-                let mut p = Problem::new(
-                    path,
-                    format!("unknown value `{}`, expected one of {}", display_value(&err.instance), list(&names)),
-                );
-                p.hint = did_you_mean(&got, names.iter().map(String::as_str));
-                p
+                enum_problem(path, &err.instance, &names)
             }
-            K::Minimum { limit } => Problem::new(path, format!("expected a number >= {limit}, found {}", err.instance)),
-            K::Maximum { limit } => Problem::new(path, format!("expected a number <= {limit}, found {}", err.instance)),
+            K::Minimum { limit } => Problem::new(
+                path,
+                format!("expected a number >= {limit}, found {}", err.instance),
+            ),
+            K::Maximum { limit } => Problem::new(
+                path,
+                format!("expected a number <= {limit}, found {}", err.instance),
+            ),
             _ => Problem::new(path, err.to_string()),
         };
         out.push(problem);
@@ -379,22 +398,66 @@ fn schema_problems(kind: SpecKind, json: &serde_json::Value) -> Vec<Problem> {
     out
 }
 
-/// The properties a schema allows where `additionalProperties` failed,
-/// following `$ref`s from the root.
-fn allowed_properties(root: &serde_json::Value, schema_path: &str) -> Vec<String> {
+fn enum_problem(path: YamlPath, got: &serde_json::Value, names: &[String]) -> Problem {
+    let mut p = Problem::new(
+        path,
+        format!(
+            "unknown value `{}`, expected one of {}",
+            display_value(got),
+            list(names)
+        ),
+    );
+    p.hint = did_you_mean(
+        got.as_str().unwrap_or_default(),
+        names.iter().map(String::as_str),
+    );
+    p
+}
+
+/// Follows a schema path from the root, resolving `$ref`s on the way.
+fn schema_at<'a>(root: &'a serde_json::Value, segments: &[&str]) -> &'a serde_json::Value {
     let mut node = root;
-    let segments: Vec<&str> = schema_path.split('/').skip(1).collect();
-    for seg in &segments[..segments.len().saturating_sub(1)] {
+    for seg in segments {
         let seg = seg.replace("~1", "/").replace("~0", "~");
         node = if seg == "$ref" {
             let target = node["$ref"].as_str().unwrap_or_default();
-            root.pointer(target.trim_start_matches('#')).unwrap_or(&serde_json::Value::Null)
+            root.pointer(target.trim_start_matches('#'))
+                .unwrap_or(&serde_json::Value::Null)
         } else if let Ok(i) = seg.parse::<usize>() {
             &node[i]
         } else {
             &node[seg.as_str()]
         };
     }
+    node
+}
+
+/// An enum with documented variants is a `oneOf` of `const`s: its values,
+/// or None when the `oneOf` is something else (a tagged enum).
+fn enum_values(root: &serde_json::Value, schema_path: &str) -> Option<Vec<String>> {
+    let segments: Vec<&str> = schema_path.split('/').skip(1).collect();
+    let node = schema_at(root, &segments);
+    node.as_array()?
+        .iter()
+        .map(|branch| {
+            let r = branch.get("$ref").map(|_| schema_at(root, &["$ref"]));
+            let b = match r {
+                Some(_) => root.pointer(branch["$ref"].as_str()?.trim_start_matches('#'))?,
+                None => branch,
+            };
+            b.get("const")
+                .or_else(|| b.get("enum").and_then(|e| e.get(0)))?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// The properties a schema allows where `additionalProperties` failed,
+/// following `$ref`s from the root.
+fn allowed_properties(root: &serde_json::Value, schema_path: &str) -> Vec<String> {
+    let segments: Vec<&str> = schema_path.split('/').skip(1).collect();
+    let node = schema_at(root, &segments[..segments.len().saturating_sub(1)]);
     node["properties"]
         .as_object()
         .map(|o| o.keys().cloned().collect())
@@ -402,7 +465,11 @@ fn allowed_properties(root: &serde_json::Value, schema_path: &str) -> Vec<String
 }
 
 fn list(names: &[String]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn display_value(v: &serde_json::Value) -> String {
@@ -454,6 +521,9 @@ mod tests {
         assert_eq!(d.path, "source");
         assert_eq!(d.hint.as_deref(), Some("did you mean `collection`?"));
         // Every other structural problem is reported in the same pass.
-        assert!(l.diagnostics.iter().any(|d| d.message == "missing field `partition`"));
+        assert!(l
+            .diagnostics
+            .iter()
+            .any(|d| d.message == "missing field `partition`"));
     }
 }

@@ -52,10 +52,7 @@ fn parse_error(e: serde_yaml::Error) -> ParseError {
     });
     // serde_yaml writes `a.b[0].c: message at line L column C`; keep the path
     // apart so it is shown once, in our own format.
-    let mut text = e.to_string();
-    if let Some(i) = text.rfind(" at line ") {
-        text.truncate(i);
-    }
+    let text = strip_positions(&e.to_string());
     let (path, message) = match text.split_once(": ") {
         Some((p, m)) if !p.contains(' ') && !p.is_empty() => (YamlPath::parse(p), m.to_owned()),
         _ => (YamlPath::root(), text),
@@ -65,6 +62,29 @@ fn parse_error(e: serde_yaml::Error) -> ParseError {
         path,
         message,
     }
+}
+
+/// Removes every ` at line L column C`: the location is printed once, in
+/// front.
+fn strip_positions(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + " at line ".len()..];
+        let skip = after
+            .find(" column ")
+            .map(|c| c + " column ".len())
+            .map(|c| {
+                c + after[c..]
+                    .find(|ch: char| !ch.is_ascii_digit())
+                    .unwrap_or(after.len() - c)
+            })
+            .unwrap_or(0);
+        rest = &after[skip..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Finds where a YAML path is written in a file.
@@ -89,22 +109,64 @@ impl Locator {
             return Location { line: 1, column: 1 };
         };
         let mut node = root;
-        let mut at = span_of(node);
+        let mut at = None;
         for seg in path.segments() {
             let next = match (seg, node) {
-                (Segment::Key(k), Node::Mapping(m)) => m.get_node(k),
-                (Segment::Index(i), Node::Sequence(s)) => s.get_node(*i),
+                // A mapping or list is shown where its key is written; a
+                // scalar where its value is.
+                (Segment::Key(k), Node::Mapping(m)) => {
+                    m.iter().find(|(key, _)| key.as_str() == k).map(|(key, v)| {
+                        let here = match v {
+                            Node::Scalar(_) => span_of(v),
+                            _ => key.span().start().map(marker),
+                        };
+                        (v, here)
+                    })
+                }
+                (Segment::Index(i), Node::Sequence(s)) => s.get_node(*i).map(|v| (v, span_of(v))),
                 _ => None,
             };
             match next {
-                Some(n) => {
+                Some((n, here)) => {
                     node = n;
-                    at = span_of(node).or(at);
+                    at = here.or(at);
                 }
                 None => break,
             }
         }
         at.unwrap_or(Location { line: 1, column: 1 })
+    }
+
+    /// Finds the first mapping at or below `path` that has the key `key`:
+    /// serde reports an unknown field inside a tagged enum at the enum's
+    /// parent, so the exact place has to be searched for.
+    pub fn find_key(&self, path: &YamlPath, key: &str) -> Option<(YamlPath, Location)> {
+        fn walk(node: &Node, at: YamlPath, key: &str) -> Option<(YamlPath, Location)> {
+            match node {
+                Node::Mapping(m) => {
+                    for (k, _) in m.iter() {
+                        if k.as_str() == key {
+                            return k.span().start().map(|s| (at.clone(), marker(s)));
+                        }
+                    }
+                    m.iter().find_map(|(k, v)| walk(v, at.key(k.as_str()), key))
+                }
+                Node::Sequence(s) => s
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, v)| walk(v, at.index(i), key)),
+                Node::Scalar(_) => None,
+            }
+        }
+        let mut node = self.root.as_ref()?;
+        for seg in path.segments() {
+            node = match (seg, node) {
+                (Segment::Key(k), Node::Mapping(m)) => m.get_node(k)?,
+                (Segment::Index(i), Node::Sequence(s)) => s.get_node(*i)?,
+                _ => return None,
+            };
+        }
+        walk(node, path.clone(), key)
     }
 
     /// The location of the key `key` inside the mapping at `path`: where an
@@ -135,10 +197,14 @@ impl Locator {
 }
 
 fn span_of(node: &Node) -> Option<Location> {
-    node.span().start().map(|m| Location {
+    node.span().start().map(marker)
+}
+
+fn marker(m: &marked_yaml::Marker) -> Location {
+    Location {
         line: m.line(),
         column: m.column(),
-    })
+    }
 }
 
 pub use super::Segment;

@@ -1,0 +1,242 @@
+//! `etl validate`, `etl plan` and `etl schema` as a user runs them.
+
+mod common;
+
+use common::{etl, transcript};
+
+const TODAY: &str = "2026-11-23";
+
+#[test]
+fn shipped_specs_are_valid() {
+    let out = etl(&["validate"], TODAY);
+    insta::assert_snapshot!(transcript(&out), @r"
+    exit: 0
+    --- stdout
+    ok: 4 files valid
+    --- stderr
+    ");
+}
+
+#[test]
+fn every_invalid_fixture_is_reported_in_one_run() {
+    let mut files: Vec<String> = std::fs::read_dir(common::root().join("tests/fixtures/invalid"))
+        .unwrap()
+        .map(|e| {
+            format!(
+                "tests/fixtures/invalid/{}",
+                e.unwrap().file_name().to_string_lossy()
+            )
+        })
+        .collect();
+    files.sort();
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let out = etl(&args, TODAY);
+    assert_eq!(out.status.code(), Some(2), "spec errors exit with 2");
+    insta::assert_snapshot!(transcript(&out));
+}
+
+/// Each mistake, the place it is reported and what it says.
+#[test]
+fn each_mistake_names_its_location_and_what_was_expected() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("unknown_key", ":6:3: source: unknown field `colection`", "hint: did you mean `collection`?"),
+        ("wrong_type", ":7:15: source.batch_size: expected integer or null, found a string", ""),
+        ("bad_enum", ":10:9: partition.kind: unknown value `datetime`, expected one of `date`", "hint: did you mean `date`?"),
+        ("missing_field", ":8:1: partition: missing field `start_date`", ""),
+        ("unknown_connection", ":4:15: source.connection: unknown connection `mongodb` in profile `local`", "hint: did you mean `mongo`?"),
+        ("wrong_connection_type", ":22:17: sinks.lake.connection: connection `warehouse` is of type `bigquery`, but the lake sink needs type `object_store`", "hint:"),
+        ("bad_jsonpath", ":16:13: flatten.columns[0].path: invalid JSONPath `$.[`", "hint: JSONPath starts at `$`"),
+        ("bad_template", ":23:11: sinks.lake.path: undefined variable in template", ""),
+        ("bad_date", ":12:15: partition.start_date: invalid date `2020-13-01`", "expected `YYYY-MM-DD`"),
+        ("bad_timezone", ":11:13: partition.timezone: unknown timezone `Europe/Pari`", "hint: did you mean `Europe/Paris`?"),
+        ("bad_cron", ":29:11: schedule: invalid cron expression `0 0 * *`", "hint: five fields"),
+        ("duplicate_column", ":18:13: flatten.columns[1].name: column `user_key` is produced twice", ""),
+        ("excluded_partition_field", ":20:7: flatten.exclude[1]: `$.created_at` excludes the partition field `created_at`", ""),
+        ("same_path_every_day", ":23:11: sinks.lake.path: the lake path is the same for every day", "hint: put the day in the path"),
+        ("unknown_secret", ":28:12: sinks.warehouse.table: unknown secret `nope` (known: `gcp_sa`, `mongo_uri`)", ""),
+        ("bad_warehouse_field", ":28:5: sinks.warehouse: unknown field `tabel`", "hint: did you mean `table`?"),
+        ("bad_column_name", ":15:13: flatten.columns[0].name: invalid column name `1st key`", "hint: BigQuery column names"),
+        ("yaml_syntax", ":6:13: (document): did not find expected ',' or ']'", ""),
+        ("wrong_version", ":2:10: version: unsupported version `2`, expected `1`", ""),
+    ];
+    assert!(cases.len() >= 12);
+    for (name, located, extra) in cases {
+        let file = format!("tests/fixtures/invalid/{name}.yaml");
+        let out = etl(&["validate", &file], TODAY);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("error: {file}{located}")),
+            "{name}: expected `{located}` in:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(extra),
+            "{name}: expected `{extra}` in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn several_mistakes_in_one_file_are_all_reported() {
+    let out = etl(
+        &["validate", "tests/fixtures/invalid/many_errors.yaml"],
+        TODAY,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for m in [
+        "unknown field `colection`",
+        "missing field `collection`",
+        "unknown value `datetime`",
+        "source.batch_size: expected integer",
+    ] {
+        assert!(stderr.contains(m), "missing `{m}` in:\n{stderr}");
+    }
+    assert!(stderr.ends_with("4 errors in 1 of 2 files\n"), "{stderr}");
+}
+
+#[test]
+fn json_diagnostics_for_ci_and_editors() {
+    let out = etl(
+        &[
+            "validate",
+            "--format",
+            "json",
+            "tests/fixtures/invalid/bad_timezone.yaml",
+        ],
+        TODAY,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let diags: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    insta::assert_json_snapshot!(diags, @r#"
+    [
+      {
+        "file": "tests/fixtures/invalid/bad_timezone.yaml",
+        "line": 11,
+        "column": 13,
+        "path": "partition.timezone",
+        "message": "unknown timezone `Europe/Pari`, expected an IANA name such as `UTC` or `Europe/Paris`",
+        "hint": "did you mean `Europe/Paris`?"
+      }
+    ]
+    "#);
+}
+
+#[test]
+fn plan_shows_each_day_filter_paths_and_target() {
+    let out = etl(
+        &[
+            "plan",
+            "pipelines/users.yaml",
+            "pipelines/orders.yaml",
+            "pipelines/products.yaml",
+            "--start",
+            "2020-06-01",
+            "--end",
+            "2020-06-02",
+        ],
+        TODAY,
+    );
+    insta::assert_snapshot!(transcript(&out));
+}
+
+#[test]
+fn plan_clamps_to_yesterday_with_a_notice() {
+    let out = etl(
+        &[
+            "plan",
+            "pipelines/users.yaml",
+            "--start",
+            "2020-06-09",
+            "--end",
+            "2020-06-30",
+        ],
+        "2020-06-11",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("notice: the range is clamped to end on 2020-06-10: today (2020-06-11) and later are never extracted"), "{stdout}");
+    assert!(
+        stdout.contains("2 partitions from 2020-06-09 to 2020-06-10"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("\n  2020-06-11"),
+        "today must not be planned:\n{stdout}"
+    );
+}
+
+#[test]
+fn plan_defaults_to_start_date_through_yesterday() {
+    let out = etl(&["plan", "pipelines/users.yaml"], "2020-06-04");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("3 partitions from 2020-06-01 to 2020-06-03 (today is 2020-06-04)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn plan_for_prod_masks_secrets() {
+    let out = etl(
+        &[
+            "--profile",
+            "prod",
+            "plan",
+            "pipelines/users.yaml",
+            "--date",
+            "2020-06-01",
+        ],
+        TODAY,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("source     mongo `***`"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "raw        gs://acme-data-lake/raw/users/dt=2020-06-01/users-20200601.jsonl.gz"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("bigquery acme-analytics.etl_demo.users$20200601"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn plan_rejects_an_invalid_spec_with_exit_2() {
+    let out = etl(&["plan", "tests/fixtures/invalid/bad_timezone.yaml"], TODAY);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown timezone `Europe/Pari`"));
+}
+
+#[test]
+fn unknown_profile_is_a_usage_error() {
+    let out = etl(
+        &["--profile", "staging", "plan", "pipelines/users.yaml"],
+        TODAY,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown profile `staging`, expected one of `local`, `prod`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn committed_schemas_are_fresh() {
+    let out = etl(&["schema", "--check", "schemas"], TODAY);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the committed schemas are stale: run `cargo run -- schema --write schemas`\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,122 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `etl` from the repository root with "today" pinned.
+pub fn etl(args: &[&str], today: &str) -> Output {
+    etl_in(&root(), args, today)
+}
+
+/// Runs `etl` in `dir` with "today" pinned and no profile from the caller.
+pub fn etl_in(dir: &Path, args: &[&str], today: &str) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
+        .args(args)
+        .current_dir(dir)
+        .env("ETL_TODAY", today)
+        .env_remove("ETL_PROFILE")
+        .env_remove("ETL_PROJECT")
+        .env_remove("ETL_MONGO_PORT")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("etl runs")
+}
+
+/// Exit code plus both streams, with the machine's paths replaced, for
+/// snapshots.
+pub fn transcript(out: &Output) -> String {
+    let root = root().canonicalize().unwrap();
+    let clean =
+        |b: &[u8]| String::from_utf8_lossy(b).replace(&root.display().to_string(), "[ROOT]");
+    format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code().unwrap_or(-1),
+        clean(&out.stdout),
+        clean(&out.stderr)
+    )
+}
+
+/// The local stack started by `stack/stack.sh up`, as `stack/stack.sh env`
+/// describes it.
+pub mod stack {
+    /// What to do when a server is not there.
+    pub const HINT: &str = "start the local stack with `stack/stack.sh up` (then `eval \"$(stack/stack.sh env)\"`), or run the tests through `stack/test.sh`";
+    /// The emulator's project.
+    pub const BQ_PROJECT: &str = "etl-local";
+    /// The dataset `stack.sh up` creates.
+    pub const BQ_DATASET: &str = "etl_demo";
+    /// The bucket `stack.sh up` creates.
+    pub const GCS_BUCKET: &str = "etl-lake";
+
+    fn var(name: &str, default: &str) -> String {
+        std::env::var(name).unwrap_or_else(|_| default.to_owned())
+    }
+
+    /// FerretDB's URI.
+    pub fn mongo_uri() -> String {
+        var(
+            "ETL_MONGO_URI",
+            "mongodb://127.0.0.1:27017/?directConnection=true",
+        )
+    }
+
+    /// fake-gcs-server's base URL.
+    pub fn gcs_endpoint() -> String {
+        var("STORAGE_EMULATOR_HOST", "http://127.0.0.1:4443")
+    }
+
+    /// bigquery-emulator's base URL.
+    pub fn bq_endpoint() -> String {
+        var("ETL_BQ_ENDPOINT", "http://127.0.0.1:9050")
+    }
+
+    /// Fails the test with a hint unless MongoDB answers `ping`.
+    pub async fn require_mongo(client: &mongodb::Client) {
+        let admin = client.database("admin");
+        let ping = admin.run_command(bson::doc! {"ping": 1});
+        match tokio::time::timeout(std::time::Duration::from_secs(10), ping).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!(
+                "FerretDB at {} did not answer ping: {e}\n{HINT}",
+                mongo_uri()
+            ),
+            Err(_) => panic!(
+                "FerretDB at {} did not answer ping within 10 s\n{HINT}",
+                mongo_uri()
+            ),
+        }
+    }
+
+    /// A connected MongoDB client.
+    pub async fn mongo() -> mongodb::Client {
+        let client = mongodb::Client::with_uri_str(mongo_uri()).await.unwrap();
+        require_mongo(&client).await;
+        client
+    }
+
+    /// The emulator needs a bearer token, not a valid one.
+    #[derive(Clone)]
+    struct FixedToken;
+
+    #[async_trait::async_trait]
+    impl gcp_bigquery_client::auth::Authenticator for FixedToken {
+        async fn access_token(&self) -> Result<String, gcp_bigquery_client::error::BQError> {
+            Ok("emulator".to_owned())
+        }
+    }
+
+    /// A BigQuery client for the emulator.
+    pub async fn bigquery() -> gcp_bigquery_client::Client {
+        gcp_bigquery_client::client_builder::ClientBuilder::new()
+            .with_v2_base_url(format!("{}/bigquery/v2", bq_endpoint()))
+            .build_from_authenticator(std::sync::Arc::new(FixedToken))
+            .await
+            .unwrap()
+    }
+}
