@@ -11,6 +11,8 @@
 //!   day. Built by one pure `check()`: no network, no clock.
 //! - [`template`]: the strict minijinja environment for paths, table names
 //!   and connection fields (`ds`, `env()`, `secret()`, ...).
+//! - [`table`]: output table schemas and the NDJSON row format between the
+//!   flattener and the sinks.
 //! - [`redact`]: display helpers that keep passwords out of every message.
 //! - [`demo`]: the deterministic demo-data generator behind `etl demo`.
 //! - [`cli`]: clap commands and diagnostic rendering; `main.rs` stays thin.
@@ -22,4 +24,5 @@ pub mod exit;
 pub mod plan;
 pub mod redact;
 pub mod spec;
+pub mod table;
 pub mod template;

@@ -783,7 +783,7 @@ pub fn check_pipeline(
             let pc = b
                 .partition_column
                 .clone()
-                .unwrap_or_else(|| field.replace('.', &spec.flatten.separator));
+                .unwrap_or_else(|| crate::table::DS_COLUMN.to_owned());
             if !is_column_name(&pc) {
                 problems.push(
                     Problem::new(
@@ -817,7 +817,7 @@ pub fn check_pipeline(
         }
         WarehouseSinkSpec::Parquet(p) => {
             render(&mut problems, ypath!("sinks", "warehouse", "path"), &p.path);
-            (Some(()), field.replace('.', &spec.flatten.separator))
+            (Some(()), crate::table::DS_COLUMN.to_owned())
         }
     };
     let _ = warehouse_plan_parts;
@@ -898,7 +898,7 @@ pub fn check_pipeline(
 const COLUMN_HINT: &str = "BigQuery column names use letters, digits and `_`, do not start with a digit, and have at most 300 characters";
 
 /// Columns the engine adds to child tables; specs may not claim them.
-const RESERVED_COLUMNS: [&str; 2] = ["_root_id", "_idx"];
+const RESERVED_COLUMNS: [&str; 3] = ["_root_id", "_idx", crate::table::DS_COLUMN];
 
 fn check_flatten(
     problems: &mut Vec<Problem>,

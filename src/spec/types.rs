@@ -608,8 +608,10 @@ pub struct BigquerySinkSpec {
     /// Table, a template.
     pub table: String,
 
-    /// Column used for DAY time partitioning. Default: the partition field's
-    /// flattened name.
+    /// Column used for DAY time partitioning. Default: `_ds`, the DATE column
+    /// every row carries (the partition day in the pipeline's timezone), which
+    /// keeps each day in its own partition whatever the timezone. Name a
+    /// TIMESTAMP column only for a UTC pipeline.
     #[serde(default)]
     pub partition_column: Option<String>,
 

@@ -1,0 +1,66 @@
+//! Output table schemas, shared by the flattener (which infers them) and the
+//! sinks (which create tables and files from them).
+//!
+//! Rows travel between the two as a local NDJSON file in BigQuery's JSON
+//! load format, one object per line:
+//! - `INT64` as a JSON number (its text is exact, whatever its size);
+//! - `FLOAT64` as a JSON number (NaN and infinities never appear: they are
+//!   written as null);
+//! - `NUMERIC`/`BIGNUMERIC` as a JSON string of the exact decimal;
+//! - `TIMESTAMP` as `"2020-06-01T12:00:00.123000Z"` (microseconds, UTC);
+//! - `DATE` as `"2020-06-01"`;
+//! - `BYTES` as standard base64 in a JSON string;
+//! - `JSON` as a JSON string holding the JSON text;
+//! - `STRING` and `BOOL` as themselves; a missing key means NULL.
+
+use crate::spec::ColumnType;
+
+/// One column of an output table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Column {
+    /// Column name, valid for BigQuery.
+    pub name: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: ColumnType,
+    /// REPEATED (an array of `kind`) rather than NULLABLE.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repeated: bool,
+}
+
+/// The columns of an output table, in a stable order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TableSchema {
+    /// The columns.
+    pub columns: Vec<Column>,
+}
+
+impl TableSchema {
+    /// The column named `name`.
+    pub fn get(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// The DATE column every row carries: the partition day in the pipeline's
+/// timezone. Tables are partitioned on it, so a document lands in the
+/// partition of its day whatever the timezone or the partition field's kind.
+pub const DS_COLUMN: &str = "_ds";
+
+impl ColumnType {
+    /// The BigQuery type name.
+    pub fn bigquery_name(self) -> &'static str {
+        match self {
+            ColumnType::String => "STRING",
+            ColumnType::Int64 => "INT64",
+            ColumnType::Float64 => "FLOAT64",
+            ColumnType::Numeric => "NUMERIC",
+            ColumnType::Bignumeric => "BIGNUMERIC",
+            ColumnType::Bool => "BOOL",
+            ColumnType::Timestamp => "TIMESTAMP",
+            ColumnType::Date => "DATE",
+            ColumnType::Bytes => "BYTES",
+            ColumnType::Json => "JSON",
+        }
+    }
+}
