@@ -1,0 +1,474 @@
+#!/usr/bin/env bash
+# The local stack: FerretDB (MongoDB protocol, SQLite backend), fake-gcs-server
+# (GCS JSON API) and bigquery-emulator, built from pinned Go modules and run on
+# 127.0.0.1 only. No Docker needed (see docker-compose.yml for the Docker path).
+#
+#   stack/stack.sh install   build the three binaries into stack/bin/
+#   stack/stack.sh up        install if needed, start what is not running, wait
+#                            for health, create bucket + dataset, print settings
+#   stack/stack.sh down      stop exactly the processes in the pid files
+#   stack/stack.sh reset [server...]  stop and delete the data of the servers
+#                            (mongo, gcs, bigquery; default all); then run `up`
+#   stack/stack.sh status    one line per server; exit 0 if all healthy, 3 if not
+#   stack/stack.sh env       export lines:  eval "$(stack/stack.sh env)"
+#
+# Ports (env): ETL_MONGO_PORT (27017), ETL_GCS_PORT (4443), ETL_BQ_PORT (9050),
+# ETL_BQ_GRPC_PORT (9060). ETL_STACK_TIMEOUT: health wait per server (60 s).
+# State and logs: stack/run/<server>/data, stack/run/<server>.log, .pid.
+set -euo pipefail
+
+STACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+BIN_DIR="$STACK_DIR/bin"
+RUN_DIR="$STACK_DIR/run"
+
+HOST=127.0.0.1 # never 0.0.0.0
+MONGO_PORT="${ETL_MONGO_PORT:-27017}"
+GCS_PORT="${ETL_GCS_PORT:-4443}"
+BQ_PORT="${ETL_BQ_PORT:-9050}"
+BQ_GRPC_PORT="${ETL_BQ_GRPC_PORT:-9060}"
+HEALTH_TIMEOUT="${ETL_STACK_TIMEOUT:-60}"
+
+BQ_PROJECT=etl-local
+BQ_DATASET=etl_demo
+GCS_BUCKET=etl-lake
+
+MONGO_URI="mongodb://$HOST:$MONGO_PORT/?directConnection=true"
+GCS_URL="http://$HOST:$GCS_PORT"
+BQ_URL="http://$HOST:$BQ_PORT"
+
+SERVERS=(mongo gcs bigquery)
+
+log() { printf '%s\n' "$*" >&2; }
+die() { printf 'stack.sh: error: %s\n' "$*" >&2; exit 1; }
+
+# Monotonic-enough wall clock in seconds with millisecond precision.
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# ---------------------------------------------------------------- per server
+
+binary_of() {
+  case "$1" in
+    mongo) echo ferretdb-embedded ;;
+    gcs) echo fake-gcs-server ;;
+    bigquery) echo bigquery-emulator ;;
+  esac
+}
+
+# Go module directory holding the pinned version of each binary.
+module_of() {
+  case "$1" in
+    mongo) echo "$STACK_DIR/ferretdb" ;;
+    gcs) echo "$STACK_DIR/tools/fake-gcs-server" ;;
+    bigquery) echo "$STACK_DIR/tools/bigquery-emulator" ;;
+  esac
+}
+
+package_of() {
+  case "$1" in
+    mongo) echo . ;;
+    gcs) echo github.com/fsouza/fake-gcs-server ;;
+    bigquery) echo github.com/goccy/bigquery-emulator/cmd/bigquery-emulator ;;
+  esac
+}
+
+port_of() {
+  case "$1" in
+    mongo) echo "$MONGO_PORT" ;;
+    gcs) echo "$GCS_PORT" ;;
+    bigquery) echo "$BQ_PORT" ;;
+  esac
+}
+
+pid_file() { echo "$RUN_DIR/$1.pid"; }
+conf_file() { echo "$RUN_DIR/$1.conf"; } # the settings it was started with
+started_conf() { cat "$(conf_file "$1")" 2>/dev/null || true; }
+log_file() { echo "$RUN_DIR/$1.log"; }
+data_dir() { echo "$RUN_DIR/$1/data"; }
+
+# The command line that starts a server (one word per line, for mapfile).
+command_of() {
+  local bin
+  bin="$BIN_DIR/$(binary_of "$1")"
+  case "$1" in
+    mongo)
+      printf '%s\n' "$bin" -listen "$HOST:$MONGO_PORT" -dir "$(data_dir mongo)" -log-level error
+      ;;
+    gcs)
+      printf '%s\n' "$bin" -scheme http -host "$HOST" -port "$GCS_PORT" \
+        -backend filesystem -filesystem-root "$(data_dir gcs)" \
+        -public-host "$HOST:$GCS_PORT" -external-url "$GCS_URL" -log-level error
+      ;;
+    bigquery)
+      # --database persists the emulator's SQLite file across restarts.
+      printf '%s\n' "$bin" --project="$BQ_PROJECT" --dataset="$BQ_DATASET" \
+        --host="$HOST" --port="$BQ_PORT" --grpc-port="$BQ_GRPC_PORT" \
+        --database="$(data_dir bigquery)/emulator.db" --log-level=error
+      ;;
+  esac
+}
+
+# One line naming everything a server was started with (binary, command, env).
+conf_of() {
+  local cmd
+  mapfile -t cmd < <(command_of "$1")
+  # A rebuilt binary counts as a change too.
+  printf 'built %s: ' "$(stat -c %Y "${cmd[0]}" 2>/dev/null || echo none)"
+  if [[ $1 == bigquery ]]; then
+    echo "STORAGE_EMULATOR_HOST=$GCS_URL ${cmd[*]}"
+  else
+    echo "${cmd[*]}"
+  fi
+}
+
+healthy() {
+  case "$1" in
+    mongo) "$BIN_DIR/ferretdb-embedded" -ping "$HOST:$MONGO_PORT" -timeout 2s >/dev/null 2>&1 ;;
+    gcs) curl -fsS -m 3 -o /dev/null "$GCS_URL/storage/v1/b" 2>/dev/null ;;
+    bigquery) curl -fsS -m 3 -o /dev/null "$BQ_URL/bigquery/v2/projects/$BQ_PROJECT/datasets" 2>/dev/null ;;
+  esac
+}
+
+# True if the process exists and is not a zombie waiting to be reaped.
+alive() {
+  local state
+  kill -0 "$1" 2>/dev/null || return 1
+  state="$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null || true)"
+  [[ $state != Z && $state != X ]]
+}
+
+# Prints the pid from the pid file if that process is alive and is our binary.
+live_pid() {
+  local f pid exe
+  f="$(pid_file "$1")"
+  [[ -f $f ]] || return 1
+  pid="$(<"$f")"
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  alive "$pid" || return 1
+  # Guard against a recycled pid: the process must run our binary.
+  exe="$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
+  if [[ -n $exe && $exe != "$BIN_DIR/$(binary_of "$1")"* ]]; then
+    return 1
+  fi
+  echo "$pid"
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# True if the port stays taken for 5 s (a killed server may need a moment to let go).
+port_taken() {
+  local i
+  for ((i = 0; i < 25; i++)); do
+    port_in_use "$1" || return 1
+    sleep 0.2
+  done
+}
+
+# --------------------------------------------------------------------- install
+
+needs_build() {
+  local name="$1" bin mod f
+  bin="$BIN_DIR/$(binary_of "$name")"
+  mod="$(module_of "$name")"
+  [[ -x $bin ]] || return 0
+  for f in "$mod"/go.mod "$mod"/go.sum "$mod"/*.go; do
+    [[ -e $f ]] || continue
+    [[ $bin -nt $f ]] || return 0
+  done
+  return 1
+}
+
+build_one() {
+  local name="$1" bin mod pkg t0
+  bin="$BIN_DIR/$(binary_of "$name")"
+  mod="$(module_of "$name")"
+  pkg="$(package_of "$name")"
+  log "building $(binary_of "$name") in ${mod#"$STACK_DIR/"}/ ..."
+  t0="$(now)"
+  (
+    cd "$mod"
+    if [[ $name == bigquery ]]; then
+      # Pure Go; the first build takes minutes and up to ~6.5 GiB of RAM.
+      export CGO_ENABLED=0
+    fi
+    go build -buildvcs=false -o "$bin.tmp" "$pkg"
+  ) || { rm -f "$bin.tmp"; die "go build of $(binary_of "$name") failed"; }
+  mv -f "$bin.tmp" "$bin"
+  log "built $(binary_of "$name") in $(elapsed "$t0") s"
+}
+
+cmd_install() {
+  command -v go >/dev/null || die "go is not on PATH (Go >= 1.25 is needed to build the stack)"
+  mkdir -p "$BIN_DIR"
+  local name
+  for name in "${SERVERS[@]}"; do
+    if needs_build "$name"; then
+      build_one "$name"
+    else
+      log "$(binary_of "$name") is up to date"
+    fi
+  done
+}
+
+# ------------------------------------------------------------------------- up
+
+stop_pid() {
+  local name="$1" pid="$2" i
+  kill -TERM "$pid" 2>/dev/null || true
+  kill -CONT "$pid" 2>/dev/null || true # a stopped (SIGSTOP) process handles TERM only once continued
+  for ((i = 0; i < 100; i++)); do
+    alive "$pid" || return 0
+    sleep 0.1
+  done
+  log "$name (pid $pid) did not stop within 10 s; sending SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    alive "$pid" || return 0
+    sleep 0.1
+  done
+  die "$name (pid $pid) survived SIGKILL"
+}
+
+# Starts a server unless its pid file names a live, healthy process.
+# Sets STARTED to 1 if it started one.
+ensure_started() {
+  local name="$1" pid port logf cmd
+  STARTED=0
+  port="$(port_of "$name")"
+  if pid="$(live_pid "$name")"; then
+    local was
+    was="$(started_conf "$name")"
+    if [[ -n $was && $was != "$(conf_of "$name")" ]]; then
+      log "$name: running (pid $pid) with other settings (ports?) than asked for now; restarting it"
+      stop_pid "$name" "$pid"
+    elif healthy "$name" || { sleep 1 && healthy "$name"; }; then
+      log "$name: already running (pid $pid, port $port)"
+      return 0
+    else
+      log "$name: pid $pid is alive but not answering; restarting it"
+      stop_pid "$name" "$pid"
+    fi
+  elif [[ -f $(pid_file "$name") ]]; then
+    log "$name: stale pid file (process $(<"$(pid_file "$name")") is gone); restarting"
+  fi
+  rm -f "$(pid_file "$name")"
+
+  if port_taken "$port"; then
+    die "$name: port $port on $HOST is already taken by another process (not ours: no live pid file). Stop it or set the port variable (see stack/stack.sh header)."
+  fi
+  if [[ $name == bigquery ]] && port_taken "$BQ_GRPC_PORT"; then
+    die "bigquery: gRPC port $BQ_GRPC_PORT on $HOST is already taken; set ETL_BQ_GRPC_PORT"
+  fi
+
+  mkdir -p "$(data_dir "$name")"
+  logf="$(log_file "$name")"
+  mapfile -t cmd < <(command_of "$name")
+  printf '=== %s starting: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${cmd[*]}" >>"$logf"
+  (
+    cd "$RUN_DIR"
+    if [[ $name == bigquery ]]; then
+      # Load jobs with gs:// sources read from fake-gcs-server.
+      export STORAGE_EMULATOR_HOST="$GCS_URL"
+    fi
+    exec setsid nohup "${cmd[@]}" >>"$logf" 2>&1 </dev/null
+  ) &
+  pid=$! # the subshell execs setsid, which execs nohup, which execs the server: one pid
+  echo "$pid" >"$(pid_file "$name")"
+  conf_of "$name" >"$(conf_file "$name")"
+  STARTED=1
+  log "$name: started (pid $pid, port $port, log ${logf#"$STACK_DIR/"})"
+}
+
+wait_healthy() {
+  local name="$1" t0 pid logf
+  t0="$(now)"
+  logf="$(log_file "$name")"
+  pid="$(<"$(pid_file "$name")")"
+  while ! healthy "$name"; do
+    if ! alive "$pid"; then
+      rm -f "$(pid_file "$name")"
+      log "---- last lines of $logf:"
+      tail -n 20 "$logf" >&2 || true
+      die "$name exited during start-up; see $logf"
+    fi
+    if awk -v a="$t0" -v b="$(now)" -v t="$HEALTH_TIMEOUT" 'BEGIN { exit !(b - a > t) }'; then
+      log "---- last lines of $logf:"
+      tail -n 20 "$logf" >&2 || true
+      die "$name (pid $pid) did not become healthy within $HEALTH_TIMEOUT s; see $logf"
+    fi
+    sleep 0.2
+  done
+  log "$name: healthy after $(elapsed "$t0") s"
+}
+
+ensure_bucket() {
+  local code
+  code="$(curl -sS -m 10 -o "$RUN_DIR/.bucket.out" -w '%{http_code}' -X POST \
+    -H 'Content-Type: application/json' -d "{\"name\":\"$GCS_BUCKET\"}" \
+    "$GCS_URL/storage/v1/b")" || die "could not reach fake-gcs-server to create bucket $GCS_BUCKET"
+  case "$code" in
+    200) log "gcs: created bucket $GCS_BUCKET" ;;
+    409) log "gcs: bucket $GCS_BUCKET exists" ;;
+    *) die "creating bucket $GCS_BUCKET: HTTP $code: $(cat "$RUN_DIR/.bucket.out")" ;;
+  esac
+  rm -f "$RUN_DIR/.bucket.out"
+}
+
+ensure_dataset() {
+  local code base="$BQ_URL/bigquery/v2/projects/$BQ_PROJECT/datasets"
+  code="$(curl -sS -m 10 -o /dev/null -w '%{http_code}' "$base/$BQ_DATASET")" ||
+    die "could not reach bigquery-emulator"
+  if [[ $code == 200 ]]; then
+    log "bigquery: dataset $BQ_PROJECT.$BQ_DATASET exists"
+    return 0
+  fi
+  code="$(curl -sS -m 10 -o "$RUN_DIR/.dataset.out" -w '%{http_code}' -X POST \
+    -H 'Content-Type: application/json' \
+    -d "{\"datasetReference\":{\"projectId\":\"$BQ_PROJECT\",\"datasetId\":\"$BQ_DATASET\"}}" \
+    "$base")" || die "could not reach bigquery-emulator"
+  case "$code" in
+    200 | 409) log "bigquery: created dataset $BQ_PROJECT.$BQ_DATASET" ;;
+    *) die "creating dataset $BQ_DATASET: HTTP $code: $(cat "$RUN_DIR/.dataset.out")" ;;
+  esac
+  rm -f "$RUN_DIR/.dataset.out"
+}
+
+cmd_up() {
+  local t0 name started=()
+  t0="$(now)"
+  command -v curl >/dev/null || die "curl is not on PATH"
+  local need=0
+  for name in "${SERVERS[@]}"; do
+    if needs_build "$name"; then need=1; fi
+  done
+  if ((need)); then cmd_install; fi
+  mkdir -p "$RUN_DIR"
+
+  # gcs first: the emulator reads gs:// load sources from it.
+  for name in gcs mongo bigquery; do
+    ensure_started "$name"
+    if ((STARTED)); then started+=("$name"); fi
+  done
+  for name in "${started[@]}"; do
+    wait_healthy "$name"
+  done
+  ensure_bucket
+  ensure_dataset
+
+  cat <<EOF
+local stack is up:
+  MongoDB (FerretDB)    $MONGO_URI
+  GCS (fake-gcs-server) $GCS_URL   bucket: $GCS_BUCKET   (STORAGE_EMULATOR_HOST)
+  BigQuery (emulator)   $BQ_URL   gRPC: $HOST:$BQ_GRPC_PORT
+                        project: $BQ_PROJECT   dataset: $BQ_DATASET
+  logs and data         ${RUN_DIR}/
+  for tests             eval "\$($STACK_DIR/stack.sh env)"
+up took $(elapsed "$t0") s
+EOF
+}
+
+# ----------------------------------------------------------------------- down
+
+stop_server() {
+  local name="$1" f pid
+  f="$(pid_file "$name")"
+  if [[ ! -f $f ]]; then
+    log "$name: not running"
+    return 0
+  fi
+  if pid="$(live_pid "$name")"; then
+    stop_pid "$name" "$pid"
+    log "$name: stopped (pid $pid)"
+  else
+    log "$name: not running (removed stale pid file)"
+  fi
+  rm -f "$f" "$(conf_file "$name")"
+}
+
+cmd_down() {
+  local name
+  for name in bigquery mongo gcs; do
+    stop_server "$name"
+  done
+}
+
+# Stops the named servers (default: all) and deletes their data. The emulator
+# keeps every job in its database and slows down as they pile up (about 5x
+# after a few hundred queries), and a restart alone does not help since the
+# database persists: reset it between test groups.
+cmd_reset() {
+  local name names=("$@")
+  if ((${#names[@]} == 0)); then names=(bigquery mongo gcs); fi
+  for name in "${names[@]}"; do
+    case "$name" in
+      mongo | gcs | bigquery) ;;
+      *) die "unknown server '$name' (mongo, gcs, bigquery)" ;;
+    esac
+  done
+  for name in "${names[@]}"; do
+    stop_server "$name"
+    rm -rf "${RUN_DIR:?}/$name/data"
+    log "$name: data deleted"
+  done
+  log "run 'stack/stack.sh up' to start again with empty state"
+}
+
+# --------------------------------------------------------------------- status
+
+cmd_status() {
+  local name pid rc=0 port was
+  for name in "${SERVERS[@]}"; do
+    port="$(port_of "$name")"
+    if pid="$(live_pid "$name")"; then
+      was="$(started_conf "$name")"
+      if [[ -n $was && $was != "$(conf_of "$name")" ]]; then
+        printf '%-9s running  pid %-7s UNHEALTHY: started with other settings than asked for now: %s\n' "$name" "$pid" "$was"
+        rc=3
+      elif healthy "$name"; then
+        printf '%-9s running  pid %-7s port %-5s healthy\n' "$name" "$pid" "$port"
+      else
+        printf '%-9s running  pid %-7s port %-5s UNHEALTHY (see %s)\n' "$name" "$pid" "$port" "$(log_file "$name")"
+        rc=3
+      fi
+    else
+      printf '%-9s stopped\n' "$name"
+      rc=3
+    fi
+  done
+  return "$rc"
+}
+
+# ------------------------------------------------------------------------ env
+
+cmd_env() {
+  cat <<EOF
+export ETL_MONGO_PORT=$MONGO_PORT
+export ETL_MONGO_URI='$MONGO_URI'
+export ETL_GCS_PORT=$GCS_PORT
+export ETL_GCS_ENDPOINT=$GCS_URL
+export ETL_GCS_BUCKET=$GCS_BUCKET
+export STORAGE_EMULATOR_HOST=$GCS_URL
+export ETL_BQ_PORT=$BQ_PORT
+export ETL_BQ_GRPC_PORT=$BQ_GRPC_PORT
+export ETL_BQ_ENDPOINT=$BQ_URL
+export ETL_BQ_PROJECT=$BQ_PROJECT
+export ETL_BQ_DATASET=$BQ_DATASET
+EOF
+}
+
+usage() {
+  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  exit "${1:-2}"
+}
+
+case "${1:-}" in
+  install) cmd_install ;;
+  up) cmd_up ;;
+  down) cmd_down ;;
+  reset) shift; cmd_reset "$@" ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  -h | --help | help) usage 0 ;;
+  "") usage ;;
+  *) log "unknown command: $1"; usage ;;
+esac
