@@ -1,1 +1,140 @@
-fn main() {}
+//! Throughput of the per-document work of a partition, on a fixed fixture:
+//! the demo generator's 5000 orders and 3000 users, as raw BSON.
+//!
+//! - `raw_walk`: the baseline, every element visited and touched;
+//! - `extjson_canonical`: the lake line, [`etl::extjson::write_canonical`];
+//! - `infer`: pass 1, [`Flattener::infer`];
+//! - `write_row`: pass 2, [`Flattener::write_row`];
+//! - `row_writer`: pass 2 through a [`etl::flatten::RowWriter`], without the
+//!   per-row schema check.
+//!
+//! Each runs twice: `bytes/*` reports MB/s of BSON, `docs/*` documents/s.
+//!
+//! `cargo bench --bench flatten -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+
+use bson::raw::{RawArray, RawBsonRef, RawDocument, RawDocumentBuf};
+use chrono::NaiveDate;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use etl::demo::DemoOptions;
+use etl::flatten::{Flattener, SchemaBuilder};
+use etl::spec::FlattenSpec;
+
+fn fixture() -> Vec<RawDocumentBuf> {
+    let opts = DemoOptions::default();
+    etl::demo::orders(&opts)
+        .chain(etl::demo::users(&opts))
+        .map(|d| RawDocumentBuf::from_document(&d).expect("demo documents encode"))
+        .collect()
+}
+
+fn walk_doc(doc: &RawDocument) -> u64 {
+    let mut n = 0;
+    for item in doc {
+        let (key, value) = item.expect("valid BSON");
+        n += key.len() as u64 + touch(value);
+    }
+    n
+}
+
+fn walk_array(array: &RawArray) -> u64 {
+    array
+        .into_iter()
+        .map(|v| touch(v.expect("valid BSON")))
+        .sum()
+}
+
+fn touch(value: RawBsonRef<'_>) -> u64 {
+    match value {
+        RawBsonRef::Document(d) => walk_doc(d),
+        RawBsonRef::Array(a) => walk_array(a),
+        RawBsonRef::String(s) => s.len() as u64,
+        RawBsonRef::Int32(i) => i as u64,
+        RawBsonRef::Int64(i) => i as u64,
+        RawBsonRef::Double(f) => f.to_bits(),
+        RawBsonRef::DateTime(d) => d.timestamp_millis() as u64,
+        RawBsonRef::Binary(b) => b.bytes.len() as u64,
+        RawBsonRef::ObjectId(o) => u64::from(o.bytes()[11]),
+        RawBsonRef::Boolean(b) => u64::from(b),
+        _ => 1,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let docs = fixture();
+    let bytes: u64 = docs.iter().map(|d| d.as_bytes().len() as u64).sum();
+    let flattener = Flattener::new(&FlattenSpec::default()).expect("default rules compile");
+    let mut builder = SchemaBuilder::new();
+    for d in &docs {
+        flattener
+            .infer(d, &mut builder)
+            .expect("demo documents flatten");
+    }
+    let schema = builder.finish();
+    let day = NaiveDate::from_ymd_opt(2020, 6, 1).expect("a date");
+    eprintln!(
+        "fixture: {} documents, {bytes} bytes of BSON, {} columns",
+        docs.len(),
+        schema.columns.len()
+    );
+
+    for (unit, throughput) in [
+        ("bytes", Throughput::Bytes(bytes)),
+        ("docs", Throughput::Elements(docs.len() as u64)),
+    ] {
+        let mut group = c.benchmark_group(unit);
+        group.throughput(throughput);
+        group.bench_function("raw_walk", |b| {
+            b.iter(|| docs.iter().map(|d| walk_doc(d)).sum::<u64>())
+        });
+        group.bench_function("extjson_canonical", |b| {
+            let mut out = Vec::with_capacity(1 << 16);
+            b.iter(|| {
+                for d in &docs {
+                    out.clear();
+                    etl::extjson::write_canonical(d, &mut out).expect("valid BSON");
+                    black_box(&out);
+                }
+            })
+        });
+        group.bench_function("infer", |b| {
+            b.iter(|| {
+                let mut builder = SchemaBuilder::new();
+                for d in &docs {
+                    flattener
+                        .infer(d, &mut builder)
+                        .expect("demo documents flatten");
+                }
+                builder
+            })
+        });
+        group.bench_function("write_row", |b| {
+            let mut out = Vec::with_capacity(1 << 16);
+            b.iter(|| {
+                for d in &docs {
+                    out.clear();
+                    flattener
+                        .write_row(d, day, &schema, &mut out)
+                        .expect("rows write");
+                    black_box(&out);
+                }
+            })
+        });
+        group.bench_function("row_writer", |b| {
+            let mut writer = flattener.row_writer(&schema).expect("the schema resolves");
+            let mut out = Vec::with_capacity(1 << 16);
+            b.iter(|| {
+                for d in &docs {
+                    out.clear();
+                    writer.write_row(d, day, &mut out).expect("rows write");
+                    black_box(&out);
+                }
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -14,15 +14,25 @@
 //! - [`table`]: output table schemas and the NDJSON row format between the
 //!   flattener and the sinks.
 //! - [`redact`]: display helpers that keep passwords out of every message.
+//! - [`source`]: the MongoDB reader: raw documents off a cursor, retries
+//!   classified.
+//! - [`sink`]: the lake (`object_store`), BigQuery, and Parquet datasets.
+//! - [`engine`]: the partition loop: extract, archive, flatten, load,
+//!   reconcile, and the run ledger.
 //! - [`demo`]: the deterministic demo-data generator behind `etl demo`.
 //! - [`cli`]: clap commands and diagnostic rendering; `main.rs` stays thin.
 //! - [`exit`]: the process exit codes, in one place.
 
 pub mod cli;
 pub mod demo;
+pub mod engine;
 pub mod exit;
+pub mod extjson;
+pub mod flatten;
 pub mod plan;
 pub mod redact;
+pub mod sink;
+pub mod source;
 pub mod spec;
 pub mod table;
 pub mod template;

@@ -5,6 +5,7 @@
 
 mod diagnostics;
 mod plan;
+mod run;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -56,6 +57,10 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Show what a run would do for each day, without touching any server.
     Plan(plan::Args),
+    /// Extract, archive, flatten and load each day (catch-up by default).
+    Run(run::RunArgs),
+    /// Show the ledger per day, with failures and missing days.
+    Status(run::StatusArgs),
     /// Fill MongoDB with deterministic demo data (users, orders, products).
     Demo(DemoArgs),
 }
@@ -143,6 +148,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Validate(args) => Ok(validate::run(&ctx, args)),
         Command::Schema(args) => schema(args),
         Command::Plan(args) => Ok(plan::run(&ctx, args)),
+        Command::Run(args) => run::run(&ctx, args),
+        Command::Status(args) => run::status(&ctx, args),
         Command::Demo(args) => demo(&ctx, args),
     }
 }
@@ -316,7 +323,9 @@ fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
         products: args.products,
         start: args.start,
         end: args.end,
-        today: ctx.today(Tz::UTC),
+        // The "today" boundary document must not move with the clock, or the
+        // same seed would give different data on different days.
+        today: ctx.today.unwrap_or(args.end.succ_opt().unwrap_or(args.end)),
         ..Default::default()
     };
     let rt = tokio::runtime::Runtime::new()?;

@@ -544,47 +544,44 @@ pub fn check_pipeline(
             ),
         )]);
     };
-    let mut connection = |at: YamlPath,
-                          name: &str,
-                          want: ConnectionKind,
-                          role: &str|
-     -> Option<ConnectionPlan> {
-        match conns.get(name) {
-            Some(c) if c.kind() == want => Some(c.clone()),
-            Some(c) => {
-                problems.push(
-                    Problem::new(
-                        at,
-                        format!(
+    let mut connection =
+        |at: YamlPath, name: &str, want: ConnectionKind, role: &str| -> Option<ConnectionPlan> {
+            match conns.get(name) {
+                Some(c) if c.kind() == want => Some(c.clone()),
+                Some(c) => {
+                    problems.push(
+                        Problem::new(
+                            at,
+                            format!(
                             "connection `{name}` is of type `{}`, but {role} needs type `{want}`",
                             c.kind()
                         ),
-                    )
-                    .hint(format!(
+                        )
+                        .hint(format!(
                         "name a connection of type `{want}` from profile `{profile}` in etl.yaml"
                     )),
-                );
-                None
-            }
-            None => {
-                let names: Vec<&str> = conns.keys().map(String::as_str).collect();
-                let mut p = Problem::new(
-                    at,
-                    format!(
+                    );
+                    None
+                }
+                None => {
+                    let names: Vec<&str> = conns.keys().map(String::as_str).collect();
+                    let mut p = Problem::new(
+                        at,
+                        format!(
                         "unknown connection `{name}` in profile `{profile}`, expected one of {}",
                         backticked(&names)
                     ),
-                );
-                p.hint = did_you_mean(name, names.iter().copied()).or_else(|| {
-                    Some(format!(
-                        "add `{name}` under `profiles.{profile}.connections` in etl.yaml"
-                    ))
-                });
-                problems.push(p);
-                None
+                    );
+                    p.hint = did_you_mean(name, names.iter().copied()).or_else(|| {
+                        Some(format!(
+                            "add `{name}` under `profiles.{profile}.connections` in etl.yaml"
+                        ))
+                    });
+                    problems.push(p);
+                    None
+                }
             }
-        }
-    };
+        };
 
     let source_conn = connection(
         ypath!("source", "connection"),

@@ -1,0 +1,364 @@
+//! `etl run` and `etl status`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use clap::ValueEnum;
+
+use super::{diagnostics, load_project, Context};
+use crate::engine::{DayOutcome, Engine, RunOptions, Status, SystemClock};
+use crate::exit::Exit;
+use crate::plan::{resolve_range, PipelinePlan, RangeRequest};
+use crate::spec::{self, Loaded, PipelineSpec, SpecKind};
+use crate::template::{EnvMode, SecretSource, Templates};
+
+/// `etl run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Pipeline specs.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// First day, inclusive. Default: the spec's `start_date`.
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "date")]
+    pub start: Option<NaiveDate>,
+
+    /// Last day, inclusive. Default: yesterday.
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "date")]
+    pub end: Option<NaiveDate>,
+
+    /// One day: the same as `--start D --end D`.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<NaiveDate>,
+
+    /// Run days the ledger already has as done.
+    #[arg(long)]
+    pub rerun: bool,
+
+    /// Partitions to run at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+
+    /// Stop starting new partitions after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Extra attempts for a partition that fails with a transient error.
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
+
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `etl status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Pipeline specs.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Decrypting age secrets is not built yet; a pipeline that needs one says
+/// so plainly instead of running with a placeholder.
+struct NoDecryption;
+
+impl SecretSource for NoDecryption {
+    fn reveal(&self, name: &str) -> Result<String, String> {
+        Err(format!("secret `{name}` cannot be decrypted: this build of etl does not decrypt age secrets yet"))
+    }
+}
+
+fn load_plans(
+    ctx: &Context,
+    files: &[PathBuf],
+) -> Result<(crate::plan::ProjectPlan, Vec<PipelinePlan>), Exit> {
+    let project_file = ctx.project_file().map_err(|m| {
+        eprintln!("error: {m}\n\nhint: run from the repository root, or pass `--project path/to/etl.yaml`");
+        Exit::Usage
+    })?;
+    let project = load_project(&project_file, EnvMode::Strict);
+    let (Some(plan), Some(pspec)) = (project.plan.clone(), &project.loaded.spec) else {
+        diagnostics::print_human(&project.diagnostics);
+        return Err(Exit::Usage);
+    };
+    let profile = ctx
+        .profile
+        .clone()
+        .unwrap_or_else(|| plan.default_profile.clone());
+    let templates = super::templates_for(pspec, EnvMode::Strict);
+    let mut plans = Vec::new();
+    let mut diags = Vec::new();
+    for file in files {
+        let loaded: Loaded<PipelineSpec> = spec::load(file, SpecKind::Pipeline);
+        diags.extend(loaded.diagnostics.iter().cloned());
+        if let Some(spec) = &loaded.spec {
+            match crate::plan::check_pipeline(spec, file, &plan, &profile, &templates) {
+                Ok(p) => plans.push(p),
+                Err(problems) => diags.extend(problems.into_iter().map(|p| loaded.place(p))),
+            }
+        }
+    }
+    if !diags.is_empty() {
+        diagnostics::print_human(&diags);
+        eprintln!("hint: `etl validate` lists every problem; nothing was run");
+        return Err(Exit::Usage);
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for p in &plans {
+        if !names.insert(p.name.clone()) {
+            eprintln!("error: two specs name the pipeline `{}`; each needs its own name, or the ledger would mix them", p.name);
+            return Err(Exit::Usage);
+        }
+    }
+    Ok((plan, plans))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ETL_LOG")
+        .unwrap_or_else(|_| "etl=info,warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// `etl run`.
+pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
+    init_logging(args.log_format);
+    let (project, plans) = match load_plans(ctx, &args.files) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let req = RangeRequest {
+        start: args.date.or(args.start),
+        end: args.date.or(args.end),
+    };
+    let jobs: Vec<_> = plans
+        .into_iter()
+        .map(|p| {
+            let range = resolve_range(req, p.partition.start_date, ctx.today(p.partition.timezone));
+            (p, range)
+        })
+        .collect();
+    let templates = Arc::new(Templates::from_process(
+        Arc::new(NoDecryption),
+        EnvMode::Strict,
+    ));
+    let progress: Arc<dyn crate::engine::progress::Progress> =
+        if std::io::stderr().is_terminal() && matches!(args.log_format, LogFormat::Text) {
+            Arc::new(crate::engine::progress::TerminalProgress::new())
+        } else {
+            Arc::new(crate::engine::progress::LogProgress)
+        };
+    let opts = RunOptions {
+        rerun: args.rerun,
+        parallel: args.parallel as usize,
+        fail_fast: args.fail_fast,
+        retries: args.retries,
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let engine = match Engine::new(project, templates, Arc::new(SystemClock), progress) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::RunFailed);
+        }
+    };
+    let report = match rt.block_on(engine.run(jobs, &opts)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::RunFailed);
+        }
+    };
+    print!("{}", summary(&report));
+    Ok(if report.ok() {
+        Exit::Success
+    } else {
+        Exit::RunFailed
+    })
+}
+
+/// The closing table: one line per day, then the failures in full.
+pub fn summary(report: &crate::engine::RunReport) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    for n in &report.notices {
+        let _ = writeln!(o, "notice: {n}");
+    }
+    let _ = writeln!(
+        o,
+        "{:<10} {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  lake / warehouse",
+        "pipeline", "day", "status", "source", "rows", "raw bytes", "time"
+    );
+    let (mut done, mut skipped, mut failed) = (0, 0, 0);
+    for out in &report.outcomes {
+        let (r, status) = match out {
+            DayOutcome::Done(r) => {
+                done += 1;
+                (r, "done")
+            }
+            DayOutcome::Skipped(r) => {
+                skipped += 1;
+                (r, "skipped")
+            }
+            DayOutcome::Failed(r) => {
+                failed += 1;
+                (r, "FAILED")
+            }
+            DayOutcome::NotStarted { pipeline, day } => {
+                failed += 1;
+                let _ = writeln!(o, "{pipeline:<10} {day:<10} {:<8}", "not run");
+                continue;
+            }
+        };
+        let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+        let secs = if matches!(out, DayOutcome::Skipped(_)) {
+            "-".to_owned()
+        } else {
+            format!("{:.1}s", r.duration().num_milliseconds() as f64 / 1000.0)
+        };
+        let _ = writeln!(
+            o,
+            "{:<10} {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  {} / {}",
+            r.pipeline,
+            r.day.to_string(),
+            status,
+            num(r.source_count),
+            num(r.warehouse_rows),
+            num(r.raw_bytes),
+            secs,
+            r.lake_object,
+            r.warehouse_target
+        );
+    }
+    let _ = writeln!(
+        o,
+        "{done} done, {skipped} skipped (already done), {failed} failed"
+    );
+    for out in &report.outcomes {
+        if let DayOutcome::Failed(r) = out {
+            let _ = writeln!(
+                o,
+                "failed: {} {}: {}",
+                r.pipeline,
+                r.day,
+                r.error.as_deref().unwrap_or("unknown error")
+            );
+        }
+    }
+    o
+}
+
+/// `etl status`: the ledger per day, gaps included.
+pub fn status(ctx: &Context, args: StatusArgs) -> anyhow::Result<Exit> {
+    let (project, plans) = match load_plans(ctx, &args.files) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let store = crate::sink::lake::Store::open(&project.state_url, &Default::default())?;
+    let ledger = crate::engine::Ledger::new(store);
+    let rt = tokio::runtime::Runtime::new()?;
+    use std::fmt::Write;
+    let mut o = String::new();
+    let mut gaps_or_failures = false;
+    for p in &plans {
+        let today = ctx.today(p.partition.timezone);
+        let range = resolve_range(RangeRequest::default(), p.partition.start_date, today);
+        let records = rt.block_on(ledger.list(&p.name))?;
+        let _ = writeln!(o, "pipeline {} ({} to {}):", p.name, range.start, range.end);
+        let _ = writeln!(
+            o,
+            "  {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  note",
+            "day", "status", "source", "rows", "raw bytes", "time"
+        );
+        let (mut done, mut failed, mut missing) = (0, 0, 0);
+        // Consecutive missing days print as one line: a catch-up backlog of
+        // years stays readable.
+        let mut gap: Option<(NaiveDate, NaiveDate)> = None;
+        let flush_gap = |o: &mut String, gap: &mut Option<(NaiveDate, NaiveDate)>| {
+            if let Some((from, to)) = gap.take() {
+                if from == to {
+                    let _ = writeln!(o, "  {:<10} {:<8}", from.to_string(), "missing");
+                } else {
+                    let n = (to - from).num_days() + 1;
+                    let _ = writeln!(
+                        o,
+                        "  {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  through {to} ({n} days)",
+                        from.to_string(),
+                        "missing",
+                        "",
+                        "",
+                        "",
+                        ""
+                    );
+                }
+            }
+        };
+        for day in range.days() {
+            let Some(r) = records.get(&day) else {
+                missing += 1;
+                gap = Some(gap.map_or((day, day), |(from, _)| (from, day)));
+                continue;
+            };
+            flush_gap(&mut o, &mut gap);
+            let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+            let note = match (&r.status, &r.error) {
+                (Status::Failed, Some(e)) => e.clone(),
+                _ if r.spec_hash != p.spec_hash => {
+                    "spec changed since; the next run redoes it".to_owned()
+                }
+                _ => String::new(),
+            };
+            let status = match r.status {
+                Status::Done => {
+                    done += 1;
+                    "done"
+                }
+                Status::Failed => {
+                    failed += 1;
+                    "failed"
+                }
+            };
+            let _ = writeln!(
+                o,
+                "  {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  {note}",
+                day.to_string(),
+                status,
+                num(r.source_count),
+                num(r.warehouse_rows),
+                num(r.raw_bytes),
+                format!("{:.1}s", r.duration().num_milliseconds() as f64 / 1000.0)
+            );
+        }
+        flush_gap(&mut o, &mut gap);
+        gaps_or_failures |= failed + missing > 0;
+        let _ = writeln!(o, "  {done} done, {failed} failed, {missing} missing");
+    }
+    print!("{o}");
+    Ok(if gaps_or_failures {
+        Exit::RunFailed
+    } else {
+        Exit::Success
+    })
+}

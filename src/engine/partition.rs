@@ -1,0 +1,729 @@
+//! One partition, start to end. See the module above for the steps.
+
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, OnceCell};
+
+use super::progress::Bar;
+use crate::flatten::{Flattener, SchemaBuilder};
+use crate::plan::{ConnectionPlan, PartitionTarget, PipelinePlan, WarehousePlan};
+use crate::sink::bigquery::BigQuerySink;
+use crate::sink::lake::Store;
+use crate::source::{MongoSource, ReadOptions, SourceError};
+use crate::spec::{ColumnType, Compression};
+use crate::table::TableSchema;
+use crate::template::{Templates, Vars};
+
+/// What is known of a partition so far; kept on failure too, so the ledger
+/// says how far it got.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub source_count: Option<u64>,
+    pub raw_lines: Option<u64>,
+    pub raw_bytes: Option<u64>,
+    pub raw_sha256: Option<String>,
+    pub warehouse_rows: Option<u64>,
+    pub lake_object: String,
+    pub warehouse_target: String,
+}
+
+/// Why a partition failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct PartitionError {
+    /// What failed, with context.
+    pub message: String,
+    /// Whether a retry may help.
+    pub transient: bool,
+    /// How far it got.
+    pub stats: Stats,
+}
+
+impl PartitionError {
+    /// A failure no retry will fix.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            transient: false,
+            stats: Stats::default(),
+        }
+    }
+
+    fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            transient: true,
+            stats: Stats::default(),
+        }
+    }
+}
+
+impl From<SourceError> for PartitionError {
+    fn from(e: SourceError) -> Self {
+        let transient = e.is_transient();
+        Self {
+            message: e.to_string(),
+            transient,
+            stats: Stats::default(),
+        }
+    }
+}
+
+fn io(what: &str, path: &Path, e: impl std::fmt::Display) -> PartitionError {
+    PartitionError::fatal(format!("{what} `{}`: {e}", path.display()))
+}
+
+/// Where rows go, with the clients built once per pipeline.
+enum Warehouse {
+    Bigquery {
+        sink: BigQuerySink,
+        /// Table creation and schema changes happen one partition at a time.
+        lock: Mutex<()>,
+    },
+    Parquet {
+        store: Store,
+    },
+}
+
+/// A pipeline's plan plus the clients its partitions share.
+pub struct PipelineRuntime {
+    pub plan: PipelinePlan,
+    templates: Arc<Templates>,
+    flattener: OnceCell<Arc<Flattener>>,
+    source: OnceCell<MongoSource>,
+    lake: OnceCell<Store>,
+    warehouse: OnceCell<Warehouse>,
+}
+
+impl PipelineRuntime {
+    pub fn new(plan: PipelinePlan, templates: Arc<Templates>) -> Self {
+        Self {
+            plan,
+            templates,
+            flattener: OnceCell::new(),
+            source: OnceCell::new(),
+            lake: OnceCell::new(),
+            warehouse: OnceCell::new(),
+        }
+    }
+
+    fn render(&self, t: &str) -> Result<String, PartitionError> {
+        self.templates
+            .render(t, &Vars::default())
+            .map_err(PartitionError::fatal)
+    }
+
+    async fn flattener(&self) -> Result<&Arc<Flattener>, PartitionError> {
+        self.flattener
+            .get_or_try_init(|| async {
+                Flattener::new(&self.plan.flatten)
+                    .map(Arc::new)
+                    .map_err(|e| PartitionError::fatal(format!("flatten rules: {e}")))
+            })
+            .await
+    }
+
+    async fn source(&self) -> Result<&MongoSource, PartitionError> {
+        self.source
+            .get_or_try_init(|| async {
+                let ConnectionPlan::Mongodb {
+                    uri_template,
+                    app_name,
+                    ..
+                } = &self.plan.source.connection
+                else {
+                    unreachable!("checked by plan::check_pipeline")
+                };
+                let uri = self.render(uri_template)?;
+                Ok(MongoSource::connect(
+                    &uri,
+                    app_name,
+                    &self.plan.source.database,
+                    &self.plan.source.collection,
+                )
+                .await?)
+            })
+            .await
+    }
+
+    fn open_store(&self, conn: &ConnectionPlan) -> Result<Store, PartitionError> {
+        let ConnectionPlan::ObjectStore { url, options, .. } = conn else {
+            unreachable!("checked by plan::check_pipeline")
+        };
+        let mut rendered = std::collections::BTreeMap::new();
+        for (k, v) in options {
+            rendered.insert(k.clone(), self.render(v)?);
+        }
+        Store::open(url, &rendered).map_err(|e| PartitionError::fatal(e.to_string()))
+    }
+
+    async fn lake(&self) -> Result<&Store, PartitionError> {
+        self.lake
+            .get_or_try_init(|| async { self.open_store(&self.plan.lake.connection) })
+            .await
+    }
+
+    async fn warehouse(&self) -> Result<&Warehouse, PartitionError> {
+        self.warehouse
+            .get_or_try_init(|| async {
+                match &self.plan.warehouse {
+                    WarehousePlan::Bigquery { connection, .. } => {
+                        let ConnectionPlan::Bigquery {
+                            project,
+                            location,
+                            endpoint,
+                            ..
+                        } = connection
+                        else {
+                            unreachable!("checked by plan::check_pipeline")
+                        };
+                        let sink = BigQuerySink::connect(
+                            project,
+                            location.as_deref(),
+                            endpoint.as_deref(),
+                        )
+                        .await
+                        .map_err(|e| PartitionError::fatal(e.to_string()))?;
+                        Ok(Warehouse::Bigquery {
+                            sink,
+                            lock: Mutex::new(()),
+                        })
+                    }
+                    WarehousePlan::Parquet { connection, .. } => Ok(Warehouse::Parquet {
+                        store: self.open_store(connection)?,
+                    }),
+                }
+            })
+            .await
+    }
+
+    /// Runs the partition once. `dir` is its staging folder.
+    pub async fn run(
+        &self,
+        day: NaiveDate,
+        dir: &Path,
+        bar: &dyn Bar,
+    ) -> Result<Stats, PartitionError> {
+        let mut stats = Stats::default();
+        let fail = |stats: &Stats, mut e: PartitionError| {
+            e.stats = stats.clone();
+            e
+        };
+        let target = self
+            .plan
+            .target(day, &self.templates)
+            .map_err(|m| fail(&stats, PartitionError::fatal(m)))?;
+        let lake = self.lake().await.map_err(|e| fail(&stats, e))?;
+        stats.lake_object = lake.display(&target.lake_path);
+        stats.warehouse_target = target.warehouse.clone();
+        match self
+            .run_inner(day, dir, bar, &target, lake, &mut stats)
+            .await
+        {
+            Ok(()) => Ok(stats),
+            Err(e) => Err(fail(&stats, e)),
+        }
+    }
+
+    async fn run_inner(
+        &self,
+        day: NaiveDate,
+        dir: &Path,
+        bar: &dyn Bar,
+        target: &PartitionTarget,
+        lake: &Store,
+        stats: &mut Stats,
+    ) -> Result<(), PartitionError> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| io("cannot clear", dir, e))?;
+        }
+        std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
+        let flattener = self.flattener().await?.clone();
+        let source = self.source().await?;
+
+        // 1. Extract: spool, raw archive and schema in one pass.
+        let count = source.count(target.filter.clone()).await?;
+        stats.source_count = Some(count);
+        let raw_name = target.lake_path.rsplit('/').next().unwrap_or("raw.jsonl");
+        let raw_path = dir.join(raw_name);
+        let spool_path = dir.join("spool.bson");
+        let read = ReadOptions {
+            batch_size: self.plan.source.batch_size,
+            max_time: self.plan.source.max_time_ms.map(Duration::from_millis),
+            projection: self.plan.source.projection.clone(),
+        };
+        let mut spool = BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(&spool_path).map_err(|e| io("cannot create", &spool_path, e))?,
+        );
+        let mut raw = RawArchive::create(&raw_path, self.plan.lake.compression)?;
+        let mut inferred = SchemaBuilder::new();
+        let mut line = Vec::with_capacity(16 * 1024);
+        let mut lines = 0u64;
+        let mut cursor = source.find(target.filter.clone(), &read).await?;
+        while cursor.advance().await? {
+            let doc = cursor.current();
+            spool
+                .write_all(doc.as_bytes())
+                .map_err(|e| io("cannot write", &spool_path, e))?;
+            line.clear();
+            crate::extjson::write_canonical(doc, &mut line)
+                .map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;
+            line.push(b'\n');
+            raw.write(&line)?;
+            flattener.infer(doc, &mut inferred).map_err(|e| {
+                PartitionError::fatal(format!("flattening document {}: {e}", doc_id(doc)))
+            })?;
+            lines += 1;
+            if lines % 1000 == 0 {
+                bar.documents(lines, count);
+            }
+        }
+        bar.documents(lines, count);
+        spool
+            .flush()
+            .map_err(|e| io("cannot write", &spool_path, e))?;
+        drop(spool);
+        let (raw_bytes, raw_sha256) = raw.finish()?;
+        stats.raw_lines = Some(lines);
+        stats.raw_bytes = Some(raw_bytes);
+        stats.raw_sha256 = Some(raw_sha256.clone());
+        if count != lines {
+            // The day is in the past, so its documents should not change
+            // while it is read; if they did, the partition must run again.
+            return Err(PartitionError::transient(format!(
+                "reconciliation failed: source count {count}, raw lines {lines}, warehouse rows not loaded: documents changed during the extract"
+            )));
+        }
+        let manifest = manifest(
+            &self.plan,
+            target,
+            lines,
+            raw_bytes,
+            &raw_sha256,
+            self.plan.lake.compression,
+        );
+
+        // 2. Merge the inferred schema with the warehouse's, then flatten.
+        let warehouse = self.warehouse().await?;
+        let (dataset, table) = self.bigquery_names(target)?;
+        let existing = match warehouse {
+            Warehouse::Bigquery { sink, .. } => sink
+                .table_schema(&dataset, &table)
+                .await
+                .map_err(|e| PartitionError::fatal(e.to_string()))?,
+            Warehouse::Parquet { .. } => None,
+        };
+        let schema = merge_schema(existing.as_ref(), inferred.finish())?;
+        let rows_path = dir.join("rows.ndjson");
+        let rows = {
+            let (spool_path, rows_path, schema, flattener) = (
+                spool_path.clone(),
+                rows_path.clone(),
+                schema.clone(),
+                flattener.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                flatten_spool(&flattener, &spool_path, &rows_path, &schema, day)
+            })
+            .await
+            .map_err(|e| PartitionError::fatal(e.to_string()))??
+        };
+        let _ = std::fs::remove_file(&spool_path);
+
+        // 3. The lake and the warehouse, concurrently.
+        let upload = async {
+            lake.upload(&raw_path, &target.lake_path).await?;
+            lake.put(&target.manifest_path, manifest).await
+        };
+        let load = async {
+            match warehouse {
+                Warehouse::Bigquery { sink, lock } => {
+                    let WarehousePlan::Bigquery {
+                        partition_column,
+                        clustering,
+                        replace,
+                        ..
+                    } = &self.plan.warehouse
+                    else {
+                        unreachable!("a BigQuery warehouse has a BigQuery plan")
+                    };
+                    {
+                        let _guard = lock.lock().await;
+                        sink.ensure_table(&dataset, &table, &schema, partition_column, clustering)
+                            .await?;
+                    }
+                    Ok::<u64, anyhow::Error>(
+                        sink.replace_partition(
+                            &dataset,
+                            &table,
+                            day,
+                            &rows_path,
+                            rows,
+                            &schema,
+                            partition_column,
+                            *replace,
+                        )
+                        .await?,
+                    )
+                }
+                Warehouse::Parquet { store } => {
+                    let WarehousePlan::Parquet { path, .. } = &self.plan.warehouse else {
+                        unreachable!("a Parquet warehouse has a Parquet plan")
+                    };
+                    let vars = Vars::partition(
+                        &self.plan.name,
+                        &self.plan.source.collection,
+                        day,
+                        target.start.fixed_offset(),
+                        target.end.fixed_offset(),
+                    );
+                    let dataset = self
+                        .templates
+                        .render(path, &vars)
+                        .map_err(anyhow::Error::msg)?;
+                    Ok(crate::sink::parquet::replace_partition(
+                        store, &dataset, day, &rows_path, &schema, dir,
+                    )
+                    .await?)
+                }
+            }
+        };
+        let (uploaded, loaded) = tokio::join!(upload, load);
+        uploaded.map_err(|e| PartitionError::transient(e.to_string()))?;
+        let warehouse_rows = loaded.map_err(|e| {
+            let transient = e
+                .downcast_ref::<crate::sink::bigquery::BigQueryError>()
+                .is_some_and(|b| b.is_transient());
+            PartitionError {
+                message: format!("{e:#}"),
+                transient,
+                stats: Stats::default(),
+            }
+        })?;
+        stats.warehouse_rows = Some(warehouse_rows);
+
+        // 4. Reconcile.
+        if count != lines || lines != warehouse_rows || rows != lines {
+            return Err(PartitionError::fatal(format!(
+                "reconciliation failed: source count {count}, raw lines {lines}, warehouse rows {warehouse_rows}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The rendered BigQuery dataset and table ("" for Parquet).
+    fn bigquery_names(&self, target: &PartitionTarget) -> Result<(String, String), PartitionError> {
+        let WarehousePlan::Bigquery { dataset, table, .. } = &self.plan.warehouse else {
+            return Ok((String::new(), String::new()));
+        };
+        let vars = Vars::partition(
+            &self.plan.name,
+            &self.plan.source.collection,
+            target.day,
+            target.start.fixed_offset(),
+            target.end.fixed_offset(),
+        );
+        let d = self
+            .templates
+            .render(dataset, &vars)
+            .map_err(PartitionError::fatal)?;
+        let t = self
+            .templates
+            .render(table, &vars)
+            .map_err(PartitionError::fatal)?;
+        Ok((d, t))
+    }
+}
+
+/// The `_id` of a document, for messages.
+fn doc_id(doc: &bson::RawDocument) -> String {
+    match doc.get("_id") {
+        Ok(Some(v)) => bson::Bson::try_from(v)
+            .map(|b| b.to_string())
+            .unwrap_or_else(|_| "?".into()),
+        _ => "without _id".into(),
+    }
+}
+
+/// Widens the inferred schema to fit the table that exists: a column keeps
+/// the table's type when the data fits it (INT64 into FLOAT64, anything into
+/// STRING); new columns are appended. A column whose data needs a wider type
+/// than the table has is an error, because BigQuery cannot retype in place.
+pub fn merge_schema(
+    existing: Option<&TableSchema>,
+    inferred: TableSchema,
+) -> Result<TableSchema, PartitionError> {
+    let Some(existing) = existing else {
+        return Ok(inferred);
+    };
+    let mut out = existing.clone();
+    for col in inferred.columns {
+        match existing.get(&col.name) {
+            None => out.columns.push(col),
+            Some(have) if fits(col.kind, have.kind) && col.repeated == have.repeated => {}
+            Some(have) => {
+                return Err(PartitionError::fatal(format!(
+                    "type conflict in column `{}`: the table has {}{}, this partition's data needs {}{}; \
+                     declare the column's type in `flatten.columns` so every day converts to it",
+                    col.name,
+                    if have.repeated { "REPEATED " } else { "" },
+                    have.kind.bigquery_name(),
+                    if col.repeated { "REPEATED " } else { "" },
+                    col.kind.bigquery_name()
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn fits(data: ColumnType, column: ColumnType) -> bool {
+    data == column
+        || column == ColumnType::String
+        || (data == ColumnType::Int64 && column == ColumnType::Float64)
+}
+
+/// Pass 2: the spool's documents to NDJSON rows. Returns the row count.
+fn flatten_spool(
+    flattener: &Flattener,
+    spool: &Path,
+    rows: &Path,
+    schema: &TableSchema,
+    day: NaiveDate,
+) -> Result<u64, PartitionError> {
+    let mut input = BufReader::with_capacity(
+        1 << 20,
+        std::fs::File::open(spool).map_err(|e| io("cannot open", spool, e))?,
+    );
+    let mut out = BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(rows).map_err(|e| io("cannot create", rows, e))?,
+    );
+    let mut doc = Vec::with_capacity(16 * 1024);
+    let mut row = Vec::with_capacity(16 * 1024);
+    let mut n = 0u64;
+    loop {
+        if input
+            .fill_buf()
+            .map_err(|e| io("cannot read", spool, e))?
+            .is_empty()
+        {
+            break;
+        }
+        let mut len = [0u8; 4];
+        input
+            .read_exact(&mut len)
+            .map_err(|e| io("cannot read", spool, e))?;
+        let size = i32::from_le_bytes(len) as usize;
+        doc.clear();
+        doc.extend_from_slice(&len);
+        doc.resize(size, 0);
+        input
+            .read_exact(&mut doc[4..])
+            .map_err(|e| io("cannot read", spool, e))?;
+        let raw = bson::RawDocument::from_bytes(&doc).map_err(|e| io("corrupt spool", spool, e))?;
+        row.clear();
+        flattener
+            .write_row(raw, day, schema, &mut row)
+            .map_err(|e| {
+                PartitionError::fatal(format!("flattening document {}: {e}", doc_id(raw)))
+            })?;
+        out.write_all(&row)
+            .map_err(|e| io("cannot write", rows, e))?;
+        n += 1;
+    }
+    out.flush().map_err(|e| io("cannot write", rows, e))?;
+    Ok(n)
+}
+
+/// The raw archive being written: compressed, counted and hashed on the way
+/// to disk.
+struct RawArchive {
+    path: PathBuf,
+    inner: Encoder,
+}
+
+enum Encoder {
+    Gzip(flate2::write::GzEncoder<Hashing>),
+    Zstd(zstd::Encoder<'static, Hashing>),
+    Plain(Hashing),
+}
+
+struct Hashing {
+    file: BufWriter<std::fs::File>,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl RawArchive {
+    fn create(path: &Path, compression: Compression) -> Result<Self, PartitionError> {
+        let file = std::fs::File::create(path).map_err(|e| io("cannot create", path, e))?;
+        let sink = Hashing {
+            file: BufWriter::with_capacity(1 << 20, file),
+            hash: Sha256::new(),
+            bytes: 0,
+        };
+        // A gzip header carries no timestamp or name here (flate2 writes
+        // mtime 0), so equal content gives equal bytes.
+        let inner = match compression {
+            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                sink,
+                flate2::Compression::new(6),
+            )),
+            Compression::Zstd => {
+                Encoder::Zstd(zstd::Encoder::new(sink, 3).map_err(|e| io("zstd", path, e))?)
+            }
+            Compression::None => Encoder::Plain(sink),
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            inner,
+        })
+    }
+
+    fn write(&mut self, line: &[u8]) -> Result<(), PartitionError> {
+        let r = match &mut self.inner {
+            Encoder::Gzip(w) => w.write_all(line),
+            Encoder::Zstd(w) => w.write_all(line),
+            Encoder::Plain(w) => w.write_all(line),
+        };
+        r.map_err(|e| io("cannot write", &self.path, e))
+    }
+
+    /// Closes the archive: its compressed size and sha256.
+    fn finish(self) -> Result<(u64, String), PartitionError> {
+        let path = self.path;
+        let mut sink = match self.inner {
+            Encoder::Gzip(w) => w.finish(),
+            Encoder::Zstd(w) => w.finish(),
+            Encoder::Plain(w) => Ok(w),
+        }
+        .map_err(|e| io("cannot write", &path, e))?;
+        sink.flush().map_err(|e| io("cannot write", &path, e))?;
+        Ok((sink.bytes, hex::encode(sink.hash.finalize())))
+    }
+}
+
+/// The manifest next to the raw object. Nothing in it depends on the clock,
+/// so a rerun of unchanged data writes the same bytes.
+fn manifest(
+    plan: &PipelinePlan,
+    target: &PartitionTarget,
+    documents: u64,
+    bytes: u64,
+    sha256: &str,
+    compression: Compression,
+) -> Vec<u8> {
+    let filter = bson::Bson::Document(target.filter.clone()).into_canonical_extjson();
+    let m = serde_json::json!({
+        "pipeline": plan.name,
+        "database": plan.source.database,
+        "collection": plan.source.collection,
+        "partition": {
+            "day": target.day.to_string(),
+            "start": target.start.to_rfc3339(),
+            "end": target.end.to_rfc3339(),
+            "field": plan.partition.field,
+        },
+        "filter": filter,
+        "object": target.lake_path,
+        "format": "ndjson-canonical-extjson",
+        "compression": serde_json::to_value(compression).expect("an enum serializes"),
+        "documents": documents,
+        "bytes": bytes,
+        "sha256": sha256,
+        "spec_hash": plan.spec_hash,
+        "engine_version": env!("CARGO_PKG_VERSION"),
+    });
+    let mut out = serde_json::to_vec_pretty(&m).expect("JSON");
+    out.push(b'\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::Column;
+
+    fn schema(cols: &[(&str, ColumnType)]) -> TableSchema {
+        TableSchema {
+            columns: cols
+                .iter()
+                .map(|(n, k)| Column {
+                    name: (*n).into(),
+                    kind: *k,
+                    repeated: false,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn merge_keeps_wider_table_types_and_appends_new_columns() {
+        let table = schema(&[
+            ("_ds", ColumnType::Date),
+            ("points", ColumnType::String),
+            ("score", ColumnType::Float64),
+        ]);
+        let data = schema(&[
+            ("_ds", ColumnType::Date),
+            ("points", ColumnType::Int64),
+            ("score", ColumnType::Int64),
+            ("new", ColumnType::Bool),
+        ]);
+        let merged = merge_schema(Some(&table), data).unwrap();
+        assert_eq!(
+            merged,
+            schema(&[
+                ("_ds", ColumnType::Date),
+                ("points", ColumnType::String),
+                ("score", ColumnType::Float64),
+                ("new", ColumnType::Bool)
+            ])
+        );
+    }
+
+    #[test]
+    fn merge_refuses_to_narrow_a_column() {
+        let table = schema(&[("points", ColumnType::Int64)]);
+        let e = merge_schema(Some(&table), schema(&[("points", ColumnType::String)])).unwrap_err();
+        assert!(e.message.starts_with("type conflict in column `points`: the table has INT64, this partition's data needs STRING"), "{}", e.message);
+    }
+
+    #[test]
+    fn raw_archives_are_deterministic_and_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
+            let mut outs = Vec::new();
+            for name in ["a", "b"] {
+                let p = dir.path().join(name);
+                let mut w = RawArchive::create(&p, c).unwrap();
+                w.write(b"{\"a\":1}\n").unwrap();
+                let (bytes, sha) = w.finish().unwrap();
+                let data = std::fs::read(&p).unwrap();
+                assert_eq!(bytes, data.len() as u64);
+                assert_eq!(sha, hex::encode(Sha256::digest(&data)));
+                outs.push(data);
+            }
+            assert_eq!(outs[0], outs[1], "{c:?}");
+        }
+    }
+}

@@ -1,0 +1,1200 @@
+//! MongoDB Extended JSON v2, written straight from raw BSON.
+//!
+//! The lake keeps every document as one line of canonical Extended JSON, and
+//! flatten stores arrays and deep objects as relaxed Extended JSON text. The
+//! crate's own route (`RawDocument::to_document`, then
+//! `Bson::into_canonical_extjson`, then serde_json) builds a map per object
+//! and a `String` per key and value; at hundreds of MB per partition that
+//! allocation dominates. These writers walk [`RawBsonRef`] values and append
+//! bytes to a caller's buffer instead.
+//!
+//! # Contract
+//!
+//! The output is byte-identical to the crate's route, serialized by
+//! serde_json with `preserve_order`, for every document:
+//! - the common types (string, int32, int64, double, bool, null, ObjectId,
+//!   date, document, array, binary) are written here, mirroring bson 2.15's
+//!   `into_canonical_extjson` / `into_relaxed_extjson`, quirks included
+//!   (a canonical subnormal double is a bare JSON number, as in the crate);
+//! - the rare types (Decimal128, Timestamp, Regex, JavaScript code, code with
+//!   scope, Symbol, DbPointer, MinKey, MaxKey, Undefined) go through the
+//!   crate, one value at a time;
+//! - a document with a duplicate key (legal BSON) goes through the crate as a
+//!   whole, because `bson::Document` keeps such a key once, at its first
+//!   position, with its last value. Detecting one costs a 256-bit Bloom
+//!   filter per object, so documents without duplicates pay almost nothing.
+//!
+//! On error the buffer is left as it was. Nesting deeper than
+//! [`MAX_NESTING`] is an error rather than a stack overflow.
+
+use std::io::Write as _;
+
+use base64::Engine as _;
+use bson::oid::ObjectId;
+use bson::raw::{RawBinaryRef, RawBsonRef, RawDocument, RawIter};
+use bson::spec::BinarySubtype;
+use serde_json::ser::Formatter as _;
+
+/// Deepest nesting of documents and arrays the writers follow. MongoDB
+/// itself stores at most 100 levels; the margin covers other producers
+/// while keeping the recursion well inside a 2 MiB thread stack.
+pub const MAX_NESTING: usize = 512;
+
+/// First millisecond of the year 10000: relaxed Extended JSON writes dates
+/// from the epoch up to here as RFC 3339 text, others as `$numberLong`.
+const RELAXED_DATE_END_MS: i64 = 253_402_300_800_000;
+
+/// A document that cannot be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtJsonError {
+    /// The bytes are not valid BSON (bad length, invalid UTF-8, ...).
+    #[error("malformed BSON at `{path}`: {source}")]
+    Malformed {
+        /// JSONPath of the value, such as `$.items[2].sku`.
+        path: String,
+        /// What the bson crate reported.
+        #[source]
+        source: bson::raw::Error,
+    },
+    /// Documents and arrays nest deeper than [`MAX_NESTING`].
+    #[error("document nests deeper than {MAX_NESTING} levels at `{path}`")]
+    TooDeep {
+        /// JSONPath of the innermost value reached.
+        path: String,
+    },
+}
+
+impl ExtJsonError {
+    fn malformed(source: bson::raw::Error) -> Self {
+        let mut path = "$".to_owned();
+        if let Some(key) = source.key() {
+            push_key_segment(&mut path, key);
+        }
+        ExtJsonError::Malformed { path, source }
+    }
+
+    fn too_deep() -> Self {
+        ExtJsonError::TooDeep {
+            path: "$".to_owned(),
+        }
+    }
+
+    /// Prefixes the path with one document key, while the error unwinds.
+    fn under_key(mut self, key: &str) -> Self {
+        let path = self.path_mut();
+        let mut seg = String::with_capacity(key.len() + 4);
+        push_key_segment(&mut seg, key);
+        path.insert_str(1, &seg);
+        self
+    }
+
+    /// Prefixes the path with one array index, while the error unwinds.
+    fn under_index(mut self, index: usize) -> Self {
+        self.path_mut().insert_str(1, &format!("[{index}]"));
+        self
+    }
+
+    fn path_mut(&mut self) -> &mut String {
+        match self {
+            ExtJsonError::Malformed { path, .. } | ExtJsonError::TooDeep { path } => path,
+        }
+    }
+}
+
+/// Appends one JSONPath segment for `key`: `.key` when the key is a plain
+/// identifier, else `['key']` (or `["key"]` when it holds a `'`), the forms
+/// `etl::plan::simple_path` reads back.
+pub fn push_key_segment(path: &mut String, key: &str) {
+    let plain = key
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if plain {
+        path.push('.');
+        path.push_str(key);
+    } else if key.contains('\'') {
+        path.push_str("[\"");
+        path.push_str(key);
+        path.push_str("\"]");
+    } else {
+        path.push_str("['");
+        path.push_str(key);
+        path.push_str("']");
+    }
+}
+
+/// Appends `doc` as canonical Extended JSON v2, without a trailing newline:
+/// exactly `Bson::Document(doc.to_document()?).into_canonical_extjson()`
+/// serialized by serde_json.
+pub fn write_canonical(doc: &RawDocument, out: &mut Vec<u8>) -> Result<(), ExtJsonError> {
+    guarded(out, |out| write_doc::<true>(doc, out, 0))
+}
+
+/// Appends `doc` as relaxed Extended JSON v2: exactly
+/// `Bson::Document(doc.to_document()?).into_relaxed_extjson()` serialized by
+/// serde_json.
+pub fn write_relaxed(doc: &RawDocument, out: &mut Vec<u8>) -> Result<(), ExtJsonError> {
+    guarded(out, |out| write_doc::<false>(doc, out, 0))
+}
+
+/// Appends one value as relaxed Extended JSON v2: exactly
+/// `Bson::try_from(value)?.into_relaxed_extjson()` serialized by serde_json.
+pub fn write_relaxed_value(value: RawBsonRef<'_>, out: &mut Vec<u8>) -> Result<(), ExtJsonError> {
+    guarded(out, |out| write_value::<false>(value.into(), out, 0))
+}
+
+/// Appends one value as canonical Extended JSON v2.
+pub fn write_canonical_value(value: RawBsonRef<'_>, out: &mut Vec<u8>) -> Result<(), ExtJsonError> {
+    guarded(out, |out| write_value::<true>(value.into(), out, 0))
+}
+
+/// `doc` as a relaxed Extended JSON [`serde_json::Value`], equal to
+/// `Bson::Document(doc.to_document()?).into_relaxed_extjson()`, built
+/// without the intermediate `bson::Document`. For JSONPath queries.
+pub fn to_relaxed_value(doc: &RawDocument) -> Result<serde_json::Value, ExtJsonError> {
+    relaxed_doc_value(doc, 0)
+}
+
+/// Appends `s` as a JSON string literal, escaped exactly as serde_json
+/// escapes it: `"` `\` and the control characters below U+0020 only, with
+/// the short forms `\b \t \n \f \r` and lowercase `\u00XX` otherwise.
+#[inline]
+pub fn write_json_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    write_json_string_contents(s.as_bytes(), out);
+    out.push(b'"');
+}
+
+/// The escaped contents of a JSON string, without the quotes. `bytes` must
+/// be UTF-8; only ASCII bytes are ever escaped, so the output stays UTF-8.
+#[inline]
+pub(crate) fn write_json_string_contents(bytes: &[u8], out: &mut Vec<u8>) {
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape = ESCAPE[b as usize];
+        if escape == 0 {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        start = i + 1;
+        if escape == b'u' {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]);
+        } else {
+            out.extend_from_slice(&[b'\\', escape]);
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// Appends the JSON text that `write` produces as one JSON *string* holding
+/// it (what a `JSON` column looks like in a BigQuery NDJSON row). The text is
+/// written in place, then its `"` and `\` are escaped by shifting it right
+/// once, so no scratch buffer is needed. `write` must produce JSON text,
+/// which never holds raw control characters.
+pub(crate) fn write_embedded_json<E>(
+    out: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    out.push(b'"');
+    let start = out.len();
+    write(out)?;
+    let end = out.len();
+    let extra = memchr::memchr2_iter(b'"', b'\\', &out[start..end]).count();
+    if extra > 0 {
+        out.resize(end + extra, 0);
+        // Walk backwards so every byte moves right before it is overwritten.
+        let mut dst = end + extra;
+        let mut src = end;
+        while src > start {
+            src -= 1;
+            let b = out[src];
+            dst -= 1;
+            out[dst] = b;
+            if b == b'"' || b == b'\\' {
+                dst -= 1;
+                out[dst] = b'\\';
+            }
+        }
+    }
+    out.push(b'"');
+    Ok(())
+}
+
+/// serde_json's escape table: 0 means "copy as is", `u` means `\u00XX`.
+static ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+fn guarded(
+    out: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), ExtJsonError>,
+) -> Result<(), ExtJsonError> {
+    let mark = out.len();
+    let result = write(out);
+    if result.is_err() {
+        out.truncate(mark);
+    }
+    result
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+// ---------------------------------------------------------------------------
+
+/// One borrowed BSON value, as [`elements`] reads it: [`RawBsonRef`], except
+/// that an array is its raw document (a `RawArray` cannot be built outside
+/// the bson crate) and dates are their milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Value<'a> {
+    Double(f64),
+    String(&'a str),
+    Document(&'a RawDocument),
+    /// The array's document, keyed `0`, `1`, ...; keys are ignored.
+    Array(&'a RawDocument),
+    Binary(RawBinaryRef<'a>),
+    ObjectId(ObjectId),
+    Boolean(bool),
+    /// Milliseconds since the epoch.
+    DateTime(i64),
+    Null,
+    Int32(i32),
+    Int64(i64),
+    Timestamp(bson::Timestamp),
+    Decimal128(bson::Decimal128),
+    /// Regex, JavaScript, Symbol, DbPointer, MinKey, MaxKey, Undefined, as
+    /// the bson crate reads them.
+    Other(RawBsonRef<'a>),
+}
+
+impl<'a> From<RawBsonRef<'a>> for Value<'a> {
+    fn from(v: RawBsonRef<'a>) -> Self {
+        match v {
+            RawBsonRef::Double(f) => Value::Double(f),
+            RawBsonRef::String(s) => Value::String(s),
+            RawBsonRef::Document(d) => Value::Document(d),
+            RawBsonRef::Array(a) => Value::Array(
+                RawDocument::from_bytes(a.as_bytes()).expect("a RawArray holds a valid document"),
+            ),
+            RawBsonRef::Binary(b) => Value::Binary(b),
+            RawBsonRef::ObjectId(o) => Value::ObjectId(o),
+            RawBsonRef::Boolean(b) => Value::Boolean(b),
+            RawBsonRef::DateTime(d) => Value::DateTime(d.timestamp_millis()),
+            RawBsonRef::Null => Value::Null,
+            RawBsonRef::Int32(i) => Value::Int32(i),
+            RawBsonRef::Int64(i) => Value::Int64(i),
+            RawBsonRef::Timestamp(t) => Value::Timestamp(t),
+            RawBsonRef::Decimal128(d) => Value::Decimal128(d),
+            other => Value::Other(other),
+        }
+    }
+}
+
+impl<'a> Value<'a> {
+    /// The value as the bson crate sees it, for the types handed to it;
+    /// None for documents and arrays, which never are.
+    fn to_raw_ref(self) -> Option<RawBsonRef<'a>> {
+        Some(match self {
+            Value::Double(f) => RawBsonRef::Double(f),
+            Value::String(s) => RawBsonRef::String(s),
+            Value::Binary(b) => RawBsonRef::Binary(b),
+            Value::ObjectId(o) => RawBsonRef::ObjectId(o),
+            Value::Boolean(b) => RawBsonRef::Boolean(b),
+            Value::DateTime(ms) => RawBsonRef::DateTime(bson::DateTime::from_millis(ms)),
+            Value::Null => RawBsonRef::Null,
+            Value::Int32(i) => RawBsonRef::Int32(i),
+            Value::Int64(i) => RawBsonRef::Int64(i),
+            Value::Timestamp(t) => RawBsonRef::Timestamp(t),
+            Value::Decimal128(d) => RawBsonRef::Decimal128(d),
+            Value::Other(r) => r,
+            Value::Document(_) | Value::Array(_) => return None,
+        })
+    }
+}
+
+impl Value<'_> {
+    /// The value as an owned [`bson::Bson`].
+    pub(crate) fn to_bson(self) -> Result<bson::Bson, ExtJsonError> {
+        Ok(match self {
+            Value::Document(d) => {
+                bson::Bson::Document(bson::Document::try_from(d).map_err(ExtJsonError::malformed)?)
+            }
+            Value::Array(a) => bson::Bson::Array(
+                bson::Document::try_from(a)
+                    .map_err(ExtJsonError::malformed)?
+                    .into_iter()
+                    .map(|(_, v)| v)
+                    .collect(),
+            ),
+            other => {
+                let raw = other
+                    .to_raw_ref()
+                    .expect("documents and arrays are matched above");
+                bson::Bson::try_from(raw).map_err(ExtJsonError::malformed)?
+            }
+        })
+    }
+}
+
+/// The elements of `doc`, in order.
+///
+/// The common types are decoded here, with the same checks as the bson
+/// crate (lengths, terminators, UTF-8, booleans) but without its per-element
+/// overhead, which is most of the cost of a walk. At the first element of
+/// another type, or anything unexpected, the rest of the document is read
+/// by the crate's own iterator, so rare types and malformed bytes behave
+/// exactly as the crate has them.
+pub(crate) fn elements(doc: &RawDocument) -> Elements<'_> {
+    Elements {
+        doc,
+        pos: 4,
+        index: 0,
+        slow: None,
+    }
+}
+
+/// See [`elements`].
+pub(crate) struct Elements<'a> {
+    doc: &'a RawDocument,
+    pos: usize,
+    index: usize,
+    slow: Option<std::iter::Skip<RawIter<'a>>>,
+}
+
+impl<'a> Elements<'a> {
+    /// Decodes the element at `self.pos`; None when the crate should.
+    #[inline]
+    fn fast(&mut self) -> Option<(&'a str, Value<'a>)> {
+        let b = self.doc.as_bytes();
+        // The document's own terminator is past every value.
+        let end = b.len() - 1;
+        let tag = b[self.pos];
+        let key_at = self.pos + 1;
+        // Keys are short: a plain scan beats memchr's setup.
+        let key_len = b[key_at..end].iter().position(|&c| c == 0)?;
+        let key = std::str::from_utf8(&b[key_at..key_at + key_len]).ok()?;
+        let at = key_at + key_len + 1;
+        let fixed = |n: usize| (at + n <= end).then(|| &b[at..at + n]);
+        let (value, size) = match tag {
+            0x01 => (
+                Value::Double(f64::from_le_bytes(fixed(8)?.try_into().ok()?)),
+                8,
+            ),
+            0x02 => {
+                let len = usize::try_from(i32::from_le_bytes(fixed(4)?.try_into().ok()?)).ok()?;
+                let stop = (at + 4).checked_add(len)?;
+                if len == 0 || stop > end || b[stop - 1] != 0 {
+                    return None;
+                }
+                let s = std::str::from_utf8(&b[at + 4..stop - 1]).ok()?;
+                (Value::String(s), 4 + len)
+            }
+            0x03 | 0x04 => {
+                let len = usize::try_from(i32::from_le_bytes(fixed(4)?.try_into().ok()?)).ok()?;
+                if len < 5 || at.checked_add(len)? > end {
+                    return None;
+                }
+                let sub = RawDocument::from_bytes(&b[at..at + len]).ok()?;
+                let v = if tag == 0x03 {
+                    Value::Document(sub)
+                } else {
+                    Value::Array(sub)
+                };
+                (v, len)
+            }
+            0x05 => {
+                let len = usize::try_from(i32::from_le_bytes(fixed(4)?.try_into().ok()?)).ok()?;
+                let subtype = *fixed(5)?.last()?;
+                if subtype == 0x02 || (at + 5).checked_add(len)? > end {
+                    // The old binary subtype nests a second length: rare,
+                    // left to the crate.
+                    return None;
+                }
+                let bytes = &b[at + 5..at + 5 + len];
+                let subtype = BinarySubtype::from(subtype);
+                (Value::Binary(RawBinaryRef { subtype, bytes }), 5 + len)
+            }
+            0x07 => (
+                Value::ObjectId(ObjectId::from_bytes(fixed(12)?.try_into().ok()?)),
+                12,
+            ),
+            0x08 => match fixed(1)?[0] {
+                0 => (Value::Boolean(false), 1),
+                1 => (Value::Boolean(true), 1),
+                _ => return None,
+            },
+            0x09 => (
+                Value::DateTime(i64::from_le_bytes(fixed(8)?.try_into().ok()?)),
+                8,
+            ),
+            0x0A => (Value::Null, 0),
+            0x10 => (
+                Value::Int32(i32::from_le_bytes(fixed(4)?.try_into().ok()?)),
+                4,
+            ),
+            0x11 => {
+                let v = fixed(8)?;
+                let increment = u32::from_le_bytes(v[..4].try_into().ok()?);
+                let time = u32::from_le_bytes(v[4..].try_into().ok()?);
+                (Value::Timestamp(bson::Timestamp { time, increment }), 8)
+            }
+            0x12 => (
+                Value::Int64(i64::from_le_bytes(fixed(8)?.try_into().ok()?)),
+                8,
+            ),
+            0x13 => (
+                Value::Decimal128(bson::Decimal128::from_bytes(fixed(16)?.try_into().ok()?)),
+                16,
+            ),
+            _ => return None,
+        };
+        self.pos = at + size;
+        self.index += 1;
+        Some((key, value))
+    }
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = Result<(&'a str, Value<'a>), ExtJsonError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.slow.is_none() {
+            let b = self.doc.as_bytes();
+            if self.pos + 1 == b.len() {
+                // Only the terminator is left; `RawDocument` checked it is 0.
+                return None;
+            }
+            if let Some(item) = self.fast() {
+                return Some(Ok(item));
+            }
+            self.slow = Some(self.doc.iter_elements().skip(self.index));
+        }
+        let slow = self.slow.as_mut().expect("set above");
+        let item = slow
+            .next()?
+            .and_then(|e| Ok((e.key(), Value::from(e.value()?))))
+            .map_err(ExtJsonError::malformed);
+        if item.is_err() {
+            // The crate's iterator stops after an error; so do we.
+            self.slow = Some(self.doc.iter_elements().skip(usize::MAX));
+        }
+        Some(item)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Duplicate keys
+// ---------------------------------------------------------------------------
+
+/// A 512-bit Bloom filter over the keys of one object. A hit is confirmed
+/// by rescanning the object's earlier keys, which a document of 20 keys
+/// needs about once in three.
+#[derive(Default)]
+pub(crate) struct KeyFilter {
+    bits: [u64; 8],
+}
+
+impl KeyFilter {
+    /// Records `key`; true when it may have been seen before.
+    #[inline]
+    pub(crate) fn insert(&mut self, key: &str) -> bool {
+        let b = key.as_bytes();
+        let mut h = b.len() as u64;
+        let head = if b.len() >= 8 {
+            u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+        } else {
+            let mut buf = [0u8; 8];
+            buf[..b.len()].copy_from_slice(b);
+            u64::from_le_bytes(buf)
+        };
+        h ^= head;
+        if b.len() > 8 {
+            let tail = u64::from_le_bytes(b[b.len() - 8..].try_into().expect("8 bytes"));
+            h ^= tail.rotate_left(29);
+        }
+        let h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 55;
+        let (word, bit) = ((h >> 6) as usize, 1u64 << (h & 63));
+        let seen = self.bits[word] & bit != 0;
+        self.bits[word] |= bit;
+        seen
+    }
+}
+
+/// Whether one of the first `before` keys of `doc` is `key`.
+pub(crate) fn has_key_before(doc: &RawDocument, key: &str, before: usize) -> bool {
+    elements(doc)
+        .take(before)
+        .any(|e| e.is_ok_and(|(k, _)| k == key))
+}
+
+// ---------------------------------------------------------------------------
+// The writers
+// ---------------------------------------------------------------------------
+
+fn write_doc<const CANONICAL: bool>(
+    doc: &RawDocument,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Result<(), ExtJsonError> {
+    if depth > MAX_NESTING {
+        return Err(ExtJsonError::too_deep());
+    }
+    let start = out.len();
+    out.push(b'{');
+    let mut keys = KeyFilter::default();
+    for (i, item) in elements(doc).enumerate() {
+        let (key, value) = item?;
+        if keys.insert(key) && has_key_before(doc, key, i) {
+            out.truncate(start);
+            return write_doc_through_crate::<CANONICAL>(doc, out);
+        }
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_string(key, out);
+        out.push(b':');
+        write_value::<CANONICAL>(value, out, depth + 1).map_err(|e| e.under_key(key))?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_array<const CANONICAL: bool>(
+    array: &RawDocument,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Result<(), ExtJsonError> {
+    if depth > MAX_NESTING {
+        return Err(ExtJsonError::too_deep());
+    }
+    out.push(b'[');
+    for (i, item) in elements(array).enumerate() {
+        let (_, value) = item.map_err(|e| e.under_index(i))?;
+        if i > 0 {
+            out.push(b',');
+        }
+        write_value::<CANONICAL>(value, out, depth + 1).map_err(|e| e.under_index(i))?;
+    }
+    out.push(b']');
+    Ok(())
+}
+
+#[inline]
+pub(crate) fn write_value<const CANONICAL: bool>(
+    value: Value<'_>,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Result<(), ExtJsonError> {
+    match value {
+        Value::String(s) => write_json_string(s, out),
+        Value::Int32(i) => {
+            if CANONICAL {
+                out.extend_from_slice(b"{\"$numberInt\":\"");
+                out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+                out.extend_from_slice(b"\"}");
+            } else {
+                out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+            }
+        }
+        Value::Int64(i) => {
+            if CANONICAL {
+                out.extend_from_slice(b"{\"$numberLong\":\"");
+                out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+                out.extend_from_slice(b"\"}");
+            } else {
+                out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+            }
+        }
+        Value::Double(f) => write_double::<CANONICAL>(f, out),
+        Value::Boolean(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::ObjectId(oid) => {
+            out.extend_from_slice(b"{\"$oid\":\"");
+            write_hex(&oid.bytes(), out);
+            out.extend_from_slice(b"\"}");
+        }
+        Value::DateTime(ms) => write_date::<CANONICAL>(ms, out),
+        Value::Document(d) => write_doc::<CANONICAL>(d, out, depth)?,
+        Value::Array(a) => write_array::<CANONICAL>(a, out, depth)?,
+        Value::Binary(b) => write_binary(b, out),
+        rare => {
+            let raw = rare
+                .to_raw_ref()
+                .expect("documents and arrays are matched above");
+            write_value_through_crate::<CANONICAL>(raw, out)?
+        }
+    }
+    Ok(())
+}
+
+fn write_double<const CANONICAL: bool>(f: f64, out: &mut Vec<u8>) {
+    // bson's `into_canonical_extjson`: normal values use Rust's `Display`
+    // (never an exponent) plus `.0` when integral, zeros are spelled out,
+    // and everything else (NaN, infinities, subnormals) falls through to the
+    // relaxed form.
+    if CANONICAL {
+        if f.is_normal() {
+            out.extend_from_slice(b"{\"$numberDouble\":\"");
+            write!(out, "{f}").expect("writing to a Vec cannot fail");
+            if f.fract() == 0.0 {
+                out.extend_from_slice(b".0");
+            }
+            out.extend_from_slice(b"\"}");
+            return;
+        }
+        if f == 0.0 {
+            out.extend_from_slice(if f.is_sign_negative() {
+                b"{\"$numberDouble\":\"-0.0\"}"
+            } else {
+                b"{\"$numberDouble\":\"0.0\"}"
+            });
+            return;
+        }
+    }
+    if f.is_nan() {
+        out.extend_from_slice(if f.is_sign_negative() {
+            b"{\"$numberDouble\":\"-NaN\"}"
+        } else {
+            b"{\"$numberDouble\":\"NaN\"}"
+        });
+    } else if f.is_infinite() {
+        out.extend_from_slice(if f.is_sign_negative() {
+            b"{\"$numberDouble\":\"-Infinity\"}"
+        } else {
+            b"{\"$numberDouble\":\"Infinity\"}"
+        });
+    } else {
+        write_json_f64(f, out);
+    }
+}
+
+/// A finite double as serde_json writes a JSON number.
+#[inline]
+pub(crate) fn write_json_f64(f: f64, out: &mut Vec<u8>) {
+    serde_json::ser::CompactFormatter
+        .write_f64(out, f)
+        .expect("writing to a Vec cannot fail");
+}
+
+fn write_date<const CANONICAL: bool>(ms: i64, out: &mut Vec<u8>) {
+    if !CANONICAL && (0..RELAXED_DATE_END_MS).contains(&ms) {
+        out.extend_from_slice(b"{\"$date\":\"");
+        write_rfc3339_trimmed(ms, out);
+        out.extend_from_slice(b"\"}");
+    } else {
+        out.extend_from_slice(b"{\"$date\":{\"$numberLong\":\"");
+        out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
+        out.extend_from_slice(b"\"}}");
+    }
+}
+
+fn write_binary(b: RawBinaryRef<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"$binary\":{\"base64\":\"");
+    write_base64(b.bytes, out);
+    out.extend_from_slice(b"\",\"subType\":\"");
+    write_hex(&[u8::from(b.subtype)], out);
+    out.extend_from_slice(b"\"}}");
+}
+
+/// Standard base64 with padding, as bson's `base64::encode`.
+pub(crate) fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + bytes.len().div_ceil(3) * 4, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, &mut out[start..])
+        .expect("the buffer has room for the padded encoding");
+    out.truncate(start + written);
+}
+
+/// Lowercase hex.
+pub(crate) fn write_hex(bytes: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(HEX[(b >> 4) as usize]);
+        out.push(HEX[(b & 0xf) as usize]);
+    }
+}
+
+fn write_value_through_crate<const CANONICAL: bool>(
+    value: RawBsonRef<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), ExtJsonError> {
+    let bson = bson::Bson::try_from(value).map_err(ExtJsonError::malformed)?;
+    let json = if CANONICAL {
+        bson.into_canonical_extjson()
+    } else {
+        bson.into_relaxed_extjson()
+    };
+    serde_json::to_writer(&mut *out, &json).expect("a JSON value serializes into a Vec");
+    Ok(())
+}
+
+fn write_doc_through_crate<const CANONICAL: bool>(
+    doc: &RawDocument,
+    out: &mut Vec<u8>,
+) -> Result<(), ExtJsonError> {
+    let doc = bson::Document::try_from(doc).map_err(ExtJsonError::malformed)?;
+    let bson = bson::Bson::Document(doc);
+    let json = if CANONICAL {
+        bson.into_canonical_extjson()
+    } else {
+        bson.into_relaxed_extjson()
+    };
+    serde_json::to_writer(&mut *out, &json).expect("a JSON value serializes into a Vec");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// serde_json values, for JSONPath
+// ---------------------------------------------------------------------------
+
+fn relaxed_doc_value(doc: &RawDocument, depth: usize) -> Result<serde_json::Value, ExtJsonError> {
+    if depth > MAX_NESTING {
+        return Err(ExtJsonError::too_deep());
+    }
+    let mut map = serde_json::Map::new();
+    for item in elements(doc) {
+        let (key, value) = item?;
+        let value = relaxed_value(value, depth + 1).map_err(|e| e.under_key(key))?;
+        // A duplicate key keeps its first position and takes the last value,
+        // as `bson::Document` does.
+        map.insert(key.to_owned(), value);
+    }
+    Ok(serde_json::Value::Object(map))
+}
+
+fn relaxed_value(value: Value<'_>, depth: usize) -> Result<serde_json::Value, ExtJsonError> {
+    use serde_json::Value as Json;
+    Ok(match value {
+        Value::String(s) => Json::String(s.to_owned()),
+        Value::Int32(i) => Json::from(i),
+        Value::Int64(i) => Json::from(i),
+        Value::Double(f) if f.is_finite() => Json::from(f),
+        Value::Boolean(b) => Json::Bool(b),
+        Value::Null => Json::Null,
+        Value::Document(d) => relaxed_doc_value(d, depth)?,
+        Value::Array(a) => {
+            if depth > MAX_NESTING {
+                return Err(ExtJsonError::too_deep());
+            }
+            let mut items = Vec::new();
+            for (i, item) in elements(a).enumerate() {
+                let (_, v) = item.map_err(|e| e.under_index(i))?;
+                items.push(relaxed_value(v, depth + 1).map_err(|e| e.under_index(i))?);
+            }
+            Json::Array(items)
+        }
+        other => {
+            // Every other type is a small object; write it once and parse
+            // it back rather than mirror each shape twice.
+            let mut text = Vec::with_capacity(64);
+            write_value::<false>(other, &mut text, depth)?;
+            serde_json::from_slice(&text).expect("the writers produce valid JSON")
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Dates
+// ---------------------------------------------------------------------------
+
+/// (year, month, day) of a day number counted from 1970-01-01, proleptic
+/// Gregorian (Howard Hinnant's `civil_from_days`).
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of `ms` since the epoch; the caller checks that
+/// the year has four digits. Returns the milliseconds within the second.
+pub(crate) fn write_datetime_seconds(ms: i64, out: &mut Vec<u8>) -> u32 {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000) as u32;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400) as u32;
+    write_date_parts(y, m, d, out);
+    out.push(b'T');
+    push2(sod / 3600, out);
+    out.push(b':');
+    push2(sod / 60 % 60, out);
+    out.push(b':');
+    push2(sod % 60, out);
+    millis
+}
+
+/// `YYYY-MM-DD`; the caller checks that the year has four digits.
+pub(crate) fn write_date_parts(y: i64, m: u32, d: u32, out: &mut Vec<u8>) {
+    let y = y as u32;
+    push2(y / 100, out);
+    push2(y % 100, out);
+    out.push(b'-');
+    push2(m, out);
+    out.push(b'-');
+    push2(d, out);
+}
+
+#[inline]
+fn push2(v: u32, out: &mut Vec<u8>) {
+    out.push(b'0' + (v / 10) as u8);
+    out.push(b'0' + (v % 10) as u8);
+}
+
+/// RFC 3339 in UTC as the `time` crate writes it for bson: fractional
+/// seconds only when non-zero, with trailing zeros trimmed.
+fn write_rfc3339_trimmed(ms: i64, out: &mut Vec<u8>) {
+    let millis = write_datetime_seconds(ms, out);
+    if millis != 0 {
+        out.push(b'.');
+        let digits = [
+            b'0' + (millis / 100) as u8,
+            b'0' + (millis / 10 % 10) as u8,
+            b'0' + (millis % 10) as u8,
+        ];
+        let len = if millis % 100 == 0 {
+            1
+        } else if millis % 10 == 0 {
+            2
+        } else {
+            3
+        };
+        out.extend_from_slice(&digits[..len]);
+    }
+    out.push(b'Z');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::{doc, Bson, Document, RawDocumentBuf};
+    use proptest::prelude::*;
+
+    fn crate_canonical(doc: &Document) -> String {
+        Bson::Document(doc.clone())
+            .into_canonical_extjson()
+            .to_string()
+    }
+
+    fn crate_relaxed(doc: &Document) -> String {
+        Bson::Document(doc.clone())
+            .into_relaxed_extjson()
+            .to_string()
+    }
+
+    fn ours(doc: &RawDocument, canonical: bool) -> String {
+        let mut out = Vec::new();
+        if canonical {
+            write_canonical(doc, &mut out).unwrap();
+        } else {
+            write_relaxed(doc, &mut out).unwrap();
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    fn assert_same(doc: &Document) {
+        let raw = RawDocumentBuf::from_document(doc).unwrap();
+        assert_eq!(
+            ours(&raw, true),
+            crate_canonical(doc),
+            "canonical of {doc:?}"
+        );
+        assert_eq!(ours(&raw, false), crate_relaxed(doc), "relaxed of {doc:?}");
+        let value = to_relaxed_value(&raw).unwrap();
+        assert_eq!(value.to_string(), crate_relaxed(doc), "value of {doc:?}");
+    }
+
+    /// Every document of `tests/fixtures/bson/edge_cases.bson`, raw.
+    fn edge_cases() -> Vec<RawDocumentBuf> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/bson/edge_cases.bson"
+        );
+        let bytes = std::fs::read(path).unwrap();
+        let mut docs = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let len = i32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            docs.push(RawDocumentBuf::from_bytes(bytes[at..at + len].to_vec()).unwrap());
+            at += len;
+        }
+        docs
+    }
+
+    #[test]
+    fn edge_case_fixtures_are_byte_identical() {
+        let docs = edge_cases();
+        assert_eq!(docs.len(), 25);
+        for raw in &docs {
+            let doc = raw.to_document().unwrap();
+            assert_same(&doc);
+        }
+    }
+
+    #[test]
+    fn demo_documents_are_byte_identical() {
+        let opts = crate::demo::DemoOptions::default();
+        let docs = crate::demo::users(&opts)
+            .chain(crate::demo::orders(&opts))
+            .chain(crate::demo::products(&opts));
+        let mut out = Vec::new();
+        for doc in docs {
+            let raw = RawDocumentBuf::from_document(&doc).unwrap();
+            out.clear();
+            write_canonical(&raw, &mut out).unwrap();
+            assert_eq!(std::str::from_utf8(&out).unwrap(), crate_canonical(&doc));
+            out.clear();
+            write_relaxed(&raw, &mut out).unwrap();
+            assert_eq!(std::str::from_utf8(&out).unwrap(), crate_relaxed(&doc));
+        }
+    }
+
+    #[test]
+    fn doubles_follow_the_crate_quirks() {
+        for f in [
+            0.0,
+            -0.0,
+            1.0,
+            -1.5,
+            3.0,
+            1e21,
+            1e300,
+            1e-300,
+            5e-324,
+            2.2250738585072014e-308,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            0.1 + 0.2,
+            f64::NAN,
+            -f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            assert_same(&doc! { "f": f, "a": [f] });
+        }
+    }
+
+    #[test]
+    fn dates_follow_the_crate_around_every_edge() {
+        for ms in [
+            i64::MIN,
+            -62_135_596_800_000,
+            -1,
+            0,
+            1,
+            10,
+            100,
+            120,
+            999,
+            1_590_969_600_000,
+            1_591_055_999_999,
+            RELAXED_DATE_END_MS - 1,
+            RELAXED_DATE_END_MS,
+            i64::MAX,
+        ] {
+            assert_same(&doc! { "d": bson::DateTime::from_millis(ms) });
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_keep_the_first_position_and_the_last_value() {
+        // `doc!` cannot hold a duplicate key; build the bytes by hand.
+        let mut raw = RawDocumentBuf::new();
+        raw.append("a", 1);
+        raw.append("b", "x");
+        raw.append("a", 2);
+        let mut inner = RawDocumentBuf::new();
+        inner.append("k", true);
+        inner.append("k", false);
+        raw.append("inner", inner);
+        let doc = raw.to_document().unwrap();
+        assert_eq!(
+            ours(&raw, true),
+            r#"{"a":{"$numberInt":"2"},"b":"x","inner":{"k":false}}"#
+        );
+        assert_eq!(ours(&raw, true), crate_canonical(&doc));
+        assert_eq!(ours(&raw, false), crate_relaxed(&doc));
+        assert_eq!(
+            to_relaxed_value(&raw).unwrap().to_string(),
+            crate_relaxed(&doc)
+        );
+    }
+
+    #[test]
+    fn rare_types_go_through_the_crate() {
+        let doc = doc! {
+            "ts": bson::Timestamp { time: 1, increment: 2 },
+            "re": bson::Regex { pattern: "a/b".into(), options: "xi".into() },
+            "code": bson::Bson::JavaScriptCode("f()".into()),
+            "scoped": bson::JavaScriptCodeWithScope { code: "g()".into(), scope: doc! { "x": 1, "d": 1.5 } },
+            "min": bson::Bson::MinKey,
+            "max": bson::Bson::MaxKey,
+            "undef": bson::Bson::Undefined,
+            "sym": bson::Bson::Symbol("s".into()),
+            "dec": "12.50".parse::<bson::Decimal128>().unwrap(),
+        };
+        assert_same(&doc);
+    }
+
+    #[test]
+    fn errors_leave_the_buffer_untouched_and_name_the_path() {
+        // An invalid UTF-8 string inside `a.b`.
+        let mut raw = RawDocumentBuf::from_document(&doc! { "a": { "b": "xy" } })
+            .unwrap()
+            .into_bytes();
+        let at = raw.windows(2).position(|w| w == b"xy").unwrap();
+        raw[at] = 0xff;
+        let raw = RawDocumentBuf::from_bytes(raw).unwrap();
+        let mut out = b"keep".to_vec();
+        let err = write_canonical(&raw, &mut out).unwrap_err();
+        assert_eq!(out, b"keep");
+        // The element is unreadable, so its key is unknown: the path stops
+        // at the document holding it.
+        assert!(
+            err.to_string().starts_with("malformed BSON at `$.a`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_an_error() {
+        let mut doc = doc! { "leaf": 1 };
+        for _ in 0..MAX_NESTING + 2 {
+            doc = doc! { "d": doc };
+        }
+        let raw = RawDocumentBuf::from_document(&doc).unwrap();
+        let err = write_canonical(&raw, &mut Vec::new()).unwrap_err();
+        assert!(matches!(err, ExtJsonError::TooDeep { .. }), "{err}");
+    }
+
+    #[test]
+    fn embedded_json_is_one_json_string() {
+        let mut out = b"x".to_vec();
+        write_embedded_json::<()>(&mut out, |o| {
+            o.extend_from_slice(br#"{"a":"q\"\\"}"#);
+            Ok(())
+        })
+        .unwrap();
+        let text: String = serde_json::from_slice(&out[1..]).unwrap();
+        assert_eq!(text, r#"{"a":"q\"\\"}"#);
+    }
+
+    #[test]
+    fn key_segments_read_back_as_simple_paths() {
+        for key in ["a", "with space", "it's", "1st", "a.b", "ключ"] {
+            let mut p = "$".to_owned();
+            push_key_segment(&mut p, key);
+            assert_eq!(
+                crate::plan::simple_path(&p),
+                Some(vec![key.to_owned()]),
+                "{p}"
+            );
+        }
+    }
+
+    fn arb_bson() -> impl Strategy<Value = Bson> {
+        let leaf = prop_oneof![
+            any::<String>().prop_map(Bson::String),
+            any::<i32>().prop_map(Bson::Int32),
+            any::<i64>().prop_map(Bson::Int64),
+            any::<f64>().prop_map(Bson::Double),
+            any::<u64>().prop_map(|b| Bson::Double(f64::from_bits(b))),
+            any::<bool>().prop_map(Bson::Boolean),
+            Just(Bson::Null),
+            any::<i64>().prop_map(|ms| Bson::DateTime(bson::DateTime::from_millis(ms))),
+            (0i64..RELAXED_DATE_END_MS)
+                .prop_map(|ms| Bson::DateTime(bson::DateTime::from_millis(ms))),
+            any::<[u8; 12]>().prop_map(|b| Bson::ObjectId(bson::oid::ObjectId::from_bytes(b))),
+            (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..20)).prop_map(|(t, bytes)| {
+                let subtype = bson::spec::BinarySubtype::from(if t == 2 { 0 } else { t });
+                Bson::Binary(bson::Binary { subtype, bytes })
+            }),
+            any::<[u8; 16]>().prop_map(|b| Bson::Decimal128(bson::Decimal128::from_bytes(b))),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Bson::Array),
+                proptest::collection::vec(("[^\u{0}]{0,6}", inner), 0..6)
+                    .prop_map(|kv| { Bson::Document(kv.into_iter().collect()) }),
+            ]
+        })
+    }
+
+    /// A document with every type the fast reader decodes, and a few it
+    /// leaves to the crate.
+    fn sample() -> Vec<u8> {
+        let doc = doc! {
+            "s": "text", "i": 1, "l": 2_i64, "d": 1.5, "b": true, "n": null,
+            "o": { "x": [1, "two", { "y": bson::DateTime::from_millis(5) }] },
+            "id": bson::oid::ObjectId::from_bytes([7; 12]),
+            "bin": bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![1, 2] },
+            "ts": bson::Timestamp { time: 3, increment: 4 },
+            "dec": "1.5".parse::<bson::Decimal128>().unwrap(),
+            "re": bson::Regex { pattern: "p".into(), options: "i".into() },
+            "after": "the regex",
+        };
+        RawDocumentBuf::from_document(&doc).unwrap().into_bytes()
+    }
+
+    proptest! {
+        /// Corrupted bytes: whatever the crate makes of them, so do we.
+        #[test]
+        fn damaged_documents_fail_as_the_crate_fails(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4)
+        ) {
+            let mut bytes = sample();
+            for (at, byte) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = byte;
+            }
+            let Ok(raw) = RawDocument::from_bytes(&bytes) else { return Ok(()) };
+            let ours = {
+                let mut out = Vec::new();
+                write_canonical(raw, &mut out).map(|()| String::from_utf8(out).unwrap())
+            };
+            match Document::try_from(raw) {
+                Ok(doc) => prop_assert_eq!(ours.unwrap(), crate_canonical(&doc)),
+                Err(_) => prop_assert!(ours.is_err()),
+            }
+        }
+
+        #[test]
+        fn any_document_is_byte_identical(
+            kv in proptest::collection::vec(("[^\u{0}]{0,8}", arb_bson()), 0..8)
+        ) {
+            let doc: Document = kv.into_iter().collect();
+            let raw = RawDocumentBuf::from_document(&doc).unwrap();
+            prop_assert_eq!(ours(&raw, true), crate_canonical(&doc));
+            prop_assert_eq!(ours(&raw, false), crate_relaxed(&doc));
+            prop_assert_eq!(to_relaxed_value(&raw).unwrap().to_string(), crate_relaxed(&doc));
+        }
+    }
+}

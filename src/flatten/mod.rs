@@ -1,0 +1,298 @@
+//! Flattening: documents into warehouse rows. Pure and synchronous, no I/O.
+//!
+//! The engine spools a partition's raw BSON locally and reads it twice:
+//!
+//! 1. [`Flattener::infer`] records, for every document, the columns it
+//!    produces and their types in a [`SchemaBuilder`]; its
+//!    [`finish`](SchemaBuilder::finish) is the partition's table schema.
+//! 2. [`Flattener::write_row`] appends each document as one NDJSON row in
+//!    the format of [`crate::table`], every value conformed to the schema's
+//!    column type, so a load never fails on a drifted document.
+//!
+//! # Rules
+//!
+//! - Nested objects become columns named by their keys joined with
+//!   `separator`, down to `max_depth` levels (1 = top-level keys); an object
+//!   at the last level becomes one JSON column of its relaxed Extended JSON.
+//!   An empty object produces no column.
+//! - Arrays become one JSON column of their relaxed Extended JSON (dates and
+//!   other types kept). `explode` and `repeated` fall back to `json` for
+//!   now: child tables and REPEATED columns are not built yet.
+//! - `exclude` removes automatic columns at and below a path, and the
+//!   excluded keys from the JSON text of arrays and objects above it
+//!   (arrays are transparent: `$.items.price` drops `price` from every
+//!   element). Explicit columns may still read excluded paths: naming a
+//!   path in `columns` is asking for it.
+//! - Explicit `columns` always exist, with their declared type. A simple
+//!   path is read straight from the BSON; any other JSONPath runs on the
+//!   document's relaxed Extended JSON, several matches making one JSON
+//!   array. A value that does not convert is NULL; `default` applies when
+//!   the path matches nothing (a null is a match). An explicit column named
+//!   like its own path's automatic column replaces it; any other automatic
+//!   column keeps its own.
+//! - Types and conversions: see [`value`](self::value). A column that sees
+//!   several types is widened by the `coerce` policy: INT64 with FLOAT64 is
+//!   FLOAT64, NUMERIC with BIGNUMERIC is BIGNUMERIC, any other mix is
+//!   STRING. Null values register a column without typing it; a column
+//!   that only ever held null is STRING.
+//! - Column names: see [`naming`](self::naming).
+//! - A document with a duplicate key is flattened as `bson::Document` (and
+//!   so the lake's Extended JSON) reads it: the key once, at its first
+//!   position, with its last value.
+//! - `on_new_field` needs the schema lock, which does not exist yet: every
+//!   field is added. `on_type_conflict` other than `coerce` is rejected by
+//!   [`Flattener::new`] until it is built.
+//!
+//! Rows are deterministic: the same documents in the same order give the
+//! same bytes. Hash maps serve only lookups, never output order.
+
+mod naming;
+mod row;
+mod rules;
+mod schema;
+mod value;
+mod walk;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bson::raw::RawDocument;
+use chrono::NaiveDate;
+
+use crate::extjson::ExtJsonError;
+use crate::spec::{ArrayPolicy, FlattenSpec, TypeConflictPolicy};
+use crate::table::TableSchema;
+
+pub use row::RowWriter;
+pub use schema::SchemaBuilder;
+
+use rules::Rules;
+use schema::PathTrie;
+use walk::Stop;
+
+/// Flatten rules compiled from a [`FlattenSpec`]: what turns one document
+/// into one row. Cheap to share between threads.
+#[derive(Debug)]
+pub struct Flattener {
+    /// Tells apart the schemas that pass 2 caches per thread.
+    id: u64,
+    max_depth: u32,
+    auto_columns: bool,
+    default_array: ArrayPolicy,
+    rules: Rules,
+}
+
+/// Why rules could not compile or a document could not flatten.
+#[derive(Debug, thiserror::Error)]
+pub enum FlattenError {
+    /// `separator` is empty or has characters a column name cannot hold.
+    #[error("invalid separator `{0}`: expected letters, digits and `_`, such as `__`")]
+    InvalidSeparator(String),
+    /// `max_depth` is 0.
+    #[error("invalid `max_depth` 0: expected at least 1")]
+    ZeroDepth,
+    /// An explicit column's name is not a BigQuery column name, or is `_ds`.
+    #[error("invalid column name `{column}`: expected letters, digits and `_`, not starting with a digit, and not `_ds`")]
+    InvalidColumnName {
+        /// The name.
+        column: String,
+    },
+    /// Two explicit columns share a name (BigQuery ignores case).
+    #[error("column `{column}` is declared twice in `flatten.columns`")]
+    DuplicateColumn {
+        /// The name.
+        column: String,
+    },
+    /// An explicit column's JSONPath does not parse.
+    #[error("column `{column}`: invalid JSONPath `{path}`: {message}")]
+    InvalidColumnPath {
+        /// The column.
+        column: String,
+        /// The JSONPath.
+        path: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// An explicit column's default does not convert to its type.
+    #[error("column `{column}`: default {default} is not a valid {kind}")]
+    InvalidDefault {
+        /// The column.
+        column: String,
+        /// The default, as JSON.
+        default: String,
+        /// The column's BigQuery type.
+        kind: &'static str,
+    },
+    /// An `exclude` or `arrays.rules` path is not a simple path.
+    #[error(
+        "invalid `{field}` path `{path}`: expected a plain path such as `$.a.b` or `$['odd key']`"
+    )]
+    InvalidPath {
+        /// `exclude` or `arrays.rules`.
+        field: &'static str,
+        /// The path.
+        path: String,
+    },
+    /// A policy that is not built yet.
+    #[error("`on_type_conflict: {policy}` is not supported yet: expected `coerce`")]
+    UnsupportedPolicy {
+        /// The policy's YAML name.
+        policy: &'static str,
+    },
+    /// The document is not valid BSON.
+    #[error("malformed BSON at `{path}`: {source}")]
+    Bson {
+        /// JSONPath of the value.
+        path: String,
+        /// What the bson crate reported.
+        #[source]
+        source: bson::raw::Error,
+    },
+    /// The document nests deeper than the flattener follows.
+    #[error("document nests deeper than {limit} levels at `{path}`")]
+    TooDeep {
+        /// JSONPath of the innermost value reached.
+        path: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// Pass 2 met a path whose column the schema does not have.
+    #[error("`{path}` belongs in column `{column}`, which the schema lacks: pass 2 must read the documents pass 1 inferred the schema from")]
+    UnknownColumn {
+        /// JSONPath of the value.
+        path: String,
+        /// The column it maps to.
+        column: String,
+    },
+    /// An explicit column's JSONPath failed on a document.
+    #[error("column `{column}`: JSONPath `{path}` failed: {message}")]
+    Query {
+        /// The column.
+        column: String,
+        /// The JSONPath.
+        path: String,
+        /// What jsonpath-rust reported.
+        message: String,
+    },
+}
+
+impl FlattenError {
+    /// Prefixes the error's path with `key`, while it unwinds out of the
+    /// document.
+    fn under_key(mut self, key: &str) -> Self {
+        if let FlattenError::Bson { path, .. }
+        | FlattenError::TooDeep { path, .. }
+        | FlattenError::UnknownColumn { path, .. } = &mut self
+        {
+            let mut prefixed = String::from("$");
+            crate::extjson::push_key_segment(&mut prefixed, key);
+            prefixed.push_str(&path[1..]);
+            *path = prefixed;
+        }
+        self
+    }
+}
+
+impl From<ExtJsonError> for FlattenError {
+    fn from(e: ExtJsonError) -> Self {
+        match e {
+            ExtJsonError::Malformed { path, source } => FlattenError::Bson { path, source },
+            ExtJsonError::TooDeep { path } => FlattenError::TooDeep {
+                path,
+                limit: crate::extjson::MAX_NESTING,
+            },
+        }
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+impl Flattener {
+    /// Compiles the rules. The partition day is not the flattener's
+    /// business: `write_row` receives it.
+    pub fn new(spec: &FlattenSpec) -> Result<Self, FlattenError> {
+        match spec.on_type_conflict {
+            TypeConflictPolicy::Coerce => {}
+            TypeConflictPolicy::Variant => {
+                return Err(FlattenError::UnsupportedPolicy { policy: "variant" })
+            }
+            TypeConflictPolicy::Reject => {
+                return Err(FlattenError::UnsupportedPolicy { policy: "reject" })
+            }
+        }
+        Ok(Flattener {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            max_depth: spec.max_depth,
+            auto_columns: spec.auto_columns,
+            default_array: spec.arrays.default,
+            rules: Rules::compile(spec)?,
+        })
+    }
+
+    /// A builder that already holds the explicit columns, so that even a
+    /// partition without documents gets them.
+    pub fn schema_builder(&self) -> SchemaBuilder {
+        let mut builder = SchemaBuilder::new();
+        builder.seed(self);
+        builder
+    }
+
+    /// Pass 1: records every column this document produces, with its type.
+    pub fn infer(&self, doc: &RawDocument, schema: &mut SchemaBuilder) -> Result<(), FlattenError> {
+        schema.seed(self);
+        if !self.auto_columns {
+            return Ok(());
+        }
+        let root = self.rules.root.as_ref();
+        match self.walk(doc, 1, root, PathTrie::ROOT, schema) {
+            Err(Stop::Duplicate) => {
+                // Columns met before the repeat stay: they only widen the
+                // schema, and the deduplicated document reads the same keys.
+                let doc = deduplicated(doc)?;
+                self.walk(&doc, 1, root, PathTrie::ROOT, schema)
+                    .map_err(failure)
+            }
+            other => other.map_err(failure),
+        }
+    }
+
+    /// Pass 2: appends one NDJSON row (plus `\n`) for `doc`, in the row
+    /// format of [`crate::table`], conforming every value to `schema`: the
+    /// result of pass 1 over the whole partition, possibly widened to an
+    /// existing table's types. The first key is always `_ds`, the
+    /// partition day. NULL values are left out. On error `out` is left as
+    /// it was.
+    ///
+    /// The schema is resolved once per thread and kept while it stays the
+    /// same (up to four schemas); [`Flattener::row_writer`] does the same
+    /// without the per-row comparison.
+    pub fn write_row(
+        &self,
+        doc: &RawDocument,
+        ds: NaiveDate,
+        schema: &TableSchema,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FlattenError> {
+        self.write_row_cached(doc, ds, schema, out)
+    }
+}
+
+/// `doc` as `bson::Document` reads it: each key once, at its first
+/// position, with its last value.
+fn deduplicated(doc: &RawDocument) -> Result<bson::RawDocumentBuf, FlattenError> {
+    let bson_error = |source| FlattenError::Bson {
+        path: "$".to_owned(),
+        source,
+    };
+    let doc = bson::Document::try_from(doc).map_err(bson_error)?;
+    bson::RawDocumentBuf::from_document(&doc).map_err(bson_error)
+}
+
+fn failure(stop: Stop) -> FlattenError {
+    match stop {
+        Stop::Failed(e) => e,
+        Stop::Duplicate => unreachable!("a deduplicated document has no repeated key"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,386 @@
+//! Pass 2: one NDJSON row per document, conforming to a table schema.
+//!
+//! The schema arrives as a plain [`TableSchema`], possibly merged with the
+//! warehouse table's (wider types, more columns). A [`RowWriter`] resolves
+//! it once: each column's `,"name":` prefix, and a path trie that maps
+//! document paths to schema columns, filled as new paths show up. Rows are
+//! then written straight into the caller's buffer, with no allocation per
+//! value.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use bson::raw::RawDocument;
+use chrono::{Datelike, NaiveDate};
+
+use crate::extjson::{self, Value};
+use crate::spec::ColumnType;
+use crate::table::TableSchema;
+
+use super::naming::Naming;
+use super::rules::{ExplicitColumn, Lookup};
+use super::schema::{PathTrie, NONE};
+use super::value::{write_as, Leaf};
+use super::walk::{Stop, Visitor};
+use super::{FlattenError, Flattener};
+
+/// A trie slot for a path whose column the schema lacks.
+const MISSING: u32 = u32::MAX - 1;
+
+/// Schemas resolved per thread and flattener, so [`Flattener::write_row`]
+/// resolves a schema once per partition rather than once per row. A hit
+/// costs one comparison of the schema's columns.
+const CACHED_SCHEMAS: usize = 4;
+
+thread_local! {
+    static RESOLVED: RefCell<Vec<Cached>> = const { RefCell::new(Vec::new()) };
+}
+
+struct Cached {
+    flattener: u64,
+    schema: TableSchema,
+    resolved: Resolved,
+}
+
+/// Pass 2 for one schema: resolves the schema once, then writes rows.
+///
+/// [`Flattener::write_row`] keeps one of these per thread and schema;
+/// holding one directly skips the per-row check that the schema is the same.
+#[derive(Debug)]
+pub struct RowWriter<'f> {
+    flattener: &'f Flattener,
+    resolved: Resolved,
+}
+
+impl RowWriter<'_> {
+    /// Appends one NDJSON row (plus `\n`) for `doc`; see
+    /// [`Flattener::write_row`].
+    pub fn write_row(
+        &mut self,
+        doc: &RawDocument,
+        ds: NaiveDate,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FlattenError> {
+        self.flattener
+            .write_resolved(&mut self.resolved, doc, ds, out)
+    }
+}
+
+/// A schema as pass 2 needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    columns: Vec<OutColumn>,
+    by_name: HashMap<String, u32>,
+    by_lowercase: HashMap<String, u32>,
+    trie: PathTrie,
+    /// The schema column of each explicit column.
+    explicit: Vec<u32>,
+}
+
+#[derive(Debug, Clone)]
+struct OutColumn {
+    /// `,"name":`
+    prefix: Box<[u8]>,
+    kind: ColumnType,
+}
+
+impl Resolved {
+    fn new(flattener: &Flattener, schema: &TableSchema) -> Result<Self, FlattenError> {
+        let mut columns = Vec::with_capacity(schema.columns.len());
+        let mut by_name = HashMap::with_capacity(schema.columns.len());
+        let mut by_lowercase = HashMap::with_capacity(schema.columns.len());
+        for (i, c) in schema.columns.iter().enumerate() {
+            let mut prefix = vec![b','];
+            extjson::write_json_string(&c.name, &mut prefix);
+            prefix.push(b':');
+            columns.push(OutColumn {
+                prefix: prefix.into_boxed_slice(),
+                kind: c.kind,
+            });
+            by_name.entry(c.name.clone()).or_insert(i as u32);
+            by_lowercase
+                .entry(c.name.to_ascii_lowercase())
+                .or_insert(i as u32);
+        }
+        let mut resolved = Resolved {
+            columns,
+            by_name,
+            by_lowercase,
+            trie: PathTrie::new(),
+            explicit: Vec::new(),
+        };
+        for c in &flattener.rules.explicit {
+            let at = resolved
+                .lookup(&c.name)
+                .ok_or_else(|| FlattenError::UnknownColumn {
+                    path: c.path.clone(),
+                    column: c.name.clone(),
+                })?;
+            resolved.explicit.push(at);
+        }
+        Ok(resolved)
+    }
+
+    /// A column by name; BigQuery compares names without case.
+    fn lookup(&self, name: &str) -> Option<u32> {
+        self.by_name
+            .get(name)
+            .or_else(|| self.by_lowercase.get(&name.to_ascii_lowercase()))
+            .copied()
+    }
+
+    /// The column name `node`'s path resolves to.
+    fn column_name(&self, naming: &Naming, node: u32) -> String {
+        let base = naming.base(&self.trie.keys(node));
+        naming.resolve(&base, |n| self.lookup(n).is_some())
+    }
+
+    #[cold]
+    fn resolve(&mut self, naming: &Naming, node: u32) -> u32 {
+        let name = self.column_name(naming, node);
+        let slot = self.lookup(&name).unwrap_or(MISSING);
+        self.trie.set_slot(node, slot);
+        slot
+    }
+}
+
+struct RowVisitor<'a> {
+    naming: &'a Naming,
+    resolved: &'a mut Resolved,
+    out: &'a mut Vec<u8>,
+}
+
+impl Visitor for RowVisitor<'_> {
+    #[inline]
+    fn enter(&mut self, parent: u32, key: &str, guess: &mut usize) -> u32 {
+        self.resolved.trie.find_or_insert(parent, key, guess)
+    }
+
+    #[inline]
+    fn leaf(&mut self, node: u32, leaf: Leaf<'_>) -> Result<(), FlattenError> {
+        let mut slot = self.resolved.trie.slot(node);
+        if slot == NONE {
+            slot = self.resolved.resolve(self.naming, node);
+        }
+        if slot == MISSING {
+            return Err(FlattenError::UnknownColumn {
+                path: "$".to_owned(),
+                column: self.resolved.column_name(self.naming, node),
+            });
+        }
+        let column = &self.resolved.columns[slot as usize];
+        let mark = self.out.len();
+        self.out.extend_from_slice(&column.prefix);
+        if !write_as(leaf, column.kind, self.out)? {
+            self.out.truncate(mark);
+        }
+        Ok(())
+    }
+}
+
+impl Flattener {
+    /// Resolves `schema` for pass 2; see [`RowWriter`].
+    pub fn row_writer(&self, schema: &TableSchema) -> Result<RowWriter<'_>, FlattenError> {
+        Ok(RowWriter {
+            flattener: self,
+            resolved: Resolved::new(self, schema)?,
+        })
+    }
+
+    pub(super) fn write_row_cached(
+        &self,
+        doc: &RawDocument,
+        ds: NaiveDate,
+        schema: &TableSchema,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FlattenError> {
+        RESOLVED.with_borrow_mut(|cache| {
+            let at = match cache
+                .iter()
+                .position(|c| c.flattener == self.id && c.schema == *schema)
+            {
+                Some(at) => at,
+                None => {
+                    if cache.len() == CACHED_SCHEMAS {
+                        cache.remove(0);
+                    }
+                    cache.push(Cached {
+                        flattener: self.id,
+                        schema: schema.clone(),
+                        resolved: Resolved::new(self, schema)?,
+                    });
+                    cache.len() - 1
+                }
+            };
+            self.write_resolved(&mut cache[at].resolved, doc, ds, out)
+        })
+    }
+
+    fn write_resolved(
+        &self,
+        resolved: &mut Resolved,
+        doc: &RawDocument,
+        ds: NaiveDate,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FlattenError> {
+        let start = out.len();
+        let result = match self.write_once(resolved, doc, ds, out) {
+            Err(Stop::Duplicate) => {
+                out.truncate(start);
+                let doc = super::deduplicated(doc)?;
+                self.write_once(resolved, &doc, ds, out)
+            }
+            other => other,
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(stop) => {
+                out.truncate(start);
+                Err(super::failure(stop))
+            }
+        }
+    }
+
+    fn write_once(
+        &self,
+        resolved: &mut Resolved,
+        doc: &RawDocument,
+        ds: NaiveDate,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Stop> {
+        out.extend_from_slice(b"{\"_ds\":\"");
+        extjson::write_date_parts(i64::from(ds.year()), ds.month(), ds.day(), out);
+        out.push(b'"');
+
+        let mut relaxed = None;
+        for (c, &at) in self.rules.explicit.iter().zip(&resolved.explicit) {
+            let column = &resolved.columns[at as usize];
+            let mark = out.len();
+            out.extend_from_slice(&column.prefix);
+            let written = write_explicit(c, column.kind, doc, &mut relaxed, out)?;
+            if !written {
+                out.truncate(mark);
+            }
+        }
+
+        if self.auto_columns {
+            let mut visitor = RowVisitor {
+                naming: &self.rules.naming,
+                resolved,
+                out,
+            };
+            self.walk(
+                doc,
+                1,
+                self.rules.root.as_ref(),
+                PathTrie::ROOT,
+                &mut visitor,
+            )?;
+        }
+        out.extend_from_slice(b"}\n");
+        Ok(())
+    }
+}
+
+/// Writes an explicit column's value (or its default); false for NULL.
+fn write_explicit(
+    c: &ExplicitColumn,
+    kind: ColumnType,
+    doc: &RawDocument,
+    relaxed: &mut Option<serde_json::Value>,
+    out: &mut Vec<u8>,
+) -> Result<bool, FlattenError> {
+    let written = match &c.lookup {
+        Lookup::Keys(keys) => match lookup_keys(doc, keys)? {
+            Some(v) => return Ok(write_as(Leaf::new(v), kind, out)?),
+            None => None,
+        },
+        Lookup::Query(query) => {
+            let value = match relaxed {
+                Some(v) => v,
+                None => relaxed.insert(extjson::to_relaxed_value(doc)?),
+            };
+            let found = jsonpath_rust::query::js_path_process(query, value).map_err(|e| {
+                FlattenError::Query {
+                    column: c.name.clone(),
+                    path: c.path.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            match found.as_slice() {
+                [] => None,
+                [one] => Some(write_json_match(one.val, kind, out)?),
+                many => {
+                    let all =
+                        serde_json::Value::Array(many.iter().map(|r| r.val.clone()).collect());
+                    Some(write_json_match(&all, kind, out)?)
+                }
+            }
+        }
+    };
+    match (written, &c.default) {
+        (Some(w), _) => Ok(w),
+        (None, Some(default)) => Ok(write_as(
+            Leaf::new(default.as_raw_bson_ref().into()),
+            kind,
+            out,
+        )?),
+        (None, None) => Ok(false),
+    }
+}
+
+/// The value at a simple path. Like JSONPath, a name never matches inside
+/// an array.
+fn lookup_keys<'a>(
+    doc: &'a RawDocument,
+    keys: &[String],
+) -> Result<Option<Value<'a>>, FlattenError> {
+    let mut at = doc;
+    for (i, key) in keys.iter().enumerate() {
+        let mut found = None;
+        for item in extjson::elements(at) {
+            let (k, v) = item?;
+            if k == key {
+                found = Some(v);
+                break;
+            }
+        }
+        match found {
+            Some(v) if i + 1 == keys.len() => return Ok(Some(v)),
+            Some(Value::Document(d)) => at = d,
+            _ => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// A JSONPath match (relaxed Extended JSON) in a `kind` column: read back
+/// as BSON, so `{"$date": ...}` is a date again, then converted like any
+/// value. Text that is not valid Extended JSON stays JSON text.
+fn write_json_match(
+    value: &serde_json::Value,
+    kind: ColumnType,
+    out: &mut Vec<u8>,
+) -> Result<bool, FlattenError> {
+    if value.is_null() {
+        return Ok(false);
+    }
+    let raw = bson::Bson::try_from(value.clone())
+        .ok()
+        .and_then(|b| bson::RawBson::try_from(b).ok());
+    match raw {
+        Some(raw) => Ok(write_as(
+            Leaf::new(raw.as_raw_bson_ref().into()),
+            kind,
+            out,
+        )?),
+        None if matches!(kind, ColumnType::Json | ColumnType::String) => {
+            extjson::write_embedded_json::<FlattenError>(out, |o| {
+                serde_json::to_writer(&mut *o, value).expect("a JSON value serializes into a Vec");
+                Ok(())
+            })?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}

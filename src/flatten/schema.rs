@@ -1,0 +1,301 @@
+//! Pass 1's memory: which columns a partition's documents produce, and
+//! their types.
+//!
+//! Paths live in a trie of keys ([`PathTrie`]), walked alongside each
+//! document, so a value finds its column with one key comparison per level
+//! and no path string is ever built: documents of one collection mostly
+//! list their keys in the same order, so each level first tries the child
+//! after the one it matched last.
+
+use std::collections::HashMap;
+
+use crate::spec::ColumnType;
+use crate::table::{Column, TableSchema, DS_COLUMN};
+
+use super::naming::{jsonpath, BaseName, Naming};
+use super::value::{merge_kinds, natural_kind, Leaf};
+use super::walk::Visitor;
+use super::{FlattenError, Flattener};
+
+/// "No column yet" in a trie slot.
+pub(crate) const NONE: u32 = u32::MAX;
+
+/// Above this many children, a node also gets a hash index.
+const INDEX_AT: usize = 16;
+
+/// A trie of document paths; every node carries one `u32` slot.
+#[derive(Debug, Clone)]
+pub(crate) struct PathTrie {
+    nodes: Vec<TrieNode>,
+}
+
+#[derive(Debug, Clone)]
+struct TrieNode {
+    parent: u32,
+    key: Box<str>,
+    children: Vec<(Box<str>, u32)>,
+    index: Option<HashMap<Box<str>, u32>>,
+    slot: u32,
+}
+
+impl PathTrie {
+    pub const ROOT: u32 = 0;
+
+    pub fn new() -> Self {
+        PathTrie {
+            nodes: vec![TrieNode {
+                parent: NONE,
+                key: "".into(),
+                children: Vec::new(),
+                index: None,
+                slot: NONE,
+            }],
+        }
+    }
+
+    /// The child `key` of `parent`, trying position `*guess` first; leaves
+    /// `*guess` just after the match.
+    #[inline]
+    pub fn find(&self, parent: u32, key: &str, guess: &mut usize) -> Option<u32> {
+        let node = &self.nodes[parent as usize];
+        if let Some((k, child)) = node.children.get(*guess) {
+            if **k == *key {
+                *guess += 1;
+                return Some(*child);
+            }
+        }
+        let at = match &node.index {
+            Some(index) => *index.get(key)? as usize,
+            None => node.children.iter().position(|(k, _)| **k == *key)?,
+        };
+        *guess = at + 1;
+        Some(node.children[at].1)
+    }
+
+    pub fn find_or_insert(&mut self, parent: u32, key: &str, guess: &mut usize) -> u32 {
+        if let Some(child) = self.find(parent, key, guess) {
+            return child;
+        }
+        let child = self.nodes.len() as u32;
+        self.nodes.push(TrieNode {
+            parent,
+            key: key.into(),
+            children: Vec::new(),
+            index: None,
+            slot: NONE,
+        });
+        let node = &mut self.nodes[parent as usize];
+        node.children.push((key.into(), child));
+        let at = node.children.len() - 1;
+        *guess = at + 1;
+        if let Some(index) = &mut node.index {
+            index.insert(key.into(), at as u32);
+        } else if node.children.len() > INDEX_AT {
+            node.index = Some(
+                node.children
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, _))| (k.clone(), i as u32))
+                    .collect(),
+            );
+        }
+        child
+    }
+
+    #[inline]
+    pub fn slot(&self, node: u32) -> u32 {
+        self.nodes[node as usize].slot
+    }
+
+    pub fn set_slot(&mut self, node: u32, slot: u32) {
+        self.nodes[node as usize].slot = slot;
+    }
+
+    /// The keys from the root down to `node`.
+    pub fn keys(&self, mut node: u32) -> Vec<&str> {
+        let mut keys = Vec::new();
+        while node != Self::ROOT {
+            let n = &self.nodes[node as usize];
+            keys.push(&*n.key);
+            node = n.parent;
+        }
+        keys.reverse();
+        keys
+    }
+}
+
+/// Pass 1: collects the columns of a partition, fed one document at a time
+/// by [`Flattener::infer`].
+///
+/// One builder serves one flattener: the first `infer` records the
+/// flattener's explicit columns and naming rules.
+#[derive(Debug, Clone)]
+pub struct SchemaBuilder {
+    seeded: bool,
+    naming: Naming,
+    explicit: Vec<Column>,
+    trie: PathTrie,
+    columns: Vec<AutoColumn>,
+    /// Columns by lowercase base name: BigQuery compares names without case.
+    groups: HashMap<String, Vec<u32>>,
+    renames: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+struct AutoColumn {
+    path: String,
+    base: BaseName,
+    name: String,
+    kind: Option<ColumnType>,
+}
+
+impl Default for SchemaBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SchemaBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        SchemaBuilder {
+            seeded: false,
+            naming: Naming::new("__", []),
+            explicit: Vec::new(),
+            trie: PathTrie::new(),
+            columns: Vec::new(),
+            groups: HashMap::new(),
+            renames: Vec::new(),
+        }
+    }
+
+    pub(crate) fn seed(&mut self, flattener: &Flattener) {
+        if self.seeded {
+            return;
+        }
+        self.seeded = true;
+        self.naming = flattener.rules.naming.clone();
+        self.explicit = flattener
+            .rules
+            .explicit
+            .iter()
+            .map(|c| Column {
+                name: c.name.clone(),
+                kind: c.kind,
+                repeated: false,
+            })
+            .collect();
+    }
+
+    /// The table: `_ds` DATE first, then the explicit columns in spec
+    /// order, then the automatic ones in the order they were first seen. A
+    /// column that only ever held null is STRING.
+    pub fn finish(self) -> TableSchema {
+        let mut columns = Vec::with_capacity(1 + self.explicit.len() + self.columns.len());
+        columns.push(Column {
+            name: DS_COLUMN.to_owned(),
+            kind: ColumnType::Date,
+            repeated: false,
+        });
+        columns.extend(self.explicit);
+        columns.extend(self.columns.into_iter().map(|c| Column {
+            name: c.name,
+            kind: c.kind.unwrap_or(ColumnType::String),
+            repeated: false,
+        }));
+        TableSchema { columns }
+    }
+
+    /// Paths whose column name is not their plain name because another
+    /// path has it too: `(JSONPath, column)`, in the order they were
+    /// renamed.
+    pub fn renames(&self) -> &[(String, String)] {
+        &self.renames
+    }
+
+    /// Automatic columns that held only nulls so far. [`finish`] makes them
+    /// STRING; a caller merging with an existing table may prefer the
+    /// table's type for them, since their rows are all NULL.
+    ///
+    /// [`finish`]: SchemaBuilder::finish
+    pub fn null_only(&self) -> impl Iterator<Item = &str> {
+        self.columns
+            .iter()
+            .filter(|c| c.kind.is_none())
+            .map(|c| c.name.as_str())
+    }
+
+    fn add_column(&mut self, node: u32) -> u32 {
+        let keys = self.trie.keys(node);
+        let base = self.naming.base(&keys);
+        let path = jsonpath(&keys);
+        let id = self.columns.len() as u32;
+        let name = if self.naming.is_reserved(&base.name) {
+            let name = self.naming.suffixed(&base);
+            self.renames.push((path.clone(), name.clone()));
+            name
+        } else {
+            let group = self
+                .groups
+                .entry(base.name.to_ascii_lowercase())
+                .or_default();
+            let mut rename_now = Vec::new();
+            if let [only] = group.as_slice() {
+                // A lone non-canonical column kept its base name; now it
+                // has company, it takes the suffix.
+                let other = &self.columns[*only as usize];
+                if !other.base.canonical {
+                    rename_now.push(*only);
+                }
+            }
+            let name = if group.is_empty() || base.canonical {
+                base.name.clone()
+            } else {
+                let name = self.naming.suffixed(&base);
+                rename_now.push(id);
+                name
+            };
+            group.push(id);
+            for other in rename_now.into_iter().filter(|&o| o != id) {
+                let other = &mut self.columns[other as usize];
+                other.name = self.naming.suffixed(&other.base);
+                self.renames.push((other.path.clone(), other.name.clone()));
+            }
+            if name != base.name {
+                self.renames.push((path.clone(), name.clone()));
+            }
+            name
+        };
+        self.columns.push(AutoColumn {
+            path,
+            base,
+            name,
+            kind: None,
+        });
+        self.trie.set_slot(node, id);
+        id
+    }
+}
+
+impl Visitor for SchemaBuilder {
+    #[inline]
+    fn enter(&mut self, parent: u32, key: &str, guess: &mut usize) -> u32 {
+        self.trie.find_or_insert(parent, key, guess)
+    }
+
+    #[inline]
+    fn leaf(&mut self, node: u32, leaf: Leaf<'_>) -> Result<(), FlattenError> {
+        let mut id = self.trie.slot(node);
+        if id == NONE {
+            id = self.add_column(node);
+        }
+        if let Some(kind) = natural_kind(leaf.value) {
+            let column = &mut self.columns[id as usize];
+            column.kind = Some(match column.kind {
+                None => kind,
+                Some(have) => merge_kinds(have, kind),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,728 @@
+//! One test per rule, on inline documents; then the invariants as
+//! properties.
+
+use bson::{doc, Bson, Document, RawDocumentBuf};
+use chrono::NaiveDate;
+use indoc::indoc;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::spec::ColumnType;
+use crate::table::Column;
+
+fn spec(yaml: &str) -> FlattenSpec {
+    serde_yaml::from_str(yaml).expect("a valid flatten spec")
+}
+
+fn raw(doc: &Document) -> RawDocumentBuf {
+    RawDocumentBuf::from_document(doc).unwrap()
+}
+
+fn day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2020, 6, 1).unwrap()
+}
+
+/// Both passes over `docs`: the schema as `(name, type)` pairs, and the
+/// rows parsed back.
+struct Run {
+    schema: TableSchema,
+    renames: Vec<(String, String)>,
+    rows: Vec<Value>,
+    text: String,
+}
+
+fn run(spec: &FlattenSpec, docs: &[Document]) -> Run {
+    let f = Flattener::new(spec).unwrap();
+    let raws: Vec<_> = docs.iter().map(raw).collect();
+    let mut builder = SchemaBuilder::new();
+    for d in &raws {
+        f.infer(d, &mut builder).unwrap();
+    }
+    let renames = builder.renames().to_vec();
+    let schema = builder.finish();
+    let mut out = Vec::new();
+    for d in &raws {
+        f.write_row(d, day(), &schema, &mut out).unwrap();
+    }
+    let text = String::from_utf8(out).unwrap();
+    let rows = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    Run {
+        schema,
+        renames,
+        rows,
+        text,
+    }
+}
+
+fn columns(schema: &TableSchema) -> Vec<(&str, &str)> {
+    schema
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.kind.bigquery_name()))
+        .collect()
+}
+
+#[test]
+fn nested_objects_join_their_keys() {
+    let r = run(
+        &FlattenSpec::default(),
+        &[doc! { "a": { "b": 1, "c": { "d": "x" } }, "e": true }],
+    );
+    assert_eq!(
+        columns(&r.schema),
+        [
+            ("_ds", "DATE"),
+            ("a__b", "INT64"),
+            ("a__c__d", "STRING"),
+            ("e", "BOOL")
+        ]
+    );
+    assert_eq!(
+        r.text,
+        "{\"_ds\":\"2020-06-01\",\"a__b\":1,\"a__c__d\":\"x\",\"e\":true}\n"
+    );
+}
+
+#[test]
+fn the_separator_is_configurable() {
+    let r = run(&spec("separator: _"), &[doc! { "a": { "b": 1 } }]);
+    assert_eq!(r.rows[0], json!({ "_ds": "2020-06-01", "a_b": 1 }));
+}
+
+#[test]
+fn objects_at_max_depth_become_json() {
+    let r = run(
+        &spec("max_depth: 2"),
+        &[doc! { "a": { "b": { "c": 1, "when": bson::DateTime::from_millis(0) }, "x": 2 } }],
+    );
+    assert_eq!(
+        columns(&r.schema)[1..],
+        [("a__b", "JSON"), ("a__x", "INT64")]
+    );
+    assert_eq!(
+        r.rows[0]["a__b"],
+        json!(r#"{"c":1,"when":{"$date":"1970-01-01T00:00:00Z"}}"#)
+    );
+}
+
+#[test]
+fn depth_one_keeps_only_top_level_keys() {
+    let r = run(&spec("max_depth: 1"), &[doc! { "a": { "b": 1 }, "c": 2 }]);
+    assert_eq!(columns(&r.schema)[1..], [("a", "JSON"), ("c", "INT64")]);
+}
+
+#[test]
+fn empty_objects_make_no_column_and_empty_arrays_are_json() {
+    let r = run(
+        &FlattenSpec::default(),
+        &[doc! { "o": {}, "deep": { "o": {} }, "a": [], "n": 1 }],
+    );
+    assert_eq!(columns(&r.schema)[1..], [("a", "JSON"), ("n", "INT64")]);
+    assert_eq!(r.rows[0]["a"], json!("[]"));
+}
+
+#[test]
+fn arrays_are_relaxed_json_text() {
+    let r = run(
+        &FlattenSpec::default(),
+        &[doc! {
+            "tags": ["a", "b"],
+            "items": [{ "sku": "A", "qty": 2, "at": bson::DateTime::from_millis(1_590_969_600_000) }],
+            "mixed": [1, "two", 3.5, null, [4]],
+        }],
+    );
+    assert_eq!(r.rows[0]["tags"], json!(r#"["a","b"]"#));
+    assert_eq!(
+        r.rows[0]["items"],
+        json!(r#"[{"sku":"A","qty":2,"at":{"$date":"2020-06-01T00:00:00Z"}}]"#)
+    );
+    assert_eq!(r.rows[0]["mixed"], json!(r#"[1,"two",3.5,null,[4]]"#));
+}
+
+#[test]
+fn explode_and_repeated_fall_back_to_json_for_now() {
+    let s = spec(indoc! {"
+        arrays:
+          default: repeated
+          rules:
+            - path: $.items
+              policy: explode
+    "});
+    let r = run(&s, &[doc! { "items": [1], "tags": ["x"] }]);
+    assert_eq!(
+        columns(&r.schema)[1..],
+        [("items", "JSON"), ("tags", "JSON")]
+    );
+}
+
+#[test]
+fn explicit_columns_convert_to_their_type() {
+    let s = spec(indoc! {r#"
+        columns:
+          - { name: points, path: $.loyalty_points, type: int64 }
+          - { name: city, path: "$['address']['city']", type: string }
+          - { name: day, path: $.created_at, type: date }
+          - { name: missing, path: $.nope.nothing, type: int64, default: 0 }
+          - { name: bad, path: $.name, type: int64 }
+          - { name: ts, path: $.created_at, type: timestamp, default: { $date: "2020-01-01T00:00:00Z" } }
+    "#});
+    let docs = [
+        doc! {
+            "loyalty_points": "120",
+            "address": { "city": "Berlin" },
+            "created_at": bson::DateTime::from_millis(1_591_012_800_123),
+            "name": "Ada",
+        },
+        doc! { "loyalty_points": 7 },
+    ];
+    let r = run(&s, &docs);
+    assert_eq!(
+        columns(&r.schema)[1..7],
+        [
+            ("points", "INT64"),
+            ("city", "STRING"),
+            ("day", "DATE"),
+            ("missing", "INT64"),
+            ("bad", "INT64"),
+            ("ts", "TIMESTAMP"),
+        ]
+    );
+    let first = &r.rows[0];
+    assert_eq!(first["points"], json!(120));
+    assert_eq!(first["city"], json!("Berlin"));
+    assert_eq!(first["day"], json!("2020-06-01"));
+    assert_eq!(first["missing"], json!(0));
+    assert!(first.get("bad").is_none(), "`Ada` is not an INT64: NULL");
+    assert_eq!(first["ts"], json!("2020-06-01T12:00:00.123000Z"));
+    assert_eq!(r.rows[1]["points"], json!(7));
+    assert_eq!(r.rows[1]["ts"], json!("2020-01-01T00:00:00.000000Z"));
+}
+
+#[test]
+fn explicit_jsonpath_columns_collect_every_match() {
+    let s = spec(indoc! {r#"
+        columns:
+          - { name: skus, path: "$.items[*].sku", type: json }
+          - { name: first_qty, path: "$.items[0].qty", type: int64 }
+          - { name: skus_text, path: "$.items[*].sku", type: string }
+          - { name: cheap, path: "$.items[?@.price < 10].sku", type: string }
+          - { name: none, path: "$.items[9].sku", type: string, default: "n/a" }
+          - { name: when, path: "$.events[0].at", type: timestamp }
+    "#});
+    let r = run(
+        &s,
+        &[doc! {
+            "items": [{ "sku": "A", "qty": 2, "price": 5.0 }, { "sku": "B", "qty": 1, "price": 50 }],
+            "events": [{ "at": bson::DateTime::from_millis(1_590_969_600_000) }],
+        }],
+    );
+    let row = &r.rows[0];
+    assert_eq!(row["skus"], json!(r#"["A","B"]"#));
+    assert_eq!(row["first_qty"], json!(2));
+    assert_eq!(row["skus_text"], json!(r#"["A","B"]"#));
+    assert_eq!(row["cheap"], json!("A"));
+    assert_eq!(row["none"], json!("n/a"));
+    assert_eq!(row["when"], json!("2020-06-01T00:00:00.000000Z"));
+}
+
+#[test]
+fn an_explicit_column_named_like_its_path_replaces_the_automatic_one() {
+    let s = spec(indoc! {"
+        columns:
+          - { name: created_at, path: $.created_at, type: date }
+          - { name: user_key, path: $._id, type: string }
+    "});
+    let oid = bson::oid::ObjectId::parse_str("5ed445006564676500000000").unwrap();
+    let r = run(
+        &s,
+        &[doc! { "_id": oid, "created_at": bson::DateTime::from_millis(1_590_969_600_000) }],
+    );
+    assert_eq!(
+        columns(&r.schema),
+        [
+            ("_ds", "DATE"),
+            ("created_at", "DATE"),
+            ("user_key", "STRING"),
+            ("_id", "STRING")
+        ]
+    );
+    assert_eq!(r.rows[0]["created_at"], json!("2020-06-01"));
+    assert_eq!(r.rows[0]["_id"], json!("5ed445006564676500000000"));
+    assert!(r.renames.is_empty());
+}
+
+#[test]
+fn an_automatic_column_never_takes_an_explicit_name() {
+    let s = spec("columns: [{ name: created, path: $.meta.created, type: string }]");
+    let r = run(&s, &[doc! { "meta": { "created": "x" }, "created": 1 }]);
+    let renamed = &r.renames[0];
+    assert_eq!(renamed.0, "$.created");
+    assert!(renamed.1.starts_with("created__"), "{renamed:?}");
+    assert_eq!(r.rows[0][&renamed.1], json!(1));
+    assert_eq!(r.rows[0]["created"], json!("x"));
+    assert_eq!(r.rows[0]["meta__created"], json!("x"));
+}
+
+#[test]
+fn excludes_drop_subtrees_and_prune_json() {
+    let s = spec(indoc! {"
+        exclude: [$.secret, $.address.geo, $.items.price]
+        columns: [{ name: geo_lat, path: $.address.geo.lat, type: float64 }]
+    "});
+    let r = run(
+        &s,
+        &[doc! {
+            "secret": { "token": "t" },
+            "address": { "city": "Paris", "geo": { "lat": 48.8 } },
+            "items": [{ "sku": "A", "price": 1 }, [{ "price": 2, "q": 1 }]],
+        }],
+    );
+    assert_eq!(
+        columns(&r.schema)[1..],
+        [
+            ("geo_lat", "FLOAT64"),
+            ("address__city", "STRING"),
+            ("items", "JSON")
+        ]
+    );
+    assert_eq!(r.rows[0]["items"], json!(r#"[{"sku":"A"},[{"q":1}]]"#));
+    assert_eq!(r.rows[0]["geo_lat"], json!(48.8));
+    assert!(!r.text.contains("token"));
+}
+
+#[test]
+fn excludes_prune_objects_cut_at_max_depth() {
+    let s = spec("{ max_depth: 1, exclude: [$.a.b.secret] }");
+    let r = run(&s, &[doc! { "a": { "b": { "secret": 1, "kept": 2 } } }]);
+    assert_eq!(r.rows[0]["a"], json!(r#"{"b":{"kept":2}}"#));
+}
+
+#[test]
+fn without_auto_columns_only_explicit_ones_exist() {
+    let s = spec(indoc! {"
+        auto_columns: false
+        columns: [{ name: n, path: $.a.n, type: int64 }]
+    "});
+    let r = run(&s, &[doc! { "a": { "n": 3, "m": 4 }, "b": "x" }]);
+    assert_eq!(columns(&r.schema), [("_ds", "DATE"), ("n", "INT64")]);
+    assert_eq!(r.text, "{\"_ds\":\"2020-06-01\",\"n\":3}\n");
+}
+
+#[test]
+fn type_drift_is_coerced() {
+    let r = run(
+        &FlattenSpec::default(),
+        &[
+            doc! { "points": 5, "score": 1, "flag": true },
+            doc! { "points": "120", "score": 2.5, "flag": "yes" },
+            doc! { "points": 7.5, "score": 3_i64, "flag": Bson::Null },
+        ],
+    );
+    assert_eq!(
+        columns(&r.schema)[1..],
+        [
+            ("points", "STRING"),
+            ("score", "FLOAT64"),
+            ("flag", "STRING")
+        ]
+    );
+    let pick = |k: &str| {
+        r.rows
+            .iter()
+            .map(|row| row.get(k).cloned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        pick("points"),
+        [Some(json!("5")), Some(json!("120")), Some(json!("7.5"))]
+    );
+    assert_eq!(
+        pick("score"),
+        [Some(json!(1.0)), Some(json!(2.5)), Some(json!(3.0))]
+    );
+    assert_eq!(
+        pick("flag"),
+        [Some(json!("true")), Some(json!("yes")), None]
+    );
+}
+
+#[test]
+fn nulls_register_a_column_without_typing_it() {
+    let mut b = SchemaBuilder::new();
+    let f = Flattener::new(&FlattenSpec::default()).unwrap();
+    f.infer(&raw(&doc! { "a": Bson::Null, "b": Bson::Null }), &mut b)
+        .unwrap();
+    f.infer(&raw(&doc! { "b": 1 }), &mut b).unwrap();
+    assert_eq!(b.null_only().collect::<Vec<_>>(), ["a"]);
+    assert_eq!(columns(&b.finish())[1..], [("a", "STRING"), ("b", "INT64")]);
+}
+
+#[test]
+fn every_bson_type_has_a_column_type() {
+    let uuid = bson::Binary {
+        subtype: bson::spec::BinarySubtype::Uuid,
+        bytes: hex::decode("550e8400e29b41d4a716446655440000").unwrap(),
+    };
+    let r = run(
+        &FlattenSpec::default(),
+        &[doc! {
+            "oid": bson::oid::ObjectId::parse_str("5ed445006564676500000000").unwrap(),
+            "date": bson::DateTime::from_millis(1_591_012_800_123),
+            "far": bson::DateTime::from_millis(253_402_300_800_000),
+            "i32": 1,
+            "i64": 1_i64 << 40,
+            "f": 0.5,
+            "nan": f64::NAN,
+            "dec": "19.99".parse::<bson::Decimal128>().unwrap(),
+            "dec_big": "1E-10".parse::<bson::Decimal128>().unwrap(),
+            "bool": false,
+            "s": "x",
+            "uuid": uuid,
+            "bin": bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![1, 2, 3] },
+            "ts": bson::Timestamp { time: 1_590_969_600, increment: 1 },
+            "re": bson::Regex { pattern: "^a".into(), options: "i".into() },
+            "js": Bson::JavaScriptCode("f()".into()),
+            "sym": Bson::Symbol("s".into()),
+            "min": Bson::MinKey,
+            "max": Bson::MaxKey,
+            "undef": Bson::Undefined,
+        }],
+    );
+    assert_eq!(
+        columns(&r.schema)[1..],
+        [
+            ("oid", "STRING"),
+            ("date", "TIMESTAMP"),
+            ("far", "TIMESTAMP"),
+            ("i32", "INT64"),
+            ("i64", "INT64"),
+            ("f", "FLOAT64"),
+            ("nan", "FLOAT64"),
+            ("dec", "NUMERIC"),
+            ("dec_big", "BIGNUMERIC"),
+            ("bool", "BOOL"),
+            ("s", "STRING"),
+            ("uuid", "STRING"),
+            ("bin", "BYTES"),
+            ("ts", "TIMESTAMP"),
+            ("re", "STRING"),
+            ("js", "STRING"),
+            ("sym", "STRING"),
+            ("min", "STRING"),
+            ("max", "STRING"),
+            ("undef", "STRING"),
+        ]
+    );
+    assert_eq!(
+        r.rows[0],
+        json!({
+            "_ds": "2020-06-01",
+            "oid": "5ed445006564676500000000",
+            "date": "2020-06-01T12:00:00.123000Z",
+            "i32": 1,
+            "i64": 1_i64 << 40,
+            "f": 0.5,
+            "dec": "19.99",
+            "dec_big": "0.0000000001",
+            "bool": false,
+            "s": "x",
+            "uuid": "550e8400-e29b-41d4-a716-446655440000",
+            "bin": "AQID",
+            "ts": "2020-06-01T00:00:00.000000Z",
+            "re": r#"{"$regularExpression":{"pattern":"^a","options":"i"}}"#,
+            "js": r#"{"$code":"f()"}"#,
+            "sym": r#"{"$symbol":"s"}"#,
+            "min": r#"{"$minKey":1}"#,
+            "max": r#"{"$maxKey":1}"#,
+            "undef": r#"{"$undefined":true}"#,
+        })
+    );
+}
+
+#[test]
+fn colliding_names_get_a_suffix_that_ignores_document_order() {
+    let nested = doc! { "a": { "b": 1 } };
+    let literal = doc! { "a__b": "x" };
+    let forward = run(&FlattenSpec::default(), &[nested.clone(), literal.clone()]);
+    let backward = run(&FlattenSpec::default(), &[literal, nested]);
+    for r in [&forward, &backward] {
+        assert_eq!(r.renames.len(), 1, "{:?}", r.renames);
+        let (path, column) = &r.renames[0];
+        assert_eq!(path, "$.a__b");
+        assert!(column.starts_with("a__b__") && column.len() == "a__b__".len() + 8);
+        assert_eq!(r.schema.get("a__b").unwrap().kind, ColumnType::Int64);
+        assert_eq!(r.schema.get(column).unwrap().kind, ColumnType::String);
+    }
+    assert_eq!(forward.renames, backward.renames);
+}
+
+#[test]
+fn names_that_differ_only_in_case_collide() {
+    let r = run(
+        &FlattenSpec::default(),
+        &[doc! { "CamelCase": 1, "camelcase": 2, "Other-Name": 3, "other name": 4 }],
+    );
+    let names: Vec<_> = r.schema.columns.iter().map(|c| c.name.clone()).collect();
+    assert_eq!(names[2], "camelcase", "the canonical path keeps its name");
+    assert!(names[1].starts_with("CamelCase__"));
+    assert!(names[3].starts_with("Other_Name__") && names[4].starts_with("other_name__"));
+    assert_eq!(r.renames.len(), 3);
+    let lower: std::collections::BTreeSet<_> = names.iter().map(|n| n.to_lowercase()).collect();
+    assert_eq!(lower.len(), names.len());
+}
+
+#[test]
+fn a_lone_unusual_key_keeps_its_plain_name() {
+    let r = run(
+        &FlattenSpec::default(),
+        &[doc! { "with space": 1, "1st": 2, "ключ": 3, "_ds": 4 }],
+    );
+    let names: Vec<_> = r.schema.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names[..4], ["_ds", "with_space", "_1st", "____"]);
+    assert!(names[4].starts_with("_ds__"), "`_ds` is taken: {names:?}");
+    assert_eq!(r.rows[0][names[4]], json!(4));
+}
+
+#[test]
+fn duplicate_keys_read_like_bson_document() {
+    let mut d = RawDocumentBuf::new();
+    d.append("a", 1);
+    d.append("b", "x");
+    d.append("a", "two");
+    let f = Flattener::new(&FlattenSpec::default()).unwrap();
+    let mut b = SchemaBuilder::new();
+    f.infer(&d, &mut b).unwrap();
+    let schema = b.finish();
+    let mut out = Vec::new();
+    f.write_row(&d, day(), &schema, &mut out).unwrap();
+    assert_eq!(out, b"{\"_ds\":\"2020-06-01\",\"a\":\"two\",\"b\":\"x\"}\n");
+}
+
+#[test]
+fn rows_conform_to_a_widened_schema() {
+    let f = Flattener::new(&FlattenSpec::default()).unwrap();
+    let d =
+        raw(&doc! { "n": 5, "f": 1, "when": bson::DateTime::from_millis(0), "o": { "k": true } });
+    let column = |name: &str, kind| Column {
+        name: name.into(),
+        kind,
+        repeated: false,
+    };
+    let schema = TableSchema {
+        columns: vec![
+            column("extra", ColumnType::Bool),
+            column("_ds", ColumnType::Date),
+            column("n", ColumnType::String),
+            column("f", ColumnType::Float64),
+            column("when", ColumnType::String),
+            column("o__k", ColumnType::String),
+        ],
+    };
+    let mut out = Vec::new();
+    f.write_row(&d, day(), &schema, &mut out).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&out).unwrap(),
+        "{\"_ds\":\"2020-06-01\",\"n\":\"5\",\"f\":1.0,\"when\":\"1970-01-01T00:00:00.000000Z\",\"o__k\":\"true\"}\n"
+    );
+}
+
+#[test]
+fn a_path_missing_from_the_schema_is_an_error() {
+    let f = Flattener::new(&FlattenSpec::default()).unwrap();
+    let schema = TableSchema {
+        columns: vec![Column {
+            name: "_ds".into(),
+            kind: ColumnType::Date,
+            repeated: false,
+        }],
+    };
+    let mut out = b"kept".to_vec();
+    let err = f
+        .write_row(&raw(&doc! { "a": { "b c": 1 } }), day(), &schema, &mut out)
+        .unwrap_err();
+    assert_eq!(out, b"kept");
+    assert_eq!(
+        err.to_string(),
+        "`$.a['b c']` belongs in column `a__b_c`, which the schema lacks: pass 2 must read the documents pass 1 inferred the schema from"
+    );
+}
+
+#[test]
+fn bad_rules_are_reported() {
+    let cases = [
+        ("separator: '-'", "invalid separator `-`"),
+        ("max_depth: 0", "invalid `max_depth` 0"),
+        (
+            "on_type_conflict: variant",
+            "`on_type_conflict: variant` is not supported yet",
+        ),
+        ("exclude: ['$.a[0]']", "invalid `exclude` path `$.a[0]`"),
+        (
+            "columns: [{ name: x, path: '$[', type: int64 }]",
+            "column `x`: invalid JSONPath `$[`",
+        ),
+        (
+            "columns: [{ name: x, path: $.a, type: int64, default: abc }]",
+            "column `x`: default \"abc\" is not a valid INT64",
+        ),
+        (
+            "columns: [{ name: _ds, path: $.a, type: date }]",
+            "invalid column name `_ds`",
+        ),
+    ];
+    for (yaml, message) in cases {
+        let err = Flattener::new(&spec(yaml)).unwrap_err().to_string();
+        assert!(err.starts_with(message), "{yaml}: {err}");
+    }
+}
+
+#[test]
+fn nesting_beyond_the_limit_is_an_error_with_a_path() {
+    let mut d = doc! { "leaf": 1 };
+    for _ in 0..crate::extjson::MAX_NESTING + 1 {
+        d = doc! { "d": d };
+    }
+    let f = Flattener::new(&spec("max_depth: 1000")).unwrap();
+    let err = f.infer(&raw(&d), &mut SchemaBuilder::new()).unwrap_err();
+    assert!(matches!(err, FlattenError::TooDeep { .. }), "{err}");
+    assert!(err.to_string().contains("`$.d.d.d."), "{err}");
+}
+
+#[test]
+fn a_row_writer_writes_what_write_row_writes() {
+    let opts = crate::demo::DemoOptions {
+        users: 50,
+        orders: 50,
+        products: 0,
+        ..Default::default()
+    };
+    let docs: Vec<_> = crate::demo::orders(&opts)
+        .chain(crate::demo::users(&opts))
+        .map(|d| raw(&d))
+        .collect();
+    let f = Flattener::new(&spec("max_depth: 3")).unwrap();
+    let mut b = f.schema_builder();
+    for d in &docs {
+        f.infer(d, &mut b).unwrap();
+    }
+    let schema = b.finish();
+    let (mut a, mut c) = (Vec::new(), Vec::new());
+    let mut w = f.row_writer(&schema).unwrap();
+    for d in &docs {
+        f.write_row(d, day(), &schema, &mut a).unwrap();
+        w.write_row(d, day(), &mut c).unwrap();
+    }
+    assert_eq!(a, c);
+    for line in a.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let row: serde_json::Map<String, Value> = serde_json::from_slice(line).unwrap();
+        assert_eq!(row.keys().next().map(String::as_str), Some("_ds"));
+        for (k, v) in &row {
+            let kind = schema
+                .get(k)
+                .unwrap_or_else(|| panic!("{k} not in schema"))
+                .kind;
+            let ok = match kind {
+                ColumnType::Int64 => v.is_i64(),
+                ColumnType::Float64 => v.is_number(),
+                ColumnType::Bool => v.is_boolean(),
+                _ => v.is_string(),
+            };
+            assert!(ok, "{k}: {v} is not a valid {}", kind.bigquery_name());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------
+
+fn arb_key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[a-c_]{1,3}",
+        1 => "[A-Ca-c]{1,2}",
+        1 => "[a-c]{0,2}[ .\\-é1$]{1,2}",
+        1 => Just("a__b".to_owned()),
+        1 => Just("_ds".to_owned()),
+    ]
+}
+
+fn arb_value() -> impl Strategy<Value = Bson> {
+    let leaf = prop_oneof![
+        "[a-z\"\\\\\n]{0,4}".prop_map(Bson::String),
+        any::<i32>().prop_map(Bson::Int32),
+        any::<i64>().prop_map(Bson::Int64),
+        any::<bool>().prop_map(Bson::Boolean),
+        (-1e6f64..1e6).prop_map(Bson::Double),
+        Just(Bson::Null),
+    ];
+    leaf.prop_recursive(4, 40, 5, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Bson::Array),
+            proptest::collection::vec((arb_key(), inner), 0..4)
+                .prop_map(|kv| Bson::Document(kv.into_iter().collect())),
+        ]
+    })
+}
+
+fn arb_doc() -> impl Strategy<Value = Document> {
+    proptest::collection::vec((arb_key(), arb_value()), 0..8)
+        .prop_map(|kv| kv.into_iter().collect())
+}
+
+/// Every non-null scalar of a JSON value, as text, into `out`.
+fn scalars(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Null => {}
+        Value::Array(a) => a.iter().for_each(|v| scalars(v, out)),
+        Value::Object(o) => o.values().for_each(|v| scalars(v, out)),
+        // serde_json's default parser is not exact in the last digit, and
+        // the JSON columns are parsed twice: compare 12 significant digits.
+        Value::Number(n) => out.push(format!("n:{:.12e}", n.as_f64().unwrap())),
+        other => out.push(other.to_string()),
+    }
+}
+
+proptest! {
+    #[test]
+    fn the_same_document_gives_the_same_bytes(doc in arb_doc(), depth in 1u32..4) {
+        let s = FlattenSpec { max_depth: depth, ..FlattenSpec::default() };
+        let first = run(&s, std::slice::from_ref(&doc));
+        let again = run(&s, &[doc]);
+        prop_assert_eq!(first.text, again.text);
+    }
+
+    #[test]
+    fn column_names_are_unique_and_valid(docs in proptest::collection::vec(arb_doc(), 1..4)) {
+        let r = run(&FlattenSpec::default(), &docs);
+        let mut seen = std::collections::BTreeSet::new();
+        for c in &r.schema.columns {
+            prop_assert!(crate::plan::is_column_name(&c.name), "{}", c.name);
+            prop_assert!(seen.insert(c.name.to_ascii_lowercase()), "{} twice", c.name);
+        }
+    }
+
+    #[test]
+    fn no_scalar_is_lost(doc in arb_doc(), depth in 1u32..4) {
+        let s = FlattenSpec { max_depth: depth, ..FlattenSpec::default() };
+        let r = run(&s, std::slice::from_ref(&doc));
+        let mut expected = Vec::new();
+        scalars(&Bson::Document(doc).into_relaxed_extjson(), &mut expected);
+        let mut found = Vec::new();
+        for (k, v) in r.rows[0].as_object().unwrap() {
+            if k == "_ds" {
+                continue;
+            }
+            match r.schema.get(k).unwrap().kind {
+                ColumnType::Json => scalars(&serde_json::from_str(v.as_str().unwrap()).unwrap(), &mut found),
+                _ => scalars(v, &mut found),
+            }
+        }
+        expected.sort();
+        found.sort();
+        prop_assert_eq!(found, expected);
+    }
+}

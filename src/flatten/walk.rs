@@ -1,0 +1,120 @@
+//! The one walk over a document that both passes share, so they can never
+//! disagree on which paths make columns.
+//!
+//! For each key, in document order: excluded paths are skipped; non-empty
+//! objects above `max_depth` are entered; objects at `max_depth` and arrays
+//! become one JSON value; everything else is a scalar value. Paths that an
+//! explicit column took over are skipped as values (objects below them are
+//! still entered). The [`Visitor`] decides what a value means: pass 1
+//! records its type, pass 2 writes it.
+
+use bson::raw::RawDocument;
+
+use crate::extjson::{elements, has_key_before, KeyFilter, Value, MAX_NESTING};
+use crate::spec::ArrayPolicy;
+
+use super::rules::RuleNode;
+use super::value::Leaf;
+use super::{FlattenError, Flattener};
+
+/// What a pass does at each path. Nodes are [`PathTrie`] ids.
+///
+/// [`PathTrie`]: super::schema::PathTrie
+pub(crate) trait Visitor {
+    /// The node of `parent`'s child `key`.
+    fn enter(&mut self, parent: u32, key: &str, guess: &mut usize) -> u32;
+    /// A value at `node`. Errors carry a path relative to the value.
+    fn leaf(&mut self, node: u32, leaf: Leaf<'_>) -> Result<(), FlattenError>;
+}
+
+/// Why a walk stopped early.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// The document repeats a key: start again on its deduplicated form.
+    Duplicate,
+    Failed(FlattenError),
+}
+
+impl From<FlattenError> for Stop {
+    fn from(e: FlattenError) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+impl Flattener {
+    /// How the array at a path is stored. `explode` (child tables) and
+    /// `repeated` (REPEATED columns) are not built yet, so both fall back
+    /// to `json` for now; this is where they will branch off.
+    fn array_storage(&self, rule: Option<&RuleNode>) -> ArrayPolicy {
+        match rule.and_then(|r| r.array).unwrap_or(self.default_array) {
+            ArrayPolicy::Json | ArrayPolicy::Explode | ArrayPolicy::Repeated => ArrayPolicy::Json,
+        }
+    }
+
+    pub(crate) fn walk<V: Visitor>(
+        &self,
+        doc: &RawDocument,
+        depth: u32,
+        rule: Option<&RuleNode>,
+        node: u32,
+        v: &mut V,
+    ) -> Result<(), Stop> {
+        if depth as usize > MAX_NESTING {
+            return Err(Stop::Failed(FlattenError::TooDeep {
+                path: "$".to_owned(),
+                limit: MAX_NESTING,
+            }));
+        }
+        let mut keys = KeyFilter::default();
+        let mut guess = 0;
+        for (i, item) in elements(doc).enumerate() {
+            let (key, value) = item.map_err(FlattenError::from)?;
+            if keys.insert(key) && has_key_before(doc, key, i) {
+                return Err(Stop::Duplicate);
+            }
+            let rule = rule.and_then(|r| r.child(key));
+            let (excluded, claimed) = rule.map_or((false, false), |r| (r.excluded, r.claimed));
+            if excluded {
+                continue;
+            }
+            let at = |e: FlattenError| Stop::Failed(e.under_key(key));
+            match value {
+                Value::Document(sub) if sub.is_empty() => {}
+                Value::Document(sub) if depth < self.max_depth => {
+                    let child = v.enter(node, key, &mut guess);
+                    match self.walk(sub, depth + 1, rule, child, v) {
+                        Err(Stop::Failed(e)) => return Err(at(e)),
+                        other => other?,
+                    }
+                }
+                Value::Document(_) | Value::Array(_) => {
+                    if claimed {
+                        continue;
+                    }
+                    if let Value::Array(_) = value {
+                        match self.array_storage(rule) {
+                            ArrayPolicy::Json => {}
+                            ArrayPolicy::Explode | ArrayPolicy::Repeated => {
+                                unreachable!("array_storage falls back to json")
+                            }
+                        }
+                    }
+                    let child = v.enter(node, key, &mut guess);
+                    let leaf = Leaf {
+                        value,
+                        prune: rule.filter(|r| r.prunes),
+                    };
+                    v.leaf(child, leaf).map_err(at)?;
+                }
+                _ => {
+                    if claimed {
+                        continue;
+                    }
+                    let child = v.enter(node, key, &mut guess);
+                    v.leaf(child, Leaf::new(value)).map_err(at)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

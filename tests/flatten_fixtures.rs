@@ -1,0 +1,232 @@
+//! Data-driven flatten rules: every `tests/fixtures/flatten/*.yaml` gives
+//! flatten rules, documents (Extended JSON), and the schema and rows they
+//! must produce.
+//!
+//! Each fixture is run as the engine runs a partition: `infer` over every
+//! document, then `write_row` for each with `_ds` = 2020-06-01. All
+//! fixtures run; every mismatch is reported, with the actual output printed
+//! as YAML to compare against (or paste, once checked by hand).
+//!
+//! Fixture keys: `flatten` (a `FlattenSpec`), `documents`,
+//! `expected_schema` (`{name, type}` with BigQuery type names),
+//! `expected_rows` (the rows as objects), and optionally
+//! `expected_renames` (`[JSONPath, column]` pairs).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use bson::{Bson, RawDocumentBuf};
+use chrono::NaiveDate;
+use etl::flatten::{Flattener, SchemaBuilder};
+use etl::spec::FlattenSpec;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fixture {
+    flatten: FlattenSpec,
+    documents: Vec<Value>,
+    expected_schema: Vec<ExpectedColumn>,
+    expected_rows: Vec<Value>,
+    #[serde(default)]
+    expected_renames: Option<Vec<(String, String)>>,
+}
+
+#[derive(Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectedColumn {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// What a fixture's documents actually give.
+#[derive(Serialize)]
+struct Actual {
+    expected_schema: Vec<ExpectedColumn>,
+    expected_rows: Vec<Value>,
+    expected_renames: Vec<(String, String)>,
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flatten");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn run(fixture: &Fixture) -> Result<Actual, String> {
+    let flattener = Flattener::new(&fixture.flatten).map_err(|e| format!("rules: {e}"))?;
+    let docs = fixture
+        .documents
+        .iter()
+        .enumerate()
+        .map(|(i, json)| match Bson::try_from(json.clone()) {
+            Ok(Bson::Document(d)) => RawDocumentBuf::from_document(&d).map_err(|e| e.to_string()),
+            Ok(other) => Err(format!("documents[{i}] is not an object: {other}")),
+            Err(e) => Err(format!("documents[{i}] is not Extended JSON: {e}")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut builder = SchemaBuilder::new();
+    for (i, doc) in docs.iter().enumerate() {
+        flattener
+            .infer(doc, &mut builder)
+            .map_err(|e| format!("infer documents[{i}]: {e}"))?;
+    }
+    let renames = builder.renames().to_vec();
+    let schema = builder.finish();
+    let day = NaiveDate::from_ymd_opt(2020, 6, 1).expect("a date");
+    let mut out = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        flattener
+            .write_row(doc, day, &schema, &mut out)
+            .map_err(|e| format!("write_row documents[{i}]: {e}"))?;
+    }
+    let text = String::from_utf8(out).map_err(|e| format!("rows are not UTF-8: {e}"))?;
+    let rows = text
+        .lines()
+        .map(|line| serde_json::from_str(line).map_err(|e| format!("invalid row {line}: {e}")))
+        .collect::<Result<Vec<Value>, _>>()?;
+    if !text.ends_with('\n') || rows.len() != docs.len() {
+        return Err(format!(
+            "expected {} rows, one per line, got:\n{text}",
+            docs.len()
+        ));
+    }
+    Ok(Actual {
+        expected_schema: schema
+            .columns
+            .iter()
+            .map(|c| ExpectedColumn {
+                name: c.name.clone(),
+                kind: c.kind.bigquery_name().to_owned(),
+            })
+            .collect(),
+        expected_rows: rows,
+        expected_renames: renames,
+    })
+}
+
+/// A readable account of how `actual` differs from `fixture`, or None.
+fn diff(fixture: &Fixture, actual: &Actual) -> Option<String> {
+    let mut out = String::new();
+    if fixture.expected_schema != actual.expected_schema {
+        out.push_str("  schema:\n");
+        let line = |c: &ExpectedColumn| format!("{} {}", c.name, c.kind);
+        let want: Vec<_> = fixture.expected_schema.iter().map(line).collect();
+        let got: Vec<_> = actual.expected_schema.iter().map(line).collect();
+        for w in want.iter().filter(|w| !got.contains(w)) {
+            let _ = writeln!(out, "    - {w}");
+        }
+        for g in got.iter().filter(|g| !want.contains(g)) {
+            let _ = writeln!(out, "    + {g}");
+        }
+        if want.iter().all(|w| got.contains(w)) && got.iter().all(|g| want.contains(g)) {
+            let _ = writeln!(out, "    same columns, another order: {}", got.join(", "));
+        }
+    }
+    if fixture.expected_rows.len() != actual.expected_rows.len() {
+        let _ = writeln!(
+            out,
+            "  rows: expected {}, got {}",
+            fixture.expected_rows.len(),
+            actual.expected_rows.len()
+        );
+    }
+    for (i, (want, got)) in fixture
+        .expected_rows
+        .iter()
+        .zip(&actual.expected_rows)
+        .enumerate()
+    {
+        if want == got {
+            continue;
+        }
+        let _ = writeln!(out, "  row {i}:");
+        let empty = serde_json::Map::new();
+        let (w, g) = (
+            want.as_object().unwrap_or(&empty),
+            got.as_object().unwrap_or(&empty),
+        );
+        for key in w.keys().chain(g.keys().filter(|k| !w.contains_key(*k))) {
+            match (w.get(key), g.get(key)) {
+                (a, b) if a == b => {}
+                (Some(a), Some(b)) => {
+                    let _ = writeln!(out, "    {key}: expected {a}, got {b}");
+                }
+                (Some(a), None) => {
+                    let _ = writeln!(out, "    {key}: expected {a}, got nothing (NULL)");
+                }
+                (None, Some(b)) => {
+                    let _ = writeln!(out, "    {key}: unexpected {b}");
+                }
+                (None, None) => {}
+            }
+        }
+    }
+    if let Some(renames) = &fixture.expected_renames {
+        if *renames != actual.expected_renames {
+            let _ = writeln!(
+                out,
+                "  renames: expected {renames:?}, got {:?}",
+                actual.expected_renames
+            );
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+#[test]
+fn every_flatten_fixture_gives_its_schema_and_rows() {
+    let files = fixtures();
+    assert!(
+        files.len() >= 20,
+        "expected at least 20 fixtures, found {}",
+        files.len()
+    );
+    let mut failures = Vec::new();
+    for path in &files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(path).unwrap();
+        let fixture: Fixture = match serde_yaml::from_str(&text) {
+            Ok(f) => f,
+            Err(e) => {
+                failures.push(format!("{name}: invalid fixture: {e}"));
+                continue;
+            }
+        };
+        match run(&fixture) {
+            Err(e) => failures.push(format!("{name}: {e}")),
+            Ok(actual) => {
+                if let Some(d) = diff(&fixture, &actual) {
+                    let yaml = serde_yaml::to_string(&actual).unwrap();
+                    failures.push(format!("{name}:\n{d}  actual output:\n{yaml}"));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures failed:\n\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+}
+
+/// The same documents, flattened twice from scratch, give the same bytes.
+#[test]
+fn every_fixture_is_deterministic() {
+    for path in fixtures() {
+        let fixture: Fixture =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let first = run(&fixture).map(|a| serde_json::to_string(&a).unwrap());
+        let again = run(&fixture).map(|a| serde_json::to_string(&a).unwrap());
+        assert_eq!(first, again, "{}", path.display());
+    }
+}

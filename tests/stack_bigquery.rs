@@ -1,0 +1,641 @@
+//! `sink::bigquery` against bigquery-emulator: table creation and schema
+//! growth, partition replacement in staging mode, every column type through
+//! a load job, and load errors. The decorator mode is checked on the
+//! request it sends, because the emulator takes `t$20200601` as a literal
+//! table name. Tests use tables named after the process id and drop them;
+//! they fail, never skip, when the emulator is down.
+
+mod common;
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use common::stack;
+use etl::sink::bigquery::{decorator_load_job, BigQueryError, BigQuerySink};
+use etl::spec::{ColumnType, ReplaceMode};
+use etl::table::{Column, TableSchema};
+use serde_json::{json, Value};
+
+fn day(d: &str) -> NaiveDate {
+    d.parse().unwrap()
+}
+
+fn schema(cols: &[(&str, ColumnType, bool)]) -> TableSchema {
+    TableSchema {
+        columns: cols
+            .iter()
+            .map(|(n, k, r)| Column {
+                name: (*n).into(),
+                kind: *k,
+                repeated: *r,
+            })
+            .collect(),
+    }
+}
+
+/// A table name no other test or run uses.
+fn unique(tag: &str) -> String {
+    format!("bq_{tag}_{}", std::process::id())
+}
+
+/// The emulator, through the raw REST API: independent of the sink.
+struct Emulator {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Emulator {
+    /// Fails with the stack hint unless the emulator answers.
+    async fn require() -> Self {
+        let e = Emulator {
+            http: reqwest::Client::new(),
+            base: format!(
+                "{}/bigquery/v2/projects/{}",
+                stack::bq_endpoint(),
+                stack::BQ_PROJECT
+            ),
+        };
+        let url = format!("{}/datasets/{}", e.base, stack::BQ_DATASET);
+        match e
+            .http
+            .get(&url)
+            .bearer_auth("t")
+            .timeout(std::time::Duration::from_secs(10))
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => e,
+            Ok(r) => panic!(
+                "bigquery-emulator answered {} for dataset `{}`\n{}",
+                r.status(),
+                stack::BQ_DATASET,
+                stack::HINT
+            ),
+            Err(err) => panic!(
+                "bigquery-emulator at {} is not reachable: {err}\n{}",
+                stack::bq_endpoint(),
+                stack::HINT
+            ),
+        }
+    }
+
+    async fn sink(&self) -> BigQuerySink {
+        BigQuerySink::connect(stack::BQ_PROJECT, None, Some(&stack::bq_endpoint()))
+            .await
+            .unwrap()
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}/{path}", self.base))
+            .bearer_auth("t");
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn table(&self, dataset: &str, table: &str) -> (u16, Value) {
+        self.send(
+            reqwest::Method::GET,
+            &format!("datasets/{dataset}/tables/{table}"),
+            None,
+        )
+        .await
+    }
+
+    async fn drop_table(&self, dataset: &str, table: &str) {
+        self.send(
+            reqwest::Method::DELETE,
+            &format!("datasets/{dataset}/tables/{table}"),
+            None,
+        )
+        .await;
+    }
+
+    async fn drop_dataset(&self, dataset: &str) {
+        self.send(
+            reqwest::Method::DELETE,
+            &format!("datasets/{dataset}?deleteContents=true"),
+            None,
+        )
+        .await;
+    }
+
+    /// The rows of a query, as BigQuery's `f`/`v` cells.
+    async fn query(&self, sql: &str) -> Vec<Vec<Value>> {
+        let (status, resp) = self
+            .send(
+                reqwest::Method::POST,
+                "queries",
+                Some(json!({"query": sql, "useLegacySql": false})),
+            )
+            .await;
+        assert_eq!(status, 200, "{sql}: {resp}");
+        resp["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                r["f"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["v"].clone())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// An NDJSON rows file.
+fn rows_file(dir: &tempfile::TempDir, name: &str, rows: &[Value]) -> (PathBuf, u64) {
+    let path = dir.path().join(name);
+    let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    (path, rows.len() as u64)
+}
+
+#[tokio::test]
+async fn ensure_table_creates_a_partitioned_clustered_table_then_adds_columns() {
+    let emu = Emulator::require().await;
+    let sink = emu.sink().await;
+    // A dataset of its own, so its creation is covered too.
+    let dataset = unique("ds");
+    let table = "events";
+    emu.drop_dataset(&dataset).await;
+
+    let v1 = schema(&[
+        ("_ds", ColumnType::Date, false),
+        ("id", ColumnType::Int64, false),
+        ("name", ColumnType::String, false),
+        ("tags", ColumnType::String, true),
+    ]);
+    let clustering = vec!["id".to_owned(), "name".to_owned()];
+    let created = sink
+        .ensure_table(&dataset, table, &v1, "_ds", &clustering)
+        .await;
+    let (_, first) = emu.table(&dataset, table).await;
+
+    let mut v2 = v1.clone();
+    v2.columns.push(Column {
+        name: "amount".into(),
+        kind: ColumnType::Numeric,
+        repeated: false,
+    });
+    let grown = sink
+        .ensure_table(&dataset, table, &v2, "_ds", &clustering)
+        .await;
+    let (_, second) = emu.table(&dataset, table).await;
+    let again = sink
+        .ensure_table(&dataset, table, &v2, "_ds", &clustering)
+        .await;
+    let read_back = sink.table_schema(&dataset, table).await;
+    let missing = sink.table_schema(&dataset, "no_such_table").await;
+
+    let mut retyped = v2.clone();
+    retyped.columns[1].kind = ColumnType::String;
+    let retype = sink
+        .ensure_table(&dataset, table, &retyped, "_ds", &clustering)
+        .await;
+    emu.drop_dataset(&dataset).await;
+
+    created.unwrap();
+    assert_eq!(
+        first["timePartitioning"],
+        json!({"type": "DAY", "field": "_ds"})
+    );
+    assert_eq!(first["clustering"], json!({"fields": ["id", "name"]}));
+    assert_eq!(
+        first["schema"]["fields"],
+        json!([
+            {"name": "_ds", "type": "DATE", "mode": "NULLABLE"},
+            {"name": "id", "type": "INT64", "mode": "NULLABLE"},
+            {"name": "name", "type": "STRING", "mode": "NULLABLE"},
+            {"name": "tags", "type": "STRING", "mode": "REPEATED"},
+        ])
+    );
+    grown.unwrap();
+    again.unwrap();
+    assert_eq!(
+        second["schema"]["fields"][4],
+        json!({"name": "amount", "type": "NUMERIC", "mode": "NULLABLE"})
+    );
+    assert_eq!(second["schema"]["fields"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        second["timePartitioning"], first["timePartitioning"],
+        "a patch keeps the partitioning"
+    );
+    assert_eq!(read_back.unwrap(), Some(v2));
+    assert_eq!(missing.unwrap(), None);
+    match retype {
+        Err(e @ BigQueryError::Retype { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("column `id`") && msg.contains("INT64") && msg.contains("STRING"),
+                "{msg}"
+            );
+            assert!(msg.contains(&format!("{dataset}.{table}")), "{msg}");
+        }
+        other => panic!("expected a retype error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn staging_mode_replaces_one_day_and_leaves_the_others() {
+    let emu = Emulator::require().await;
+    let sink = emu.sink().await;
+    let ds = stack::BQ_DATASET;
+    let table = unique("staging");
+    emu.drop_table(ds, &table).await;
+    let s = schema(&[
+        ("_ds", ColumnType::Date, false),
+        ("id", ColumnType::Int64, false),
+        ("tags", ColumnType::String, true),
+    ]);
+    sink.ensure_table(ds, &table, &s, "_ds", &[]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (d1, d2) = (day("2020-06-01"), day("2020-06-02"));
+    let row = |d: &str, id: i64| json!({"_ds": d, "id": id, "tags": ["a", "b"]});
+
+    let mut counts = Vec::new();
+    let replace = |file: (PathBuf, u64), d: NaiveDate| {
+        let (sink, s, table) = (&sink, &s, &table);
+        async move {
+            sink.replace_partition(
+                ds,
+                table,
+                d,
+                &file.0,
+                file.1,
+                s,
+                "_ds",
+                ReplaceMode::Staging,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let loaded_1 = replace(
+        rows_file(
+            &dir,
+            "a.ndjson",
+            &[
+                row("2020-06-01", 1),
+                row("2020-06-01", 2),
+                row("2020-06-01", 3),
+            ],
+        ),
+        d1,
+    )
+    .await;
+    let loaded_2 = replace(
+        rows_file(
+            &dir,
+            "b.ndjson",
+            &[row("2020-06-02", 4), row("2020-06-02", 5)],
+        ),
+        d2,
+    )
+    .await;
+    counts.push((
+        sink.count_partition(ds, &table, d1).await.unwrap(),
+        sink.count_partition(ds, &table, d2).await.unwrap(),
+    ));
+
+    // The same day again, with one row: replaced, not appended.
+    let reloaded = replace(rows_file(&dir, "c.ndjson", &[row("2020-06-01", 9)]), d1).await;
+    counts.push((
+        sink.count_partition(ds, &table, d1).await.unwrap(),
+        sink.count_partition(ds, &table, d2).await.unwrap(),
+    ));
+    let ids = emu
+        .query(&format!(
+            "SELECT id, ARRAY_LENGTH(tags) FROM `{}.{ds}.{table}` WHERE _ds = DATE '2020-06-01'",
+            stack::BQ_PROJECT
+        ))
+        .await;
+
+    // Upstream deleted the day: an empty file empties the partition.
+    let emptied = replace(rows_file(&dir, "d.ndjson", &[]), d1).await;
+    counts.push((
+        sink.count_partition(ds, &table, d1).await.unwrap(),
+        sink.count_partition(ds, &table, d2).await.unwrap(),
+    ));
+
+    let (staging_status, _) = emu.table(ds, &format!("{table}__staging_20200601")).await;
+    emu.drop_table(ds, &table).await;
+
+    assert_eq!(
+        (loaded_1, loaded_2, reloaded, emptied),
+        (3, 2, 1, 0),
+        "replace_partition returns the day's rows"
+    );
+    assert_eq!(counts, vec![(3, 2), (1, 2), (0, 2)]);
+    assert_eq!(ids, vec![vec![json!("9"), json!("2")]]);
+    assert_eq!(staging_status, 404, "the staging table is dropped");
+}
+
+#[tokio::test]
+async fn every_column_type_round_trips_through_a_load() {
+    let emu = Emulator::require().await;
+    let sink = emu.sink().await;
+    let ds = stack::BQ_DATASET;
+    let table = unique("types");
+    emu.drop_table(ds, &table).await;
+    let s = schema(&[
+        ("_ds", ColumnType::Date, false),
+        ("i", ColumnType::Int64, false),
+        ("f", ColumnType::Float64, false),
+        ("n", ColumnType::Numeric, false),
+        ("bn", ColumnType::Bignumeric, false),
+        ("ts", ColumnType::Timestamp, false),
+        ("d", ColumnType::Date, false),
+        ("b", ColumnType::Bytes, false),
+        ("ok", ColumnType::Bool, false),
+        ("s", ColumnType::String, false),
+        ("j", ColumnType::Json, false),
+        ("tags", ColumnType::String, true),
+        ("nums", ColumnType::Int64, true),
+    ]);
+    sink.ensure_table(ds, &table, &s, "_ds", &[]).await.unwrap();
+    // The row format of `etl::table`: INT64 as an exact JSON number,
+    // NUMERIC as a string, TIMESTAMP in microseconds, BYTES as base64, JSON
+    // as a string holding JSON text, and a missing key for NULL.
+    let full = json!({
+        "_ds": "2020-06-01",
+        "i": 9_007_199_254_740_993_i64, // 2^53 + 1: not a double
+        "f": 0.1,
+        "n": "12345678901234567890.123456789",
+        "bn": "-0.00000000000000000000000000000000000001",
+        "ts": "2020-06-01T12:34:56.123456Z",
+        "d": "1999-12-31",
+        "b": "AAEC/w==",
+        "ok": true,
+        "s": "Zoë 李雷 🚀 \"quoted\"\ttab",
+        "j": "{\"a\":[1,2],\"b\":null}",
+        "tags": ["x", "y"],
+        "nums": [i64::MIN, i64::MAX],
+    });
+    let empty = json!({"_ds": "2020-06-01", "i": 0});
+    let dir = tempfile::tempdir().unwrap();
+    let (file, rows) = rows_file(&dir, "types.ndjson", &[full, empty]);
+    let loaded = sink
+        .replace_partition(
+            ds,
+            &table,
+            day("2020-06-01"),
+            &file,
+            rows,
+            &s,
+            "_ds",
+            ReplaceMode::Staging,
+        )
+        .await;
+
+    let fq = format!("`{}.{ds}.{table}`", stack::BQ_PROJECT);
+    let raw = emu
+        .query(&format!(
+            "SELECT i, f, n, bn, d, ok, s, tags, nums FROM {fq} ORDER BY i DESC"
+        ))
+        .await;
+    // Representations that differ between BigQuery and the emulator are
+    // compared through SQL.
+    let computed = emu
+        .query(&format!(
+            "SELECT UNIX_MICROS(ts), TO_BASE64(b), TO_JSON_STRING(j), JSON_VALUE(j, '$.a[1]'), i = 9007199254740993, j IS NULL \
+             FROM {fq} ORDER BY i DESC"
+        ))
+        .await;
+    emu.drop_table(ds, &table).await;
+
+    assert_eq!(loaded.unwrap(), 2);
+    let cells = |vs: &[&str]| vs.iter().map(|v| json!(v)).collect::<Vec<_>>();
+    let f = &raw[0];
+    assert_eq!(f[0], json!("9007199254740993"));
+    assert_eq!(f[1].as_str().unwrap().parse::<f64>().unwrap(), 0.1);
+    assert_eq!(
+        f[2..7],
+        cells(&[
+            "12345678901234567890.123456789",
+            "-0.00000000000000000000000000000000000001",
+            "1999-12-31",
+            "true",
+            "Zoë 李雷 🚀 \"quoted\"\ttab"
+        ])[..]
+    );
+    assert_eq!(f[7], json!([{"v": "x"}, {"v": "y"}]));
+    assert_eq!(
+        f[8],
+        json!([{"v": i64::MIN.to_string()}, {"v": i64::MAX.to_string()}])
+    );
+    let c = &computed[0];
+    assert_eq!(c[0], json!("1591014896123456"));
+    // Real BigQuery decodes BYTES from base64, so this reads `AAEC/w==`.
+    // bigquery-emulator v0.8.1 stores the base64 text itself as the bytes
+    // (by load and by insertAll alike), so it reads the base64 of that.
+    assert!(
+        c[1] == json!("AAEC/w==") || c[1] == json!("QUFFQy93PT0="),
+        "BYTES read back as {}",
+        c[1]
+    );
+    // The emulator supports JSON columns and parses the string into JSON.
+    assert_eq!(
+        c[2..6],
+        cells(&["{\"a\":[1,2],\"b\":null}", "2", "true", "false"])[..]
+    );
+
+    // Missing keys are NULL; a missing REPEATED column is an empty array.
+    let e = &raw[1];
+    assert_eq!(e[0], json!("0"));
+    assert!(e[1..7].iter().all(Value::is_null), "{e:?}");
+    assert_eq!(e[7..9], [json!([]), json!([])]);
+    let n = &computed[1];
+    assert!(n[0].is_null() && n[1].is_null() && n[3].is_null(), "{n:?}");
+    assert_eq!(
+        n[5],
+        json!("true"),
+        "a missing JSON key is SQL NULL, not JSON null"
+    );
+}
+
+#[test]
+fn decorator_load_job_truncates_one_partition() {
+    // bigquery-emulator takes `t$20200601` as a literal table name, so this
+    // mode is tested on the request it sends.
+    let s = schema(&[
+        ("_ds", ColumnType::Date, false),
+        ("id", ColumnType::Int64, false),
+        ("tags", ColumnType::String, true),
+    ]);
+    let job = decorator_load_job(
+        "etl-prod",
+        "shop",
+        "t",
+        day("2020-06-01"),
+        &s,
+        "_ds",
+        &["id".to_owned()],
+    );
+    assert_eq!(
+        job,
+        json!({"configuration": {"load": {
+            "destinationTable": {"projectId": "etl-prod", "datasetId": "shop", "tableId": "t$20200601"},
+            "sourceFormat": "NEWLINE_DELIMITED_JSON",
+            "writeDisposition": "WRITE_TRUNCATE",
+            "createDisposition": "CREATE_NEVER",
+            "schema": {"fields": [
+                {"name": "_ds", "type": "DATE", "mode": "NULLABLE"},
+                {"name": "id", "type": "INT64", "mode": "NULLABLE"},
+                {"name": "tags", "type": "STRING", "mode": "REPEATED"},
+            ]},
+            "timePartitioning": {"type": "DAY", "field": "_ds"},
+            "clustering": {"fields": ["id"]},
+        }}})
+    );
+    let unclustered = decorator_load_job("p", "d", "t", day("2020-12-31"), &s, "_ds", &[]);
+    assert_eq!(
+        unclustered["configuration"]["load"]["destinationTable"]["tableId"],
+        "t$20201231"
+    );
+    assert!(unclustered["configuration"]["load"]
+        .get("clustering")
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_row_that_does_not_fit_fails_naming_table_and_day() {
+    let emu = Emulator::require().await;
+    let sink = emu.sink().await;
+    let ds = stack::BQ_DATASET;
+    let table = unique("badrow");
+    emu.drop_table(ds, &table).await;
+    let s = schema(&[
+        ("_ds", ColumnType::Date, false),
+        ("id", ColumnType::Int64, false),
+    ]);
+    sink.ensure_table(ds, &table, &s, "_ds", &[]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = day("2020-06-01");
+    let (good, n) = rows_file(
+        &dir,
+        "good.ndjson",
+        &[
+            json!({"_ds": "2020-06-01", "id": 1}),
+            json!({"_ds": "2020-06-01", "id": 2}),
+        ],
+    );
+    sink.replace_partition(ds, &table, d, &good, n, &s, "_ds", ReplaceMode::Staging)
+        .await
+        .unwrap();
+
+    let (bad, n) = rows_file(
+        &dir,
+        "bad.ndjson",
+        &[
+            json!({"_ds": "2020-06-01", "id": 3}),
+            json!({"_ds": "2020-06-01", "id": "three"}),
+        ],
+    );
+    let err = sink
+        .replace_partition(ds, &table, d, &bad, n, &s, "_ds", ReplaceMode::Staging)
+        .await;
+    let after = sink.count_partition(ds, &table, d).await;
+    let (staging_status, _) = emu.table(ds, &format!("{table}__staging_20200601")).await;
+    let missing = sink
+        .replace_partition(
+            ds,
+            &table,
+            d,
+            &dir.path().join("nope.ndjson"),
+            1,
+            &s,
+            "_ds",
+            ReplaceMode::Staging,
+        )
+        .await;
+    emu.drop_table(ds, &table).await;
+
+    let err = err.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&table) && msg.contains("2020-06-01"), "{msg}");
+    assert!(!err.is_transient(), "a bad row is not worth a retry: {msg}");
+    assert_eq!(after.unwrap(), 2, "a failed load leaves the day as it was");
+    assert_eq!(
+        staging_status, 404,
+        "the staging table is dropped after a failure too"
+    );
+    let missing = missing.unwrap_err().to_string();
+    assert!(
+        missing.contains("nope.ndjson") && missing.contains("2020-06-01"),
+        "{missing}"
+    );
+}
+
+/// What staging mode's atomicity rests on in the emulator: `BEGIN` and
+/// `COMMIT TRANSACTION` are no-ops there, but one `jobs.query` request runs
+/// in one SQLite transaction that is rolled back when a statement fails.
+/// (Its `jobs.insert` commits the statements before a failure, and its
+/// `jobs.get` then reports the job DONE without the error, which is why
+/// the sink sends scripts through `jobs.query`.) If an emulator upgrade
+/// changes this, staging mode is no longer atomic there.
+#[tokio::test]
+async fn the_emulator_rolls_back_a_failing_script() {
+    let emu = Emulator::require().await;
+    let sink = emu.sink().await;
+    let ds = stack::BQ_DATASET;
+    let table = unique("rollback");
+    emu.drop_table(ds, &table).await;
+    let s = schema(&[
+        ("_ds", ColumnType::Date, false),
+        ("id", ColumnType::Int64, false),
+    ]);
+    sink.ensure_table(ds, &table, &s, "_ds", &[]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (file, n) = rows_file(
+        &dir,
+        "two.ndjson",
+        &[
+            json!({"_ds": "2020-06-01", "id": 1}),
+            json!({"_ds": "2020-06-01", "id": 2}),
+        ],
+    );
+    sink.replace_partition(
+        ds,
+        &table,
+        day("2020-06-01"),
+        &file,
+        n,
+        &s,
+        "_ds",
+        ReplaceMode::Staging,
+    )
+    .await
+    .unwrap();
+
+    let fq = format!("`{}.{ds}.{table}`", stack::BQ_PROJECT);
+    let script = format!(
+        "BEGIN TRANSACTION; DELETE FROM {fq} WHERE `_ds` = DATE '2020-06-01'; \
+         INSERT INTO {fq} (`_ds`, `id`) SELECT DATE '2020-06-01', CAST('x' AS INT64); COMMIT TRANSACTION;"
+    );
+    let (status, resp) = emu
+        .send(
+            reqwest::Method::POST,
+            "queries",
+            Some(json!({"query": script, "useLegacySql": false})),
+        )
+        .await;
+    let after = sink.count_partition(ds, &table, day("2020-06-01")).await;
+    emu.drop_table(ds, &table).await;
+
+    assert_eq!(status, 400, "{resp}");
+    assert_eq!(
+        after.unwrap(),
+        2,
+        "the DELETE before the failing INSERT is rolled back"
+    );
+}

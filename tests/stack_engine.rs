@@ -1,0 +1,596 @@
+//! `etl run` end to end on the local stack: demo data in FerretDB, the raw
+//! archive in a local lake, rows in bigquery-emulator and in a Parquet
+//! dataset. Each test works in its own project folder, database and
+//! dataset, so tests never see each other's data.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use bson::doc;
+use chrono::NaiveDate;
+use common::stack;
+
+const TODAY: &str = "2026-11-23";
+
+/// A project folder: `etl.yaml` and the three shipped pipelines, pointed
+/// at a database and dataset of its own.
+struct Project {
+    dir: tempfile::TempDir,
+    database: String,
+    mongo_port: u16,
+}
+
+impl Project {
+    fn new(tag: &str, mongo_port: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let database = format!("it_{tag}_{}", std::process::id());
+        let root = common::root();
+        let project = std::fs::read_to_string(root.join("etl.yaml"))
+            .unwrap()
+            .replace(
+                "?directConnection=true",
+                "?directConnection=true&serverSelectionTimeoutMS=2000",
+            )
+            .replace(
+                "endpoint: http://127.0.0.1:9050",
+                &format!("endpoint: {}", stack::bq_endpoint()),
+            );
+        std::fs::write(dir.path().join("etl.yaml"), project).unwrap();
+        std::fs::create_dir(dir.path().join("pipelines")).unwrap();
+        for p in ["users", "orders", "products"] {
+            let spec = std::fs::read_to_string(root.join(format!("pipelines/{p}.yaml")))
+                .unwrap()
+                .replace("database: shop", &format!("database: {database}"))
+                .replace("dataset: etl_demo", &format!("dataset: {database}"));
+            std::fs::write(dir.path().join(format!("pipelines/{p}.yaml")), spec).unwrap();
+        }
+        Self {
+            dir,
+            database,
+            mongo_port,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn etl(&self, args: &[&str]) -> Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
+            .args(args)
+            .current_dir(self.path())
+            .env("ETL_TODAY", TODAY)
+            .env("ETL_MONGO_PORT", self.mongo_port.to_string())
+            .env_remove("ETL_PROFILE")
+            .env_remove("ETL_PROJECT")
+            .output()
+            .unwrap()
+    }
+
+    fn seed(&self, users: usize, orders: usize, products: usize) {
+        let out = self.etl(&[
+            "demo",
+            "--database",
+            &self.database,
+            "--users",
+            &users.to_string(),
+            "--orders",
+            &orders.to_string(),
+            "--products",
+            &products.to_string(),
+        ]);
+        assert!(
+            out.status.success(),
+            "etl demo failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn mongo_uri(&self) -> String {
+        format!(
+            "mongodb://127.0.0.1:{}/?directConnection=true",
+            self.mongo_port
+        )
+    }
+
+    /// Every file under the lake, with its bytes.
+    fn lake_files(&self) -> BTreeMap<String, Vec<u8>> {
+        fn walk(dir: &Path, base: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, base, out);
+                } else {
+                    out.insert(
+                        p.strip_prefix(base).unwrap().display().to_string(),
+                        std::fs::read(&p).unwrap(),
+                    );
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        let lake = self.path().join(".etl/lake");
+        walk(&lake, &lake, &mut out);
+        out
+    }
+}
+
+fn days() -> Vec<NaiveDate> {
+    NaiveDate::from_ymd_opt(2020, 6, 1)
+        .unwrap()
+        .iter_days()
+        .take(10)
+        .collect()
+}
+
+fn ms(day: NaiveDate) -> i64 {
+    day.and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis()
+}
+
+/// MongoDB's own count of a day, computed here, not by the engine.
+async fn mongo_count(uri: &str, db: &str, coll: &str, day: NaiveDate) -> u64 {
+    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+    let c = client.database(db).collection::<bson::Document>(coll);
+    let next = day.succ_opt().unwrap();
+    let filter = match coll {
+        // products are partitioned by the time inside `_id`.
+        "products" => {
+            let oid = |d: NaiveDate| {
+                let mut b = [0u8; 12];
+                b[..4].copy_from_slice(&((ms(d) / 1000) as u32).to_be_bytes());
+                bson::oid::ObjectId::from_bytes(b)
+            };
+            doc! { "_id": { "$gte": oid(day), "$lt": oid(next) } }
+        }
+        "orders" => {
+            doc! { "status": { "$ne": "test" }, "created_at": { "$gte": bson::DateTime::from_millis(ms(day)), "$lt": bson::DateTime::from_millis(ms(next)) } }
+        }
+        _ => {
+            doc! { "created_at": { "$gte": bson::DateTime::from_millis(ms(day)), "$lt": bson::DateTime::from_millis(ms(next)) } }
+        }
+    };
+    c.count_documents(filter).await.unwrap()
+}
+
+fn gunzip_lines(bytes: &[u8]) -> Vec<String> {
+    let mut s = String::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_string(&mut s)
+        .unwrap();
+    s.lines().map(str::to_owned).collect()
+}
+
+fn run_ok(p: &Project, args: &[&str]) -> String {
+    let out = p.etl(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "etl {args:?} failed ({:?}):\n{stdout}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+async fn bq_count(dataset: &str, table: &str, day: NaiveDate) -> u64 {
+    let client = stack::bigquery().await;
+    let sql = format!(
+        "SELECT COUNT(*) FROM `{}.{dataset}.{table}` WHERE _ds = DATE '{day}'",
+        stack::BQ_PROJECT
+    );
+    let resp = client
+        .job()
+        .query(
+            stack::BQ_PROJECT,
+            gcp_bigquery_client::model::query_request::QueryRequest::new(sql),
+        )
+        .await
+        .unwrap();
+    let mut rs =
+        gcp_bigquery_client::model::query_response::ResultSet::new_from_query_response(resp);
+    assert!(rs.next_row());
+    rs.get_i64(0).unwrap().unwrap_or(0) as u64
+}
+
+fn parquet_count(p: &Project, day: NaiveDate) -> u64 {
+    let dir = p.path().join(format!(".etl/warehouse/products/dt={day}"));
+    let mut total = 0;
+    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let f = std::fs::File::open(e.unwrap().path()).unwrap();
+        use parquet::file::reader::FileReader;
+        total += parquet::file::serialized_reader::SerializedFileReader::new(f)
+            .unwrap()
+            .metadata()
+            .file_metadata()
+            .num_rows() as u64;
+    }
+    total
+}
+
+/// The main job: three pipelines, ten days, every count reconciled against
+/// MongoDB; boundaries; then idempotency and a shrinking rerun.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_pipelines_ten_days_reconciled_idempotent() {
+    stack::mongo().await;
+    let p = Project::new("main", 27017);
+    p.seed(600, 900, 300);
+    let pipelines = [
+        "pipelines/users.yaml",
+        "pipelines/orders.yaml",
+        "pipelines/products.yaml",
+    ];
+    let mut args = vec![
+        "run",
+        "--start",
+        "2020-06-01",
+        "--end",
+        "2020-06-10",
+        "--parallel",
+        "3",
+    ];
+    args.extend(pipelines);
+    let summary = run_ok(&p, &args);
+    assert!(
+        summary.contains("30 done, 0 skipped (already done), 0 failed"),
+        "{summary}"
+    );
+
+    let uri = p.mongo_uri();
+    let lake = p.lake_files();
+    for day in days() {
+        for coll in ["users", "orders", "products"] {
+            let expected = mongo_count(&uri, &p.database, coll, day).await;
+            let ext = if coll == "orders" { "zst" } else { "gz" };
+            let raw = format!(
+                "raw/{coll}/dt={day}/{coll}-{}.jsonl.{ext}",
+                day.format("%Y%m%d")
+            );
+            let manifest = format!("raw/{coll}/dt={day}/_manifest.json");
+            let m: serde_json::Value = serde_json::from_slice(
+                lake.get(&manifest)
+                    .unwrap_or_else(|| panic!("{manifest} missing")),
+            )
+            .unwrap();
+            assert_eq!(m["documents"], expected, "{manifest}");
+            let bytes = lake.get(&raw).unwrap_or_else(|| panic!("{raw} missing"));
+            assert_eq!(m["bytes"], bytes.len() as u64);
+            let lines = if ext == "gz" {
+                gunzip_lines(bytes).len()
+            } else {
+                zstd::decode_all(&bytes[..])
+                    .unwrap()
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .count()
+            };
+            assert_eq!(lines as u64, expected, "{raw}");
+            let loaded = match coll {
+                "products" => parquet_count(&p, day),
+                table => bq_count(&p.database, table, day).await,
+            };
+            assert_eq!(loaded, expected, "{coll} {day}: warehouse rows vs MongoDB");
+        }
+    }
+
+    // Boundaries: a document at exactly 00:00:00.000 and one at
+    // 23:59:59.999 land in their own day; documents before the range and
+    // "today" appear in no archive.
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let users = client
+        .database(&p.database)
+        .collection::<bson::Document>("users");
+    let all_raw: Vec<(String, Vec<String>)> = lake
+        .iter()
+        .filter(|(k, _)| k.starts_with("raw/users/") && k.ends_with(".gz"))
+        .map(|(k, v)| (k.clone(), gunzip_lines(v)))
+        .collect();
+    let day_of = |id: &bson::oid::ObjectId| -> Vec<String> {
+        let needle = format!("\"$oid\":\"{}\"", id.to_hex());
+        all_raw
+            .iter()
+            .filter(|(_, lines)| {
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(&format!("{{\"_id\":{{{needle}}}")))
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    let midnight = users
+        .find_one(doc! {"created_at": bson::DateTime::from_millis(ms(days()[0]))})
+        .await
+        .unwrap()
+        .expect("a midnight document");
+    assert_eq!(
+        day_of(&midnight.get_object_id("_id").unwrap()),
+        vec!["raw/users/dt=2020-06-01/users-20200601.jsonl.gz"]
+    );
+    let mut cursor = users.find(doc! {}).await.unwrap();
+    let (mut at_end_of_day, mut outside) = (0, 0);
+    use futures::TryStreamExt;
+    while let Some(d) = cursor.try_next().await.unwrap() {
+        let t = d.get_datetime("created_at").unwrap().timestamp_millis();
+        let id = d.get_object_id("_id").unwrap();
+        let day = chrono::DateTime::from_timestamp_millis(t)
+            .unwrap()
+            .date_naive();
+        let found = day_of(&id);
+        if days().contains(&day) {
+            assert_eq!(
+                found,
+                vec![format!(
+                    "raw/users/dt={day}/users-{}.jsonl.gz",
+                    day.format("%Y%m%d")
+                )],
+                "{id} at {t}"
+            );
+            if t % 86_400_000 == 86_399_999 {
+                at_end_of_day += 1;
+            }
+        } else {
+            assert!(
+                found.is_empty(),
+                "{id} at {day} is outside the range but archived in {found:?}"
+            );
+            outside += 1;
+        }
+    }
+    assert!(
+        at_end_of_day >= 1,
+        "the demo data has a 23:59:59.999 document"
+    );
+    assert!(
+        outside >= 2,
+        "the demo data has documents before the range and today"
+    );
+
+    // Idempotency: a second run skips every day; a forced rerun rewrites
+    // byte-identical lake objects and the same counts.
+    let again = run_ok(&p, &args);
+    assert!(
+        again.contains("0 done, 30 skipped (already done), 0 failed"),
+        "{again}"
+    );
+    let mut rerun = args.clone();
+    rerun.push("--rerun");
+    run_ok(&p, &rerun);
+    assert!(p.lake_files() == lake, "a rerun changed lake objects");
+    assert_eq!(
+        bq_count(&p.database, "users", days()[2]).await,
+        mongo_count(&uri, &p.database, "users", days()[2]).await
+    );
+
+    // Deleted upstream: a rerun of the day shrinks the warehouse to match.
+    let d3 = days()[2];
+    let before = mongo_count(&uri, &p.database, "orders", d3).await;
+    let orders = client
+        .database(&p.database)
+        .collection::<bson::Document>("orders");
+    let victims: Vec<bson::Document> = orders
+        .find(doc! {"created_at": {"$gte": bson::DateTime::from_millis(ms(d3)), "$lt": bson::DateTime::from_millis(ms(d3) + 86_400_000)}})
+        .limit(5)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    for v in &victims {
+        orders
+            .delete_one(doc! {"_id": v.get_object_id("_id").unwrap()})
+            .await
+            .unwrap();
+    }
+    run_ok(
+        &p,
+        &[
+            "run",
+            "pipelines/orders.yaml",
+            "--date",
+            "2020-06-03",
+            "--rerun",
+        ],
+    );
+    assert_eq!(
+        bq_count(&p.database, "orders", d3).await,
+        before - victims.len() as u64
+    );
+    assert_eq!(
+        bq_count(&p.database, "orders", days()[3]).await,
+        mongo_count(&uri, &p.database, "orders", days()[3]).await
+    );
+
+    // `etl status` shows the ledger with its gaps.
+    let out = p.etl(&["status", "pipelines/users.yaml"]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.contains("  2020-06-01 done"), "{status}");
+    assert!(status.contains("  2020-06-11 missing"), "{status}");
+    assert_eq!(out.status.code(), Some(1), "gaps make `etl status` exit 1");
+
+    client.database(&p.database).drop().await.unwrap();
+}
+
+/// A day with no documents is recorded, and its warehouse partition is
+/// emptied.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_day_is_recorded_and_empties_its_partition() {
+    stack::mongo().await;
+    let p = Project::new("empty", 27017);
+    p.seed(200, 200, 100);
+    run_ok(&p, &["run", "pipelines/users.yaml", "--date", "2020-06-04"]);
+    let uri = p.mongo_uri();
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let d = days()[3];
+    assert!(bq_count(&p.database, "users", d).await > 0);
+    client
+        .database(&p.database)
+        .collection::<bson::Document>("users")
+        .delete_many(doc! {"created_at": {"$gte": bson::DateTime::from_millis(ms(d)), "$lt": bson::DateTime::from_millis(ms(d) + 86_400_000)}})
+        .await
+        .unwrap();
+    let summary = run_ok(
+        &p,
+        &[
+            "run",
+            "pipelines/users.yaml",
+            "--date",
+            "2020-06-04",
+            "--rerun",
+        ],
+    );
+    assert!(summary.contains("1 done"), "{summary}");
+    assert_eq!(bq_count(&p.database, "users", d).await, 0);
+    let m: serde_json::Value =
+        serde_json::from_slice(&p.lake_files()["raw/users/dt=2020-06-04/_manifest.json"]).unwrap();
+    assert_eq!(m["documents"], 0);
+    client.database(&p.database).drop().await.unwrap();
+}
+
+/// A FerretDB of the test's own, so stopping it disturbs no other test.
+struct OwnFerret {
+    child: std::process::Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl OwnFerret {
+    fn start(port: u16, dir: &Path) -> Self {
+        let bin = common::root().join("stack/bin/ferretdb-embedded");
+        let child = std::process::Command::new(&bin)
+            .args([
+                "-listen",
+                &format!("127.0.0.1:{port}"),
+                "-dir",
+                &dir.display().to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", bin.display(), stack::HINT));
+        Self {
+            child,
+            port,
+            dir: dir.to_owned(),
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let uri = format!(
+            "mongodb://127.0.0.1:{}/?directConnection=true&serverSelectionTimeoutMS=500",
+            self.port
+        );
+        for _ in 0..100 {
+            if let Ok(c) = mongodb::Client::with_uri_str(&uri).await {
+                if c.database("admin")
+                    .run_command(doc! {"ping": 1})
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the test's own FerretDB on port {} did not start",
+            self.port
+        );
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnFerret {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Stopping MongoDB in the middle of a run fails the remaining partitions
+/// (exit 1, recorded in the ledger); a catch-up run after the restart
+/// completes everything without duplicates.
+#[tokio::test(flavor = "multi_thread")]
+async fn mongo_dying_mid_run_fails_partitions_and_a_rerun_recovers() {
+    stack::mongo().await;
+    let data = tempfile::tempdir().unwrap();
+    let port = 27300 + (std::process::id() % 500) as u16;
+    let mut ferret = OwnFerret::start(port, data.path());
+    ferret.wait_ready().await;
+    let p = Project::new("fail", port);
+    p.seed(8000, 10, 10);
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
+        .args([
+            "run",
+            "pipelines/users.yaml",
+            "--start",
+            "2020-06-01",
+            "--end",
+            "2020-06-10",
+            "--retries",
+            "0",
+        ])
+        .current_dir(p.path())
+        .env("ETL_TODAY", TODAY)
+        .env("ETL_MONGO_PORT", port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stop the server once the first day is in the ledger.
+    let ledger = p.path().join(".etl/state/ledger/users");
+    for _ in 0..600 {
+        if std::fs::read_dir(&ledger)
+            .map(|d| d.count() >= 1)
+            .unwrap_or(false)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    ferret.stop();
+    let out = child.wait_with_output().unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{summary}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(summary.contains("failed: users 2020-06-10"), "{summary}");
+    let status =
+        String::from_utf8_lossy(&p.etl(&["status", "pipelines/users.yaml"]).stdout).into_owned();
+    assert!(status.contains("  2020-06-10 failed"), "{status}");
+
+    let ferret = OwnFerret::start(port, &ferret.dir.clone());
+    ferret.wait_ready().await;
+    let summary = run_ok(
+        &p,
+        &[
+            "run",
+            "pipelines/users.yaml",
+            "--start",
+            "2020-06-01",
+            "--end",
+            "2020-06-10",
+        ],
+    );
+    assert!(summary.contains(", 0 failed"), "{summary}");
+    let uri = p.mongo_uri();
+    for day in days() {
+        assert_eq!(
+            bq_count(&p.database, "users", day).await,
+            mongo_count(&uri, &p.database, "users", day).await,
+            "{day}"
+        );
+    }
+}
