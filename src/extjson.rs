@@ -104,7 +104,7 @@ impl ExtJsonError {
 /// Appends one JSONPath segment for `key`: `.key` when the key is a plain
 /// identifier, else `['key']` (or `["key"]` when it holds a `'`), the forms
 /// `etl::plan::simple_path` reads back.
-pub fn push_key_segment(path: &mut String, key: &str) {
+pub(crate) fn push_key_segment(path: &mut String, key: &str) {
     let plain = key
         .bytes()
         .next()
@@ -1165,6 +1165,12 @@ mod tests {
     }
 
     proptest! {
+        // Failures print their minimal case; nothing is written to the tree.
+        #![proptest_config(ProptestConfig {
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
         /// Corrupted bytes: whatever the crate makes of them, so do we.
         #[test]
         fn damaged_documents_fail_as_the_crate_fails(

@@ -16,6 +16,8 @@
 //! - [`redact`]: display helpers that keep passwords out of every message.
 //! - [`source`]: the MongoDB reader: raw documents off a cursor, retries
 //!   classified.
+//! - [`extjson`]: MongoDB Extended JSON written straight from raw BSON (the lake's lines).
+//! - [`flatten`]: pure and synchronous: documents into NDJSON rows and their table schema.
 //! - [`sink`]: the lake (`object_store`), BigQuery, and Parquet datasets.
 //! - [`engine`]: the partition loop: extract, archive, flatten, load,
 //!   reconcile, and the run ledger.

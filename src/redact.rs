@@ -58,6 +58,32 @@ pub fn redact_uri(uri: &str) -> String {
     out
 }
 
+/// Hides the password of every `scheme://user:password@` in free text, such
+/// as a driver's error message that quotes the connection string.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c == '?' || c == '"' || c == '\'' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..colon + 1]);
+                out.push_str(MASK);
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn is_secret_param(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     ["password", "secret", "token", "sig", "key"]
@@ -86,6 +112,17 @@ mod tests {
         let u = "mongodb://127.0.0.1:27017/?directConnection=true";
         assert_eq!(redact_uri(u), u);
         assert_eq!(redact_uri("mongodb://user@host/"), "mongodb://user@host/");
+    }
+
+    #[test]
+    fn hides_every_password_in_free_text() {
+        assert_eq!(
+            redact_text(
+                r#"Unable to recognise URL "ftp://etl:hunter2@files.example/x", nor mongodb://a:b@h1,h2/db"#
+            ),
+            r#"Unable to recognise URL "ftp://etl:***@files.example/x", nor mongodb://a:***@h1,h2/db"#
+        );
+        assert_eq!(redact_text("no urls here: a:b@c"), "no urls here: a:b@c");
     }
 
     #[test]

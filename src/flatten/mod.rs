@@ -30,12 +30,18 @@
 //!   the path matches nothing (a null is a match). An explicit column named
 //!   like its own path's automatic column replaces it; any other automatic
 //!   column keeps its own.
-//! - Types and conversions: see [`value`](self::value). A column that sees
+//! - Types and conversions: see the `value` submodule. A column that sees
 //!   several types is widened by the `coerce` policy: INT64 with FLOAT64 is
 //!   FLOAT64, NUMERIC with BIGNUMERIC is BIGNUMERIC, any other mix is
 //!   STRING. Null values register a column without typing it; a column
 //!   that only ever held null is STRING.
-//! - Column names: see [`naming`](self::naming).
+//! - Column names: keys joined with the separator, other characters turned
+//!   into `_`, a `_` before a leading digit, at most 300 characters. When
+//!   paths share a name (BigQuery ignores case), the one whose keys the name
+//!   splits back into keeps it and the others get `<name>__<8 hex digits>`,
+//!   hashed from the path, so `write_row` resolves them from the schema
+//!   alone and a path keeps its column from day to day (see the `naming`
+//!   submodule). [`SchemaBuilder::renames`] lists them.
 //! - A document with a duplicate key is flattened as `bson::Document` (and
 //!   so the lake's Extended JSON) reads it: the key once, at its first
 //!   position, with its last value.

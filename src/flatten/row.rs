@@ -330,7 +330,8 @@ fn write_explicit(
 }
 
 /// The value at a simple path. Like JSONPath, a name never matches inside
-/// an array.
+/// an array. A repeated key gives its last value, as `bson::Document` and
+/// the JSONPath route read it.
 fn lookup_keys<'a>(
     doc: &'a RawDocument,
     keys: &[String],
@@ -342,7 +343,6 @@ fn lookup_keys<'a>(
             let (k, v) = item?;
             if k == key {
                 found = Some(v);
-                break;
             }
         }
         match found {

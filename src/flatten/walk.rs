@@ -41,13 +41,18 @@ impl From<FlattenError> for Stop {
     }
 }
 
+/// How the walk stores an array.
+enum ArrayStorage {
+    /// One JSON column. `explode` (child tables) and `repeated` (REPEATED
+    /// columns) fall back to it until they are built; they will branch off
+    /// here as variants of their own.
+    Json,
+}
+
 impl Flattener {
-    /// How the array at a path is stored. `explode` (child tables) and
-    /// `repeated` (REPEATED columns) are not built yet, so both fall back
-    /// to `json` for now; this is where they will branch off.
-    fn array_storage(&self, rule: Option<&RuleNode>) -> ArrayPolicy {
+    fn array_storage(&self, rule: Option<&RuleNode>) -> ArrayStorage {
         match rule.and_then(|r| r.array).unwrap_or(self.default_array) {
-            ArrayPolicy::Json | ArrayPolicy::Explode | ArrayPolicy::Repeated => ArrayPolicy::Json,
+            ArrayPolicy::Json | ArrayPolicy::Explode | ArrayPolicy::Repeated => ArrayStorage::Json,
         }
     }
 
@@ -87,29 +92,22 @@ impl Flattener {
                         other => other?,
                     }
                 }
-                Value::Document(_) | Value::Array(_) => {
-                    if claimed {
-                        continue;
-                    }
-                    if let Value::Array(_) = value {
-                        match self.array_storage(rule) {
-                            ArrayPolicy::Json => {}
-                            ArrayPolicy::Explode | ArrayPolicy::Repeated => {
-                                unreachable!("array_storage falls back to json")
-                            }
-                        }
-                    }
+                Value::Document(_) | Value::Array(_) if claimed => {}
+                Value::Document(_) => {
+                    // An object at `max_depth`: one JSON column.
                     let child = v.enter(node, key, &mut guess);
-                    let leaf = Leaf {
-                        value,
-                        prune: rule.filter(|r| r.prunes),
-                    };
-                    v.leaf(child, leaf).map_err(at)?;
+                    let prune = rule.filter(|r| r.prunes);
+                    v.leaf(child, Leaf { value, prune }).map_err(at)?;
                 }
-                _ => {
-                    if claimed {
-                        continue;
+                Value::Array(_) => match self.array_storage(rule) {
+                    ArrayStorage::Json => {
+                        let child = v.enter(node, key, &mut guess);
+                        let prune = rule.filter(|r| r.prunes);
+                        v.leaf(child, Leaf { value, prune }).map_err(at)?;
                     }
+                },
+                _ if claimed => {}
+                _ => {
                     let child = v.enter(node, key, &mut guess);
                     v.leaf(child, Leaf::new(value)).map_err(at)?;
                 }

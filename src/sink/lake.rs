@@ -59,9 +59,10 @@ impl Store {
     /// Opens `url` with `object_store` options. Local folders are created.
     pub fn open(url: &str, options: &BTreeMap<String, String>) -> Result<Self, LakeError> {
         let shown = redact_uri(url);
+        // object_store quotes the URL in some errors: hide its secrets there too.
         let open_err = |message: String| LakeError::Open {
             url: shown.clone(),
-            message,
+            message: crate::redact::redact_text(&message),
         };
         let parsed = url::Url::parse(url).map_err(|e| open_err(e.to_string()))?;
         if parsed.scheme() == "file" {
@@ -243,7 +244,8 @@ mod tests {
         // Building a client reads no credentials and opens no connection.
         let opts = BTreeMap::from([(
             "google_service_account_key".to_owned(),
-            r#"{"private_key":"","client_email":"x","disable_oauth":true}"#.to_owned(),
+            r#"{"private_key":"","private_key_id":"","client_email":"x","disable_oauth":true}"#
+                .to_owned(),
         )]);
         let s = Store::open("gs://acme-data-lake/raw", &opts).unwrap();
         assert_eq!(s.path("a/b.json").to_string(), "raw/a/b.json");
@@ -255,12 +257,13 @@ mod tests {
 
     #[test]
     fn open_errors_hide_secrets() {
-        let err = Store::open(
-            "s3://bucket/?secret_key=abc",
-            &BTreeMap::from([("bogus_option".to_owned(), "1".to_owned())]),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(!err.contains("abc"), "{err}");
+        let err = Store::open("ftp://etl:hunter2@files.example/x", &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot open object store `ftp://etl:***@files.example/x`"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
     }
 }

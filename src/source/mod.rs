@@ -125,7 +125,7 @@ impl MongoSource {
             namespace: self.namespace.clone(),
             uri: self.uri_display.clone(),
             transient: is_transient(&e),
-            message: redact_uri(&e.to_string()),
+            message: crate::redact::redact_text(&e.to_string()),
         }
     }
 
