@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The demo command: start the local stack, fill it with deterministic demo
-# data, and show what the three pipelines would do for the demo days.
+# The demo command: start the local stack, fill MongoDB with deterministic
+# demo data, run the three pipelines over the demo days, and show the result.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,16 +8,24 @@ cd "$root"
 
 stack/stack.sh up
 eval "$(stack/stack.sh env)"
+echo "== building etl (release)"
 cargo build --locked --release --quiet
 etl=target/release/etl
+
+# The demo data covers 2020-06-01..2020-06-10; pinning "today" to the day
+# after makes the default catch-up range exactly the demo days.
+export ETL_TODAY=2020-06-11
 
 echo
 "$etl" validate
 echo
 "$etl" demo --seed 42
 echo
-# The demo data covers 2020-06-01..2020-06-10; "today" is pinned to the day
-# after, so the plan shows exactly the demo range.
-ETL_TODAY=2020-06-11 "$etl" plan pipelines/users.yaml pipelines/orders.yaml pipelines/products.yaml --start 2020-06-01 --end 2020-06-03
+"$etl" run pipelines/users.yaml pipelines/orders.yaml pipelines/products.yaml --parallel 3 --rerun
 echo
+"$etl" status pipelines/users.yaml pipelines/orders.yaml pipelines/products.yaml
+echo
+echo "Lake (raw archives and manifests): .etl/lake/raw/"
+echo "Warehouse: BigQuery emulator at $ETL_BQ_ENDPOINT (dataset etl_demo: users, orders);"
+echo "           Parquet dataset at .etl/warehouse/products/"
 echo "The stack is still running: stop it with 'stack/stack.sh down'."

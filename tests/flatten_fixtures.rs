@@ -11,6 +11,11 @@
 //! `expected_schema` (`{name, type}` with BigQuery type names),
 //! `expected_rows` (the rows as objects), and optionally
 //! `expected_renames` (`[JSONPath, column]` pairs).
+//!
+//! Every fixture's rows must also load: they are decoded with arrow-json
+//! into the Parquet sink's Arrow schema, which is as strict about types as
+//! a BigQuery load. The demo pipelines' rules run over the demo data the
+//! same way.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,7 +23,8 @@ use std::path::{Path, PathBuf};
 use bson::{Bson, RawDocumentBuf};
 use chrono::NaiveDate;
 use etl::flatten::{Flattener, SchemaBuilder};
-use etl::spec::FlattenSpec;
+use etl::spec::{FlattenSpec, PipelineSpec};
+use etl::table::TableSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -60,8 +66,65 @@ fn fixtures() -> Vec<PathBuf> {
     files
 }
 
+fn day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2020, 6, 1).expect("a date")
+}
+
+/// What both passes make of some documents.
+struct Flattened {
+    schema: TableSchema,
+    renames: Vec<(String, String)>,
+    /// The rows file.
+    rows: String,
+}
+
+/// Both passes over `docs`, as the engine runs them.
+fn flatten(spec: &FlattenSpec, docs: &[RawDocumentBuf]) -> Result<Flattened, String> {
+    let flattener = Flattener::new(spec).map_err(|e| format!("rules: {e}"))?;
+    let mut builder = SchemaBuilder::new();
+    for (i, doc) in docs.iter().enumerate() {
+        flattener
+            .infer(doc, &mut builder)
+            .map_err(|e| format!("infer documents[{i}]: {e}"))?;
+    }
+    let renames = builder.renames().to_vec();
+    let schema = builder.finish();
+    let mut out = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        flattener
+            .write_row(doc, day(), &schema, &mut out)
+            .map_err(|e| format!("write_row documents[{i}]: {e}"))?;
+    }
+    let text = String::from_utf8(out).map_err(|e| format!("rows are not UTF-8: {e}"))?;
+    loads(&schema, &text)?;
+    Ok(Flattened {
+        schema,
+        renames,
+        rows: text,
+    })
+}
+
+/// The rows decode into the Parquet sink's Arrow schema, one per line.
+fn loads(schema: &TableSchema, rows: &str) -> Result<(), String> {
+    let arrow = std::sync::Arc::new(etl::sink::parquet::arrow_schema(schema));
+    let reader = arrow_json::ReaderBuilder::new(arrow)
+        .with_strict_mode(true)
+        .build(rows.as_bytes())
+        .map_err(|e| format!("arrow: {e}"))?;
+    let mut n = 0;
+    for batch in reader {
+        n += batch
+            .map_err(|e| format!("the rows do not load: {e}"))?
+            .num_rows();
+    }
+    let lines = rows.lines().count();
+    if n != lines {
+        return Err(format!("{lines} rows, {n} loaded"));
+    }
+    Ok(())
+}
+
 fn run(fixture: &Fixture) -> Result<Actual, String> {
-    let flattener = Flattener::new(&fixture.flatten).map_err(|e| format!("rules: {e}"))?;
     let docs = fixture
         .documents
         .iter()
@@ -72,22 +135,11 @@ fn run(fixture: &Fixture) -> Result<Actual, String> {
             Err(e) => Err(format!("documents[{i}] is not Extended JSON: {e}")),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut builder = SchemaBuilder::new();
-    for (i, doc) in docs.iter().enumerate() {
-        flattener
-            .infer(doc, &mut builder)
-            .map_err(|e| format!("infer documents[{i}]: {e}"))?;
-    }
-    let renames = builder.renames().to_vec();
-    let schema = builder.finish();
-    let day = NaiveDate::from_ymd_opt(2020, 6, 1).expect("a date");
-    let mut out = Vec::new();
-    for (i, doc) in docs.iter().enumerate() {
-        flattener
-            .write_row(doc, day, &schema, &mut out)
-            .map_err(|e| format!("write_row documents[{i}]: {e}"))?;
-    }
-    let text = String::from_utf8(out).map_err(|e| format!("rows are not UTF-8: {e}"))?;
+    let Flattened {
+        schema,
+        renames,
+        rows: text,
+    } = flatten(&fixture.flatten, &docs)?;
     let rows = text
         .lines()
         .map(|line| serde_json::from_str(line).map_err(|e| format!("invalid row {line}: {e}")))
@@ -193,10 +245,13 @@ fn every_flatten_fixture_gives_its_schema_and_rows() {
     for path in &files {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(path).unwrap();
-        let fixture: Fixture = match serde_yaml::from_str(&text) {
+        let fixture: Fixture = match etl::spec::yaml::from_str(&text) {
             Ok(f) => f,
             Err(e) => {
-                failures.push(format!("{name}: invalid fixture: {e}"));
+                let at = e
+                    .location
+                    .map_or(String::new(), |l| format!("{}:{}: ", l.line, l.column));
+                failures.push(format!("{name}:{at} invalid fixture: {}", e.message));
                 continue;
             }
         };
@@ -228,5 +283,38 @@ fn every_fixture_is_deterministic() {
         let first = run(&fixture).map(|a| serde_json::to_string(&a).unwrap());
         let again = run(&fixture).map(|a| serde_json::to_string(&a).unwrap());
         assert_eq!(first, again, "{}", path.display());
+    }
+}
+
+/// The shipped pipelines' flatten rules over the demo data (drift, nulls,
+/// UUIDs, arrays of objects included): one partition per collection, every
+/// row loadable.
+#[test]
+fn demo_pipelines_flatten_into_loadable_rows() {
+    let opts = etl::demo::DemoOptions {
+        users: 600,
+        orders: 600,
+        products: 300,
+        ..Default::default()
+    };
+    let collections: [(&str, Vec<bson::Document>); 3] = [
+        ("users", etl::demo::users(&opts).collect()),
+        ("orders", etl::demo::orders(&opts).collect()),
+        ("products", etl::demo::products(&opts).collect()),
+    ];
+    for (name, docs) in collections {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("pipelines/{name}.yaml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let spec: PipelineSpec = etl::spec::yaml::from_str(&text).unwrap();
+        let raws: Vec<_> = docs
+            .iter()
+            .map(|d| RawDocumentBuf::from_document(d).unwrap())
+            .collect();
+        let Flattened { schema, rows, .. } =
+            flatten(&spec.flatten, &raws).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(rows.lines().count(), docs.len(), "{name}");
+        for c in &schema.columns {
+            assert!(etl::plan::is_column_name(&c.name), "{name}: {}", c.name);
+        }
     }
 }

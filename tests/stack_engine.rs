@@ -219,7 +219,7 @@ fn parquet_count(p: &Project, day: NaiveDate) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn three_pipelines_ten_days_reconciled_idempotent() {
     stack::mongo().await;
-    let p = Project::new("main", 27017);
+    let p = Project::new("main", stack::mongo_port());
     p.seed(600, 900, 300);
     let pipelines = [
         "pipelines/users.yaml",
@@ -421,7 +421,7 @@ async fn three_pipelines_ten_days_reconciled_idempotent() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_day_is_recorded_and_empties_its_partition() {
     stack::mongo().await;
-    let p = Project::new("empty", 27017);
+    let p = Project::new("empty", stack::mongo_port());
     p.seed(200, 200, 100);
     run_ok(&p, &["run", "pipelines/users.yaml", "--date", "2020-06-04"]);
     let uri = p.mongo_uri();

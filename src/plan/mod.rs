@@ -177,7 +177,7 @@ pub fn check_project(
                 ConnectionSpec::Bigquery(b) => ConnectionPlan::Bigquery {
                     project: render("project", &b.project),
                     location: b.location.clone(),
-                    endpoint: b.endpoint.clone(),
+                    endpoint: b.endpoint.as_ref().map(|e| render("endpoint", e)),
                     credentials: b.credentials.clone(),
                 },
             };

@@ -150,8 +150,8 @@ pub struct BigqueryConnectionSpec {
     #[serde(default)]
     pub location: Option<String>,
 
-    /// Base URL of the BigQuery REST API. Set it only for an emulator, such
-    /// as `http://127.0.0.1:9050`; default: Google's endpoint.
+    /// Base URL of the BigQuery REST API, a template. Set it only for an
+    /// emulator, such as `http://127.0.0.1:9050`; default: Google's endpoint.
     #[serde(default)]
     pub endpoint: Option<String>,
 

@@ -23,6 +23,7 @@ pub fn etl_in(dir: &Path, args: &[&str], today: &str) -> Output {
         .env_remove("ETL_PROFILE")
         .env_remove("ETL_PROJECT")
         .env_remove("ETL_MONGO_PORT")
+        .env_remove("ETL_BQ_ENDPOINT")
         .env("NO_COLOR", "1")
         .output()
         .expect("etl runs")
@@ -56,6 +57,13 @@ pub mod stack {
 
     fn var(name: &str, default: &str) -> String {
         std::env::var(name).unwrap_or_else(|_| default.to_owned())
+    }
+
+    /// FerretDB's port, as `stack/stack.sh` was told.
+    pub fn mongo_port() -> u16 {
+        var("ETL_MONGO_PORT", "27017")
+            .parse()
+            .expect("ETL_MONGO_PORT is a port number")
     }
 
     /// FerretDB's URI.
