@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::progress::Bar;
-use crate::flatten::{Flattener, SchemaBuilder};
+use crate::flatten::Flattener;
 use crate::plan::{ConnectionPlan, PartitionTarget, PipelinePlan, WarehousePlan};
 use crate::sink::bigquery::BigQuerySink;
 use crate::sink::lake::Store;
@@ -262,7 +262,9 @@ impl PipelineRuntime {
             std::fs::File::create(&spool_path).map_err(|e| io("cannot create", &spool_path, e))?,
         );
         let mut raw = RawArchive::create(&raw_path, self.plan.lake.compression)?;
-        let mut inferred = SchemaBuilder::new();
+        // The flattener's builder already holds the explicit columns, so an
+        // empty day still has them.
+        let mut inferred = flattener.schema_builder();
         let mut line = Vec::with_capacity(16 * 1024);
         let mut lines = 0u64;
         let mut cursor = source.find(target.filter.clone(), &read).await?;
@@ -319,7 +321,8 @@ impl PipelineRuntime {
                 .map_err(|e| PartitionError::fatal(e.to_string()))?,
             Warehouse::Parquet { .. } => None,
         };
-        let schema = merge_schema(existing.as_ref(), inferred.finish())?;
+        let null_only: Vec<String> = inferred.null_only().map(str::to_owned).collect();
+        let schema = merge_schema(existing.as_ref(), inferred.finish(), &null_only)?;
         let rows_path = dir.join("rows.ndjson");
         let rows = {
             let (spool_path, rows_path, schema, flattener) = (
@@ -455,9 +458,13 @@ fn doc_id(doc: &bson::RawDocument) -> String {
 /// the table's type when the data fits it (INT64 into FLOAT64, anything into
 /// STRING); new columns are appended. A column whose data needs a wider type
 /// than the table has is an error, because BigQuery cannot retype in place.
+///
+/// `null_only` names the columns that held only nulls this partition: their
+/// STRING type is a placeholder, so they take whatever type the table has.
 pub fn merge_schema(
     existing: Option<&TableSchema>,
     inferred: TableSchema,
+    null_only: &[String],
 ) -> Result<TableSchema, PartitionError> {
     let Some(existing) = existing else {
         return Ok(inferred);
@@ -466,6 +473,7 @@ pub fn merge_schema(
     for col in inferred.columns {
         match existing.get(&col.name) {
             None => out.columns.push(col),
+            Some(_) if null_only.contains(&col.name) => {}
             Some(have) if fits(col.kind, have.kind) && col.repeated == have.repeated => {}
             Some(have) => {
                 return Err(PartitionError::fatal(format!(
@@ -487,6 +495,7 @@ fn fits(data: ColumnType, column: ColumnType) -> bool {
     data == column
         || column == ColumnType::String
         || (data == ColumnType::Int64 && column == ColumnType::Float64)
+        || (data == ColumnType::Numeric && column == ColumnType::Bignumeric)
 }
 
 /// Pass 2: the spool's documents to NDJSON rows. Returns the row count.
@@ -689,7 +698,7 @@ mod tests {
             ("score", ColumnType::Int64),
             ("new", ColumnType::Bool),
         ]);
-        let merged = merge_schema(Some(&table), data).unwrap();
+        let merged = merge_schema(Some(&table), data, &[]).unwrap();
         assert_eq!(
             merged,
             schema(&[
@@ -702,9 +711,22 @@ mod tests {
     }
 
     #[test]
+    fn columns_null_all_day_take_the_table_type() {
+        let table = schema(&[("points", ColumnType::Int64)]);
+        let merged = merge_schema(
+            Some(&table),
+            schema(&[("points", ColumnType::String)]),
+            &["points".to_owned()],
+        )
+        .unwrap();
+        assert_eq!(merged, table);
+    }
+
+    #[test]
     fn merge_refuses_to_narrow_a_column() {
         let table = schema(&[("points", ColumnType::Int64)]);
-        let e = merge_schema(Some(&table), schema(&[("points", ColumnType::String)])).unwrap_err();
+        let e =
+            merge_schema(Some(&table), schema(&[("points", ColumnType::String)]), &[]).unwrap_err();
         assert!(e.message.starts_with("type conflict in column `points`: the table has INT64, this partition's data needs STRING"), "{}", e.message);
     }
 

@@ -84,7 +84,7 @@ pub fn write_local(
         .map_err(|e| err(e.to_string()))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_size(BATCH_ROWS * 8)
+        .set_max_row_group_size(BATCH_ROWS)
         .set_created_by(format!("etl {}", env!("CARGO_PKG_VERSION")))
         .build();
     let file = std::fs::File::create(out).map_err(|e| err(e.to_string()))?;
