@@ -154,6 +154,90 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
 }
 
+/// The days a command covers.
+#[derive(Debug, clap::Args)]
+pub struct RangeArgs {
+    /// First day, inclusive. Default: the spec's `start_date`.
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "date")]
+    pub start: Option<NaiveDate>,
+
+    /// Last day, inclusive. Default: yesterday.
+    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "date")]
+    pub end: Option<NaiveDate>,
+
+    /// One day: the same as `--start D --end D`.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<NaiveDate>,
+}
+
+impl RangeArgs {
+    /// The request, before clamping to yesterday.
+    pub fn request(&self) -> crate::plan::RangeRequest {
+        crate::plan::RangeRequest {
+            start: self.date.or(self.start),
+            end: self.date.or(self.end),
+        }
+    }
+}
+
+/// The project and the pipelines a command was given, checked against the
+/// active profile.
+pub(crate) struct LoadedPlans {
+    pub project: crate::plan::ProjectPlan,
+    pub plans: Vec<crate::plan::PipelinePlan>,
+    pub templates: Templates,
+}
+
+/// Loads and checks the project and `files`; prints every problem and
+/// returns the usage exit code when there is one. `verb` ends the hint:
+/// "nothing was {verb}".
+pub(crate) fn load_plans(
+    ctx: &Context,
+    files: &[PathBuf],
+    verb: &str,
+) -> Result<LoadedPlans, Exit> {
+    let project_file = ctx.project_file_or_usage()?;
+    let project = load_project(&project_file, EnvMode::Strict);
+    let (Some(plan), Some(pspec)) = (project.plan, &project.loaded.spec) else {
+        diagnostics::print_human(&project.diagnostics);
+        return Err(Exit::Usage);
+    };
+    let profile = ctx
+        .profile
+        .clone()
+        .unwrap_or_else(|| plan.default_profile.clone());
+    let templates = templates_for(pspec, EnvMode::Strict);
+    let mut plans = Vec::new();
+    let mut diags = Vec::new();
+    for file in files {
+        let loaded: Loaded<crate::spec::PipelineSpec> = spec::load(file, SpecKind::Pipeline);
+        diags.extend(loaded.diagnostics.iter().cloned());
+        if let Some(spec) = &loaded.spec {
+            match crate::plan::check_pipeline(spec, file, &plan, &profile, &templates) {
+                Ok(p) => plans.push(p),
+                Err(problems) => diags.extend(problems.into_iter().map(|p| loaded.place(p))),
+            }
+        }
+    }
+    if !diags.is_empty() {
+        diagnostics::print_human(&diags);
+        eprintln!("hint: `etl validate` lists every problem; nothing was {verb}");
+        return Err(Exit::Usage);
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for p in &plans {
+        if !names.insert(p.name.clone()) {
+            eprintln!("error: two specs name the pipeline `{}`; each needs its own name, or the ledger would mix them", p.name);
+            return Err(Exit::Usage);
+        }
+    }
+    Ok(LoadedPlans {
+        project: plan,
+        plans,
+        templates,
+    })
+}
+
 /// Global options every command may use.
 pub struct Context {
     project: Option<PathBuf>,
@@ -174,6 +258,14 @@ impl Context {
             .find(|p| p.is_file())
             .map(|p| relative_to(&p, &cwd))
             .ok_or_else(|| "no `etl.yaml` found in this folder or above it".to_owned())
+    }
+
+    /// The project file, or a printed error and the usage exit code.
+    fn project_file_or_usage(&self) -> Result<PathBuf, Exit> {
+        self.project_file().map_err(|m| {
+            eprintln!("error: {m}\n\nhint: run from the repository root, or pass `--project path/to/etl.yaml`");
+            Exit::Usage
+        })
     }
 
     /// Today in `tz`, or the pinned day.
@@ -272,12 +364,9 @@ fn schema(args: SchemaArgs) -> anyhow::Result<Exit> {
 }
 
 fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
-    let file = match ctx.project_file() {
+    let file = match ctx.project_file_or_usage() {
         Ok(f) => f,
-        Err(m) => {
-            eprintln!("error: {m}\n\nhint: run from the repository root, or pass `--project path/to/etl.yaml`");
-            return Ok(Exit::Usage);
-        }
+        Err(code) => return Ok(code),
     };
     let project = load_project(&file, EnvMode::Strict);
     let Some(plan) = project.plan else {

@@ -2,13 +2,9 @@
 
 use std::path::PathBuf;
 
-use chrono::NaiveDate;
-
-use super::{diagnostics, load_project, Context};
+use super::{load_plans, Context, RangeArgs};
 use crate::exit::Exit;
 use crate::plan::{resolve_range, PipelinePlan, RangeRequest, WarehousePlan};
-use crate::spec::{self, Loaded, PipelineSpec, SpecKind};
-use crate::template::EnvMode;
 
 /// `etl plan`.
 #[derive(Debug, clap::Args)]
@@ -17,59 +13,17 @@ pub struct Args {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 
-    /// First day, inclusive. Default: the spec's `start_date`.
-    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "date")]
-    pub start: Option<NaiveDate>,
-
-    /// Last day, inclusive. Default: yesterday.
-    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "date")]
-    pub end: Option<NaiveDate>,
-
-    /// One day: the same as `--start D --end D`.
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    pub date: Option<NaiveDate>,
+    #[command(flatten)]
+    pub range: RangeArgs,
 }
 
 pub fn run(ctx: &Context, args: Args) -> Exit {
-    let project_file = match ctx.project_file() {
-        Ok(f) => f,
-        Err(m) => {
-            eprintln!("error: {m}\n\nhint: run from the repository root, or pass `--project path/to/etl.yaml`");
-            return Exit::Usage;
-        }
+    let loaded = match load_plans(ctx, &args.files, "planned") {
+        Ok(l) => l,
+        Err(code) => return code,
     };
-    let project = load_project(&project_file, EnvMode::Strict);
-    let (Some(plan), Some(pspec)) = (&project.plan, &project.loaded.spec) else {
-        diagnostics::print_human(&project.diagnostics);
-        return Exit::Usage;
-    };
-    let profile = ctx
-        .profile
-        .clone()
-        .unwrap_or_else(|| plan.default_profile.clone());
-    let templates = super::templates_for(pspec, EnvMode::Strict);
-    let req = RangeRequest {
-        start: args.date.or(args.start),
-        end: args.date.or(args.end),
-    };
-
-    let mut plans = Vec::new();
-    let mut diags = Vec::new();
-    for file in &args.files {
-        let loaded: Loaded<PipelineSpec> = spec::load(file, SpecKind::Pipeline);
-        diags.extend(loaded.diagnostics.iter().cloned());
-        if let Some(spec) = &loaded.spec {
-            match crate::plan::check_pipeline(spec, file, plan, &profile, &templates) {
-                Ok(p) => plans.push(p),
-                Err(problems) => diags.extend(problems.into_iter().map(|p| loaded.place(p))),
-            }
-        }
-    }
-    if !diags.is_empty() {
-        diagnostics::print_human(&diags);
-        eprintln!("hint: `etl validate` lists every problem; nothing was planned");
-        return Exit::Usage;
-    }
+    let (plans, templates) = (loaded.plans, loaded.templates);
+    let req = args.range.request();
 
     let mut out = String::new();
     for (i, p) in plans.iter().enumerate() {

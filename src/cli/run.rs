@@ -7,11 +7,10 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use clap::ValueEnum;
 
-use super::{diagnostics, load_project, Context};
+use super::{load_plans, Context, RangeArgs};
 use crate::engine::{DayOutcome, Engine, RunOptions, Status, SystemClock};
 use crate::exit::Exit;
-use crate::plan::{resolve_range, PipelinePlan, RangeRequest};
-use crate::spec::{self, Loaded, PipelineSpec, SpecKind};
+use crate::plan::{resolve_range, RangeRequest};
 use crate::template::{EnvMode, SecretSource, Templates};
 
 /// `etl run`.
@@ -21,17 +20,8 @@ pub struct RunArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 
-    /// First day, inclusive. Default: the spec's `start_date`.
-    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "date")]
-    pub start: Option<NaiveDate>,
-
-    /// Last day, inclusive. Default: yesterday.
-    #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "date")]
-    pub end: Option<NaiveDate>,
-
-    /// One day: the same as `--start D --end D`.
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    pub date: Option<NaiveDate>,
+    #[command(flatten)]
+    pub range: RangeArgs,
 
     /// Run days the ledger already has as done.
     #[arg(long)]
@@ -81,51 +71,6 @@ impl SecretSource for NoDecryption {
     }
 }
 
-fn load_plans(
-    ctx: &Context,
-    files: &[PathBuf],
-) -> Result<(crate::plan::ProjectPlan, Vec<PipelinePlan>), Exit> {
-    let project_file = ctx.project_file().map_err(|m| {
-        eprintln!("error: {m}\n\nhint: run from the repository root, or pass `--project path/to/etl.yaml`");
-        Exit::Usage
-    })?;
-    let project = load_project(&project_file, EnvMode::Strict);
-    let (Some(plan), Some(pspec)) = (project.plan.clone(), &project.loaded.spec) else {
-        diagnostics::print_human(&project.diagnostics);
-        return Err(Exit::Usage);
-    };
-    let profile = ctx
-        .profile
-        .clone()
-        .unwrap_or_else(|| plan.default_profile.clone());
-    let templates = super::templates_for(pspec, EnvMode::Strict);
-    let mut plans = Vec::new();
-    let mut diags = Vec::new();
-    for file in files {
-        let loaded: Loaded<PipelineSpec> = spec::load(file, SpecKind::Pipeline);
-        diags.extend(loaded.diagnostics.iter().cloned());
-        if let Some(spec) = &loaded.spec {
-            match crate::plan::check_pipeline(spec, file, &plan, &profile, &templates) {
-                Ok(p) => plans.push(p),
-                Err(problems) => diags.extend(problems.into_iter().map(|p| loaded.place(p))),
-            }
-        }
-    }
-    if !diags.is_empty() {
-        diagnostics::print_human(&diags);
-        eprintln!("hint: `etl validate` lists every problem; nothing was run");
-        return Err(Exit::Usage);
-    }
-    let mut names = std::collections::BTreeSet::new();
-    for p in &plans {
-        if !names.insert(p.name.clone()) {
-            eprintln!("error: two specs name the pipeline `{}`; each needs its own name, or the ledger would mix them", p.name);
-            return Err(Exit::Usage);
-        }
-    }
-    Ok((plan, plans))
-}
-
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ETL_LOG")
         .unwrap_or_else(|_| "etl=info,warn".into());
@@ -144,14 +89,11 @@ fn init_logging(format: LogFormat) {
 /// `etl run`.
 pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
     init_logging(args.log_format);
-    let (project, plans) = match load_plans(ctx, &args.files) {
-        Ok(p) => p,
+    let (project, plans) = match load_plans(ctx, &args.files, "run") {
+        Ok(l) => (l.project, l.plans),
         Err(code) => return Ok(code),
     };
-    let req = RangeRequest {
-        start: args.date.or(args.start),
-        end: args.date.or(args.end),
-    };
+    let req = args.range.request();
     let jobs: Vec<_> = plans
         .into_iter()
         .map(|p| {
@@ -272,8 +214,8 @@ pub fn summary(report: &crate::engine::RunReport) -> String {
 
 /// `etl status`: the ledger per day, gaps included.
 pub fn status(ctx: &Context, args: StatusArgs) -> anyhow::Result<Exit> {
-    let (project, plans) = match load_plans(ctx, &args.files) {
-        Ok(p) => p,
+    let (project, plans) = match load_plans(ctx, &args.files, "shown") {
+        Ok(l) => (l.project, l.plans),
         Err(code) => return Ok(code),
     };
     let store = crate::sink::lake::Store::open(&project.state_url, &Default::default())?;

@@ -31,12 +31,9 @@ pub enum Format {
 }
 
 pub fn run(ctx: &Context, args: Args) -> Exit {
-    let project_file = match ctx.project_file() {
+    let project_file = match ctx.project_file_or_usage() {
         Ok(f) => f,
-        Err(m) => {
-            eprintln!("error: {m}\n\nhint: run from the repository root, or pass `--project path/to/etl.yaml`");
-            return Exit::Usage;
-        }
+        Err(code) => return code,
     };
     let mut files: Vec<PathBuf> = args
         .files
