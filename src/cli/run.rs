@@ -71,9 +71,12 @@ impl SecretSource for NoDecryption {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ETL_LOG")
-        .unwrap_or_else(|_| "etl=info,warn".into());
+/// Logs go to stderr. Under progress bars only warnings print: info lines
+/// would tear the bars, and the bars already say what they would.
+fn init_logging(format: LogFormat, bars: bool) {
+    let default = if bars { "warn" } else { "etl=info,warn" };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("ETL_LOG").unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -88,7 +91,8 @@ fn init_logging(format: LogFormat) {
 
 /// `etl run`.
 pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
-    init_logging(args.log_format);
+    let bars = std::io::stderr().is_terminal() && matches!(args.log_format, LogFormat::Text);
+    init_logging(args.log_format, bars);
     let (project, plans) = match load_plans(ctx, &args.files, "run") {
         Ok(l) => (l.project, l.plans),
         Err(code) => return Ok(code),
@@ -105,12 +109,11 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
         Arc::new(NoDecryption),
         EnvMode::Strict,
     ));
-    let progress: Arc<dyn crate::engine::progress::Progress> =
-        if std::io::stderr().is_terminal() && matches!(args.log_format, LogFormat::Text) {
-            Arc::new(crate::engine::progress::TerminalProgress::new())
-        } else {
-            Arc::new(crate::engine::progress::LogProgress)
-        };
+    let progress: Arc<dyn crate::engine::progress::Progress> = if bars {
+        Arc::new(crate::engine::progress::TerminalProgress::new())
+    } else {
+        Arc::new(crate::engine::progress::LogProgress)
+    };
     let opts = RunOptions {
         rerun: args.rerun,
         parallel: args.parallel as usize,

@@ -43,25 +43,42 @@ impl Default for TerminalProgress {
 
 impl Progress for TerminalProgress {
     fn start(&self, pipeline: &str, day: NaiveDate) -> Box<dyn Bar> {
-        let bar = self.multi.add(indicatif::ProgressBar::new(0));
+        let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
+        // Until the count arrives there is no length to draw a bar against.
         bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix:>24} [{bar:30}] {pos}/{len} docs {per_sec} {msg}",
-            )
-            .expect("a valid template")
-            .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template("{prefix:>24} {spinner} {msg}")
+                .expect("a valid template"),
         );
         bar.set_prefix(format!("{pipeline} {day}"));
-        Box::new(TerminalBar { bar })
+        bar.set_message("counting documents");
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Box::new(TerminalBar {
+            bar,
+            counted: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 }
 
 struct TerminalBar {
     bar: indicatif::ProgressBar,
+    counted: std::sync::atomic::AtomicBool,
 }
 
 impl Bar for TerminalBar {
     fn documents(&self, done: u64, total: u64) {
+        if !self
+            .counted
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix:>24} [{bar:30}] {pos}/{len} docs {per_sec:.0} {msg}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            self.bar.set_message("");
+        }
         self.bar.set_length(total.max(done));
         self.bar.set_position(done);
     }
