@@ -41,7 +41,8 @@ phase "tests"
 cargo test --locked --no-fail-fast 2>&1 | tee target/test-output.txt
 status=${PIPESTATUS[0]}
 passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' target/test-output.txt | awk '{s+=$4} END {print s+0}')
-echo "== integration tests on the local stack: $(grep -A1 -E 'Running tests/stack_' target/test-output.txt | grep -Eo 'running [0-9]+ tests?' | awk '{s+=$2} END {print s+0}') ran"
+integration=$(awk '/Running tests\/stack_/ {want=1; next} want && /^running [0-9]+ tests?/ {s+=$2; want=0} END {print s+0}' target/test-output.txt)
+echo "== integration tests on the local stack (tests/stack_*.rs): ${integration} ran"
 echo "== ${passed} tests passed in all"
 phase_end
 exit "$status"
