@@ -613,3 +613,59 @@ async fn mongo_dying_mid_run_fails_partitions_and_a_rerun_recovers() {
         );
     }
 }
+
+/// The `iso_string` kind: a day selected by string bounds on an ISO-8601
+/// field holds exactly the documents the BSON Date selects.
+#[tokio::test(flavor = "multi_thread")]
+async fn iso_string_partitions_match_date_partitions() {
+    stack::mongo().await;
+    let p = Project::new("iso", stack::mongo_port());
+    p.seed(400, 10, 10);
+    let users = std::fs::read_to_string(p.path().join("pipelines/users.yaml")).unwrap();
+    let iso = users
+        .replace(
+            "  field: created_at\n  kind: date\n",
+            "  field: created_at_iso\n  kind: iso_string\n",
+        )
+        .replace("raw/{{ collection }}/", "raw/{{ pipeline }}/");
+    let warehouse_at = iso.find("  warehouse:\n").unwrap();
+    let iso = format!(
+        "{}  warehouse:\n    type: parquet\n    connection: warehouse_files\n    path: \"{{{{ pipeline }}}}\"\n",
+        &iso[..warehouse_at]
+    );
+    std::fs::write(p.path().join("pipelines/users_iso.yaml"), iso).unwrap();
+    run_ok(
+        &p,
+        &[
+            "run",
+            "pipelines/users_iso.yaml",
+            "--start",
+            "2020-06-01",
+            "--end",
+            "2020-06-10",
+        ],
+    );
+    let uri = p.mongo_uri();
+    for day in days() {
+        let dir = p.path().join(format!(".etl/warehouse/users_iso/dt={day}"));
+        let f = std::fs::File::open(dir.join("part-00000.parquet")).unwrap();
+        use parquet::file::reader::FileReader;
+        let rows = parquet::file::serialized_reader::SerializedFileReader::new(f)
+            .unwrap()
+            .metadata()
+            .file_metadata()
+            .num_rows() as u64;
+        assert_eq!(
+            rows,
+            mongo_count(&uri, &p.database, "users", day).await,
+            "{day}"
+        );
+    }
+    mongodb::Client::with_uri_str(&uri)
+        .await
+        .unwrap()
+        .database(&p.database)
+        .drop()
+        .await
+        .unwrap();
+}
