@@ -101,6 +101,10 @@ pub enum EnvMode {
     Lenient,
 }
 
+/// Looks up an environment variable; injected so tests need not touch the
+/// process environment.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// The template renderer.
 pub struct Templates {
     env: Environment<'static>,
@@ -108,11 +112,7 @@ pub struct Templates {
 
 impl Templates {
     /// A strict environment reading variables through `lookup_env`.
-    pub fn new(
-        secrets: Arc<dyn SecretSource>,
-        env_mode: EnvMode,
-        lookup_env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
-    ) -> Self {
+    pub fn new(secrets: Arc<dyn SecretSource>, env_mode: EnvMode, lookup_env: EnvLookup) -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.add_function(

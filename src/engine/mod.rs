@@ -252,7 +252,7 @@ impl Engine {
         let finished_at = self.clock.now();
         let (status, error, stats) = match result {
             Ok(stats) => (Status::Done, None, stats),
-            Err(e) => (Status::Failed, Some(e.message.clone()), e.stats.clone()),
+            Err(e) => (Status::Failed, Some(e.message.clone()), *e.stats),
         };
         let record = PartitionRecord {
             pipeline: rt.plan.name.clone(),

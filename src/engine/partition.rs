@@ -41,7 +41,7 @@ pub struct PartitionError {
     /// Whether a retry may help.
     pub transient: bool,
     /// How far it got.
-    pub stats: Stats,
+    pub stats: Box<Stats>,
 }
 
 impl PartitionError {
@@ -50,7 +50,7 @@ impl PartitionError {
         Self {
             message: message.into(),
             transient: false,
-            stats: Stats::default(),
+            stats: Box::default(),
         }
     }
 
@@ -58,7 +58,7 @@ impl PartitionError {
         Self {
             message: message.into(),
             transient: true,
-            stats: Stats::default(),
+            stats: Box::default(),
         }
     }
 }
@@ -69,7 +69,7 @@ impl From<SourceError> for PartitionError {
         Self {
             message: e.to_string(),
             transient,
-            stats: Stats::default(),
+            stats: Box::default(),
         }
     }
 }
@@ -211,7 +211,7 @@ impl PipelineRuntime {
     ) -> Result<Stats, PartitionError> {
         let mut stats = Stats::default();
         let fail = |stats: &Stats, mut e: PartitionError| {
-            e.stats = stats.clone();
+            e.stats = Box::new(stats.clone());
             e
         };
         let target = self
@@ -406,7 +406,7 @@ impl PipelineRuntime {
             PartitionError {
                 message: format!("{e:#}"),
                 transient,
-                stats: Stats::default(),
+                stats: Box::default(),
             }
         })?;
         stats.warehouse_rows = Some(warehouse_rows);

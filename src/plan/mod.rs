@@ -1176,3 +1176,114 @@ pub fn spec_hash(spec: &PipelineSpec) -> String {
     let json = serde_json::to_vec(spec).expect("a spec serializes");
     hex::encode(Sha256::digest(json))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(kind: PartitionKind, tz: &str) -> PartitionPlan {
+        PartitionPlan {
+            field: "ts".into(),
+            kind,
+            timezone: tz.parse().unwrap(),
+            start_date: "2020-06-01".parse().unwrap(),
+        }
+    }
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    fn bounds(kind: PartitionKind, tz: &str, d: &str) -> (Bson, Bson) {
+        let f = plan(kind, tz).filter(day(d), None);
+        let r = f.get_document("ts").unwrap();
+        (
+            r.get("$gte").unwrap().clone(),
+            r.get("$lt").unwrap().clone(),
+        )
+    }
+
+    #[test]
+    fn each_kind_gets_bounds_of_its_own_type() {
+        let midnight = 1_590_969_600i64; // 2020-06-01T00:00:00Z
+        assert_eq!(
+            bounds(PartitionKind::Date, "UTC", "2020-06-01"),
+            (
+                Bson::DateTime(bson::DateTime::from_millis(midnight * 1000)),
+                Bson::DateTime(bson::DateTime::from_millis((midnight + 86_400) * 1000))
+            )
+        );
+        assert_eq!(
+            bounds(PartitionKind::EpochSeconds, "UTC", "2020-06-01"),
+            (Bson::Int64(midnight), Bson::Int64(midnight + 86_400))
+        );
+        assert_eq!(
+            bounds(PartitionKind::EpochMillis, "UTC", "2020-06-01"),
+            (
+                Bson::Int64(midnight * 1000),
+                Bson::Int64((midnight + 86_400) * 1000)
+            )
+        );
+        assert_eq!(
+            bounds(PartitionKind::IsoString, "UTC", "2020-06-01"),
+            (
+                Bson::String("2020-06-01T00:00:00".into()),
+                Bson::String("2020-06-02T00:00:00".into())
+            )
+        );
+        let (lo, hi) = bounds(PartitionKind::ObjectId, "UTC", "2020-06-01");
+        assert_eq!(
+            lo.as_object_id().unwrap().to_hex(),
+            "5ed445000000000000000000"
+        );
+        assert_eq!(
+            hi.as_object_id().unwrap().timestamp().timestamp_millis(),
+            (midnight + 86_400) * 1000
+        );
+    }
+
+    #[test]
+    fn iso_bounds_include_fractions_and_zone_suffixes() {
+        let (lo, hi) = bounds(PartitionKind::IsoString, "UTC", "2020-06-01");
+        let (lo, hi) = (lo.as_str().unwrap(), hi.as_str().unwrap());
+        for inside in [
+            "2020-06-01T00:00:00Z",
+            "2020-06-01T00:00:00.000Z",
+            "2020-06-01T23:59:59.999Z",
+        ] {
+            assert!(lo <= inside && inside < hi, "{inside}");
+        }
+        for outside in [
+            "2020-05-31T23:59:59.999Z",
+            "2020-06-02T00:00:00Z",
+            "2020-06-02T00:00:00.000Z",
+        ] {
+            assert!(!(lo <= outside && outside < hi), "{outside}");
+        }
+    }
+
+    #[test]
+    fn days_follow_the_timezone_including_dst_changes() {
+        // Paris is UTC+2 in summer: its 2020-06-01 starts at 05-31 22:00 UTC.
+        let (lo, _) = bounds(PartitionKind::EpochSeconds, "Europe/Paris", "2020-06-01");
+        assert_eq!(lo, Bson::Int64(1_590_969_600 - 7_200));
+        // The spring-forward day is 23 hours long, the fall-back day 25.
+        let p = plan(PartitionKind::Date, "Europe/Paris");
+        let (s, e) = p.bounds(day("2020-03-29"));
+        assert_eq!((e - s).num_hours(), 23);
+        let (s, e) = p.bounds(day("2020-10-25"));
+        assert_eq!((e - s).num_hours(), 25);
+    }
+
+    #[test]
+    fn a_base_filter_is_combined_with_and() {
+        let f = plan(PartitionKind::Date, "UTC")
+            .filter(day("2020-06-01"), Some(&doc! {"status": {"$ne": "test"}}));
+        let parts = f.get_array("$and").unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            parts[0].as_document().unwrap(),
+            &doc! {"status": {"$ne": "test"}}
+        );
+    }
+}

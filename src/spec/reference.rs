@@ -24,7 +24,7 @@ pub fn markdown() -> String {
         if let Some(d) = schema.get("description").and_then(Value::as_str) {
             let _ = writeln!(out, "{d}\n");
         }
-        table(&mut out, &schema, &schema, "");
+        table(&mut out, &schema);
         let mut defs: Vec<(&String, &Value)> = schema["$defs"]
             .as_object()
             .map(|o| o.iter().collect())
@@ -35,7 +35,7 @@ pub fn markdown() -> String {
             if let Some(d) = def.get("description").and_then(Value::as_str) {
                 let _ = writeln!(out, "{d}\n");
             }
-            table(&mut out, &schema, def, "");
+            table(&mut out, def);
             for branch in def
                 .get("oneOf")
                 .and_then(Value::as_array)
@@ -65,7 +65,7 @@ pub fn markdown() -> String {
                         .and_then(Value::as_str)
                         .unwrap_or_default();
                     let _ = writeln!(out, "\n`type: {tag}`: {}\n", one_line(d));
-                    table(&mut out, &schema, branch, "");
+                    table(&mut out, branch);
                 }
             }
         }
@@ -73,7 +73,7 @@ pub fn markdown() -> String {
     out
 }
 
-fn table(out: &mut String, root: &Value, node: &Value, _prefix: &str) {
+fn table(out: &mut String, node: &Value) {
     let Some(props) = node.get("properties").and_then(Value::as_object) else {
         return;
     };
@@ -96,7 +96,7 @@ fn table(out: &mut String, root: &Value, node: &Value, _prefix: &str) {
         let _ = writeln!(
             out,
             "| `{name}` | {} | {} | {} |",
-            type_of(root, p),
+            type_of(p),
             if required.contains(&name.as_str()) {
                 "yes"
             } else {
@@ -107,7 +107,7 @@ fn table(out: &mut String, root: &Value, node: &Value, _prefix: &str) {
     }
 }
 
-fn type_of(root: &Value, p: &Value) -> String {
+fn type_of(p: &Value) -> String {
     if let Some(r) = p.get("$ref").and_then(Value::as_str) {
         return format!("`{}`", r.rsplit('/').next().unwrap_or(r));
     }
@@ -115,14 +115,14 @@ fn type_of(root: &Value, p: &Value) -> String {
         let parts: Vec<String> = any
             .iter()
             .filter(|v| v.get("type") != Some(&Value::from("null")))
-            .map(|v| type_of(root, v))
+            .map(type_of)
             .collect();
         return parts.join(" or ");
     }
     match p.get("type") {
-        Some(Value::String(t)) if t == "array" => format!("list of {}", type_of(root, &p["items"])),
+        Some(Value::String(t)) if t == "array" => format!("list of {}", type_of(&p["items"])),
         Some(Value::String(t)) if t == "object" => match p.get("additionalProperties") {
-            Some(v @ Value::Object(_)) => format!("map of {}", type_of(root, v)),
+            Some(v @ Value::Object(_)) => format!("map of {}", type_of(v)),
             _ => "mapping".to_owned(),
         },
         Some(Value::String(t)) => t.clone(),
