@@ -14,6 +14,7 @@
 //! - [`table`]: output table schemas and the NDJSON row format between the
 //!   flattener and the sinks.
 //! - [`redact`]: display helpers that keep passwords out of every message.
+//! - [`secrets`]: `age`-encrypted secrets, decrypted in memory when used.
 //! - [`source`]: the MongoDB reader: raw documents off a cursor, retries
 //!   classified.
 //! - [`extjson`]: MongoDB Extended JSON written straight from raw BSON (the lake's lines).
@@ -33,6 +34,7 @@ pub mod extjson;
 pub mod flatten;
 pub mod plan;
 pub mod redact;
+pub mod secrets;
 pub mod sink;
 pub mod source;
 pub mod spec;

@@ -6,6 +6,7 @@
 mod diagnostics;
 mod plan;
 mod run;
+mod secrets;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -63,6 +64,9 @@ pub enum Command {
     Status(run::StatusArgs),
     /// Fill MongoDB with deterministic demo data (users, orders, products).
     Demo(DemoArgs),
+    /// Manage age-encrypted secrets.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
 }
 
 /// `etl schema`.
@@ -151,6 +155,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Run(args) => run::run(&ctx, args),
         Command::Status(args) => run::status(&ctx, args),
         Command::Demo(args) => demo(&ctx, args),
+        Command::Secrets(cmd) => secrets::run(&ctx, cmd),
     }
 }
 

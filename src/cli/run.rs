@@ -11,7 +11,7 @@ use super::{load_plans, Context, RangeArgs};
 use crate::engine::{DayOutcome, Engine, RunOptions, Status, SystemClock};
 use crate::exit::Exit;
 use crate::plan::{resolve_range, RangeRequest};
-use crate::template::{EnvMode, SecretSource, Templates};
+use crate::template::{EnvMode, Templates};
 
 /// `etl run`.
 #[derive(Debug, clap::Args)]
@@ -61,16 +61,6 @@ pub struct StatusArgs {
     pub files: Vec<PathBuf>,
 }
 
-/// Decrypting age secrets is not built yet; a pipeline that needs one says
-/// so plainly instead of running with a placeholder.
-struct NoDecryption;
-
-impl SecretSource for NoDecryption {
-    fn reveal(&self, name: &str) -> Result<String, String> {
-        Err(format!("secret `{name}` cannot be decrypted: this build of etl does not decrypt age secrets yet"))
-    }
-}
-
 /// Logs go to stderr. Under progress bars only warnings print: info lines
 /// would tear the bars, and the bars already say what they would.
 fn init_logging(format: LogFormat, bars: bool) {
@@ -105,10 +95,16 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
             (p, range)
         })
         .collect();
-    let templates = Arc::new(Templates::from_process(
-        Arc::new(NoDecryption),
-        EnvMode::Strict,
-    ));
+    // Secrets are decrypted in memory when a template first needs one.
+    let key = match crate::secrets::Key::from_env() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}\n\nhint: see docs/security.md for how etl finds its age key");
+            return Ok(Exit::Usage);
+        }
+    };
+    let store = crate::secrets::SecretStore::new(project.secrets.clone(), key);
+    let templates = Arc::new(Templates::from_process(Arc::new(store), EnvMode::Strict));
     let progress: Arc<dyn crate::engine::progress::Progress> = if bars {
         Arc::new(crate::engine::progress::TerminalProgress::new())
     } else {
