@@ -172,13 +172,15 @@ impl Engine {
             report
                 .notices
                 .extend(range.notices.iter().map(|n| format!("{}: {n}", plan.name)));
+            // One listing per pipeline: a catch-up over years of missing days
+            // would otherwise ask the store once per day for nothing.
+            let mut done = self
+                .ledger
+                .list(&plan.name)
+                .await
+                .map_err(|e| PartitionError::fatal(e.to_string()))?;
             for day in range.days() {
-                let previous = self
-                    .ledger
-                    .get(&plan.name, day)
-                    .await
-                    .map_err(|e| PartitionError::fatal(e.to_string()))?;
-                match previous {
+                match done.remove(&day) {
                     Some(r) if r.status == Status::Done && !opts.rerun && r.spec_hash == plan.spec_hash => {
                         report.outcomes.push(DayOutcome::Skipped(r));
                         continue;
