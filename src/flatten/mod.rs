@@ -56,6 +56,7 @@ mod naming;
 mod row;
 mod rules;
 mod schema;
+mod tables;
 mod value;
 mod walk;
 
@@ -70,6 +71,7 @@ use crate::table::TableSchema;
 
 pub use row::RowWriter;
 pub use schema::SchemaBuilder;
+pub use tables::{DocumentError, Flattened, Table, Tables, INDEX_COLUMN, PARENT_KEY_COLUMN, ROOT_ID_COLUMN};
 
 use rules::Rules;
 use schema::PathTrie;
@@ -137,6 +139,29 @@ pub enum FlattenError {
         field: &'static str,
         /// The path.
         path: String,
+    },
+    /// `arrays.default: explode`: child tables need a path each.
+    #[error("`arrays.default: explode` at `{table_path}`: child tables are made per path; name each array to explode in `arrays.rules`")]
+    ExplodeDefault {
+        /// The table's array path (`$` for the root table).
+        table_path: String,
+    },
+    /// A child table's explicit column takes a name of the columns that
+    /// tie rows to their parent.
+    #[error("column `{column}` of the child table at `{table_path}` is reserved: child tables have `_root_id`, `_parent_key` and `_idx` of their own")]
+    ReservedColumn {
+        /// The column.
+        column: String,
+        /// The child table's array path.
+        table_path: String,
+    },
+    /// A rule names a path inside an exploded array.
+    #[error("`{path}` lies inside the exploded array `{array}`: rules for its elements go in that rule's `flatten`, with paths relative to the element")]
+    InsideExplode {
+        /// The path.
+        path: String,
+        /// The exploded array.
+        array: String,
     },
     /// A policy that is not built yet.
     #[error("`on_type_conflict: {policy}` is not supported yet: expected `coerce`")]

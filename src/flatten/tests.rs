@@ -144,7 +144,7 @@ fn arrays_are_relaxed_json_text() {
 }
 
 #[test]
-fn explode_and_repeated_fall_back_to_json_for_now() {
+fn repeated_falls_back_to_json_and_exploded_arrays_leave_the_parent() {
     let s = spec(indoc! {"
         arrays:
           default: repeated
@@ -153,10 +153,7 @@ fn explode_and_repeated_fall_back_to_json_for_now() {
               policy: explode
     "});
     let r = run(&s, &[doc! { "items": [1], "tags": ["x"] }]);
-    assert_eq!(
-        columns(&r.schema)[1..],
-        [("items", "JSON"), ("tags", "JSON")]
-    );
+    assert_eq!(columns(&r.schema)[1..], [("tags", "JSON")]);
 }
 
 #[test]
@@ -761,5 +758,115 @@ proptest! {
         found_others.sort();
         prop_assert_eq!(found_others, others);
         prop_assert!(same_numbers(found_numbers.clone(), numbers.clone()), "{:?} vs {:?}", found_numbers, numbers);
+    }
+}
+
+mod explode {
+    use super::*;
+
+    fn tables(yaml: &str, docs: &[Document]) -> Vec<(String, Vec<String>, Vec<Value>)> {
+        let t = Tables::new(&spec(yaml)).unwrap();
+        let raws: Vec<_> = docs.iter().map(raw).collect();
+        let names = t.names("orders");
+        t.flatten_all(&raws, day())
+            .unwrap()
+            .into_iter()
+            .zip(names)
+            .map(|(f, name)| {
+                let cols = f
+                    .schema
+                    .columns
+                    .iter()
+                    .map(|c| format!("{} {}", c.name, c.kind.bigquery_name()))
+                    .collect();
+                let rows = String::from_utf8(f.rows)
+                    .unwrap()
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect();
+                (name, cols, rows)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn arrays_become_child_tables_keyed_to_their_root_and_parent() {
+        let out = tables(
+            indoc! {"
+                arrays:
+                  rules:
+                    - path: $.items
+                      policy: explode
+                      flatten:
+                        arrays:
+                          rules: [{ path: $.discounts, policy: explode }]
+                    - path: $.tags
+                      policy: explode
+            "},
+            &[
+                doc! {"_id": 7, "items": [
+                    {"sku": "a", "discounts": [5, 10]},
+                    {"sku": "b", "_idx": "theirs"},
+                ], "tags": ["x"], "n": 1},
+                doc! {"_id": 8, "items": "drifted"},
+            ],
+        );
+        let names: Vec<_> = out.iter().map(|t| t.0.as_str()).collect();
+        assert_eq!(
+            names,
+            ["orders", "orders__items", "orders__items__discounts", "orders__tags"]
+        );
+        assert_eq!(out[0].1, ["_ds DATE", "_id INT64", "n INT64", "items STRING"]);
+        assert_eq!(
+            out[0].2,
+            [
+                json!({"_ds": "2020-06-01", "_id": 7, "n": 1}),
+                json!({"_ds": "2020-06-01", "_id": 8, "items": "drifted"})
+            ]
+        );
+        assert_eq!(
+            out[1].1,
+            ["_ds DATE", "_root_id STRING", "_idx INT64", "sku STRING"]
+        );
+        assert_eq!(
+            out[1].2,
+            [
+                json!({"_ds": "2020-06-01", "_root_id": "7", "_idx": 0, "sku": "a"}),
+                json!({"_ds": "2020-06-01", "_root_id": "7", "_idx": 1, "sku": "b"})
+            ]
+        );
+        assert_eq!(
+            out[2].1,
+            [
+                "_ds DATE",
+                "_root_id STRING",
+                "_parent_key STRING",
+                "_idx INT64",
+                "value INT64"
+            ]
+        );
+        assert_eq!(
+            out[2].2,
+            [
+                json!({"_ds": "2020-06-01", "_root_id": "7", "_parent_key": "0", "_idx": 0, "value": 5}),
+                json!({"_ds": "2020-06-01", "_root_id": "7", "_parent_key": "0", "_idx": 1, "value": 10})
+            ]
+        );
+        assert_eq!(out[3].2.len(), 1);
+    }
+
+    #[test]
+    fn rules_inside_an_exploded_array_are_refused() {
+        let err = Tables::new(&spec(indoc! {"
+            exclude: [$.items.price]
+            arrays: { rules: [{ path: $.items, policy: explode }] }
+        "}))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`$.items.price` lies inside the exploded array `$.items`: rules for its elements go in that rule's `flatten`, with paths relative to the element"
+        );
+        let err = Tables::new(&spec("arrays: { default: explode }")).unwrap_err();
+        assert!(err.to_string().starts_with("`arrays.default: explode` at `$`"), "{err}");
     }
 }

@@ -43,16 +43,18 @@ impl From<FlattenError> for Stop {
 
 /// How the walk stores an array.
 enum ArrayStorage {
-    /// One JSON column. `explode` (child tables) and `repeated` (REPEATED
-    /// columns) fall back to it until they are built; they will branch off
-    /// here as variants of their own.
+    /// One JSON column. `repeated` (REPEATED columns) falls back to it
+    /// until it is built.
     Json,
+    /// A child table's rows: no column here (see the `tables` submodule).
+    Child,
 }
 
 impl Flattener {
     fn array_storage(&self, rule: Option<&RuleNode>) -> ArrayStorage {
         match rule.and_then(|r| r.array).unwrap_or(self.default_array) {
-            ArrayPolicy::Json | ArrayPolicy::Explode | ArrayPolicy::Repeated => ArrayStorage::Json,
+            ArrayPolicy::Json | ArrayPolicy::Repeated => ArrayStorage::Json,
+            ArrayPolicy::Explode => ArrayStorage::Child,
         }
     }
 
@@ -105,6 +107,7 @@ impl Flattener {
                         let prune = rule.filter(|r| r.prunes);
                         v.leaf(child, Leaf { value, prune }).map_err(at)?;
                     }
+                    ArrayStorage::Child => {}
                 },
                 _ if claimed => {}
                 _ => {

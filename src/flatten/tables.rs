@@ -1,0 +1,451 @@
+//! Every output table of a pipeline: the root table, and one child table per
+//! `explode` rule, recursively.
+//!
+//! A child table has one row per element of its array. Its rows are built as
+//! small documents and flattened by the child's own [`Flattener`], so child
+//! tables get every rule a root table has (columns, excludes, depth, their
+//! own arrays). Each child document holds the element's keys (or the
+//! element under `value` when it is not an object), then the keys that tie
+//! the row to its parent, read by explicit columns that come first in the
+//! table:
+//!
+//! - `_root_id` (STRING): the root document's `_id`, as text;
+//! - `_parent_key` (STRING, only below the first level): the parent row's
+//!   position in the root document, its ancestors' `_idx` joined with `.`
+//!   (`"3"` for a row of `orders__items__discounts` under item 3; `"3.1"`
+//!   one level further down), so (`_root_id`, `_parent_key`, `_idx`) is a
+//!   row's key at any depth;
+//! - `_idx` (INT64): the element's position in its array, from 0.
+//!
+//! Every row also gets `_ds` like any row, so child tables are partitioned
+//! and replaced per day like their parent. An element's own keys named like
+//! these are replaced by them.
+//!
+//! The parent table has no column for an exploded array. A value at an
+//! exploded path that is not an array (a drifted document) stays in the
+//! parent, as any value would.
+
+use bson::raw::{RawBsonRef, RawDocument, RawDocumentBuf};
+use chrono::NaiveDate;
+
+use crate::spec::{ArrayPolicy, ColumnSpec, ColumnType, FlattenSpec};
+use crate::table::TableSchema;
+
+use super::{FlattenError, Flattener, SchemaBuilder};
+
+/// The root document's `_id`, in every child row.
+pub const ROOT_ID_COLUMN: &str = "_root_id";
+/// The parent row's position, in rows of tables nested two levels or more.
+pub const PARENT_KEY_COLUMN: &str = "_parent_key";
+/// The element's position in its array.
+pub const INDEX_COLUMN: &str = "_idx";
+/// The element itself, when it is not an object.
+pub const VALUE_KEY: &str = "value";
+
+/// One output table.
+#[derive(Debug)]
+pub struct Table {
+    /// `""` for the root table; `<separator><path>` (or the rule's `table`)
+    /// for a child, appended to the parent's name.
+    pub suffix: String,
+    /// The rules for this table's rows.
+    pub flattener: Flattener,
+    /// JSONPath of the array in the root document's terms, `$` for the root.
+    pub path: String,
+    parent: Option<usize>,
+    /// The array's keys in the parent's row document.
+    keys: Vec<String>,
+    /// 0 for the root table.
+    level: u32,
+    children: Vec<usize>,
+    /// A rule's `table`: the child's whole name, not a suffix.
+    full_name: Option<String>,
+}
+
+impl Table {
+    /// The table's name, given the root table's.
+    pub fn name(&self, root: &str, tables: &Tables) -> String {
+        if let Some(name) = &self.full_name {
+            return name.clone();
+        }
+        match self.parent {
+            None => root.to_owned(),
+            Some(p) => tables.tables[p].name(root, tables) + &self.suffix,
+        }
+    }
+
+    /// 0 for the root table, 1 for its children, and so on.
+    pub fn level(&self) -> u32 {
+        self.level
+    }
+}
+
+/// The tables of one flatten spec, root first, each child after its parent.
+#[derive(Debug)]
+pub struct Tables {
+    tables: Vec<Table>,
+}
+
+impl Tables {
+    /// Compiles the root rules and every `explode` rule's child rules.
+    pub fn new(spec: &FlattenSpec) -> Result<Self, FlattenError> {
+        let mut tables = Tables { tables: Vec::new() };
+        tables.add(spec, None, Vec::new(), "$".to_owned(), String::new(), None)?;
+        Ok(tables)
+    }
+
+    fn add(
+        &mut self,
+        spec: &FlattenSpec,
+        parent: Option<usize>,
+        keys: Vec<String>,
+        path: String,
+        suffix: String,
+        full_name: Option<String>,
+    ) -> Result<usize, FlattenError> {
+        let level = parent.map_or(0, |p| self.tables[p].level + 1);
+        if spec.arrays.default == ArrayPolicy::Explode {
+            return Err(FlattenError::ExplodeDefault { table_path: path });
+        }
+        let explode: Vec<_> = spec
+            .arrays
+            .rules
+            .iter()
+            .filter(|r| r.policy == ArrayPolicy::Explode)
+            .collect();
+        let mut own = spec.clone();
+        if level > 0 {
+            let structural = structural_columns(level);
+            if let Some(c) = own.columns.iter().find(|c| {
+                structural
+                    .iter()
+                    .any(|s| s.name.eq_ignore_ascii_case(&c.name))
+            }) {
+                return Err(FlattenError::ReservedColumn {
+                    column: c.name.clone(),
+                    table_path: path,
+                });
+            }
+            own.columns.splice(0..0, structural);
+        }
+        let flattener = Flattener::new(&own)?;
+        // Paths inside an exploded array belong to the child's rules.
+        let mut child_keys = Vec::with_capacity(explode.len());
+        for rule in &explode {
+            let keys = crate::plan::simple_path(&rule.path).ok_or_else(|| {
+                FlattenError::InvalidPath {
+                    field: "arrays.rules",
+                    path: rule.path.clone(),
+                }
+            })?;
+            let inner = spec
+                .exclude
+                .iter()
+                .chain(spec.arrays.rules.iter().map(|r| &r.path))
+                .chain(spec.columns.iter().map(|c| &c.path))
+                .find(|p| {
+                    crate::plan::simple_path(p)
+                        .is_some_and(|k| k.len() > keys.len() && k.starts_with(&keys))
+                });
+            if let Some(inner) = inner {
+                return Err(FlattenError::InsideExplode {
+                    path: inner.clone(),
+                    array: rule.path.clone(),
+                });
+            }
+            child_keys.push(keys);
+        }
+        let at = self.tables.len();
+        self.tables.push(Table {
+            suffix,
+            flattener,
+            path: path.clone(),
+            parent,
+            keys,
+            level,
+            children: Vec::new(),
+            full_name,
+        });
+        for (rule, keys) in explode.into_iter().zip(child_keys) {
+            let child_spec = match &rule.flatten {
+                Some(f) => (**f).clone(),
+                None => FlattenSpec {
+                    separator: spec.separator.clone(),
+                    max_depth: spec.max_depth,
+                    on_new_field: spec.on_new_field,
+                    on_type_conflict: spec.on_type_conflict,
+                    ..FlattenSpec::default()
+                },
+            };
+            let suffix = format!("{}{}", spec.separator, keys.join(&spec.separator));
+            let child_path = format!("{path}{}", &rule.path[1..]);
+            let child = self.add(
+                &child_spec,
+                Some(at),
+                keys,
+                child_path,
+                suffix,
+                rule.table.clone(),
+            )?;
+            self.tables[at].children.push(child);
+        }
+        Ok(at)
+    }
+
+    /// The tables, root first.
+    pub fn tables(&self) -> &[Table] {
+        &self.tables
+    }
+
+    /// The number of tables; 1 without `explode` rules.
+    pub fn len(&self) -> usize {
+        self.tables.len()
+    }
+
+    /// Never true: there is always a root table.
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+
+    /// The root table's rules.
+    pub fn root(&self) -> &Flattener {
+        &self.tables[0].flattener
+    }
+
+    /// The tables' names, given the root table's.
+    pub fn names(&self, root: &str) -> Vec<String> {
+        self.tables.iter().map(|t| t.name(root, self)).collect()
+    }
+
+    /// One schema builder per table, seeded with its explicit columns.
+    pub fn schema_builders(&self) -> Vec<SchemaBuilder> {
+        self.tables
+            .iter()
+            .map(|t| t.flattener.schema_builder())
+            .collect()
+    }
+
+    /// Calls `f` with each row document `doc` makes, with its table: the
+    /// document itself for the root table, then, depth first, each element
+    /// of each exploded array.
+    pub fn each_row(
+        &self,
+        doc: &RawDocument,
+        f: &mut dyn FnMut(usize, &RawDocument) -> Result<(), FlattenError>,
+    ) -> Result<(), FlattenError> {
+        f(0, doc)?;
+        if self.tables[0].children.is_empty() {
+            return Ok(());
+        }
+        let root_id = root_id(doc)?;
+        self.children_of(0, doc, root_id.as_deref(), "", f)
+    }
+
+    fn children_of(
+        &self,
+        table: usize,
+        row: &RawDocument,
+        root_id: Option<&str>,
+        key: &str,
+        f: &mut dyn FnMut(usize, &RawDocument) -> Result<(), FlattenError>,
+    ) -> Result<(), FlattenError> {
+        for &c in &self.tables[table].children {
+            let child = &self.tables[c];
+            let Some(array) = array_at(row, &child.keys)? else {
+                continue;
+            };
+            for (i, element) in array.into_iter().enumerate() {
+                let element = element.map_err(|e| bson_error(&child.path, e))?;
+                let mut doc = RawDocumentBuf::new();
+                match element {
+                    RawBsonRef::Document(d) => {
+                        for item in d {
+                            let (k, v) = item.map_err(|e| bson_error(&child.path, e))?;
+                            if !is_structural(k) {
+                                doc.append_ref(k, v);
+                            }
+                        }
+                    }
+                    other => doc.append_ref(VALUE_KEY, other),
+                }
+                if let Some(id) = root_id {
+                    doc.append(ROOT_ID_COLUMN, id);
+                }
+                if child.level >= 2 {
+                    doc.append(PARENT_KEY_COLUMN, key);
+                }
+                doc.append(INDEX_COLUMN, i as i64);
+                f(c, &doc)?;
+                if !child.children.is_empty() {
+                    let own_key = if key.is_empty() {
+                        i.to_string()
+                    } else {
+                        format!("{key}.{i}")
+                    };
+                    self.children_of(c, &doc, root_id, &own_key, f)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pass 1 for every table: see [`Flattener::infer`]. `builders` comes
+    /// from [`Tables::schema_builders`].
+    pub fn infer(
+        &self,
+        doc: &RawDocument,
+        builders: &mut [SchemaBuilder],
+    ) -> Result<(), FlattenError> {
+        self.each_row(doc, &mut |t, row| {
+            self.tables[t].flattener.infer(row, &mut builders[t])
+        })
+    }
+
+    /// Pass 2 for every table: appends each row to its table's buffer. On
+    /// error every buffer is left as it was, so a document is written whole
+    /// or not at all.
+    pub fn write_rows(
+        &self,
+        doc: &RawDocument,
+        ds: NaiveDate,
+        schemas: &[TableSchema],
+        outs: &mut [Vec<u8>],
+    ) -> Result<(), FlattenError> {
+        let marks: Vec<usize> = outs.iter().map(Vec::len).collect();
+        let result = self.each_row(doc, &mut |t, row| {
+            self.tables[t]
+                .flattener
+                .write_row(row, ds, &schemas[t], &mut outs[t])
+        });
+        if result.is_err() {
+            for (out, mark) in outs.iter_mut().zip(marks) {
+                out.truncate(mark);
+            }
+        }
+        result
+    }
+}
+
+/// What [`Tables::flatten_all`] makes of some documents, per table.
+#[derive(Debug, Clone)]
+pub struct Flattened {
+    /// The table's schema, from pass 1 over every document.
+    pub schema: TableSchema,
+    /// Paths renamed to stay apart: `(JSONPath, column)`.
+    pub renames: Vec<(String, String)>,
+    /// The NDJSON rows.
+    pub rows: Vec<u8>,
+}
+
+/// A document that failed to flatten, by its position.
+#[derive(Debug, thiserror::Error)]
+#[error("documents[{index}]: {source}")]
+pub struct DocumentError {
+    /// Its position in the input.
+    pub index: usize,
+    /// Why.
+    #[source]
+    pub source: FlattenError,
+}
+
+impl Tables {
+    /// Both passes over documents held in memory, as the engine runs them
+    /// over a spooled partition: for `etl test`, fixtures and benchmarks.
+    pub fn flatten_all(
+        &self,
+        docs: &[RawDocumentBuf],
+        ds: NaiveDate,
+    ) -> Result<Vec<Flattened>, DocumentError> {
+        let mut builders = self.schema_builders();
+        for (index, doc) in docs.iter().enumerate() {
+            self.infer(doc, &mut builders)
+                .map_err(|source| DocumentError { index, source })?;
+        }
+        let mut renames = Vec::with_capacity(builders.len());
+        let schemas: Vec<TableSchema> = builders
+            .into_iter()
+            .map(|b| {
+                renames.push(b.renames().to_vec());
+                b.finish()
+            })
+            .collect();
+        let mut outs = vec![Vec::new(); schemas.len()];
+        for (index, doc) in docs.iter().enumerate() {
+            self.write_rows(doc, ds, &schemas, &mut outs)
+                .map_err(|source| DocumentError { index, source })?;
+        }
+        Ok(schemas
+            .into_iter()
+            .zip(renames)
+            .zip(outs)
+            .map(|((schema, renames), rows)| Flattened {
+                schema,
+                renames,
+                rows,
+            })
+            .collect())
+    }
+}
+
+/// The explicit columns that start every child table at `level`.
+fn structural_columns(level: u32) -> Vec<ColumnSpec> {
+    let column = |name: &str, kind| ColumnSpec {
+        name: name.to_owned(),
+        path: format!("$.{name}"),
+        kind,
+        default: None,
+    };
+    let mut columns = vec![column(ROOT_ID_COLUMN, ColumnType::String)];
+    if level >= 2 {
+        columns.push(column(PARENT_KEY_COLUMN, ColumnType::String));
+    }
+    columns.push(column(INDEX_COLUMN, ColumnType::Int64));
+    columns
+}
+
+fn is_structural(key: &str) -> bool {
+    matches!(key, ROOT_ID_COLUMN | PARENT_KEY_COLUMN | INDEX_COLUMN)
+}
+
+/// The root document's `_id` as the text a STRING column holds.
+fn root_id(doc: &RawDocument) -> Result<Option<String>, FlattenError> {
+    let Some(id) = doc.get("_id").map_err(|e| bson_error("$._id", e))? else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    let written = super::value::write_as(
+        super::value::Leaf::new(id.into()),
+        ColumnType::String,
+        &mut out,
+    )?;
+    if !written {
+        return Ok(None);
+    }
+    // `out` is a JSON string; the child document wants its text.
+    let text: String = serde_json::from_slice(&out).expect("a STRING value is a JSON string");
+    Ok(Some(text))
+}
+
+/// The array at `keys` in `row`, if that is an array.
+fn array_at<'a>(
+    row: &'a RawDocument,
+    keys: &[String],
+) -> Result<Option<&'a bson::RawArray>, FlattenError> {
+    let mut at = row;
+    for (i, key) in keys.iter().enumerate() {
+        let value = at.get(key).map_err(|e| bson_error(key, e))?;
+        match value {
+            Some(RawBsonRef::Array(a)) if i + 1 == keys.len() => return Ok(Some(a)),
+            Some(RawBsonRef::Document(d)) if i + 1 < keys.len() => at = d,
+            _ => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+fn bson_error(path: &str, source: bson::raw::Error) -> FlattenError {
+    FlattenError::Bson {
+        path: path.to_owned(),
+        source,
+    }
+}
