@@ -159,6 +159,21 @@ async fn mongo_count(uri: &str, db: &str, coll: &str, day: NaiveDate) -> u64 {
     c.count_documents(filter).await.unwrap()
 }
 
+/// The sum of the `items` arrays' lengths over a day's orders.
+async fn mongo_item_count(uri: &str, db: &str, day: NaiveDate) -> u64 {
+    use futures::TryStreamExt;
+    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+    let c = client.database(db).collection::<bson::Document>("orders");
+    let next = day.succ_opt().unwrap();
+    let filter = doc! { "status": { "$ne": "test" }, "created_at": { "$gte": bson::DateTime::from_millis(ms(day)), "$lt": bson::DateTime::from_millis(ms(next)) } };
+    let mut cursor = c.find(filter).await.unwrap();
+    let mut n = 0;
+    while let Some(d) = cursor.try_next().await.unwrap() {
+        n += d.get_array("items").map_or(0, |a| a.len() as u64);
+    }
+    n
+}
+
 fn gunzip_lines(bytes: &[u8]) -> Vec<String> {
     let mut s = String::new();
     flate2::read::GzDecoder::new(bytes)
@@ -277,6 +292,14 @@ async fn three_pipelines_ten_days_reconciled_idempotent() {
             };
             assert_eq!(loaded, expected, "{coll} {day}: warehouse rows vs MongoDB");
         }
+        // `items` is exploded: one child row per element.
+        let items = mongo_item_count(&uri, &p.database, day).await;
+        assert!(items > 0, "{day}: the demo orders have items");
+        assert_eq!(
+            bq_count(&p.database, "orders__items", day).await,
+            items,
+            "orders__items {day}: child rows vs the sum of the items arrays' lengths"
+        );
     }
 
     // Boundaries: a document at exactly 00:00:00.000 and one at

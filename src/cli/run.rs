@@ -192,6 +192,9 @@ pub fn summary(report: &crate::engine::RunReport) -> String {
             r.lake_object,
             r.warehouse_target
         );
+        for (table, rows) in &r.child_rows {
+            let _ = writeln!(o, "{:<30} {rows:>8}  child table {table}", "");
+        }
     }
     let _ = writeln!(
         o,

@@ -45,6 +45,9 @@ pub struct PartitionRecord {
     pub raw_sha256: Option<String>,
     /// Rows now in the warehouse partition.
     pub warehouse_rows: Option<u64>,
+    /// Rows now in each child table's partition, by table.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub child_rows: std::collections::BTreeMap<String, u64>,
     /// The raw object's URL.
     pub lake_object: String,
     /// The warehouse target.
@@ -147,6 +150,7 @@ mod tests {
             raw_bytes: Some(10),
             raw_sha256: Some("s".into()),
             warehouse_rows: Some(3),
+            child_rows: Default::default(),
             lake_object: "x".into(),
             warehouse_target: "y".into(),
             started_at: t,

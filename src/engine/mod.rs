@@ -267,6 +267,7 @@ impl Engine {
             raw_bytes: stats.raw_bytes,
             raw_sha256: stats.raw_sha256.clone(),
             warehouse_rows: stats.warehouse_rows,
+            child_rows: stats.child_rows.clone(),
             lake_object: stats.lake_object.clone(),
             warehouse_target: stats.warehouse_target.clone(),
             started_at,

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::progress::Bar;
-use crate::flatten::Flattener;
+use crate::flatten::Tables;
 use crate::plan::{ConnectionPlan, PartitionTarget, PipelinePlan, WarehousePlan};
 use crate::sink::bigquery::BigQuerySink;
 use crate::sink::lake::Store;
@@ -28,6 +28,8 @@ pub struct Stats {
     pub raw_bytes: Option<u64>,
     pub raw_sha256: Option<String>,
     pub warehouse_rows: Option<u64>,
+    /// Rows loaded into each child table, by table name.
+    pub child_rows: std::collections::BTreeMap<String, u64>,
     pub lake_object: String,
     pub warehouse_target: String,
 }
@@ -94,7 +96,7 @@ enum Warehouse {
 pub struct PipelineRuntime {
     pub plan: PipelinePlan,
     templates: Arc<Templates>,
-    flattener: OnceCell<Arc<Flattener>>,
+    tables: OnceCell<Arc<Tables>>,
     source: OnceCell<MongoSource>,
     lake: OnceCell<Store>,
     warehouse: OnceCell<Warehouse>,
@@ -105,7 +107,7 @@ impl PipelineRuntime {
         Self {
             plan,
             templates,
-            flattener: OnceCell::new(),
+            tables: OnceCell::new(),
             source: OnceCell::new(),
             lake: OnceCell::new(),
             warehouse: OnceCell::new(),
@@ -118,10 +120,10 @@ impl PipelineRuntime {
             .map_err(PartitionError::fatal)
     }
 
-    async fn flattener(&self) -> Result<&Arc<Flattener>, PartitionError> {
-        self.flattener
+    async fn tables(&self) -> Result<&Arc<Tables>, PartitionError> {
+        self.tables
             .get_or_try_init(|| async {
-                Flattener::new(&self.plan.flatten)
+                Tables::new(&self.plan.flatten)
                     .map(Arc::new)
                     .map_err(|e| PartitionError::fatal(format!("flatten rules: {e}")))
             })
@@ -243,7 +245,7 @@ impl PipelineRuntime {
             std::fs::remove_dir_all(dir).map_err(|e| io("cannot clear", dir, e))?;
         }
         std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
-        let flattener = self.flattener().await?.clone();
+        let tables = self.tables().await?.clone();
         let source = self.source().await?;
 
         // 1. Extract: spool, raw archive and schema in one pass.
@@ -262,9 +264,9 @@ impl PipelineRuntime {
             std::fs::File::create(&spool_path).map_err(|e| io("cannot create", &spool_path, e))?,
         );
         let mut raw = RawArchive::create(&raw_path, self.plan.lake.compression)?;
-        // The flattener's builder already holds the explicit columns, so an
-        // empty day still has them.
-        let mut inferred = flattener.schema_builder();
+        // The builders already hold the explicit columns, so an empty day
+        // still has them.
+        let mut inferred = tables.schema_builders();
         let mut line = Vec::with_capacity(16 * 1024);
         let mut lines = 0u64;
         let mut cursor = source.find(target.filter.clone(), &read).await?;
@@ -278,7 +280,7 @@ impl PipelineRuntime {
                 .map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;
             line.push(b'\n');
             raw.write(&line)?;
-            flattener.infer(doc, &mut inferred).map_err(|e| {
+            tables.infer(doc, &mut inferred).map_err(|e| {
                 PartitionError::fatal(format!("flattening document {}: {e}", doc_id(doc)))
             })?;
             lines += 1;
@@ -311,28 +313,37 @@ impl PipelineRuntime {
             self.plan.lake.compression,
         );
 
-        // 2. Merge the inferred schema with the warehouse's, then flatten.
+        // 2. Merge each inferred schema with its table's, then flatten.
         let warehouse = self.warehouse().await?;
-        let (dataset, table) = self.bigquery_names(target)?;
-        let existing = match warehouse {
-            Warehouse::Bigquery { sink, .. } => sink
-                .table_schema(&dataset, &table)
-                .await
-                .map_err(|e| PartitionError::fatal(e.to_string()))?,
-            Warehouse::Parquet { .. } => None,
-        };
-        let null_only: Vec<String> = inferred.null_only().map(str::to_owned).collect();
-        let schema = merge_schema(existing.as_ref(), inferred.finish(), &null_only)?;
-        let rows_path = dir.join("rows.ndjson");
+        let (dataset, root) = self.warehouse_names(target)?;
+        let names = tables.names(&root);
+        let mut schemas = Vec::with_capacity(names.len());
+        for (name, builder) in names.iter().zip(inferred) {
+            let existing = match warehouse {
+                Warehouse::Bigquery { sink, .. } => sink
+                    .table_schema(&dataset, name)
+                    .await
+                    .map_err(|e| PartitionError::fatal(e.to_string()))?,
+                Warehouse::Parquet { .. } => None,
+            };
+            let null_only: Vec<String> = builder.null_only().map(str::to_owned).collect();
+            schemas.push(
+                merge_schema(existing.as_ref(), builder.finish(), &null_only)
+                    .map_err(|e| PartitionError::fatal(format!("table `{name}`: {}", e.message)))?,
+            );
+        }
+        let rows_paths: Vec<PathBuf> = (0..names.len())
+            .map(|i| dir.join(format!("rows-{i}.ndjson")))
+            .collect();
         let rows = {
-            let (spool_path, rows_path, schema, flattener) = (
+            let (spool_path, rows_paths, schemas, tables) = (
                 spool_path.clone(),
-                rows_path.clone(),
-                schema.clone(),
-                flattener.clone(),
+                rows_paths.clone(),
+                schemas.clone(),
+                tables.clone(),
             );
             tokio::task::spawn_blocking(move || {
-                flatten_spool(&flattener, &spool_path, &rows_path, &schema, day)
+                flatten_spool(&tables, &spool_path, &rows_paths, &schemas, day)
             })
             .await
             .map_err(|e| PartitionError::fatal(e.to_string()))??
@@ -345,61 +356,18 @@ impl PipelineRuntime {
             lake.put(&target.manifest_path, manifest).await
         };
         let load = async {
-            match warehouse {
-                Warehouse::Bigquery { sink, lock } => {
-                    let WarehousePlan::Bigquery {
-                        partition_column,
-                        clustering,
-                        replace,
-                        ..
-                    } = &self.plan.warehouse
-                    else {
-                        unreachable!("a BigQuery warehouse has a BigQuery plan")
-                    };
-                    {
-                        let _guard = lock.lock().await;
-                        sink.ensure_table(&dataset, &table, &schema, partition_column, clustering)
-                            .await?;
-                    }
-                    Ok::<u64, anyhow::Error>(
-                        sink.replace_partition(
-                            &dataset,
-                            &table,
-                            day,
-                            &rows_path,
-                            rows,
-                            &schema,
-                            partition_column,
-                            *replace,
-                        )
-                        .await?,
-                    )
-                }
-                Warehouse::Parquet { store } => {
-                    let WarehousePlan::Parquet { path, .. } = &self.plan.warehouse else {
-                        unreachable!("a Parquet warehouse has a Parquet plan")
-                    };
-                    let vars = Vars::partition(
-                        &self.plan.name,
-                        &self.plan.source.collection,
-                        day,
-                        target.start.fixed_offset(),
-                        target.end.fixed_offset(),
-                    );
-                    let dataset = self
-                        .templates
-                        .render(path, &vars)
-                        .map_err(anyhow::Error::msg)?;
-                    Ok(crate::sink::parquet::replace_partition(
-                        store, &dataset, day, &rows_path, &schema, dir,
-                    )
-                    .await?)
-                }
+            let mut loaded = Vec::with_capacity(names.len());
+            for (i, name) in names.iter().enumerate() {
+                let n = self
+                    .load_table(warehouse, &dataset, name, i == 0, day, &rows_paths[i], rows[i], &schemas[i], dir)
+                    .await?;
+                loaded.push(n);
             }
+            Ok::<Vec<u64>, anyhow::Error>(loaded)
         };
         let (uploaded, loaded) = tokio::join!(upload, load);
         uploaded.map_err(|e| PartitionError::transient(e.to_string()))?;
-        let warehouse_rows = loaded.map_err(|e| {
+        let loaded = loaded.map_err(|e| {
             let transient = e
                 .downcast_ref::<crate::sink::bigquery::BigQueryError>()
                 .is_some_and(|b| b.is_transient());
@@ -409,22 +377,93 @@ impl PipelineRuntime {
                 stats: Box::default(),
             }
         })?;
+        let warehouse_rows = loaded[0];
         stats.warehouse_rows = Some(warehouse_rows);
+        stats.child_rows = names[1..]
+            .iter()
+            .cloned()
+            .zip(loaded[1..].iter().copied())
+            .collect();
 
-        // 4. Reconcile.
-        if count != lines || lines != warehouse_rows || rows != lines {
+        // 4. Reconcile: every document is one root row, and every table
+        // holds the rows written for it.
+        if count != lines || lines != warehouse_rows || rows[0] != lines {
             return Err(PartitionError::fatal(format!(
                 "reconciliation failed: source count {count}, raw lines {lines}, warehouse rows {warehouse_rows}"
             )));
         }
+        for (i, name) in names.iter().enumerate().skip(1) {
+            if loaded[i] != rows[i] {
+                return Err(PartitionError::fatal(format!(
+                    "reconciliation failed: table `{name}` holds {} rows for {day}, {} were written",
+                    loaded[i], rows[i]
+                )));
+            }
+        }
         Ok(())
     }
 
-    /// The rendered BigQuery dataset and table ("" for Parquet).
-    fn bigquery_names(&self, target: &PartitionTarget) -> Result<(String, String), PartitionError> {
-        let WarehousePlan::Bigquery { dataset, table, .. } = &self.plan.warehouse else {
-            return Ok((String::new(), String::new()));
-        };
+    /// Creates or widens one table and replaces its partition `day` with
+    /// the rows file; the rows the partition now holds.
+    #[allow(clippy::too_many_arguments)]
+    async fn load_table(
+        &self,
+        warehouse: &Warehouse,
+        dataset: &str,
+        table: &str,
+        is_root: bool,
+        day: NaiveDate,
+        rows_path: &Path,
+        rows: u64,
+        schema: &TableSchema,
+        dir: &Path,
+    ) -> anyhow::Result<u64> {
+        match warehouse {
+            Warehouse::Bigquery { sink, lock } => {
+                let WarehousePlan::Bigquery {
+                    partition_column,
+                    clustering,
+                    replace,
+                    ..
+                } = &self.plan.warehouse
+                else {
+                    unreachable!("a BigQuery warehouse has a BigQuery plan")
+                };
+                // Clustering names the root table's columns.
+                let clustering: &[String] = if is_root { clustering } else { &[] };
+                {
+                    let _guard = lock.lock().await;
+                    sink.ensure_table(dataset, table, schema, partition_column, clustering)
+                        .await?;
+                }
+                Ok(sink
+                    .replace_partition(
+                        dataset,
+                        table,
+                        day,
+                        rows_path,
+                        rows,
+                        schema,
+                        partition_column,
+                        *replace,
+                    )
+                    .await?)
+            }
+            Warehouse::Parquet { store } => {
+                let scratch = dir.join(format!("parquet-{table}"));
+                std::fs::create_dir_all(&scratch)?;
+                Ok(crate::sink::parquet::replace_partition(
+                    store, &format!("{dataset}{table}"), day, rows_path, schema, &scratch,
+                )
+                .await?)
+            }
+        }
+    }
+
+    /// The rendered root table: `(dataset, table)` for BigQuery; for
+    /// Parquet the path's folder (ending in `/`, or empty) and last segment,
+    /// so that child tables are its siblings.
+    fn warehouse_names(&self, target: &PartitionTarget) -> Result<(String, String), PartitionError> {
         let vars = Vars::partition(
             &self.plan.name,
             &self.plan.source.collection,
@@ -432,15 +471,18 @@ impl PipelineRuntime {
             target.start.fixed_offset(),
             target.end.fixed_offset(),
         );
-        let d = self
-            .templates
-            .render(dataset, &vars)
-            .map_err(PartitionError::fatal)?;
-        let t = self
-            .templates
-            .render(table, &vars)
-            .map_err(PartitionError::fatal)?;
-        Ok((d, t))
+        let render = |t: &str| self.templates.render(t, &vars).map_err(PartitionError::fatal);
+        match &self.plan.warehouse {
+            WarehousePlan::Bigquery { dataset, table, .. } => Ok((render(dataset)?, render(table)?)),
+            WarehousePlan::Parquet { path, .. } => {
+                let path = render(path)?;
+                let path = path.trim_end_matches('/');
+                Ok(match path.rsplit_once('/') {
+                    Some((folder, last)) => (format!("{folder}/"), last.to_owned()),
+                    None => (String::new(), path.to_owned()),
+                })
+            }
+        }
     }
 }
 
@@ -498,25 +540,30 @@ fn fits(data: ColumnType, column: ColumnType) -> bool {
         || (data == ColumnType::Numeric && column == ColumnType::Bignumeric)
 }
 
-/// Pass 2: the spool's documents to NDJSON rows. Returns the row count.
+/// Pass 2: the spool's documents to NDJSON rows, one file per table.
+/// Returns each table's row count.
 fn flatten_spool(
-    flattener: &Flattener,
+    tables: &Tables,
     spool: &Path,
-    rows: &Path,
-    schema: &TableSchema,
+    rows: &[PathBuf],
+    schemas: &[TableSchema],
     day: NaiveDate,
-) -> Result<u64, PartitionError> {
+) -> Result<Vec<u64>, PartitionError> {
     let mut input = BufReader::with_capacity(
         1 << 20,
         std::fs::File::open(spool).map_err(|e| io("cannot open", spool, e))?,
     );
-    let mut out = BufWriter::with_capacity(
-        1 << 20,
-        std::fs::File::create(rows).map_err(|e| io("cannot create", rows, e))?,
-    );
+    let mut outs = rows
+        .iter()
+        .map(|path| {
+            std::fs::File::create(path)
+                .map(|f| BufWriter::with_capacity(1 << 20, f))
+                .map_err(|e| io("cannot create", path, e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut doc = Vec::with_capacity(16 * 1024);
-    let mut row = Vec::with_capacity(16 * 1024);
-    let mut n = 0u64;
+    let mut bufs = vec![Vec::with_capacity(16 * 1024); rows.len()];
+    let mut counts = vec![0u64; rows.len()];
     loop {
         if input
             .fill_buf()
@@ -537,18 +584,25 @@ fn flatten_spool(
             .read_exact(&mut doc[4..])
             .map_err(|e| io("cannot read", spool, e))?;
         let raw = bson::RawDocument::from_bytes(&doc).map_err(|e| io("corrupt spool", spool, e))?;
-        row.clear();
-        flattener
-            .write_row(raw, day, schema, &mut row)
+        tables
+            .write_rows(raw, day, schemas, &mut bufs)
             .map_err(|e| {
                 PartitionError::fatal(format!("flattening document {}: {e}", doc_id(raw)))
             })?;
-        out.write_all(&row)
-            .map_err(|e| io("cannot write", rows, e))?;
-        n += 1;
+        for ((buf, out), (count, path)) in bufs.iter_mut().zip(&mut outs).zip(counts.iter_mut().zip(rows)) {
+            if buf.is_empty() {
+                continue;
+            }
+            // Rows end in a newline and hold none inside.
+            *count += memchr::memchr_iter(b'\n', buf).count() as u64;
+            out.write_all(buf).map_err(|e| io("cannot write", path, e))?;
+            buf.clear();
+        }
     }
-    out.flush().map_err(|e| io("cannot write", rows, e))?;
-    Ok(n)
+    for (out, path) in outs.iter_mut().zip(rows) {
+        out.flush().map_err(|e| io("cannot write", path, e))?;
+    }
+    Ok(counts)
 }
 
 /// The raw archive being written: compressed, counted and hashed on the way
