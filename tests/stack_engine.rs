@@ -259,6 +259,7 @@ async fn three_pipelines_ten_days_reconciled_idempotent() {
 
     let uri = p.mongo_uri();
     let lake = p.lake_files();
+    let mut total_rejected = 0;
     for day in days() {
         for coll in ["users", "orders", "products"] {
             let expected = mongo_count(&uri, &p.database, coll, day).await;
@@ -290,7 +291,33 @@ async fn three_pipelines_ten_days_reconciled_idempotent() {
                 "products" => parquet_count(&p, day),
                 table => bq_count(&p.database, table, day).await,
             };
-            assert_eq!(loaded, expected, "{coll} {day}: warehouse rows vs MongoDB");
+            // products reject documents whose price or weight is a string.
+            let rejects = format!("raw/{coll}/dt={day}/_rejects.jsonl");
+            let rejected: Vec<serde_json::Value> = lake
+                .get(&rejects)
+                .map(|b| {
+                    String::from_utf8_lossy(b)
+                        .lines()
+                        .map(|l| serde_json::from_str(l).unwrap())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for r in &rejected {
+                let path = r["path"].as_str().unwrap();
+                assert!(
+                    ["$.price", "$.attributes.weight_grams"].contains(&path),
+                    "{rejects}: {r}"
+                );
+                assert!(r["reason"].as_str().unwrap().contains("is a STRING value"), "{r}");
+                assert!(r["document"]["_id"]["$oid"].is_string(), "canonical Extended JSON: {r}");
+            }
+            assert_eq!(m["rejected"], rejected.len() as u64, "{manifest}");
+            assert_eq!(
+                loaded + rejected.len() as u64,
+                expected,
+                "{coll} {day}: warehouse rows + rejected vs MongoDB"
+            );
+            total_rejected += rejected.len();
         }
         // `items` is exploded: one child row per element.
         let items = mongo_item_count(&uri, &p.database, day).await;
@@ -301,6 +328,11 @@ async fn three_pipelines_ten_days_reconciled_idempotent() {
             "orders__items {day}: child rows vs the sum of the items arrays' lengths"
         );
     }
+
+    assert!(
+        total_rejected > 0,
+        "the demo's drifted products are rejected into _rejects.jsonl"
+    );
 
     // Boundaries: a document at exactly 00:00:00.000 and one at
     // 23:59:59.999 land in their own day; documents before the range and

@@ -195,6 +195,16 @@ pub fn summary(report: &crate::engine::RunReport) -> String {
         for (table, rows) in &r.child_rows {
             let _ = writeln!(o, "{:<30} {rows:>8}  child table {table}", "");
         }
+        if let Some(n) = r.rejected {
+            let _ = writeln!(
+                o,
+                "{:<30} {n:>8}  rejected (type conflicts), kept whole in {}",
+                "",
+                r.lake_object
+                    .rsplit_once('/')
+                    .map_or("_rejects.jsonl".to_owned(), |(dir, _)| format!("{dir}/_rejects.jsonl"))
+            );
+        }
     }
     let _ = writeln!(
         o,

@@ -45,6 +45,9 @@ pub struct PartitionRecord {
     pub raw_sha256: Option<String>,
     /// Rows now in the warehouse partition.
     pub warehouse_rows: Option<u64>,
+    /// Documents sent to the partition's `_rejects` object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<u64>,
     /// Rows now in each child table's partition, by table.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub child_rows: std::collections::BTreeMap<String, u64>,
@@ -151,6 +154,7 @@ mod tests {
             raw_sha256: Some("s".into()),
             warehouse_rows: Some(3),
             child_rows: Default::default(),
+            rejected: None,
             lake_object: "x".into(),
             warehouse_target: "y".into(),
             started_at: t,

@@ -268,6 +268,7 @@ impl Engine {
             raw_sha256: stats.raw_sha256.clone(),
             warehouse_rows: stats.warehouse_rows,
             child_rows: stats.child_rows.clone(),
+            rejected: stats.rejected.filter(|&n| n > 0),
             lake_object: stats.lake_object.clone(),
             warehouse_target: stats.warehouse_target.clone(),
             started_at,

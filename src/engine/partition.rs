@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::progress::Bar;
-use crate::flatten::Tables;
+use crate::flatten::{FlattenError, RowError, Tables};
 use crate::plan::{ConnectionPlan, PartitionTarget, PipelinePlan, WarehousePlan};
 use crate::sink::bigquery::BigQuerySink;
 use crate::sink::lake::Store;
@@ -28,6 +28,8 @@ pub struct Stats {
     pub raw_bytes: Option<u64>,
     pub raw_sha256: Option<String>,
     pub warehouse_rows: Option<u64>,
+    /// Documents sent to the partition's `_rejects` object.
+    pub rejected: Option<u64>,
     /// Rows loaded into each child table, by table name.
     pub child_rows: std::collections::BTreeMap<String, u64>,
     pub lake_object: String,
@@ -304,14 +306,6 @@ impl PipelineRuntime {
                 "reconciliation failed: source count {count}, raw lines {lines}, warehouse rows not loaded: documents changed during the extract"
             )));
         }
-        let manifest = manifest(
-            &self.plan,
-            target,
-            lines,
-            raw_bytes,
-            &raw_sha256,
-            self.plan.lake.compression,
-        );
 
         // 2. Merge each inferred schema with its table's, then flatten.
         let warehouse = self.warehouse().await?;
@@ -328,31 +322,49 @@ impl PipelineRuntime {
             };
             let null_only: Vec<String> = builder.null_only().map(str::to_owned).collect();
             schemas.push(
-                merge_schema(existing.as_ref(), builder.finish(), &null_only)
+                merge_schema(existing.as_ref(), builder.finish_against(existing.as_ref()), &null_only)
                     .map_err(|e| PartitionError::fatal(format!("table `{name}`: {}", e.message)))?,
             );
         }
         let rows_paths: Vec<PathBuf> = (0..names.len())
             .map(|i| dir.join(format!("rows-{i}.ndjson")))
             .collect();
-        let rows = {
-            let (spool_path, rows_paths, schemas, tables) = (
-                spool_path.clone(),
-                rows_paths.clone(),
-                schemas.clone(),
-                tables.clone(),
-            );
+        let rejects_path = dir.join("_rejects.jsonl");
+        let Flattening { rows, rejected } = {
+            let output = SpoolOutput {
+                rows: rows_paths.clone(),
+                rejects: rejects_path.clone(),
+                names: names.clone(),
+            };
+            let (spool_path, schemas, tables) =
+                (spool_path.clone(), schemas.clone(), tables.clone());
             tokio::task::spawn_blocking(move || {
-                flatten_spool(&tables, &spool_path, &rows_paths, &schemas, day)
+                flatten_spool(&tables, &spool_path, &output, &schemas, day)
             })
             .await
             .map_err(|e| PartitionError::fatal(e.to_string()))??
         };
         let _ = std::fs::remove_file(&spool_path);
+        stats.rejected = Some(rejected);
+        let manifest = manifest(
+            &self.plan,
+            target,
+            lines,
+            raw_bytes,
+            &raw_sha256,
+            self.plan.lake.compression,
+            rejected,
+        );
 
         // 3. The lake and the warehouse, concurrently.
         let upload = async {
             lake.upload(&raw_path, &target.lake_path).await?;
+            if rejected > 0 {
+                lake.upload(&rejects_path, &target.rejects_path).await?;
+            } else {
+                // A rerun after the data or the rules were fixed.
+                lake.delete(&target.rejects_path).await?;
+            }
             lake.put(&target.manifest_path, manifest).await
         };
         let load = async {
@@ -385,11 +397,11 @@ impl PipelineRuntime {
             .zip(loaded[1..].iter().copied())
             .collect();
 
-        // 4. Reconcile: every document is one root row, and every table
-        // holds the rows written for it.
-        if count != lines || lines != warehouse_rows || rows[0] != lines {
+        // 4. Reconcile: every document is one root row or one rejected
+        // document, and every table holds the rows written for it.
+        if count != lines || lines != warehouse_rows + rejected || rows[0] != warehouse_rows {
             return Err(PartitionError::fatal(format!(
-                "reconciliation failed: source count {count}, raw lines {lines}, warehouse rows {warehouse_rows}"
+                "reconciliation failed: source count {count}, raw lines {lines}, warehouse rows {warehouse_rows}, rejected {rejected}"
             )));
         }
         for (i, name) in names.iter().enumerate().skip(1) {
@@ -540,15 +552,36 @@ fn fits(data: ColumnType, column: ColumnType) -> bool {
         || (data == ColumnType::Numeric && column == ColumnType::Bignumeric)
 }
 
-/// Pass 2: the spool's documents to NDJSON rows, one file per table.
-/// Returns each table's row count.
+/// Where pass 2 writes.
+struct SpoolOutput {
+    /// One rows file per table.
+    rows: Vec<PathBuf>,
+    /// Rejected documents.
+    rejects: PathBuf,
+    /// The tables' names, for reject records.
+    names: Vec<String>,
+}
+
+/// What pass 2 wrote.
+struct Flattening {
+    /// Rows per table.
+    rows: Vec<u64>,
+    /// Documents rejected.
+    rejected: u64,
+}
+
+/// Pass 2: the spool's documents to NDJSON rows, one file per table. A
+/// document with a type conflict under `on_type_conflict: reject` goes
+/// whole, as canonical Extended JSON, to the rejects file with the reason,
+/// and none of its rows are written.
 fn flatten_spool(
     tables: &Tables,
     spool: &Path,
-    rows: &[PathBuf],
+    output: &SpoolOutput,
     schemas: &[TableSchema],
     day: NaiveDate,
-) -> Result<Vec<u64>, PartitionError> {
+) -> Result<Flattening, PartitionError> {
+    let rows = &output.rows;
     let mut input = BufReader::with_capacity(
         1 << 20,
         std::fs::File::open(spool).map_err(|e| io("cannot open", spool, e))?,
@@ -561,6 +594,8 @@ fn flatten_spool(
                 .map_err(|e| io("cannot create", path, e))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let mut rejects: Option<BufWriter<std::fs::File>> = None;
+    let mut rejected = 0u64;
     let mut doc = Vec::with_capacity(16 * 1024);
     let mut bufs = vec![Vec::with_capacity(16 * 1024); rows.len()];
     let mut counts = vec![0u64; rows.len()];
@@ -584,11 +619,37 @@ fn flatten_spool(
             .read_exact(&mut doc[4..])
             .map_err(|e| io("cannot read", spool, e))?;
         let raw = bson::RawDocument::from_bytes(&doc).map_err(|e| io("corrupt spool", spool, e))?;
-        tables
-            .write_rows(raw, day, schemas, &mut bufs)
-            .map_err(|e| {
-                PartitionError::fatal(format!("flattening document {}: {e}", doc_id(raw)))
-            })?;
+        match tables.write_rows(raw, day, schemas, &mut bufs) {
+            Ok(()) => {}
+            Err(RowError {
+                table,
+                source: source @ FlattenError::Conflict { .. },
+            }) => {
+                let FlattenError::Conflict { path, .. } = &source else {
+                    unreachable!("matched above")
+                };
+                let out = match &mut rejects {
+                    Some(out) => out,
+                    None => rejects.insert(BufWriter::new(
+                        std::fs::File::create(&output.rejects)
+                            .map_err(|e| io("cannot create", &output.rejects, e))?,
+                    )),
+                };
+                let line = reject_record(&output.names[table], &tables.tables()[table].path, path, &source.to_string(), raw)?;
+                out.write_all(&line)
+                    .map_err(|e| io("cannot write", &output.rejects, e))?;
+                rejected += 1;
+                continue;
+            }
+            Err(e) => {
+                return Err(PartitionError::fatal(format!(
+                    "flattening document {}: table `{}`: {}",
+                    doc_id(raw),
+                    output.names[e.table],
+                    e.source
+                )))
+            }
+        }
         for ((buf, out), (count, path)) in bufs.iter_mut().zip(&mut outs).zip(counts.iter_mut().zip(rows)) {
             if buf.is_empty() {
                 continue;
@@ -602,7 +663,43 @@ fn flatten_spool(
     for (out, path) in outs.iter_mut().zip(rows) {
         out.flush().map_err(|e| io("cannot write", path, e))?;
     }
-    Ok(counts)
+    if let Some(mut out) = rejects {
+        out.flush()
+            .map_err(|e| io("cannot write", &output.rejects, e))?;
+    }
+    Ok(Flattening {
+        rows: counts,
+        rejected,
+    })
+}
+
+/// One line of `_rejects.jsonl`: where and why, then the whole document.
+fn reject_record(
+    table: &str,
+    table_path: &str,
+    path: &str,
+    reason: &str,
+    doc: &bson::RawDocument,
+) -> Result<Vec<u8>, PartitionError> {
+    // The path is relative to the table's row: give it in the document's
+    // terms too, with `[*]` for each exploded array.
+    let in_document = if table_path == "$" {
+        path.to_owned()
+    } else {
+        format!("{table_path}[*]{}", &path[1..])
+    };
+    let mut line = Vec::with_capacity(doc.as_bytes().len() * 2);
+    line.extend_from_slice(b"{\"table\":");
+    crate::extjson::write_json_string(table, &mut line);
+    line.extend_from_slice(b",\"path\":");
+    crate::extjson::write_json_string(&in_document, &mut line);
+    line.extend_from_slice(b",\"reason\":");
+    crate::extjson::write_json_string(reason, &mut line);
+    line.extend_from_slice(b",\"document\":");
+    crate::extjson::write_canonical(doc, &mut line)
+        .map_err(|e| PartitionError::fatal(format!("rejecting document {}: {e}", doc_id(doc))))?;
+    line.extend_from_slice(b"}\n");
+    Ok(line)
 }
 
 /// The raw archive being written: compressed, counted and hashed on the way
@@ -694,6 +791,7 @@ fn manifest(
     bytes: u64,
     sha256: &str,
     compression: Compression,
+    rejected: u64,
 ) -> Vec<u8> {
     let filter = bson::Bson::Document(target.filter.clone()).into_canonical_extjson();
     let m = serde_json::json!({
@@ -713,6 +811,8 @@ fn manifest(
         "documents": documents,
         "bytes": bytes,
         "sha256": sha256,
+        "rejected": rejected,
+        "rejects_object": if rejected > 0 { Some(&target.rejects_path) } else { None },
         "spec_hash": plan.spec_hash,
         "engine_version": env!("CARGO_PKG_VERSION"),
     });

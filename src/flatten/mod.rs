@@ -45,13 +45,28 @@
 //! - A document with a duplicate key is flattened as `bson::Document` (and
 //!   so the lake's Extended JSON) reads it: the key once, at its first
 //!   position, with its last value.
-//! - `on_new_field` needs the schema lock, which does not exist yet: every
-//!   field is added. `on_type_conflict` other than `coerce` is rejected by
-//!   [`Flattener::new`] until it is built.
+//! - `on_type_conflict` decides what a value that does not fit its column's
+//!   type does. `coerce` widens the column as above. Under `variant` and
+//!   `reject` a column keeps one type: its type in the `baseline` given to
+//!   [`SchemaBuilder::finish_against`] (the schema lock's, or the table's),
+//!   else the type most of its values have (the first seen on a tie).
+//!   INT64 values fit FLOAT64 columns and NUMERIC fit BIGNUMERIC; nothing
+//!   else fits another type. `variant` writes a value that does not fit to
+//!   the column `<column>__v_<type>` (`price__v_string`), made next to its
+//!   column; `reject` makes `write_row` fail with
+//!   [`FlattenError::Conflict`], and the engine sends the document to the
+//!   partition's `_rejects` object. Under `reject`, NaN and infinite
+//!   numbers, dates outside BigQuery's range, and explicit columns' values
+//!   that do not convert to the declared type are conflicts too; under
+//!   `coerce` and `variant` they are NULL.
+//! - `on_new_field` is applied by the engine against the schema lock;
+//!   under `ignore`, `write_row` skips values whose column the schema lacks
+//!   instead of failing.
 //!
 //! Rows are deterministic: the same documents in the same order give the
 //! same bytes. Hash maps serve only lookups, never output order.
 
+mod conflict;
 mod naming;
 mod row;
 mod rules;
@@ -66,12 +81,12 @@ use bson::raw::RawDocument;
 use chrono::NaiveDate;
 
 use crate::extjson::ExtJsonError;
-use crate::spec::{ArrayPolicy, FlattenSpec, TypeConflictPolicy};
+use crate::spec::{ArrayPolicy, FlattenSpec, NewFieldPolicy, TypeConflictPolicy};
 use crate::table::TableSchema;
 
 pub use row::RowWriter;
 pub use schema::SchemaBuilder;
-pub use tables::{DocumentError, Flattened, Table, Tables, INDEX_COLUMN, PARENT_KEY_COLUMN, ROOT_ID_COLUMN};
+pub use tables::{DocumentError, Flattened, RowError, Table, Tables, INDEX_COLUMN, PARENT_KEY_COLUMN, ROOT_ID_COLUMN};
 
 use rules::Rules;
 use schema::PathTrie;
@@ -86,6 +101,8 @@ pub struct Flattener {
     max_depth: u32,
     auto_columns: bool,
     default_array: ArrayPolicy,
+    conflict: TypeConflictPolicy,
+    new_field: NewFieldPolicy,
     rules: Rules,
 }
 
@@ -163,11 +180,18 @@ pub enum FlattenError {
         /// The exploded array.
         array: String,
     },
-    /// A policy that is not built yet.
-    #[error("`on_type_conflict: {policy}` is not supported yet: expected `coerce`")]
-    UnsupportedPolicy {
-        /// The policy's YAML name.
-        policy: &'static str,
+    /// Under `on_type_conflict: reject`, a value that does not fit its
+    /// column's type.
+    #[error("`{path}` is {found}, but column `{column}` is {expected}")]
+    Conflict {
+        /// JSONPath of the value, in its table's row.
+        path: String,
+        /// The column.
+        column: String,
+        /// What the value is.
+        found: String,
+        /// The column's type.
+        expected: &'static str,
     },
     /// The document is not valid BSON.
     #[error("malformed BSON at `{path}`: {source}")]
@@ -212,7 +236,8 @@ impl FlattenError {
     fn under_key(mut self, key: &str) -> Self {
         if let FlattenError::Bson { path, .. }
         | FlattenError::TooDeep { path, .. }
-        | FlattenError::UnknownColumn { path, .. } = &mut self
+        | FlattenError::UnknownColumn { path, .. }
+        | FlattenError::Conflict { path, .. } = &mut self
         {
             let mut prefixed = String::from("$");
             crate::extjson::push_key_segment(&mut prefixed, key);
@@ -241,22 +266,25 @@ impl Flattener {
     /// Compiles the rules. The partition day is not the flattener's
     /// business: `write_row` receives it.
     pub fn new(spec: &FlattenSpec) -> Result<Self, FlattenError> {
-        match spec.on_type_conflict {
-            TypeConflictPolicy::Coerce => {}
-            TypeConflictPolicy::Variant => {
-                return Err(FlattenError::UnsupportedPolicy { policy: "variant" })
-            }
-            TypeConflictPolicy::Reject => {
-                return Err(FlattenError::UnsupportedPolicy { policy: "reject" })
-            }
-        }
         Ok(Flattener {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             max_depth: spec.max_depth,
             auto_columns: spec.auto_columns,
             default_array: spec.arrays.default,
+            conflict: spec.on_type_conflict,
+            new_field: spec.on_new_field,
             rules: Rules::compile(spec)?,
         })
+    }
+
+    /// The `on_type_conflict` policy.
+    pub fn conflict_policy(&self) -> TypeConflictPolicy {
+        self.conflict
+    }
+
+    /// The `on_new_field` policy.
+    pub fn new_field_policy(&self) -> NewFieldPolicy {
+        self.new_field
     }
 
     /// A builder that already holds the explicit columns, so that even a

@@ -14,13 +14,14 @@ use bson::raw::RawDocument;
 use chrono::{Datelike, NaiveDate};
 
 use crate::extjson::{self, Value};
-use crate::spec::ColumnType;
+use crate::spec::{ColumnType, NewFieldPolicy, TypeConflictPolicy};
 use crate::table::TableSchema;
 
 use super::naming::Naming;
 use super::rules::{ExplicitColumn, Lookup};
 use super::schema::{PathTrie, NONE};
-use super::value::{write_as, Leaf};
+use super::conflict;
+use super::value::{natural_kind, write_as, Leaf};
 use super::walk::{Stop, Visitor};
 use super::{FlattenError, Flattener};
 
@@ -81,6 +82,7 @@ pub(crate) struct Resolved {
 struct OutColumn {
     /// `,"name":`
     prefix: Box<[u8]>,
+    name: Box<str>,
     kind: ColumnType,
 }
 
@@ -95,6 +97,7 @@ impl Resolved {
             prefix.push(b':');
             columns.push(OutColumn {
                 prefix: prefix.into_boxed_slice(),
+                name: c.name.as_str().into(),
                 kind: c.kind,
             });
             by_name.entry(c.name.clone()).or_insert(i as u32);
@@ -145,6 +148,8 @@ impl Resolved {
 }
 
 struct RowVisitor<'a> {
+    conflict: TypeConflictPolicy,
+    skip_missing: bool,
     naming: &'a Naming,
     resolved: &'a mut Resolved,
     out: &'a mut Vec<u8>,
@@ -163,10 +168,16 @@ impl Visitor for RowVisitor<'_> {
             slot = self.resolved.resolve(self.naming, node);
         }
         if slot == MISSING {
+            if self.skip_missing {
+                return Ok(());
+            }
             return Err(FlattenError::UnknownColumn {
                 path: "$".to_owned(),
                 column: self.resolved.column_name(self.naming, node),
             });
+        }
+        if self.conflict != TypeConflictPolicy::Coerce {
+            slot = self.conflicting(slot, leaf)?;
         }
         let column = &self.resolved.columns[slot as usize];
         let mark = self.out.len();
@@ -175,6 +186,43 @@ impl Visitor for RowVisitor<'_> {
             self.out.truncate(mark);
         }
         Ok(())
+    }
+}
+
+impl RowVisitor<'_> {
+    /// Under `variant` and `reject`: the column a value goes to, or the
+    /// conflict.
+    #[cold]
+    fn conflicting(&self, slot: u32, leaf: Leaf<'_>) -> Result<u32, FlattenError> {
+        let column = &self.resolved.columns[slot as usize];
+        let conflict = |found: String| FlattenError::Conflict {
+            path: "$".to_owned(),
+            column: column.name.to_string(),
+            found,
+            expected: column.kind.bigquery_name(),
+        };
+        if let Some(why) = conflict::unrepresentable(leaf.value) {
+            return match self.conflict {
+                TypeConflictPolicy::Reject => Err(conflict(why.to_owned())),
+                _ => Ok(slot),
+            };
+        }
+        let Some(kind) = natural_kind(leaf.value) else {
+            return Ok(slot);
+        };
+        if conflict::fits(kind, column.kind) {
+            return Ok(slot);
+        }
+        match self.conflict {
+            TypeConflictPolicy::Reject => Err(conflict(conflict::describe(Some(kind)))),
+            _ => self
+                .resolved
+                .lookup(&conflict::variant_name(&column.name, kind))
+                .ok_or_else(|| FlattenError::UnknownColumn {
+                    path: "$".to_owned(),
+                    column: conflict::variant_name(&column.name, kind),
+                }),
+        }
     }
 }
 
@@ -260,11 +308,16 @@ impl Flattener {
             let written = write_explicit(c, column.kind, doc, &mut relaxed, out)?;
             if !written {
                 out.truncate(mark);
+                if self.conflict == TypeConflictPolicy::Reject {
+                    reject_unconverted(c, column.kind, doc)?;
+                }
             }
         }
 
         if self.auto_columns {
             let mut visitor = RowVisitor {
+                conflict: self.conflict,
+                skip_missing: self.new_field == NewFieldPolicy::Ignore,
                 naming: &self.rules.naming,
                 resolved,
                 out,
@@ -279,6 +332,32 @@ impl Flattener {
         }
         out.extend_from_slice(b"}\n");
         Ok(())
+    }
+}
+
+/// Under `reject`: an explicit column came out NULL; fails when the
+/// document had a non-null value there, which did not convert.
+#[cold]
+fn reject_unconverted(
+    c: &ExplicitColumn,
+    kind: ColumnType,
+    doc: &RawDocument,
+) -> Result<(), FlattenError> {
+    let Lookup::Keys(keys) = &c.lookup else {
+        // A JSONPath's matches are JSON already; only simple paths are
+        // checked.
+        return Ok(());
+    };
+    match lookup_keys(doc, keys)? {
+        None | Some(Value::Null) => Ok(()),
+        Some(v) => Err(FlattenError::Conflict {
+            path: c.path.clone(),
+            column: c.name.clone(),
+            found: conflict::unrepresentable(v)
+                .map(str::to_owned)
+                .unwrap_or_else(|| conflict::describe(natural_kind(v))),
+            expected: kind.bigquery_name(),
+        }),
     }
 }
 

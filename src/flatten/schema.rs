@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::spec::ColumnType;
+use crate::spec::{ColumnType, TypeConflictPolicy};
 use crate::table::{Column, TableSchema, DS_COLUMN};
 
 use super::naming::{jsonpath, BaseName, Naming};
@@ -132,6 +132,7 @@ impl PathTrie {
 #[derive(Debug, Clone)]
 pub struct SchemaBuilder {
     seeded: bool,
+    conflict: TypeConflictPolicy,
     naming: Naming,
     explicit: Vec<Column>,
     trie: PathTrie,
@@ -146,7 +147,10 @@ struct AutoColumn {
     path: String,
     base: BaseName,
     name: String,
+    /// The `coerce` type of every value seen.
     kind: Option<ColumnType>,
+    /// Each type seen, with its count, in the order first seen.
+    kinds: Vec<(ColumnType, u64)>,
 }
 
 impl Default for SchemaBuilder {
@@ -160,6 +164,7 @@ impl SchemaBuilder {
     pub fn new() -> Self {
         SchemaBuilder {
             seeded: false,
+            conflict: TypeConflictPolicy::Coerce,
             naming: Naming::new("__", []),
             explicit: Vec::new(),
             trie: PathTrie::new(),
@@ -174,6 +179,7 @@ impl SchemaBuilder {
             return;
         }
         self.seeded = true;
+        self.conflict = flattener.conflict;
         self.naming = flattener.rules.naming.clone();
         self.explicit = flattener
             .rules
@@ -191,6 +197,16 @@ impl SchemaBuilder {
     /// order, then the automatic ones in the order they were first seen. A
     /// column that only ever held null is STRING.
     pub fn finish(self) -> TableSchema {
+        self.finish_against(None)
+    }
+
+    /// [`finish`](SchemaBuilder::finish), with the types a column must keep
+    /// under `variant` and `reject`: a column `baseline` has keeps its type
+    /// there; any other keeps the type most of its values have (the first
+    /// seen on a tie). Under `variant`, each type that does not fit it gets
+    /// its variant column, right after. Under `coerce`, `baseline` is not
+    /// used: the engine widens against the table afterwards.
+    pub fn finish_against(self, baseline: Option<&TableSchema>) -> TableSchema {
         let mut columns = Vec::with_capacity(1 + self.explicit.len() + self.columns.len());
         columns.push(Column {
             name: DS_COLUMN.to_owned(),
@@ -198,11 +214,44 @@ impl SchemaBuilder {
             repeated: false,
         });
         columns.extend(self.explicit);
-        columns.extend(self.columns.into_iter().map(|c| Column {
-            name: c.name,
-            kind: c.kind.unwrap_or(ColumnType::String),
-            repeated: false,
-        }));
+        for c in self.columns {
+            if self.conflict == TypeConflictPolicy::Coerce {
+                columns.push(Column {
+                    name: c.name,
+                    kind: c.kind.unwrap_or(ColumnType::String),
+                    repeated: false,
+                });
+                continue;
+            }
+            let base = baseline
+                .and_then(|b| b.get(&c.name))
+                .map(|col| col.kind)
+                .or_else(|| {
+                    // The first of the most frequent: max_by_key keeps the
+                    // last of equals, so look from the end.
+                    c.kinds.iter().rev().max_by_key(|(_, n)| *n).map(|(k, _)| *k)
+                })
+                .unwrap_or(ColumnType::String);
+            let variant_columns: Vec<Column> = c
+                .kinds
+                .iter()
+                .filter(|(k, _)| {
+                    self.conflict == TypeConflictPolicy::Variant
+                        && !super::conflict::fits(*k, base)
+                })
+                .map(|(k, _)| Column {
+                    name: super::conflict::variant_name(&c.name, *k),
+                    kind: *k,
+                    repeated: false,
+                })
+                .collect();
+            columns.push(Column {
+                name: c.name,
+                kind: base,
+                repeated: false,
+            });
+            columns.extend(variant_columns);
+        }
         TableSchema { columns }
     }
 
@@ -271,6 +320,7 @@ impl SchemaBuilder {
             base,
             name,
             kind: None,
+            kinds: Vec::new(),
         });
         self.trie.set_slot(node, id);
         id
@@ -295,6 +345,10 @@ impl Visitor for SchemaBuilder {
                 None => kind,
                 Some(have) => merge_kinds(have, kind),
             });
+            match column.kinds.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, n)) => *n += 1,
+                None => column.kinds.push((kind, 1)),
+            }
         }
         Ok(())
     }

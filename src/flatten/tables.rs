@@ -50,7 +50,8 @@ pub struct Table {
     pub suffix: String,
     /// The rules for this table's rows.
     pub flattener: Flattener,
-    /// JSONPath of the array in the root document's terms, `$` for the root.
+    /// JSONPath of the array in the root document's terms (`$.items`,
+    /// `$.items[*].discounts`), `$` for the root.
     pub path: String,
     parent: Option<usize>,
     /// The array's keys in the parent's row document.
@@ -178,7 +179,11 @@ impl Tables {
                 },
             };
             let suffix = format!("{}{}", spec.separator, keys.join(&spec.separator));
-            let child_path = format!("{path}{}", &rule.path[1..]);
+            let child_path = if path == "$" {
+                rule.path.clone()
+            } else {
+                format!("{path}[*]{}", &rule.path[1..])
+            };
             let child = self.add(
                 &child_spec,
                 Some(at),
@@ -303,26 +308,31 @@ impl Tables {
 
     /// Pass 2 for every table: appends each row to its table's buffer. On
     /// error every buffer is left as it was, so a document is written whole
-    /// or not at all.
+    /// or not at all; the error says which table's row failed.
     pub fn write_rows(
         &self,
         doc: &RawDocument,
         ds: NaiveDate,
         schemas: &[TableSchema],
         outs: &mut [Vec<u8>],
-    ) -> Result<(), FlattenError> {
+    ) -> Result<(), RowError> {
         let marks: Vec<usize> = outs.iter().map(Vec::len).collect();
+        let mut failed = 0;
         let result = self.each_row(doc, &mut |t, row| {
+            failed = t;
             self.tables[t]
                 .flattener
                 .write_row(row, ds, &schemas[t], &mut outs[t])
         });
-        if result.is_err() {
+        result.map_err(|source| {
             for (out, mark) in outs.iter_mut().zip(marks) {
                 out.truncate(mark);
             }
-        }
-        result
+            RowError {
+                table: failed,
+                source,
+            }
+        })
     }
 }
 
@@ -335,6 +345,17 @@ pub struct Flattened {
     pub renames: Vec<(String, String)>,
     /// The NDJSON rows.
     pub rows: Vec<u8>,
+}
+
+/// A row that failed in [`Tables::write_rows`].
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct RowError {
+    /// The index of its table in [`Tables::tables`].
+    pub table: usize,
+    /// Why.
+    #[source]
+    pub source: FlattenError,
 }
 
 /// A document that failed to flatten, by its position.
@@ -372,7 +393,10 @@ impl Tables {
         let mut outs = vec![Vec::new(); schemas.len()];
         for (index, doc) in docs.iter().enumerate() {
             self.write_rows(doc, ds, &schemas, &mut outs)
-                .map_err(|source| DocumentError { index, source })?;
+                .map_err(|e| DocumentError {
+                    index,
+                    source: e.source,
+                })?;
         }
         Ok(schemas
             .into_iter()

@@ -573,10 +573,6 @@ fn bad_rules_are_reported() {
     let cases = [
         ("separator: '-'", "invalid separator `-`"),
         ("max_depth: 0", "invalid `max_depth` 0"),
-        (
-            "on_type_conflict: variant",
-            "`on_type_conflict: variant` is not supported yet",
-        ),
         ("exclude: ['$.a[0]']", "invalid `exclude` path `$.a[0]`"),
         (
             "columns: [{ name: x, path: '$[', type: int64 }]",
@@ -868,5 +864,113 @@ mod explode {
         );
         let err = Tables::new(&spec("arrays: { default: explode }")).unwrap_err();
         assert!(err.to_string().starts_with("`arrays.default: explode` at `$`"), "{err}");
+    }
+}
+
+mod conflicts {
+    use super::*;
+
+    fn docs() -> Vec<Document> {
+        vec![
+            doc! {"_id": 1, "n": 1, "x": 1.5},
+            doc! {"_id": 2, "n": "two", "x": 2},
+            doc! {"_id": 3, "n": 3, "x": f64::NAN},
+        ]
+    }
+
+    #[test]
+    fn variant_keeps_the_majority_type_and_moves_the_rest_aside() {
+        let r = run(&spec("on_type_conflict: variant"), &docs());
+        assert_eq!(
+            columns(&r.schema)[1..],
+            [
+                ("_id", "INT64"),
+                ("n", "INT64"),
+                ("n__v_string", "STRING"),
+                ("x", "FLOAT64")
+            ]
+        );
+        assert_eq!(r.rows[0], json!({"_ds": "2020-06-01", "_id": 1, "n": 1, "x": 1.5}));
+        // An integer fits a FLOAT64 column; NaN is NULL as under coerce.
+        assert_eq!(
+            r.rows[1],
+            json!({"_ds": "2020-06-01", "_id": 2, "n__v_string": "two", "x": 2.0})
+        );
+        assert_eq!(r.rows[2], json!({"_ds": "2020-06-01", "_id": 3, "n": 3}));
+    }
+
+    #[test]
+    fn variant_follows_the_baseline_type_over_the_majority() {
+        let f = Flattener::new(&spec("on_type_conflict: variant")).unwrap();
+        let mut b = f.schema_builder();
+        for d in docs() {
+            f.infer(&raw(&d), &mut b).unwrap();
+        }
+        let baseline = TableSchema {
+            columns: vec![Column {
+                name: "n".into(),
+                kind: ColumnType::String,
+                repeated: false,
+            }],
+        };
+        let schema = b.finish_against(Some(&baseline));
+        assert_eq!(
+            columns(&schema)[2..4],
+            [("n", "STRING"), ("n__v_int64", "INT64")]
+        );
+        let mut out = Vec::new();
+        f.write_row(&raw(&docs()[0]), day(), &schema, &mut out).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains(r#""n__v_int64":1"#));
+    }
+
+    #[test]
+    fn reject_fails_the_document_naming_the_path_and_both_types() {
+        let f = Flattener::new(&spec("on_type_conflict: reject")).unwrap();
+        let mut b = f.schema_builder();
+        let raws: Vec<_> = docs().iter().map(raw).collect();
+        for d in &raws {
+            f.infer(d, &mut b).unwrap();
+        }
+        let schema = b.finish();
+        assert_eq!(columns(&schema)[1..], [("_id", "INT64"), ("n", "INT64"), ("x", "FLOAT64")]);
+        let mut out = b"kept".to_vec();
+        f.write_row(&raws[0], day(), &schema, &mut out).unwrap();
+        let mark = out.len();
+        let err = f.write_row(&raws[1], day(), &schema, &mut out).unwrap_err();
+        assert_eq!(err.to_string(), "`$.n` is a STRING value, but column `n` is INT64");
+        assert_eq!(out.len(), mark, "a rejected document writes nothing");
+        let err = f.write_row(&raws[2], day(), &schema, &mut out).unwrap_err();
+        assert_eq!(err.to_string(), "`$.x` is NaN, but column `x` is FLOAT64");
+    }
+
+    #[test]
+    fn reject_covers_explicit_columns_that_do_not_convert() {
+        let s = spec(indoc! {"
+            on_type_conflict: reject
+            auto_columns: false
+            columns: [{ name: qty, path: $.q, type: int64 }]
+        "});
+        let f = Flattener::new(&s).unwrap();
+        let schema = f.schema_builder().finish();
+        let mut out = Vec::new();
+        f.write_row(&raw(&doc! {"q": "3"}), day(), &schema, &mut out).unwrap();
+        let err = f
+            .write_row(&raw(&doc! {"q": "three"}), day(), &schema, &mut out)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "`$.q` is a STRING value, but column `qty` is INT64");
+    }
+
+    #[test]
+    fn ignore_skips_fields_the_schema_lacks() {
+        let f = Flattener::new(&spec("on_new_field: ignore")).unwrap();
+        let schema = TableSchema {
+            columns: vec![
+                Column { name: "_ds".into(), kind: ColumnType::Date, repeated: false },
+                Column { name: "a".into(), kind: ColumnType::Int64, repeated: false },
+            ],
+        };
+        let mut out = Vec::new();
+        f.write_row(&raw(&doc! {"a": 1, "new": 2}), day(), &schema, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "{\"_ds\":\"2020-06-01\",\"a\":1}\n");
     }
 }

@@ -433,6 +433,9 @@ pub struct PartitionTarget {
     pub lake_path: String,
     /// Manifest path under the lake URL.
     pub manifest_path: String,
+    /// Where documents rejected under `on_type_conflict: reject` go, next
+    /// to the raw object; absent when none were.
+    pub rejects_path: String,
     /// The warehouse target, for people: `project.dataset.table$20200601`
     /// or a Parquet folder URL.
     pub warehouse: String,
@@ -451,6 +454,7 @@ impl PipelinePlan {
         );
         let lake_path = templates.render(&self.lake.path, &vars)?;
         let manifest_path = manifest_path(&lake_path);
+        let rejects_path = sibling(&lake_path, "_rejects.jsonl");
         let warehouse = match &self.warehouse {
             WarehousePlan::Bigquery {
                 connection,
@@ -492,6 +496,7 @@ impl PipelinePlan {
             end,
             lake_path,
             manifest_path,
+            rejects_path,
             warehouse,
         })
     }
@@ -499,9 +504,14 @@ impl PipelinePlan {
 
 /// The manifest sits next to the raw object.
 pub fn manifest_path(lake_path: &str) -> String {
+    sibling(lake_path, "_manifest.json")
+}
+
+/// `name` in the raw object's folder.
+fn sibling(lake_path: &str, name: &str) -> String {
     match lake_path.rsplit_once('/') {
-        Some((dir, _)) => format!("{dir}/_manifest.json"),
-        None => "_manifest.json".to_owned(),
+        Some((dir, _)) => format!("{dir}/{name}"),
+        None => name.to_owned(),
     }
 }
 
