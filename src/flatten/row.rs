@@ -84,6 +84,7 @@ struct OutColumn {
     prefix: Box<[u8]>,
     name: Box<str>,
     kind: ColumnType,
+    repeated: bool,
 }
 
 impl Resolved {
@@ -99,6 +100,7 @@ impl Resolved {
                 prefix: prefix.into_boxed_slice(),
                 name: c.name.as_str().into(),
                 kind: c.kind,
+                repeated: c.repeated,
             });
             by_name.entry(c.name.clone()).or_insert(i as u32);
             by_lowercase
@@ -176,14 +178,77 @@ impl Visitor for RowVisitor<'_> {
                 column: self.resolved.column_name(self.naming, node),
             });
         }
-        if self.conflict != TypeConflictPolicy::Coerce {
+        let repeated = self.resolved.columns[slot as usize].repeated;
+        if self.conflict == TypeConflictPolicy::Reject
+            || (self.conflict == TypeConflictPolicy::Variant && !repeated)
+        {
             slot = self.conflicting(slot, leaf)?;
         }
         let column = &self.resolved.columns[slot as usize];
         let mark = self.out.len();
         self.out.extend_from_slice(&column.prefix);
-        if !write_as(leaf, column.kind, self.out)? {
+        if column.repeated {
+            // A lone value in a REPEATED column: an array of one.
+            self.out.push(b'[');
+            if !write_as(leaf, column.kind, self.out)? {
+                self.out.truncate(mark);
+                return Ok(());
+            }
+            self.out.push(b']');
+        } else if !write_as(leaf, column.kind, self.out)? {
             self.out.truncate(mark);
+        }
+        Ok(())
+    }
+
+    // Kept out of the recursive walk's frame, which must stay small.
+    #[inline(never)]
+    fn repeated(&mut self, node: u32, array: &RawDocument) -> Result<(), FlattenError> {
+        let mut slot = self.resolved.trie.slot(node);
+        if slot == NONE {
+            slot = self.resolved.resolve(self.naming, node);
+        }
+        if slot == MISSING {
+            if self.skip_missing {
+                return Ok(());
+            }
+            return Err(FlattenError::UnknownColumn {
+                path: "$".to_owned(),
+                column: self.resolved.column_name(self.naming, node),
+            });
+        }
+        let column = &self.resolved.columns[slot as usize];
+        if !column.repeated {
+            // The table has this path as a plain column: the array's JSON
+            // text, as the `json` policy writes it.
+            return self.leaf(node, Leaf::new(Value::Array(array)));
+        }
+        let mark = self.out.len();
+        self.out.extend_from_slice(&column.prefix);
+        self.out.push(b'[');
+        let mut first = true;
+        for item in extjson::elements(array) {
+            let (_, value) = item?;
+            let leaf = Leaf::new(value);
+            if self.conflict == TypeConflictPolicy::Reject {
+                self.conflicting(slot, leaf)?;
+            }
+            // BigQuery arrays hold no NULL: null elements are left out.
+            let at = self.out.len();
+            if !first {
+                self.out.push(b',');
+            }
+            if write_as(leaf, column.kind, self.out)? {
+                first = false;
+            } else {
+                self.out.truncate(at);
+            }
+        }
+        if first {
+            // No element: BigQuery reads a missing REPEATED field as [].
+            self.out.truncate(mark);
+        } else {
+            self.out.push(b']');
         }
         Ok(())
     }

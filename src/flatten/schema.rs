@@ -15,6 +15,7 @@ use crate::table::{Column, TableSchema, DS_COLUMN};
 use super::naming::{jsonpath, BaseName, Naming};
 use super::value::{merge_kinds, natural_kind, Leaf};
 use super::walk::Visitor;
+use bson::raw::RawDocument;
 use super::{FlattenError, Flattener};
 
 /// "No column yet" in a trie slot.
@@ -151,6 +152,9 @@ struct AutoColumn {
     kind: Option<ColumnType>,
     /// Each type seen, with its count, in the order first seen.
     kinds: Vec<(ColumnType, u64)>,
+    /// A `repeated` array was seen here: the column is REPEATED, of its
+    /// elements' type.
+    repeated: bool,
 }
 
 impl Default for SchemaBuilder {
@@ -215,11 +219,15 @@ impl SchemaBuilder {
         });
         columns.extend(self.explicit);
         for c in self.columns {
-            if self.conflict == TypeConflictPolicy::Coerce {
+            // A REPEATED column cannot have variants: under `variant` it
+            // widens like under `coerce`, so no element is lost.
+            if self.conflict == TypeConflictPolicy::Coerce
+                || (c.repeated && self.conflict == TypeConflictPolicy::Variant)
+            {
                 columns.push(Column {
                     name: c.name,
                     kind: c.kind.unwrap_or(ColumnType::String),
-                    repeated: false,
+                    repeated: c.repeated,
                 });
                 continue;
             }
@@ -248,7 +256,7 @@ impl SchemaBuilder {
             columns.push(Column {
                 name: c.name,
                 kind: base,
-                repeated: false,
+                repeated: c.repeated,
             });
             columns.extend(variant_columns);
         }
@@ -321,6 +329,7 @@ impl SchemaBuilder {
             name,
             kind: None,
             kinds: Vec::new(),
+            repeated: false,
         });
         self.trie.set_slot(node, id);
         id
@@ -339,6 +348,30 @@ impl Visitor for SchemaBuilder {
         if id == NONE {
             id = self.add_column(node);
         }
+        self.record(id, leaf);
+        Ok(())
+    }
+
+    // Kept out of the recursive walk's frame, which must stay small.
+    #[inline(never)]
+    fn repeated(&mut self, node: u32, array: &RawDocument) -> Result<(), FlattenError> {
+        let mut id = self.trie.slot(node);
+        if id == NONE {
+            id = self.add_column(node);
+        }
+        self.columns[id as usize].repeated = true;
+        for item in crate::extjson::elements(array) {
+            let (_, value) = item?;
+            self.record(id, Leaf::new(value));
+        }
+        Ok(())
+    }
+}
+
+impl SchemaBuilder {
+    /// Counts a value's type in column `id`.
+    #[inline]
+    fn record(&mut self, id: u32, leaf: Leaf<'_>) {
         if let Some(kind) = natural_kind(leaf.value) {
             let column = &mut self.columns[id as usize];
             column.kind = Some(match column.kind {
@@ -350,6 +383,5 @@ impl Visitor for SchemaBuilder {
                 None => column.kinds.push((kind, 1)),
             }
         }
-        Ok(())
     }
 }

@@ -144,7 +144,7 @@ fn arrays_are_relaxed_json_text() {
 }
 
 #[test]
-fn repeated_falls_back_to_json_and_exploded_arrays_leave_the_parent() {
+fn repeated_arrays_are_repeated_columns_and_exploded_arrays_leave_the_parent() {
     let s = spec(indoc! {"
         arrays:
           default: repeated
@@ -152,8 +152,36 @@ fn repeated_falls_back_to_json_and_exploded_arrays_leave_the_parent() {
             - path: $.items
               policy: explode
     "});
-    let r = run(&s, &[doc! { "items": [1], "tags": ["x"] }]);
-    assert_eq!(columns(&r.schema)[1..], [("tags", "JSON")]);
+    let r = run(
+        &s,
+        &[
+            doc! { "items": [1], "tags": ["x", null, "y"], "n": [1, 2.5] },
+            doc! { "tags": [], "n": 3 },
+            doc! { "tags": "lone", "objs": [{"a": 1}] },
+        ],
+    );
+    let cols: Vec<_> = r
+        .schema
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.kind.bigquery_name(), c.repeated))
+        .collect();
+    assert_eq!(
+        cols[1..],
+        [
+            ("tags", "STRING", true),
+            ("n", "FLOAT64", true),
+            ("objs", "JSON", true)
+        ]
+    );
+    assert_eq!(
+        r.rows,
+        [
+            json!({"_ds": "2020-06-01", "tags": ["x", "y"], "n": [1.0, 2.5]}),
+            json!({"_ds": "2020-06-01", "n": [3.0]}),
+            json!({"_ds": "2020-06-01", "tags": ["lone"], "objs": ["{\"a\":1}"]}),
+        ]
+    );
 }
 
 #[test]

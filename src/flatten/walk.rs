@@ -25,6 +25,9 @@ pub(crate) trait Visitor {
     fn enter(&mut self, parent: u32, key: &str, guess: &mut usize) -> u32;
     /// A value at `node`. Errors carry a path relative to the value.
     fn leaf(&mut self, node: u32, leaf: Leaf<'_>) -> Result<(), FlattenError>;
+    /// An array under the `repeated` policy at `node`: its elements, in
+    /// order, make one REPEATED value.
+    fn repeated(&mut self, node: u32, array: &RawDocument) -> Result<(), FlattenError>;
 }
 
 /// Why a walk stopped early.
@@ -43,9 +46,10 @@ impl From<FlattenError> for Stop {
 
 /// How the walk stores an array.
 enum ArrayStorage {
-    /// One JSON column. `repeated` (REPEATED columns) falls back to it
-    /// until it is built.
+    /// One JSON column.
     Json,
+    /// One REPEATED column of the elements.
+    Repeated,
     /// A child table's rows: no column here (see the `tables` submodule).
     Child,
 }
@@ -53,8 +57,41 @@ enum ArrayStorage {
 impl Flattener {
     fn array_storage(&self, rule: Option<&RuleNode>) -> ArrayStorage {
         match rule.and_then(|r| r.array).unwrap_or(self.default_array) {
-            ArrayPolicy::Json | ArrayPolicy::Repeated => ArrayStorage::Json,
+            ArrayPolicy::Json => ArrayStorage::Json,
+            ArrayPolicy::Repeated => ArrayStorage::Repeated,
             ArrayPolicy::Explode => ArrayStorage::Child,
+        }
+    }
+
+    /// An array at `key`, as its policy stores it. Kept out of the
+    /// recursive walk's frame, which must stay small.
+    #[inline(never)]
+    fn array<V: Visitor>(
+        &self,
+        array: &RawDocument,
+        key: &str,
+        rule: Option<&RuleNode>,
+        node: u32,
+        guess: &mut usize,
+        v: &mut V,
+    ) -> Result<(), FlattenError> {
+        match self.array_storage(rule) {
+            ArrayStorage::Json => {
+                let child = v.enter(node, key, guess);
+                let prune = rule.filter(|r| r.prunes);
+                v.leaf(
+                    child,
+                    Leaf {
+                        value: Value::Array(array),
+                        prune,
+                    },
+                )
+            }
+            ArrayStorage::Repeated => {
+                let child = v.enter(node, key, guess);
+                v.repeated(child, array)
+            }
+            ArrayStorage::Child => Ok(()),
         }
     }
 
@@ -101,14 +138,9 @@ impl Flattener {
                     let prune = rule.filter(|r| r.prunes);
                     v.leaf(child, Leaf { value, prune }).map_err(at)?;
                 }
-                Value::Array(_) => match self.array_storage(rule) {
-                    ArrayStorage::Json => {
-                        let child = v.enter(node, key, &mut guess);
-                        let prune = rule.filter(|r| r.prunes);
-                        v.leaf(child, Leaf { value, prune }).map_err(at)?;
-                    }
-                    ArrayStorage::Child => {}
-                },
+                Value::Array(array) => self
+                    .array(array, key, rule, node, &mut guess, v)
+                    .map_err(at)?,
                 _ if claimed => {}
                 _ => {
                     let child = v.enter(node, key, &mut guess);
