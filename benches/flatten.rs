@@ -10,6 +10,13 @@
 //!
 //! Each runs twice: `bytes/*` reports MB/s of BSON, `docs/*` documents/s.
 //!
+//! The `tables/*` group runs both passes through [`etl::flatten::Tables`]
+//! over the 5000 orders alone, as the engine does, under three rule sets:
+//! `plain` (default rules, one table), `explode` (`items` as a child table,
+//! its `discounts` repeated), and `all_policies` (that, plus a repeated
+//! `tags`, explicit typed columns, excludes, `on_type_conflict: variant`
+//! and `on_new_field: ignore`). Reported in documents/s.
+//!
 //! `cargo bench --bench flatten -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
@@ -136,5 +143,76 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+const EXPLODE: &str = "
+arrays:
+  rules:
+    - path: $.items
+      policy: explode
+      flatten:
+        arrays:
+          rules: [{ path: $.discounts, policy: repeated }]
+";
+
+const ALL_POLICIES: &str = "
+on_type_conflict: variant
+on_new_field: ignore
+exclude: [$.customer.email]
+columns:
+  - { name: total, path: $.total, type: float64 }
+  - { name: country, path: $.customer.address.country, type: string, default: unknown }
+arrays:
+  default: repeated
+  rules:
+    - path: $.items
+      policy: explode
+      flatten:
+        on_type_conflict: variant
+        columns: [{ name: quantity, path: $.quantity, type: int64 }]
+        arrays:
+          rules: [{ path: $.discounts, policy: repeated }]
+";
+
+/// Both passes over `docs` for every table, as a partition runs them.
+fn both_passes(tables: &etl::flatten::Tables, docs: &[RawDocumentBuf], day: NaiveDate) -> usize {
+    let mut builders = tables.schema_builders();
+    for d in docs {
+        tables.infer(d, &mut builders).expect("demo documents flatten");
+    }
+    let schemas: Vec<_> = builders.into_iter().map(|b| b.finish()).collect();
+    let mut outs = vec![Vec::with_capacity(1 << 16); schemas.len()];
+    let mut bytes = 0;
+    for d in docs {
+        tables
+            .write_rows(d, day, &schemas, &mut outs)
+            .expect("rows write");
+        for out in &mut outs {
+            bytes += out.len();
+            out.clear();
+        }
+    }
+    bytes
+}
+
+fn bench_tables(c: &mut Criterion) {
+    let opts = DemoOptions::default();
+    let orders: Vec<RawDocumentBuf> = etl::demo::orders(&opts)
+        .map(|d| RawDocumentBuf::from_document(&d).expect("demo documents encode"))
+        .collect();
+    let day = NaiveDate::from_ymd_opt(2020, 6, 1).expect("a date");
+    let mut group = c.benchmark_group("tables");
+    group.throughput(Throughput::Elements(orders.len() as u64));
+    for (name, yaml) in [("plain", "{}"), ("explode", EXPLODE), ("all_policies", ALL_POLICIES)] {
+        let spec: FlattenSpec = serde_yaml::from_str(yaml).expect("a valid flatten spec");
+        let tables = etl::flatten::Tables::new(&spec).expect("the rules compile");
+        eprintln!(
+            "tables/{name}: {} tables, {} bytes of rows",
+            tables.len(),
+            both_passes(&tables, &orders, day)
+        );
+        group.bench_function(name, |b| b.iter(|| black_box(both_passes(&tables, &orders, day))));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_tables);
 criterion_main!(benches);

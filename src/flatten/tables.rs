@@ -259,35 +259,20 @@ impl Tables {
             let Some(array) = array_at(row, &child.keys)? else {
                 continue;
             };
+            let mut bytes = Vec::new();
             for (i, element) in array.into_iter().enumerate() {
                 let element = element.map_err(|e| bson_error(&child.path, e))?;
-                let mut doc = RawDocumentBuf::new();
-                match element {
-                    RawBsonRef::Document(d) => {
-                        for item in d {
-                            let (k, v) = item.map_err(|e| bson_error(&child.path, e))?;
-                            if !is_structural(k) {
-                                doc.append_ref(k, v);
-                            }
-                        }
-                    }
-                    other => doc.append_ref(VALUE_KEY, other),
-                }
-                if let Some(id) = root_id {
-                    doc.append(ROOT_ID_COLUMN, id);
-                }
-                if child.level >= 2 {
-                    doc.append(PARENT_KEY_COLUMN, key);
-                }
-                doc.append(INDEX_COLUMN, i as i64);
-                f(c, &doc)?;
+                let parent_key = (child.level >= 2).then_some(key);
+                let doc = child_document(element, root_id, parent_key, i as i64, &mut bytes)
+                    .map_err(|e| bson_error(&child.path, e))?;
+                f(c, doc)?;
                 if !child.children.is_empty() {
                     let own_key = if key.is_empty() {
                         i.to_string()
                     } else {
                         format!("{key}.{i}")
                     };
-                    self.children_of(c, &doc, root_id, &own_key, f)?;
+                    self.children_of(c, doc, root_id, &own_key, f)?;
                 }
             }
         }
@@ -411,6 +396,55 @@ impl Tables {
     }
 }
 
+/// The row document of one array element: the element's keys (or the
+/// element under `value`), then `_root_id`, `_parent_key` and `_idx`. An
+/// object element's bytes are copied whole and the keys appended; should
+/// the element have keys of those names, the walk reads the document as
+/// `bson::Document` does (the last value wins), so these win.
+fn child_document<'b>(
+    element: RawBsonRef<'_>,
+    root_id: Option<&str>,
+    parent_key: Option<&str>,
+    idx: i64,
+    bytes: &'b mut Vec<u8>,
+) -> Result<&'b RawDocument, bson::raw::Error> {
+    bytes.clear();
+    match element {
+        RawBsonRef::Document(d) => {
+            let b = d.as_bytes();
+            bytes.extend_from_slice(&b[..b.len() - 1]);
+        }
+        other => {
+            let mut one = RawDocumentBuf::new();
+            one.append_ref(VALUE_KEY, other);
+            let b = one.as_bytes();
+            bytes.extend_from_slice(&b[..b.len() - 1]);
+        }
+    }
+    let push_string = |bytes: &mut Vec<u8>, key: &str, value: &str| {
+        bytes.push(0x02);
+        bytes.extend_from_slice(key.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(&(value.len() as i32 + 1).to_le_bytes());
+        bytes.extend_from_slice(value.as_bytes());
+        bytes.push(0);
+    };
+    if let Some(id) = root_id {
+        push_string(bytes, ROOT_ID_COLUMN, id);
+    }
+    if let Some(key) = parent_key {
+        push_string(bytes, PARENT_KEY_COLUMN, key);
+    }
+    bytes.push(0x12);
+    bytes.extend_from_slice(INDEX_COLUMN.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(&idx.to_le_bytes());
+    bytes.push(0);
+    let len = bytes.len() as i32;
+    bytes[..4].copy_from_slice(&len.to_le_bytes());
+    RawDocument::from_bytes(bytes)
+}
+
 /// The explicit columns that start every child table at `level`.
 fn structural_columns(level: u32) -> Vec<ColumnSpec> {
     let column = |name: &str, kind| ColumnSpec {
@@ -425,10 +459,6 @@ fn structural_columns(level: u32) -> Vec<ColumnSpec> {
     }
     columns.push(column(INDEX_COLUMN, ColumnType::Int64));
     columns
-}
-
-fn is_structural(key: &str) -> bool {
-    matches!(key, ROOT_ID_COLUMN | PARENT_KEY_COLUMN | INDEX_COLUMN)
 }
 
 /// The root document's `_id` as the text a STRING column holds.
