@@ -15,9 +15,16 @@
 //!   `separator`, down to `max_depth` levels (1 = top-level keys); an object
 //!   at the last level becomes one JSON column of its relaxed Extended JSON.
 //!   An empty object produces no column.
-//! - Arrays become one JSON column of their relaxed Extended JSON (dates and
-//!   other types kept). `explode` and `repeated` fall back to `json` for
-//!   now: child tables and REPEATED columns are not built yet.
+//! - Arrays follow their policy (the rule naming their path, else
+//!   `arrays.default`):
+//!   - `json`: one JSON column of their relaxed Extended JSON (dates and
+//!     other types kept);
+//!   - `repeated`: one REPEATED column of the elements, typed like columns
+//!     (null elements left out, since BigQuery arrays hold none; a lone
+//!     value at the path is an array of one). Arrays of objects are
+//!     REPEATED JSON: REPEATED RECORD is not built yet;
+//!   - `explode`: a child table, see [`Tables`]; the parent has no column
+//!     for the array.
 //! - `exclude` removes automatic columns at and below a path, and the
 //!   excluded keys from the JSON text of arrays and objects above it
 //!   (arrays are transparent: `$.items.price` drops `price` from every

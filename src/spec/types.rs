@@ -461,7 +461,8 @@ pub enum ColumnType {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct ArraysSpec {
-    /// Policy for arrays no rule names. Default: `json`.
+    /// Policy for arrays no rule names: `json` or `repeated` (`explode`
+    /// needs a rule per array, since each makes a table). Default: `json`.
     #[serde(default)]
     pub default: ArrayPolicy,
 
@@ -498,9 +499,14 @@ pub enum ArrayPolicy {
     /// One JSON string column holding the whole array.
     #[default]
     Json,
-    /// A child table with one row per element, keyed by `_root_id` and `_idx`.
+    /// A child table `<table>__<path>` with one row per element: the
+    /// element's fields (or `value`), keyed by `_root_id` (the root's
+    /// `_id`), `_parent_key` (below the first level) and `_idx` (position),
+    /// partitioned on `_ds` like its parent.
     Explode,
-    /// A native REPEATED column (REPEATED RECORD for arrays of objects).
+    /// A native REPEATED column of the elements, typed like any column.
+    /// Arrays of objects become REPEATED JSON (REPEATED RECORD is not built
+    /// yet).
     Repeated,
 }
 
