@@ -57,6 +57,7 @@ fn each_mistake_names_its_location_and_what_was_expected() {
         ("unknown_secret", ":28:12: sinks.warehouse.table: unknown secret `nope` (known: `gcp_sa`, `mongo_uri`)", ""),
         ("bad_warehouse_field", ":28:5: sinks.warehouse: unknown field `tabel`", "hint: did you mean `table`?"),
         ("bad_column_name", ":15:13: flatten.columns[0].name: invalid column name `1st key`", "hint: BigQuery column names"),
+        ("rule_inside_explode", ":11:1: flatten: `$.items.price` lies inside the exploded array `$.items`", "hint: move the rule into the explode rule's `flatten`"),
         ("yaml_syntax", ":6:13: (document): did not find expected ',' or ']'", ""),
         ("wrong_version", ":2:10: version: unsupported version `2`, expected `1`", ""),
     ];

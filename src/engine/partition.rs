@@ -320,6 +320,12 @@ impl PipelineRuntime {
                     .map_err(|e| PartitionError::fatal(e.to_string()))?,
                 Warehouse::Parquet { .. } => None,
             };
+            for (path, column) in builder.renames() {
+                tracing::warn!(
+                    pipeline = %self.plan.name, partition = %day, table = %name, %path, %column,
+                    "two paths flatten to one column name: this one is renamed (the name is a hash of the path, stable from day to day)"
+                );
+            }
             let null_only: Vec<String> = builder.null_only().map(str::to_owned).collect();
             schemas.push(
                 merge_schema(existing.as_ref(), builder.finish_against(existing.as_ref()), &null_only)

@@ -179,6 +179,16 @@ pub enum FlattenError {
         /// The child table's array path.
         table_path: String,
     },
+    /// Two exploded arrays would make tables of the same name.
+    #[error("`{first}` and `{second}` both explode into table `{table}`: give one a `table:` name of its own")]
+    DuplicateTable {
+        /// The name (with the root table called `t`).
+        table: String,
+        /// The first array.
+        first: String,
+        /// The second.
+        second: String,
+    },
     /// A rule names a path inside an exploded array.
     #[error("`{path}` lies inside the exploded array `{array}`: rules for its elements go in that rule's `flatten`, with paths relative to the element")]
     InsideExplode {

@@ -92,6 +92,18 @@ impl Tables {
     pub fn new(spec: &FlattenSpec) -> Result<Self, FlattenError> {
         let mut tables = Tables { tables: Vec::new() };
         tables.add(spec, None, Vec::new(), "$".to_owned(), String::new(), None)?;
+        // Names are known before any document: two arrays that would make
+        // one table are an error, not a rename.
+        let names = tables.names("t");
+        for (i, name) in names.iter().enumerate() {
+            if let Some(j) = names[..i].iter().position(|n| n.eq_ignore_ascii_case(name)) {
+                return Err(FlattenError::DuplicateTable {
+                    table: name.clone(),
+                    first: tables.tables[j].path.clone(),
+                    second: tables.tables[i].path.clone(),
+                });
+            }
+        }
         Ok(tables)
     }
 

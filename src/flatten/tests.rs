@@ -890,6 +890,17 @@ mod explode {
             err.to_string(),
             "`$.items.price` lies inside the exploded array `$.items`: rules for its elements go in that rule's `flatten`, with paths relative to the element"
         );
+        let err = Tables::new(&spec(indoc! {"
+            arrays:
+              rules:
+                - { path: $.a.b, policy: explode }
+                - { path: $.a__b, policy: explode }
+        "}))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`$.a.b` and `$.a__b` both explode into table `t__a__b`: give one a `table:` name of its own"
+        );
         let err = Tables::new(&spec("arrays: { default: explode }")).unwrap_err();
         assert!(err.to_string().starts_with("`arrays.default: explode` at `$`"), "{err}");
     }

@@ -704,6 +704,21 @@ pub fn check_pipeline(
 
     // Flatten.
     check_flatten(&mut problems, &ypath!("flatten"), &spec.flatten, field);
+    if problems.is_empty() {
+        // What only compiling the rules finds: tables, and rules inside
+        // exploded arrays.
+        if let Err(e) = crate::flatten::Tables::new(&spec.flatten) {
+            use crate::flatten::FlattenError as E;
+            let (at, hint) = match &e {
+                E::ExplodeDefault { .. } => (ypath!("flatten").key("arrays").key("default"), "use `json` or `repeated` as the default and add a rule with `policy: explode` for each array"),
+                E::InsideExplode { .. } => (ypath!("flatten"), "move the rule into the explode rule's `flatten`, with the path relative to the element (`$.items.price` becomes `$.price`)"),
+                E::DuplicateTable { .. } => (ypath!("flatten").key("arrays").key("rules"), "set `table:` on one of the rules"),
+                E::ReservedColumn { .. } => (ypath!("flatten").key("arrays").key("rules"), "rename the column"),
+                _ => (ypath!("flatten"), "check the flatten rules against docs/spec.md"),
+            };
+            problems.push(Problem::new(at, e.to_string()).hint(hint));
+        }
+    }
 
     // Lake.
     let sample_day = if start_date == NaiveDate::MIN {
@@ -905,7 +920,12 @@ pub fn check_pipeline(
 const COLUMN_HINT: &str = "BigQuery column names use letters, digits and `_`, do not start with a digit, and have at most 300 characters";
 
 /// Columns the engine adds to child tables; specs may not claim them.
-const RESERVED_COLUMNS: [&str; 3] = ["_root_id", "_idx", crate::table::DS_COLUMN];
+const RESERVED_COLUMNS: [&str; 4] = [
+    crate::flatten::ROOT_ID_COLUMN,
+    crate::flatten::PARENT_KEY_COLUMN,
+    crate::flatten::INDEX_COLUMN,
+    crate::table::DS_COLUMN,
+];
 
 fn check_flatten(
     problems: &mut Vec<Problem>,
