@@ -11,6 +11,8 @@
 //! - `DATE` as `"2020-06-01"`;
 //! - `BYTES` as standard base64 in a JSON string;
 //! - `JSON` as a JSON string holding the JSON text;
+//! - `RECORD` as a JSON object of its fields, each in its own type's form;
+//! - a REPEATED column as a JSON array of its type's values (never null);
 //! - `STRING` and `BOOL` as themselves; a missing key means NULL.
 
 use crate::spec::ColumnType;
@@ -26,6 +28,21 @@ pub struct Column {
     /// REPEATED (an array of `kind`) rather than NULLABLE.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub repeated: bool,
+    /// A RECORD's fields, in order; empty for every other type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<Column>,
+}
+
+impl Column {
+    /// A NULLABLE column of a scalar type.
+    pub fn new(name: impl Into<String>, kind: ColumnType) -> Self {
+        Column {
+            name: name.into(),
+            kind,
+            repeated: false,
+            fields: Vec::new(),
+        }
+    }
 }
 
 /// The columns of an output table, in a stable order.
@@ -61,6 +78,7 @@ impl ColumnType {
             ColumnType::Date => "DATE",
             ColumnType::Bytes => "BYTES",
             ColumnType::Json => "JSON",
+            ColumnType::Record => "RECORD",
         }
     }
 }

@@ -28,6 +28,7 @@ fn schema(cols: &[(&str, ColumnType, bool)]) -> TableSchema {
                 name: (*n).into(),
                 kind: *k,
                 repeated: *r,
+                fields: Vec::new(),
             })
             .collect(),
     }
@@ -182,11 +183,7 @@ async fn ensure_table_creates_a_partitioned_clustered_table_then_adds_columns() 
     let (_, first) = emu.table(&dataset, table).await;
 
     let mut v2 = v1.clone();
-    v2.columns.push(Column {
-        name: "amount".into(),
-        kind: ColumnType::Numeric,
-        repeated: false,
-    });
+    v2.columns.push(Column::new("amount", ColumnType::Numeric));
     let grown = sink
         .ensure_table(&dataset, table, &v2, "_ds", &clustering)
         .await;
@@ -338,6 +335,64 @@ async fn staging_mode_replaces_one_day_and_leaves_the_others() {
     assert_eq!(counts, vec![(3, 2), (1, 2), (0, 2)]);
     assert_eq!(ids, vec![vec![json!("9"), json!("2")]]);
     assert_eq!(staging_status, 404, "the staging table is dropped");
+}
+
+/// `repeated` arrays of objects: a REPEATED RECORD column is created,
+/// loaded, queried, and grows a field on a later day.
+#[tokio::test]
+async fn repeated_records_load_and_grow_fields() {
+    let emu = Emulator::require().await;
+    let sink = emu.sink().await;
+    let ds = stack::BQ_DATASET;
+    let table = unique("records");
+    emu.drop_table(ds, &table).await;
+    let lines = |fields: &[(&str, ColumnType)]| Column {
+        name: "lines".into(),
+        kind: ColumnType::Record,
+        repeated: true,
+        fields: fields.iter().map(|(n, k)| Column::new(*n, *k)).collect(),
+    };
+    let mut s = schema(&[("_ds", ColumnType::Date, false)]);
+    s.columns.push(lines(&[("sku", ColumnType::String), ("qty", ColumnType::Int64)]));
+    sink.ensure_table(ds, &table, &s, "_ds", &[]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d1 = day("2020-06-01");
+    let file = rows_file(
+        &dir,
+        "a.ndjson",
+        &[
+            json!({"_ds": "2020-06-01", "lines": [{"sku": "a", "qty": 2}, {"sku": "b"}]}),
+            json!({"_ds": "2020-06-01"}),
+        ],
+    );
+    let loaded = sink
+        .replace_partition(ds, &table, d1, &file.0, file.1, &s, "_ds", ReplaceMode::Staging)
+        .await
+        .unwrap();
+    let items = emu
+        .query(&format!(
+            "SELECT l.sku, l.qty FROM `{}.{ds}.{table}`, UNNEST(lines) AS l ORDER BY l.sku",
+            stack::BQ_PROJECT
+        ))
+        .await;
+
+    // A later day's objects have a new key: the RECORD gains a field.
+    let mut grown = schema(&[("_ds", ColumnType::Date, false)]);
+    grown.columns.push(lines(&[
+        ("sku", ColumnType::String),
+        ("qty", ColumnType::Int64),
+        ("note", ColumnType::String),
+    ]));
+    sink.ensure_table(ds, &table, &grown, "_ds", &[]).await.unwrap();
+    let after = sink.table_schema(ds, &table).await.unwrap().unwrap();
+    emu.drop_table(ds, &table).await;
+
+    assert_eq!(loaded, 2);
+    assert_eq!(
+        items,
+        vec![vec![json!("a"), json!("2")], vec![json!("b"), Value::Null]]
+    );
+    assert_eq!(after, grown, "the RECORD's new field is added in place");
 }
 
 #[tokio::test]

@@ -534,6 +534,29 @@ pub fn merge_schema(
         match existing.get(&col.name) {
             None => out.columns.push(col),
             Some(_) if null_only.contains(&col.name) => {}
+            Some(have)
+                if have.kind == ColumnType::Record
+                    && col.kind == ColumnType::Record
+                    && have.repeated == col.repeated =>
+            {
+                // New fields are appended; known ones must fit.
+                let inner = merge_schema(
+                    Some(&TableSchema {
+                        columns: have.fields.clone(),
+                    }),
+                    TableSchema {
+                        columns: col.fields,
+                    },
+                    &[],
+                )
+                .map_err(|e| PartitionError::fatal(format!("in RECORD `{}`: {}", col.name, e.message)))?;
+                let at = out
+                    .columns
+                    .iter()
+                    .position(|c| c.name == col.name)
+                    .expect("the column exists");
+                out.columns[at].fields = inner.columns;
+            }
             Some(have) if fits(col.kind, have.kind) && col.repeated == have.repeated => {}
             Some(have) => {
                 return Err(PartitionError::fatal(format!(
@@ -840,6 +863,7 @@ mod tests {
                     name: (*n).into(),
                     kind: *k,
                     repeated: false,
+                    fields: Vec::new(),
                 })
                 .collect(),
         }

@@ -22,7 +22,11 @@
 //!   - `repeated`: one REPEATED column of the elements, typed like columns
 //!     (null elements left out, since BigQuery arrays hold none; a lone
 //!     value at the path is an array of one). Arrays of objects are
-//!     REPEATED JSON: REPEATED RECORD is not built yet;
+//!     REPEATED RECORD, one field per key (sanitized like a column name,
+//!     typed and widened like a column; nested objects and arrays are JSON
+//!     fields). Objects mixed with other values, or keys that make the same
+//!     field name, fall back to REPEATED JSON (or STRING) text, so nothing
+//!     is lost;
 //!   - `explode`: a child table, see [`Tables`]; the parent has no column
 //!     for the array.
 //! - `exclude` removes automatic columns at and below a path, and the

@@ -85,6 +85,8 @@ struct OutColumn {
     name: Box<str>,
     kind: ColumnType,
     repeated: bool,
+    /// A RECORD's fields: `"name":` and type.
+    fields: Vec<(Box<str>, Box<[u8]>, ColumnType)>,
 }
 
 impl Resolved {
@@ -101,6 +103,16 @@ impl Resolved {
                 name: c.name.as_str().into(),
                 kind: c.kind,
                 repeated: c.repeated,
+                fields: c
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        let mut prefix = Vec::new();
+                        extjson::write_json_string(&f.name, &mut prefix);
+                        prefix.push(b':');
+                        (f.name.as_str().into(), prefix.into_boxed_slice(), f.kind)
+                    })
+                    .collect(),
             });
             by_name.entry(c.name.clone()).or_insert(i as u32);
             by_lowercase
@@ -226,6 +238,9 @@ impl Visitor for RowVisitor<'_> {
         let mark = self.out.len();
         self.out.extend_from_slice(&column.prefix);
         self.out.push(b'[');
+        if column.kind == ColumnType::Record {
+            return self.write_records(slot, array, mark);
+        }
         let mut first = true;
         for item in extjson::elements(array) {
             let (_, value) = item?;
@@ -255,6 +270,67 @@ impl Visitor for RowVisitor<'_> {
 }
 
 impl RowVisitor<'_> {
+    /// The elements of a REPEATED RECORD column, after its `[`.
+    fn write_records(&mut self, slot: u32, array: &RawDocument, mark: usize) -> Result<(), FlattenError> {
+        let column = &self.resolved.columns[slot as usize];
+        let mut first = true;
+        let mut written = Vec::with_capacity(column.fields.len());
+        for item in extjson::elements(array) {
+            let doc = match item? {
+                (_, Value::Null) => continue,
+                (_, Value::Document(d)) => d,
+                (_, other) => {
+                    self.out.truncate(mark);
+                    return Err(FlattenError::Conflict {
+                        path: "$".to_owned(),
+                        column: column.name.to_string(),
+                        found: conflict::describe(natural_kind(other)),
+                        expected: "REPEATED RECORD",
+                    });
+                }
+            };
+            if !first {
+                self.out.push(b',');
+            }
+            first = false;
+            self.out.push(b'{');
+            written.clear();
+            for item in extjson::elements(doc) {
+                let (key, value) = item?;
+                let name = self.naming.base(&[key]).name;
+                let Some(at) = column.fields.iter().position(|(n, _, _)| **n == *name) else {
+                    self.out.truncate(mark);
+                    return Err(FlattenError::UnknownColumn {
+                        path: format!("$[*].{key}"),
+                        column: format!("{}.{name}", column.name),
+                    });
+                };
+                // A key repeated inside an element: the first is kept.
+                if written.contains(&at) {
+                    continue;
+                }
+                let (_, prefix, kind) = &column.fields[at];
+                let field_mark = self.out.len();
+                if !written.is_empty() {
+                    self.out.push(b',');
+                }
+                self.out.extend_from_slice(prefix);
+                if write_as(Leaf::new(value), *kind, self.out)? {
+                    written.push(at);
+                } else {
+                    self.out.truncate(field_mark);
+                }
+            }
+            self.out.push(b'}');
+        }
+        if first {
+            self.out.truncate(mark);
+        } else {
+            self.out.push(b']');
+        }
+        Ok(())
+    }
+
     /// Under `variant` and `reject`: the column a value goes to, or the
     /// conflict.
     #[cold]

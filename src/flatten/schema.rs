@@ -15,6 +15,7 @@ use crate::table::{Column, TableSchema, DS_COLUMN};
 use super::naming::{jsonpath, BaseName, Naming};
 use super::value::{merge_kinds, natural_kind, Leaf};
 use super::walk::Visitor;
+use crate::extjson::Value;
 use bson::raw::RawDocument;
 use super::{FlattenError, Flattener};
 
@@ -155,6 +156,46 @@ struct AutoColumn {
     /// A `repeated` array was seen here: the column is REPEATED, of its
     /// elements' type.
     repeated: bool,
+    /// Objects seen as elements of a `repeated` array: their fields.
+    record: Option<RecordStats>,
+}
+
+/// The fields of the objects in a `repeated` array.
+#[derive(Debug, Clone, Default)]
+struct RecordStats {
+    /// `(key, field name, coerce type)`, in the order first seen.
+    fields: Vec<(String, String, Option<ColumnType>)>,
+    /// Two keys make one field name: the column falls back to JSON.
+    collision: bool,
+}
+
+impl AutoColumn {
+    /// The column of a `repeated` array that held objects: REPEATED RECORD
+    /// when every element was an object and the keys make distinct field
+    /// names; otherwise REPEATED JSON (or STRING, with scalars), each
+    /// object as its JSON text, so nothing is lost.
+    fn record_column(&self, record: &RecordStats) -> Column {
+        if record.collision || self.kind.is_some() {
+            return Column {
+                name: self.name.clone(),
+                kind: self
+                    .kind
+                    .map_or(ColumnType::Json, |k| merge_kinds(k, ColumnType::Json)),
+                repeated: true,
+                fields: Vec::new(),
+            };
+        }
+        Column {
+            name: self.name.clone(),
+            kind: ColumnType::Record,
+            repeated: true,
+            fields: record
+                .fields
+                .iter()
+                .map(|(_, name, kind)| Column::new(name.clone(), kind.unwrap_or(ColumnType::String)))
+                .collect(),
+        }
+    }
 }
 
 impl Default for SchemaBuilder {
@@ -193,6 +234,7 @@ impl SchemaBuilder {
                 name: c.name.clone(),
                 kind: c.kind,
                 repeated: false,
+                fields: Vec::new(),
             })
             .collect();
     }
@@ -216,9 +258,14 @@ impl SchemaBuilder {
             name: DS_COLUMN.to_owned(),
             kind: ColumnType::Date,
             repeated: false,
+            fields: Vec::new(),
         });
         columns.extend(self.explicit);
         for c in self.columns {
+            if let Some(record) = &c.record {
+                columns.push(c.record_column(record));
+                continue;
+            }
             // A REPEATED column cannot have variants: under `variant` it
             // widens like under `coerce`, so no element is lost.
             if self.conflict == TypeConflictPolicy::Coerce
@@ -228,6 +275,7 @@ impl SchemaBuilder {
                     name: c.name,
                     kind: c.kind.unwrap_or(ColumnType::String),
                     repeated: c.repeated,
+                    fields: Vec::new(),
                 });
                 continue;
             }
@@ -251,12 +299,14 @@ impl SchemaBuilder {
                     name: super::conflict::variant_name(&c.name, *k),
                     kind: *k,
                     repeated: false,
+                    fields: Vec::new(),
                 })
                 .collect();
             columns.push(Column {
                 name: c.name,
                 kind: base,
                 repeated: c.repeated,
+                fields: Vec::new(),
             });
             columns.extend(variant_columns);
         }
@@ -330,6 +380,7 @@ impl SchemaBuilder {
             kind: None,
             kinds: Vec::new(),
             repeated: false,
+            record: None,
         });
         self.trie.set_slot(node, id);
         id
@@ -361,14 +412,47 @@ impl Visitor for SchemaBuilder {
         }
         self.columns[id as usize].repeated = true;
         for item in crate::extjson::elements(array) {
-            let (_, value) = item?;
-            self.record(id, Leaf::new(value));
+            match item? {
+                (_, Value::Document(d)) => self.record_fields(id, d)?,
+                (_, value) => self.record(id, Leaf::new(value)),
+            }
         }
         Ok(())
     }
 }
 
 impl SchemaBuilder {
+    /// Records the fields of an object element of a `repeated` array.
+    fn record_fields(&mut self, id: u32, doc: &RawDocument) -> Result<(), FlattenError> {
+        let naming = &self.naming;
+        let record = self.columns[id as usize]
+            .record
+            .get_or_insert_with(RecordStats::default);
+        for item in crate::extjson::elements(doc) {
+            let (key, value) = item?;
+            let kind = natural_kind(value);
+            match record.fields.iter_mut().find(|(k, _, _)| k == key) {
+                Some((_, _, have)) => {
+                    if let Some(kind) = kind {
+                        *have = Some(have.map_or(kind, |h| merge_kinds(h, kind)));
+                    }
+                }
+                None => {
+                    let name = naming.base(&[key]).name;
+                    if record
+                        .fields
+                        .iter()
+                        .any(|(_, n, _)| n.eq_ignore_ascii_case(&name))
+                    {
+                        record.collision = true;
+                    }
+                    record.fields.push((key.to_owned(), name, kind));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Counts a value's type in column `id`.
     #[inline]
     fn record(&mut self, id: u32, leaf: Leaf<'_>) {

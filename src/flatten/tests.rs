@@ -171,7 +171,7 @@ fn repeated_arrays_are_repeated_columns_and_exploded_arrays_leave_the_parent() {
         [
             ("tags", "STRING", true),
             ("n", "FLOAT64", true),
-            ("objs", "JSON", true)
+            ("objs", "RECORD", true)
         ]
     );
     assert_eq!(
@@ -179,7 +179,7 @@ fn repeated_arrays_are_repeated_columns_and_exploded_arrays_leave_the_parent() {
         [
             json!({"_ds": "2020-06-01", "tags": ["x", "y"], "n": [1.0, 2.5]}),
             json!({"_ds": "2020-06-01", "n": [3.0]}),
-            json!({"_ds": "2020-06-01", "tags": ["lone"], "objs": ["{\"a\":1}"]}),
+            json!({"_ds": "2020-06-01", "tags": ["lone"], "objs": [{"a": 1}]}),
         ]
     );
 }
@@ -556,6 +556,7 @@ fn rows_conform_to_a_widened_schema() {
         name: name.into(),
         kind,
         repeated: false,
+        fields: Vec::new(),
     };
     let schema = TableSchema {
         columns: vec![
@@ -583,6 +584,7 @@ fn a_path_missing_from_the_schema_is_an_error() {
             name: "_ds".into(),
             kind: ColumnType::Date,
             repeated: false,
+            fields: Vec::new(),
         }],
     };
     let mut out = b"kept".to_vec();
@@ -950,6 +952,7 @@ mod conflicts {
                 name: "n".into(),
                 kind: ColumnType::String,
                 repeated: false,
+                fields: Vec::new(),
             }],
         };
         let schema = b.finish_against(Some(&baseline));
@@ -1004,12 +1007,72 @@ mod conflicts {
         let f = Flattener::new(&spec("on_new_field: ignore")).unwrap();
         let schema = TableSchema {
             columns: vec![
-                Column { name: "_ds".into(), kind: ColumnType::Date, repeated: false },
-                Column { name: "a".into(), kind: ColumnType::Int64, repeated: false },
+                Column { name: "_ds".into(), kind: ColumnType::Date, repeated: false, fields: Vec::new() },
+                Column { name: "a".into(), kind: ColumnType::Int64, repeated: false, fields: Vec::new() },
             ],
         };
         let mut out = Vec::new();
         f.write_row(&raw(&doc! {"a": 1, "new": 2}), day(), &schema, &mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "{\"_ds\":\"2020-06-01\",\"a\":1}\n");
+    }
+}
+
+mod records {
+    use super::*;
+
+    #[test]
+    fn arrays_of_objects_become_repeated_records_with_typed_fields() {
+        let s = spec("arrays: { default: repeated }");
+        let r = run(
+            &s,
+            &[
+                doc! { "lines": [
+                    {"sku": "a", "qty": 2, "at": bson::DateTime::from_millis(0)},
+                    null,
+                    {"sku": "b", "qty": 2.5, "odd key": {"x": 1}},
+                ]},
+                doc! { "lines": [] },
+            ],
+        );
+        let lines = &r.schema.columns[1];
+        assert_eq!((lines.name.as_str(), lines.kind, lines.repeated), ("lines", ColumnType::Record, true));
+        let fields: Vec<_> = lines
+            .fields
+            .iter()
+            .map(|f| (f.name.as_str(), f.kind.bigquery_name()))
+            .collect();
+        assert_eq!(
+            fields,
+            [("sku", "STRING"), ("qty", "FLOAT64"), ("at", "TIMESTAMP"), ("odd_key", "JSON")]
+        );
+        assert_eq!(
+            r.rows[0]["lines"],
+            json!([
+                {"sku": "a", "qty": 2.0, "at": "1970-01-01T00:00:00.000000Z"},
+                {"sku": "b", "qty": 2.5, "odd_key": "{\"x\":1}"}
+            ])
+        );
+        assert_eq!(r.rows[1], json!({"_ds": "2020-06-01"}));
+    }
+
+    #[test]
+    fn objects_mixed_with_scalars_or_colliding_keys_stay_json_text() {
+        let s = spec("arrays: { default: repeated }");
+        let r = run(
+            &s,
+            &[doc! { "mixed": [{"a": 1}, 2], "clash": [{"A b": 1, "a_b": 2}] }],
+        );
+        let cols: Vec<_> = r
+            .schema
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.kind.bigquery_name(), c.repeated))
+            .collect();
+        assert_eq!(
+            cols[1..],
+            [("mixed", "STRING", true), ("clash", "JSON", true)]
+        );
+        assert_eq!(r.rows[0]["mixed"], json!(["{\"a\":1}", "2"]));
+        assert_eq!(r.rows[0]["clash"], json!(["{\"A b\":1,\"a_b\":2}"]));
     }
 }

@@ -175,6 +175,8 @@ pub(crate) fn write_as(
             }
             None => false,
         },
+        // Objects reach RECORD fields one field at a time (see `row`).
+        ColumnType::Record => false,
         ColumnType::Bytes => match v {
             Value::Binary(b) => {
                 out.push(b'"');

@@ -458,7 +458,17 @@ impl BigQuerySink {
             .iter()
             .filter_map(|f| f["name"].as_str().map(str::to_owned))
             .collect();
-        let merged: Vec<Value> = fields.into_iter().chain(added).collect();
+        // A grown RECORD replaces its old self; new columns go last.
+        let same = |a: &Value, b: &Value| {
+            a["name"].as_str().map(str::to_ascii_lowercase) == b["name"].as_str().map(str::to_ascii_lowercase)
+        };
+        let mut merged = fields;
+        for f in added {
+            match merged.iter_mut().find(|m| same(m, &f)) {
+                Some(m) => *m = f,
+                None => merged.push(f),
+            }
+        }
         let body = json!({ "schema": { "fields": merged } });
         self.api
             .json(Method::PATCH, &self.table_url(dataset, table), Some(&body))
@@ -487,21 +497,17 @@ impl BigQuerySink {
         };
         let mut columns = Vec::new();
         for f in t["schema"]["fields"].as_array().into_iter().flatten() {
-            let (name, kind, repeated) = parse_field(f);
-            let Some(kind) = kind else {
+            let Some(column) = parse_column(f) else {
                 return Err(BigQueryError::Schema {
                     target: target.boxed(),
                     message: format!(
-                        "column `{name}` has type {}, which etl does not write",
+                        "column `{}` has type {}, which etl does not write",
+                        f["name"].as_str().unwrap_or("?"),
                         f["type"].as_str().unwrap_or("?")
                     ),
                 });
             };
-            columns.push(Column {
-                name,
-                kind,
-                repeated,
-            });
+            columns.push(column);
         }
         Ok(Some(TableSchema { columns }))
     }
@@ -1005,12 +1011,37 @@ fn replace_script(
 
 /// BigQuery's `schema` object for `schema`.
 fn schema_json(schema: &TableSchema) -> Value {
-    let fields: Vec<Value> = schema
-        .columns
-        .iter()
-        .map(|c| json!({"name": c.name, "type": c.kind.bigquery_name(), "mode": if c.repeated { "REPEATED" } else { "NULLABLE" }}))
-        .collect();
-    json!({ "fields": fields })
+    json!({ "fields": schema.columns.iter().map(field_json).collect::<Vec<_>>() })
+}
+
+/// One column as a BigQuery field; a RECORD with its fields.
+fn field_json(c: &Column) -> Value {
+    let mut f = json!({"name": c.name, "type": c.kind.bigquery_name(), "mode": if c.repeated { "REPEATED" } else { "NULLABLE" }});
+    if c.kind == ColumnType::Record {
+        f["fields"] = Value::Array(c.fields.iter().map(field_json).collect());
+    }
+    f
+}
+
+/// A BigQuery field as a column; None when etl has no such type.
+fn parse_column(f: &Value) -> Option<Column> {
+    let (name, kind, repeated) = parse_field(f);
+    let kind = kind?;
+    let fields = match kind {
+        ColumnType::Record => f["fields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(parse_column)
+            .collect::<Option<Vec<_>>>()?,
+        _ => Vec::new(),
+    };
+    Some(Column {
+        name,
+        kind,
+        repeated,
+        fields,
+    })
 }
 
 /// A type name as BigQuery returns it (legacy or standard spelling).
@@ -1026,6 +1057,7 @@ fn parse_type(name: &str) -> Option<ColumnType> {
         "DATE" => ColumnType::Date,
         "BYTES" => ColumnType::Bytes,
         "JSON" => ColumnType::Json,
+        "RECORD" | "STRUCT" => ColumnType::Record,
         _ => return None,
     })
 }
@@ -1072,6 +1104,21 @@ fn missing_fields(
             None => added.push(field.clone()),
             Some(f) => {
                 let (_, kind, repeated) = parse_field(f);
+                if kind == Some(ColumnType::Record) && col.kind == ColumnType::Record && repeated == col.repeated {
+                    // New fields inside a RECORD: the field is sent again,
+                    // whole, with them appended.
+                    let have = f["fields"].as_array().cloned().unwrap_or_default();
+                    let inner = TableSchema {
+                        columns: col.fields.clone(),
+                    };
+                    let more = missing_fields(target, &have, &inner)?;
+                    if !more.is_empty() {
+                        let mut grown = f.clone();
+                        grown["fields"] = Value::Array(have.into_iter().chain(more).collect());
+                        added.push(grown);
+                    }
+                    continue;
+                }
                 if kind != Some(col.kind) || repeated != col.repeated {
                     return Err(BigQueryError::Retype {
                         target: target.boxed(),
@@ -1484,6 +1531,7 @@ mod tests {
                     name: (*n).into(),
                     kind: *k,
                     repeated: *r,
+                    fields: Vec::new(),
                 })
                 .collect(),
         }

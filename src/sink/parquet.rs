@@ -16,7 +16,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::lake::{LakeError, Store};
 use crate::spec::ColumnType;
-use crate::table::TableSchema;
+use crate::table::{Column, TableSchema};
 
 /// Rows per record batch and per row group: bounds memory.
 const BATCH_ROWS: usize = 8192;
@@ -40,31 +40,30 @@ pub enum ParquetError {
 /// The Arrow schema of a table. BYTES stay base64 text, as in the rows file:
 /// arrow-json cannot decode base64 into binary.
 pub fn arrow_schema(schema: &TableSchema) -> Schema {
-    let fields: Vec<Field> = schema
-        .columns
-        .iter()
-        .map(|c| {
-            let t = match c.kind {
-                ColumnType::String | ColumnType::Json | ColumnType::Bytes => DataType::Utf8,
-                ColumnType::Int64 => DataType::Int64,
-                ColumnType::Float64 => DataType::Float64,
-                ColumnType::Numeric => DataType::Decimal128(38, 9),
-                ColumnType::Bignumeric => DataType::Decimal256(76, 38),
-                ColumnType::Bool => DataType::Boolean,
-                ColumnType::Timestamp => {
-                    DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
-                }
-                ColumnType::Date => DataType::Date32,
-            };
-            let t = if c.repeated {
-                DataType::List(Arc::new(Field::new("item", t, true)))
-            } else {
-                t
-            };
-            Field::new(&c.name, t, true)
-        })
-        .collect();
-    Schema::new(fields)
+    Schema::new(schema.columns.iter().map(arrow_field).collect::<Vec<_>>())
+}
+
+/// One column as an Arrow field: REPEATED as a list, RECORD as a struct.
+fn arrow_field(c: &Column) -> Field {
+    let t = match c.kind {
+        ColumnType::String | ColumnType::Json | ColumnType::Bytes => DataType::Utf8,
+        ColumnType::Int64 => DataType::Int64,
+        ColumnType::Float64 => DataType::Float64,
+        ColumnType::Numeric => DataType::Decimal128(38, 9),
+        ColumnType::Bignumeric => DataType::Decimal256(76, 38),
+        ColumnType::Bool => DataType::Boolean,
+        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+        ColumnType::Date => DataType::Date32,
+        ColumnType::Record => {
+            DataType::Struct(c.fields.iter().map(arrow_field).collect::<Vec<_>>().into())
+        }
+    };
+    let t = if c.repeated {
+        DataType::List(Arc::new(Field::new("item", t, true)))
+    } else {
+        t
+    };
+    Field::new(&c.name, t, true)
 }
 
 /// Converts the rows file into a local Parquet file; returns its row count.
@@ -168,6 +167,7 @@ mod tests {
             name: n.into(),
             kind: k,
             repeated: false,
+            fields: Vec::new(),
         };
         TableSchema {
             columns: vec![
@@ -182,6 +182,7 @@ mod tests {
                     name: "tags".into(),
                     kind: ColumnType::String,
                     repeated: true,
+                    fields: Vec::new(),
                 },
             ],
         }

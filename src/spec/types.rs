@@ -455,6 +455,10 @@ pub enum ColumnType {
     Bytes,
     /// A JSON document, stored as text.
     Json,
+    /// A struct of named fields: only in output tables, for `repeated`
+    /// arrays of objects; never declared in a spec.
+    #[schemars(skip)]
+    Record,
 }
 
 /// Array handling: a default policy and per-path overrides.
@@ -504,9 +508,8 @@ pub enum ArrayPolicy {
     /// `_id`), `_parent_key` (below the first level) and `_idx` (position),
     /// partitioned on `_ds` like its parent.
     Explode,
-    /// A native REPEATED column of the elements, typed like any column.
-    /// Arrays of objects become REPEATED JSON (REPEATED RECORD is not built
-    /// yet).
+    /// A native REPEATED column of the elements, typed like any column;
+    /// REPEATED RECORD (a Parquet list of structs) for arrays of objects.
     Repeated,
 }
 
