@@ -1640,10 +1640,11 @@ mod tests {
             ("FLOAT", ColumnType::Float64),
             ("BOOLEAN", ColumnType::Bool),
             ("BIGNUMERIC", ColumnType::Bignumeric),
+            ("STRUCT", ColumnType::Record),
         ] {
             assert_eq!(parse_type(name), Some(kind));
         }
-        assert_eq!(parse_type("RECORD"), None);
+        assert_eq!(parse_type("GEOGRAPHY"), None);
     }
 
     #[test]
