@@ -366,14 +366,44 @@ pub struct DocumentError {
     pub source: FlattenError,
 }
 
+/// A document sent to `_rejects` under `on_type_conflict: reject`.
+#[derive(Debug)]
+pub struct Rejected {
+    /// Its position in the input.
+    pub index: usize,
+    /// The index of the table whose row conflicted.
+    pub table: usize,
+    /// Why: a [`FlattenError::Conflict`], with the path in that table's row.
+    pub source: FlattenError,
+}
+
 impl Tables {
     /// Both passes over documents held in memory, as the engine runs them
     /// over a spooled partition: for `etl test`, fixtures and benchmarks.
+    /// A type conflict under `on_type_conflict: reject` is an error here;
+    /// [`Tables::flatten_all_rejecting`] sets such documents aside instead.
     pub fn flatten_all(
         &self,
         docs: &[RawDocumentBuf],
         ds: NaiveDate,
     ) -> Result<Vec<Flattened>, DocumentError> {
+        let (tables, rejected) = self.flatten_all_rejecting(docs, ds)?;
+        match rejected.into_iter().next() {
+            None => Ok(tables),
+            Some(r) => Err(DocumentError {
+                index: r.index,
+                source: r.source,
+            }),
+        }
+    }
+
+    /// [`Tables::flatten_all`], with the documents a type conflict rejects
+    /// left out of every table and listed, as the engine quarantines them.
+    pub fn flatten_all_rejecting(
+        &self,
+        docs: &[RawDocumentBuf],
+        ds: NaiveDate,
+    ) -> Result<(Vec<Flattened>, Vec<Rejected>), DocumentError> {
         let mut builders = self.schema_builders();
         for (index, doc) in docs.iter().enumerate() {
             self.infer(doc, &mut builders)
@@ -388,14 +418,27 @@ impl Tables {
             })
             .collect();
         let mut outs = vec![Vec::new(); schemas.len()];
+        let mut rejected = Vec::new();
         for (index, doc) in docs.iter().enumerate() {
-            self.write_rows(doc, ds, &schemas, &mut outs)
-                .map_err(|e| DocumentError {
+            match self.write_rows(doc, ds, &schemas, &mut outs) {
+                Ok(()) => {}
+                Err(RowError {
+                    table,
+                    source: source @ FlattenError::Conflict { .. },
+                }) => rejected.push(Rejected {
                     index,
-                    source: e.source,
-                })?;
+                    table,
+                    source,
+                }),
+                Err(e) => {
+                    return Err(DocumentError {
+                        index,
+                        source: e.source,
+                    })
+                }
+            }
         }
-        Ok(schemas
+        let tables = schemas
             .into_iter()
             .zip(renames)
             .zip(outs)
@@ -404,7 +447,8 @@ impl Tables {
                 renames,
                 rows,
             })
-            .collect())
+            .collect();
+        Ok((tables, rejected))
     }
 }
 
