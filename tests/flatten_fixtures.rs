@@ -310,11 +310,24 @@ fn demo_pipelines_flatten_into_loadable_rows() {
             .iter()
             .map(|d| RawDocumentBuf::from_document(d).unwrap())
             .collect();
-        let Flattened { schema, rows, .. } =
-            flatten(&spec.flatten, &raws).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(rows.lines().count(), docs.len(), "{name}");
-        for c in &schema.columns {
-            assert!(etl::plan::is_column_name(&c.name), "{name}: {}", c.name);
+        let tables = etl::flatten::Tables::new(&spec.flatten).unwrap();
+        let (out, rejected) = tables
+            .flatten_all_rejecting(&raws, day())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // Every document is a root row or a rejected document.
+        let root_rows = String::from_utf8_lossy(&out[0].rows).lines().count();
+        assert_eq!(root_rows + rejected.len(), docs.len(), "{name}");
+        if name == "products" {
+            assert!(!rejected.is_empty(), "products rejects its drifted prices");
+        } else {
+            assert!(rejected.is_empty(), "{name}: {rejected:?}");
+        }
+        for (table, t) in tables.names(name).iter().zip(&out) {
+            let text = String::from_utf8(t.rows.clone()).unwrap();
+            loads(&t.schema, &text).unwrap_or_else(|e| panic!("{table}: {e}"));
+            for c in &t.schema.columns {
+                assert!(etl::plan::is_column_name(&c.name), "{table}: {}", c.name);
+            }
         }
     }
 }
