@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use bson::doc;
+use serde_json::json;
 use chrono::NaiveDate;
 use common::stack;
 
@@ -723,4 +724,130 @@ async fn iso_string_partitions_match_date_partitions() {
         .drop()
         .await
         .unwrap();
+}
+
+/// A count of non-null values of `column` on the day.
+async fn bq_non_null(dataset: &str, table: &str, column: &str, day: NaiveDate) -> u64 {
+    let client = stack::bigquery().await;
+    let sql = format!(
+        "SELECT COUNT({column}) FROM `{}.{dataset}.{table}` WHERE _ds = DATE '{day}'",
+        stack::BQ_PROJECT
+    );
+    let resp = client
+        .job()
+        .query(
+            stack::BQ_PROJECT,
+            gcp_bigquery_client::model::query_request::QueryRequest::new(sql),
+        )
+        .await
+        .unwrap();
+    let mut rs =
+        gcp_bigquery_client::model::query_response::ResultSet::new_from_query_response(resp);
+    assert!(rs.next_row());
+    rs.get_i64(0).unwrap().unwrap_or(0) as u64
+}
+
+/// Drifted documents follow `on_type_conflict`: under `variant` every
+/// document loads, the odd values in `n__v_string`; under `reject` they go
+/// whole to `_rejects.jsonl`, and source = loaded + rejected.
+#[tokio::test(flavor = "multi_thread")]
+async fn type_conflicts_follow_the_policy_and_reconcile() {
+    stack::mongo().await;
+    let p = Project::new("policies", stack::mongo_port());
+    let client = mongodb::Client::with_uri_str(p.mongo_uri()).await.unwrap();
+    let events = client
+        .database(&p.database)
+        .collection::<bson::Document>("events");
+    let day = NaiveDate::from_ymd_opt(2020, 6, 1).unwrap();
+    let at = |i: i64| bson::DateTime::from_millis(ms(day) + i * 60_000);
+    let mut docs = Vec::new();
+    for i in 0..6 {
+        docs.push(doc! {"_id": i, "created_at": at(i), "n": i, "tags": ["a", "b"]});
+    }
+    docs.push(doc! {"_id": 6, "created_at": at(6), "n": "seven", "tags": ["c"]});
+    docs.push(doc! {"_id": 7, "created_at": at(7), "n": "eight"});
+    // FerretDB cannot store NaN: unit tests cover NaN from BSON.
+    docs.push(doc! {"_id": 8, "created_at": at(8), "n": true});
+    events.insert_many(docs).await.unwrap();
+    let spec = |policy: &str, table: &str| {
+        format!(
+            "version: 1
+source: {{ connection: mongo, database: {db}, collection: events }}
+partition: {{ field: created_at, kind: date, start_date: \"2020-06-01\" }}
+flatten:
+  on_type_conflict: {policy}
+  arrays: {{ default: repeated }}
+sinks:
+  lake:
+    connection: lake
+    path: raw/{table}/dt={{{{ ds }}}}/{table}.jsonl.gz
+  warehouse: {{ type: bigquery, connection: warehouse, dataset: {db}, table: {table}, replace: staging }}
+",
+            db = p.database
+        )
+    };
+    for (policy, table) in [("variant", "events_variant"), ("reject", "events_reject")] {
+        std::fs::write(
+            p.path().join(format!("pipelines/{table}.yaml")),
+            spec(policy, table),
+        )
+        .unwrap();
+    }
+    let summary = run_ok(
+        &p,
+        &[
+            "run",
+            "--date",
+            "2020-06-01",
+            "pipelines/events_variant.yaml",
+            "pipelines/events_reject.yaml",
+        ],
+    );
+    assert!(summary.contains("2 done"), "{summary}");
+
+    // variant: all 9 load; the odd values beside the INT64 column.
+    assert_eq!(bq_count(&p.database, "events_variant", day).await, 9);
+    assert_eq!(bq_non_null(&p.database, "events_variant", "n", day).await, 6);
+    assert_eq!(
+        bq_non_null(&p.database, "events_variant", "n__v_string", day).await,
+        2
+    );
+    assert_eq!(
+        bq_non_null(&p.database, "events_variant", "n__v_bool", day).await,
+        1
+    );
+
+    // reject: 6 load, 3 are kept whole with their reasons.
+    assert_eq!(bq_count(&p.database, "events_reject", day).await, 6);
+    let rejects = p
+        .lake_files()
+        .remove("raw/events_reject/dt=2020-06-01/_rejects.jsonl")
+        .expect("the rejects object");
+    let rejects: Vec<serde_json::Value> = String::from_utf8(rejects)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reasons: Vec<(&str, &str)> = rejects
+        .iter()
+        .map(|r| (r["path"].as_str().unwrap(), r["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("$.n", "`$.n` is a STRING value, but column `n` is INT64"),
+            ("$.n", "`$.n` is a STRING value, but column `n` is INT64"),
+            ("$.n", "`$.n` is a BOOL value, but column `n` is INT64"),
+        ]
+    );
+    assert_eq!(rejects[0]["document"]["_id"], json!({"$numberInt": "6"}));
+    assert_eq!(rejects[2]["document"]["n"], json!(true));
+    assert!(
+        summary.contains("3  rejected (type conflicts)"),
+        "the summary shows the rejects: {summary}"
+    );
+    let out = p.etl(&["status", "pipelines/events_reject.yaml"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2020-06-01 done"));
+
+    client.database(&p.database).drop().await.unwrap();
 }

@@ -462,9 +462,13 @@ impl SchemaBuilder {
                 None => kind,
                 Some(have) => merge_kinds(have, kind),
             });
-            match column.kinds.iter_mut().find(|(k, _)| *k == kind) {
-                Some((_, n)) => *n += 1,
-                None => column.kinds.push((kind, 1)),
+            // NaN and dates out of range have no type of their own to
+            // keep or vary to: they are NULL (or rejected) whatever the type.
+            if super::conflict::unrepresentable(leaf.value).is_none() {
+                match column.kinds.iter_mut().find(|(k, _)| *k == kind) {
+                    Some((_, n)) => *n += 1,
+                    None => column.kinds.push((kind, 1)),
+                }
             }
         }
     }
