@@ -176,7 +176,9 @@ arrays:
 fn both_passes(tables: &etl::flatten::Tables, docs: &[RawDocumentBuf], day: NaiveDate) -> usize {
     let mut builders = tables.schema_builders();
     for d in docs {
-        tables.infer(d, &mut builders).expect("demo documents flatten");
+        tables
+            .infer(d, &mut builders)
+            .expect("demo documents flatten");
     }
     let schemas: Vec<_> = builders.into_iter().map(|b| b.finish()).collect();
     let mut outs = vec![Vec::with_capacity(1 << 16); schemas.len()];
@@ -201,7 +203,11 @@ fn bench_tables(c: &mut Criterion) {
     let day = NaiveDate::from_ymd_opt(2020, 6, 1).expect("a date");
     let mut group = c.benchmark_group("tables");
     group.throughput(Throughput::Elements(orders.len() as u64));
-    for (name, yaml) in [("plain", "{}"), ("explode", EXPLODE), ("all_policies", ALL_POLICIES)] {
+    for (name, yaml) in [
+        ("plain", "{}"),
+        ("explode", EXPLODE),
+        ("all_policies", ALL_POLICIES),
+    ] {
         let spec: FlattenSpec = serde_yaml::from_str(yaml).expect("a valid flatten spec");
         let tables = etl::flatten::Tables::new(&spec).expect("the rules compile");
         eprintln!(
@@ -209,7 +215,9 @@ fn bench_tables(c: &mut Criterion) {
             tables.len(),
             both_passes(&tables, &orders, day)
         );
-        group.bench_function(name, |b| b.iter(|| black_box(both_passes(&tables, &orders, day))));
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(both_passes(&tables, &orders, day)))
+        });
     }
     group.finish();
 }

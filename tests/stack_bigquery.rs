@@ -353,7 +353,10 @@ async fn repeated_records_load_and_grow_fields() {
         fields: fields.iter().map(|(n, k)| Column::new(*n, *k)).collect(),
     };
     let mut s = schema(&[("_ds", ColumnType::Date, false)]);
-    s.columns.push(lines(&[("sku", ColumnType::String), ("qty", ColumnType::Int64)]));
+    s.columns.push(lines(&[
+        ("sku", ColumnType::String),
+        ("qty", ColumnType::Int64),
+    ]));
     sink.ensure_table(ds, &table, &s, "_ds", &[]).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d1 = day("2020-06-01");
@@ -366,7 +369,16 @@ async fn repeated_records_load_and_grow_fields() {
         ],
     );
     let loaded = sink
-        .replace_partition(ds, &table, d1, &file.0, file.1, &s, "_ds", ReplaceMode::Staging)
+        .replace_partition(
+            ds,
+            &table,
+            d1,
+            &file.0,
+            file.1,
+            &s,
+            "_ds",
+            ReplaceMode::Staging,
+        )
         .await
         .unwrap();
     let items = emu
@@ -383,7 +395,9 @@ async fn repeated_records_load_and_grow_fields() {
         ("qty", ColumnType::Int64),
         ("note", ColumnType::String),
     ]));
-    sink.ensure_table(ds, &table, &grown, "_ds", &[]).await.unwrap();
+    sink.ensure_table(ds, &table, &grown, "_ds", &[])
+        .await
+        .unwrap();
     let after = sink.table_schema(ds, &table).await.unwrap().unwrap();
     emu.drop_table(ds, &table).await;
 

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use bson::doc;
-use serde_json::json;
 use chrono::NaiveDate;
 use common::stack;
+use serde_json::json;
 
 const TODAY: &str = "2026-11-23";
 
@@ -309,8 +309,14 @@ async fn three_pipelines_ten_days_reconciled_idempotent() {
                     ["$.price", "$.attributes.weight_grams"].contains(&path),
                     "{rejects}: {r}"
                 );
-                assert!(r["reason"].as_str().unwrap().contains("is a STRING value"), "{r}");
-                assert!(r["document"]["_id"]["$oid"].is_string(), "canonical Extended JSON: {r}");
+                assert!(
+                    r["reason"].as_str().unwrap().contains("is a STRING value"),
+                    "{r}"
+                );
+                assert!(
+                    r["document"]["_id"]["$oid"].is_string(),
+                    "canonical Extended JSON: {r}"
+                );
             }
             assert_eq!(m["rejected"], rejected.len() as u64, "{manifest}");
             assert_eq!(
@@ -807,7 +813,10 @@ sinks:
 
     // variant: all 9 load; the odd values beside the INT64 column.
     assert_eq!(bq_count(&p.database, "events_variant", day).await, 9);
-    assert_eq!(bq_non_null(&p.database, "events_variant", "n", day).await, 6);
+    assert_eq!(
+        bq_non_null(&p.database, "events_variant", "n", day).await,
+        6
+    );
     assert_eq!(
         bq_non_null(&p.database, "events_variant", "n__v_string", day).await,
         2

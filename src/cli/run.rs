@@ -202,7 +202,9 @@ pub fn summary(report: &crate::engine::RunReport) -> String {
                 "",
                 r.lake_object
                     .rsplit_once('/')
-                    .map_or("_rejects.jsonl".to_owned(), |(dir, _)| format!("{dir}/_rejects.jsonl"))
+                    .map_or("_rejects.jsonl".to_owned(), |(dir, _)| format!(
+                        "{dir}/_rejects.jsonl"
+                    ))
             );
         }
     }

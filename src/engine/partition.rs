@@ -328,8 +328,12 @@ impl PipelineRuntime {
             }
             let null_only: Vec<String> = builder.null_only().map(str::to_owned).collect();
             schemas.push(
-                merge_schema(existing.as_ref(), builder.finish_against(existing.as_ref()), &null_only)
-                    .map_err(|e| PartitionError::fatal(format!("table `{name}`: {}", e.message)))?,
+                merge_schema(
+                    existing.as_ref(),
+                    builder.finish_against(existing.as_ref()),
+                    &null_only,
+                )
+                .map_err(|e| PartitionError::fatal(format!("table `{name}`: {}", e.message)))?,
             );
         }
         let rows_paths: Vec<PathBuf> = (0..names.len())
@@ -377,7 +381,17 @@ impl PipelineRuntime {
             let mut loaded = Vec::with_capacity(names.len());
             for (i, name) in names.iter().enumerate() {
                 let n = self
-                    .load_table(warehouse, &dataset, name, i == 0, day, &rows_paths[i], rows[i], &schemas[i], dir)
+                    .load_table(
+                        warehouse,
+                        &dataset,
+                        name,
+                        i == 0,
+                        day,
+                        &rows_paths[i],
+                        rows[i],
+                        &schemas[i],
+                        dir,
+                    )
                     .await?;
                 loaded.push(n);
             }
@@ -471,7 +485,12 @@ impl PipelineRuntime {
                 let scratch = dir.join(format!("parquet-{table}"));
                 std::fs::create_dir_all(&scratch)?;
                 Ok(crate::sink::parquet::replace_partition(
-                    store, &format!("{dataset}{table}"), day, rows_path, schema, &scratch,
+                    store,
+                    &format!("{dataset}{table}"),
+                    day,
+                    rows_path,
+                    schema,
+                    &scratch,
                 )
                 .await?)
             }
@@ -481,7 +500,10 @@ impl PipelineRuntime {
     /// The rendered root table: `(dataset, table)` for BigQuery; for
     /// Parquet the path's folder (ending in `/`, or empty) and last segment,
     /// so that child tables are its siblings.
-    fn warehouse_names(&self, target: &PartitionTarget) -> Result<(String, String), PartitionError> {
+    fn warehouse_names(
+        &self,
+        target: &PartitionTarget,
+    ) -> Result<(String, String), PartitionError> {
         let vars = Vars::partition(
             &self.plan.name,
             &self.plan.source.collection,
@@ -489,9 +511,15 @@ impl PipelineRuntime {
             target.start.fixed_offset(),
             target.end.fixed_offset(),
         );
-        let render = |t: &str| self.templates.render(t, &vars).map_err(PartitionError::fatal);
+        let render = |t: &str| {
+            self.templates
+                .render(t, &vars)
+                .map_err(PartitionError::fatal)
+        };
         match &self.plan.warehouse {
-            WarehousePlan::Bigquery { dataset, table, .. } => Ok((render(dataset)?, render(table)?)),
+            WarehousePlan::Bigquery { dataset, table, .. } => {
+                Ok((render(dataset)?, render(table)?))
+            }
             WarehousePlan::Parquet { path, .. } => {
                 let path = render(path)?;
                 let path = path.trim_end_matches('/');
@@ -664,7 +692,13 @@ fn flatten_spool(
                             .map_err(|e| io("cannot create", &output.rejects, e))?,
                     )),
                 };
-                let line = reject_record(&output.names[table], &tables.tables()[table].path, path, &source.to_string(), raw)?;
+                let line = reject_record(
+                    &output.names[table],
+                    &tables.tables()[table].path,
+                    path,
+                    &source.to_string(),
+                    raw,
+                )?;
                 out.write_all(&line)
                     .map_err(|e| io("cannot write", &output.rejects, e))?;
                 rejected += 1;
@@ -679,13 +713,18 @@ fn flatten_spool(
                 )))
             }
         }
-        for ((buf, out), (count, path)) in bufs.iter_mut().zip(&mut outs).zip(counts.iter_mut().zip(rows)) {
+        for ((buf, out), (count, path)) in bufs
+            .iter_mut()
+            .zip(&mut outs)
+            .zip(counts.iter_mut().zip(rows))
+        {
             if buf.is_empty() {
                 continue;
             }
             // Rows end in a newline and hold none inside.
             *count += memchr::memchr_iter(b'\n', buf).count() as u64;
-            out.write_all(buf).map_err(|e| io("cannot write", path, e))?;
+            out.write_all(buf)
+                .map_err(|e| io("cannot write", path, e))?;
             buf.clear();
         }
     }

@@ -15,10 +15,7 @@ pub(crate) fn fits(value: ColumnType, column: ColumnType) -> bool {
 /// The variant column of `column` for values of type `kind`:
 /// `<column>__v_<type>`, the type in lowercase.
 pub(crate) fn variant_name(column: &str, kind: ColumnType) -> String {
-    format!(
-        "{column}__v_{}",
-        kind.bigquery_name().to_ascii_lowercase()
-    )
+    format!("{column}__v_{}", kind.bigquery_name().to_ascii_lowercase())
 }
 
 /// Why a value has no representation in any column type, if it has none:

@@ -97,7 +97,10 @@ use crate::table::TableSchema;
 
 pub use row::RowWriter;
 pub use schema::SchemaBuilder;
-pub use tables::{DocumentError, Flattened, Rejected, RowError, Table, Tables, INDEX_COLUMN, PARENT_KEY_COLUMN, ROOT_ID_COLUMN};
+pub use tables::{
+    DocumentError, Flattened, Rejected, RowError, Table, Tables, INDEX_COLUMN, PARENT_KEY_COLUMN,
+    ROOT_ID_COLUMN,
+};
 
 use rules::Rules;
 use schema::PathTrie;

@@ -17,10 +17,10 @@ use crate::extjson::{self, Value};
 use crate::spec::{ColumnType, NewFieldPolicy, TypeConflictPolicy};
 use crate::table::TableSchema;
 
+use super::conflict;
 use super::naming::Naming;
 use super::rules::{ExplicitColumn, Lookup};
 use super::schema::{PathTrie, NONE};
-use super::conflict;
 use super::value::{natural_kind, write_as, Leaf};
 use super::walk::{Stop, Visitor};
 use super::{FlattenError, Flattener};
@@ -271,7 +271,12 @@ impl Visitor for RowVisitor<'_> {
 
 impl RowVisitor<'_> {
     /// The elements of a REPEATED RECORD column, after its `[`.
-    fn write_records(&mut self, slot: u32, array: &RawDocument, mark: usize) -> Result<(), FlattenError> {
+    fn write_records(
+        &mut self,
+        slot: u32,
+        array: &RawDocument,
+        mark: usize,
+    ) -> Result<(), FlattenError> {
         let column = &self.resolved.columns[slot as usize];
         let mut first = true;
         let mut written = Vec::with_capacity(column.fields.len());

@@ -15,9 +15,9 @@ use crate::table::{Column, TableSchema, DS_COLUMN};
 use super::naming::{jsonpath, BaseName, Naming};
 use super::value::{merge_kinds, natural_kind, Leaf};
 use super::walk::Visitor;
+use super::{FlattenError, Flattener};
 use crate::extjson::Value;
 use bson::raw::RawDocument;
-use super::{FlattenError, Flattener};
 
 /// "No column yet" in a trie slot.
 pub(crate) const NONE: u32 = u32::MAX;
@@ -192,7 +192,9 @@ impl AutoColumn {
             fields: record
                 .fields
                 .iter()
-                .map(|(_, name, kind)| Column::new(name.clone(), kind.unwrap_or(ColumnType::String)))
+                .map(|(_, name, kind)| {
+                    Column::new(name.clone(), kind.unwrap_or(ColumnType::String))
+                })
                 .collect(),
         }
     }
@@ -285,15 +287,18 @@ impl SchemaBuilder {
                 .or_else(|| {
                     // The first of the most frequent: max_by_key keeps the
                     // last of equals, so look from the end.
-                    c.kinds.iter().rev().max_by_key(|(_, n)| *n).map(|(k, _)| *k)
+                    c.kinds
+                        .iter()
+                        .rev()
+                        .max_by_key(|(_, n)| *n)
+                        .map(|(k, _)| *k)
                 })
                 .unwrap_or(ColumnType::String);
             let variant_columns: Vec<Column> = c
                 .kinds
                 .iter()
                 .filter(|(k, _)| {
-                    self.conflict == TypeConflictPolicy::Variant
-                        && !super::conflict::fits(*k, base)
+                    self.conflict == TypeConflictPolicy::Variant && !super::conflict::fits(*k, base)
                 })
                 .map(|(k, _)| Column {
                     name: super::conflict::variant_name(&c.name, *k),

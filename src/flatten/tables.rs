@@ -145,12 +145,11 @@ impl Tables {
         // Paths inside an exploded array belong to the child's rules.
         let mut child_keys = Vec::with_capacity(explode.len());
         for rule in &explode {
-            let keys = crate::plan::simple_path(&rule.path).ok_or_else(|| {
-                FlattenError::InvalidPath {
+            let keys =
+                crate::plan::simple_path(&rule.path).ok_or_else(|| FlattenError::InvalidPath {
                     field: "arrays.rules",
                     path: rule.path.clone(),
-                }
-            })?;
+                })?;
             let inner = spec
                 .exclude
                 .iter()

@@ -840,9 +840,17 @@ mod explode {
         let names: Vec<_> = out.iter().map(|t| t.0.as_str()).collect();
         assert_eq!(
             names,
-            ["orders", "orders__items", "orders__items__discounts", "orders__tags"]
+            [
+                "orders",
+                "orders__items",
+                "orders__items__discounts",
+                "orders__tags"
+            ]
         );
-        assert_eq!(out[0].1, ["_ds DATE", "_id INT64", "n INT64", "items STRING"]);
+        assert_eq!(
+            out[0].1,
+            ["_ds DATE", "_id INT64", "n INT64", "items STRING"]
+        );
         assert_eq!(
             out[0].2,
             [
@@ -904,7 +912,11 @@ mod explode {
             "`$.a.b` and `$.a__b` both explode into table `t__a__b`: give one a `table:` name of its own"
         );
         let err = Tables::new(&spec("arrays: { default: explode }")).unwrap_err();
-        assert!(err.to_string().starts_with("`arrays.default: explode` at `$`"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("`arrays.default: explode` at `$`"),
+            "{err}"
+        );
     }
 }
 
@@ -931,7 +943,10 @@ mod conflicts {
                 ("x", "FLOAT64")
             ]
         );
-        assert_eq!(r.rows[0], json!({"_ds": "2020-06-01", "_id": 1, "n": 1, "x": 1.5}));
+        assert_eq!(
+            r.rows[0],
+            json!({"_ds": "2020-06-01", "_id": 1, "n": 1, "x": 1.5})
+        );
         // An integer fits a FLOAT64 column; NaN is NULL as under coerce.
         assert_eq!(
             r.rows[1],
@@ -961,8 +976,11 @@ mod conflicts {
             [("n", "STRING"), ("n__v_int64", "INT64")]
         );
         let mut out = Vec::new();
-        f.write_row(&raw(&docs()[0]), day(), &schema, &mut out).unwrap();
-        assert!(String::from_utf8(out).unwrap().contains(r#""n__v_int64":1"#));
+        f.write_row(&raw(&docs()[0]), day(), &schema, &mut out)
+            .unwrap();
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains(r#""n__v_int64":1"#));
     }
 
     #[test]
@@ -974,12 +992,18 @@ mod conflicts {
             f.infer(d, &mut b).unwrap();
         }
         let schema = b.finish();
-        assert_eq!(columns(&schema)[1..], [("_id", "INT64"), ("n", "INT64"), ("x", "FLOAT64")]);
+        assert_eq!(
+            columns(&schema)[1..],
+            [("_id", "INT64"), ("n", "INT64"), ("x", "FLOAT64")]
+        );
         let mut out = b"kept".to_vec();
         f.write_row(&raws[0], day(), &schema, &mut out).unwrap();
         let mark = out.len();
         let err = f.write_row(&raws[1], day(), &schema, &mut out).unwrap_err();
-        assert_eq!(err.to_string(), "`$.n` is a STRING value, but column `n` is INT64");
+        assert_eq!(
+            err.to_string(),
+            "`$.n` is a STRING value, but column `n` is INT64"
+        );
         assert_eq!(out.len(), mark, "a rejected document writes nothing");
         let err = f.write_row(&raws[2], day(), &schema, &mut out).unwrap_err();
         assert_eq!(err.to_string(), "`$.x` is NaN, but column `x` is FLOAT64");
@@ -995,11 +1019,15 @@ mod conflicts {
         let f = Flattener::new(&s).unwrap();
         let schema = f.schema_builder().finish();
         let mut out = Vec::new();
-        f.write_row(&raw(&doc! {"q": "3"}), day(), &schema, &mut out).unwrap();
+        f.write_row(&raw(&doc! {"q": "3"}), day(), &schema, &mut out)
+            .unwrap();
         let err = f
             .write_row(&raw(&doc! {"q": "three"}), day(), &schema, &mut out)
             .unwrap_err();
-        assert_eq!(err.to_string(), "`$.q` is a STRING value, but column `qty` is INT64");
+        assert_eq!(
+            err.to_string(),
+            "`$.q` is a STRING value, but column `qty` is INT64"
+        );
     }
 
     #[test]
@@ -1007,13 +1035,27 @@ mod conflicts {
         let f = Flattener::new(&spec("on_new_field: ignore")).unwrap();
         let schema = TableSchema {
             columns: vec![
-                Column { name: "_ds".into(), kind: ColumnType::Date, repeated: false, fields: Vec::new() },
-                Column { name: "a".into(), kind: ColumnType::Int64, repeated: false, fields: Vec::new() },
+                Column {
+                    name: "_ds".into(),
+                    kind: ColumnType::Date,
+                    repeated: false,
+                    fields: Vec::new(),
+                },
+                Column {
+                    name: "a".into(),
+                    kind: ColumnType::Int64,
+                    repeated: false,
+                    fields: Vec::new(),
+                },
             ],
         };
         let mut out = Vec::new();
-        f.write_row(&raw(&doc! {"a": 1, "new": 2}), day(), &schema, &mut out).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "{\"_ds\":\"2020-06-01\",\"a\":1}\n");
+        f.write_row(&raw(&doc! {"a": 1, "new": 2}), day(), &schema, &mut out)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"_ds\":\"2020-06-01\",\"a\":1}\n"
+        );
     }
 }
 
@@ -1035,7 +1077,10 @@ mod records {
             ],
         );
         let lines = &r.schema.columns[1];
-        assert_eq!((lines.name.as_str(), lines.kind, lines.repeated), ("lines", ColumnType::Record, true));
+        assert_eq!(
+            (lines.name.as_str(), lines.kind, lines.repeated),
+            ("lines", ColumnType::Record, true)
+        );
         let fields: Vec<_> = lines
             .fields
             .iter()
@@ -1043,7 +1088,12 @@ mod records {
             .collect();
         assert_eq!(
             fields,
-            [("sku", "STRING"), ("qty", "FLOAT64"), ("at", "TIMESTAMP"), ("odd_key", "JSON")]
+            [
+                ("sku", "STRING"),
+                ("qty", "FLOAT64"),
+                ("at", "TIMESTAMP"),
+                ("odd_key", "JSON")
+            ]
         );
         assert_eq!(
             r.rows[0]["lines"],

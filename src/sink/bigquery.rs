@@ -460,7 +460,8 @@ impl BigQuerySink {
             .collect();
         // A grown RECORD replaces its old self; new columns go last.
         let same = |a: &Value, b: &Value| {
-            a["name"].as_str().map(str::to_ascii_lowercase) == b["name"].as_str().map(str::to_ascii_lowercase)
+            a["name"].as_str().map(str::to_ascii_lowercase)
+                == b["name"].as_str().map(str::to_ascii_lowercase)
         };
         let mut merged = fields;
         for f in added {
@@ -1104,7 +1105,10 @@ fn missing_fields(
             None => added.push(field.clone()),
             Some(f) => {
                 let (_, kind, repeated) = parse_field(f);
-                if kind == Some(ColumnType::Record) && col.kind == ColumnType::Record && repeated == col.repeated {
+                if kind == Some(ColumnType::Record)
+                    && col.kind == ColumnType::Record
+                    && repeated == col.repeated
+                {
                     // New fields inside a RECORD: the field is sent again,
                     // whole, with them appended.
                     let have = f["fields"].as_array().cloned().unwrap_or_default();
