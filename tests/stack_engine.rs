@@ -196,16 +196,21 @@ fn run_ok(p: &Project, args: &[&str]) -> String {
 }
 
 async fn bq_count(dataset: &str, table: &str, day: NaiveDate) -> u64 {
-    let client = stack::bigquery().await;
-    let sql = format!(
+    bq_scalar(&format!(
         "SELECT COUNT(*) FROM `{}.{dataset}.{table}` WHERE _ds = DATE '{day}'",
         stack::BQ_PROJECT
-    );
+    ))
+    .await
+}
+
+/// The one integer a query returns.
+async fn bq_scalar(sql: &str) -> u64 {
+    let client = stack::bigquery().await;
     let resp = client
         .job()
         .query(
             stack::BQ_PROJECT,
-            gcp_bigquery_client::model::query_request::QueryRequest::new(sql),
+            gcp_bigquery_client::model::query_request::QueryRequest::new(sql.to_owned()),
         )
         .await
         .unwrap();
@@ -734,23 +739,11 @@ async fn iso_string_partitions_match_date_partitions() {
 
 /// A count of non-null values of `column` on the day.
 async fn bq_non_null(dataset: &str, table: &str, column: &str, day: NaiveDate) -> u64 {
-    let client = stack::bigquery().await;
-    let sql = format!(
+    bq_scalar(&format!(
         "SELECT COUNT({column}) FROM `{}.{dataset}.{table}` WHERE _ds = DATE '{day}'",
         stack::BQ_PROJECT
-    );
-    let resp = client
-        .job()
-        .query(
-            stack::BQ_PROJECT,
-            gcp_bigquery_client::model::query_request::QueryRequest::new(sql),
-        )
-        .await
-        .unwrap();
-    let mut rs =
-        gcp_bigquery_client::model::query_response::ResultSet::new_from_query_response(resp);
-    assert!(rs.next_row());
-    rs.get_i64(0).unwrap().unwrap_or(0) as u64
+    ))
+    .await
 }
 
 /// Drifted documents follow `on_type_conflict`: under `variant` every

@@ -177,19 +177,9 @@ impl Visitor for RowVisitor<'_> {
 
     #[inline]
     fn leaf(&mut self, node: u32, leaf: Leaf<'_>) -> Result<(), FlattenError> {
-        let mut slot = self.resolved.trie.slot(node);
-        if slot == NONE {
-            slot = self.resolved.resolve(self.naming, node);
-        }
-        if slot == MISSING {
-            if self.skip_missing {
-                return Ok(());
-            }
-            return Err(FlattenError::UnknownColumn {
-                path: "$".to_owned(),
-                column: self.resolved.column_name(self.naming, node),
-            });
-        }
+        let Some(mut slot) = self.slot(node)? else {
+            return Ok(());
+        };
         let repeated = self.resolved.columns[slot as usize].repeated;
         if self.conflict == TypeConflictPolicy::Reject
             || (self.conflict == TypeConflictPolicy::Variant && !repeated)
@@ -216,19 +206,9 @@ impl Visitor for RowVisitor<'_> {
     // Kept out of the recursive walk's frame, which must stay small.
     #[inline(never)]
     fn repeated(&mut self, node: u32, array: &RawDocument) -> Result<(), FlattenError> {
-        let mut slot = self.resolved.trie.slot(node);
-        if slot == NONE {
-            slot = self.resolved.resolve(self.naming, node);
-        }
-        if slot == MISSING {
-            if self.skip_missing {
-                return Ok(());
-            }
-            return Err(FlattenError::UnknownColumn {
-                path: "$".to_owned(),
-                column: self.resolved.column_name(self.naming, node),
-            });
-        }
+        let Some(slot) = self.slot(node)? else {
+            return Ok(());
+        };
         let column = &self.resolved.columns[slot as usize];
         if !column.repeated {
             // The table has this path as a plain column: the array's JSON
@@ -270,6 +250,26 @@ impl Visitor for RowVisitor<'_> {
 }
 
 impl RowVisitor<'_> {
+    /// The schema column of `node`'s path; None when the schema lacks it
+    /// and `on_new_field: ignore` skips it.
+    #[inline]
+    fn slot(&mut self, node: u32) -> Result<Option<u32>, FlattenError> {
+        let mut slot = self.resolved.trie.slot(node);
+        if slot == NONE {
+            slot = self.resolved.resolve(self.naming, node);
+        }
+        if slot != MISSING {
+            return Ok(Some(slot));
+        }
+        if self.skip_missing {
+            return Ok(None);
+        }
+        Err(FlattenError::UnknownColumn {
+            path: "$".to_owned(),
+            column: self.resolved.column_name(self.naming, node),
+        })
+    }
+
     /// The elements of a REPEATED RECORD column, after its `[`.
     fn write_records(
         &mut self,
