@@ -18,7 +18,9 @@
 //! - [`source`]: the MongoDB reader: raw documents off a cursor, retries
 //!   classified.
 //! - [`extjson`]: MongoDB Extended JSON written straight from raw BSON (the lake's lines).
-//! - [`flatten`]: pure and synchronous: documents into NDJSON rows and their table schema.
+//! - [`flatten`]: pure and synchronous: documents into NDJSON rows and their
+//!   table schemas, one per output table (child tables from `explode`).
+//! - [`testing`]: `etl test`, a spec's flatten test cases run offline.
 //! - [`sink`]: the lake (`object_store`), BigQuery, and Parquet datasets.
 //! - [`engine`]: the partition loop: extract, archive, flatten, load,
 //!   reconcile, and the run ledger.
@@ -40,3 +42,4 @@ pub mod source;
 pub mod spec;
 pub mod table;
 pub mod template;
+pub mod testing;

@@ -35,6 +35,10 @@ phase "build"
 cargo build --locked --all-targets
 phase_end
 
+phase "etl test (the specs' flatten cases)"
+target/debug/etl test
+phase_end
+
 phase "tests"
 # Integration tests talk to the stack started above; they fail (never skip)
 # when it is not there.

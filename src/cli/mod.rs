@@ -7,6 +7,7 @@ mod diagnostics;
 mod plan;
 mod run;
 mod secrets;
+mod test;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,8 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Show what a run would do for each day, without touching any server.
     Plan(plan::Args),
+    /// Run the specs' flatten test cases offline and show what differs.
+    Test(test::Args),
     /// Extract, archive, flatten and load each day (catch-up by default).
     Run(run::RunArgs),
     /// Show the ledger per day, with failures and missing days.
@@ -152,6 +155,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Validate(args) => Ok(validate::run(&ctx, args)),
         Command::Schema(args) => schema(args),
         Command::Plan(args) => Ok(plan::run(&ctx, args)),
+        Command::Test(args) => Ok(test::run(&ctx, args)),
         Command::Run(args) => run::run(&ctx, args),
         Command::Status(args) => run::status(&ctx, args),
         Command::Demo(args) => demo(&ctx, args),

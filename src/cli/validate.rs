@@ -77,7 +77,10 @@ pub fn run(ctx: &Context, args: Args) -> Exit {
 
 /// Checks one pipeline against every profile, so a connection missing from
 /// `prod` is caught on a laptop that only runs `local`.
-fn check_pipeline_file(file: &std::path::Path, project: &super::LoadedProject) -> Vec<Diagnostic> {
+pub(super) fn check_pipeline_file(
+    file: &std::path::Path,
+    project: &super::LoadedProject,
+) -> Vec<Diagnostic> {
     let loaded: Loaded<PipelineSpec> = spec::load(file, SpecKind::Pipeline);
     let mut diags = loaded.diagnostics.clone();
     let (Some(spec), Some(plan), Some(pspec)) = (&loaded.spec, &project.plan, &project.loaded.spec)
@@ -101,7 +104,7 @@ fn check_pipeline_file(file: &std::path::Path, project: &super::LoadedProject) -
     diags
 }
 
-fn default_pipelines(project_file: &std::path::Path) -> Vec<PathBuf> {
+pub(super) fn default_pipelines(project_file: &std::path::Path) -> Vec<PathBuf> {
     let dir = project_file
         .parent()
         .unwrap_or(std::path::Path::new(""))

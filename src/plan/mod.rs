@@ -707,16 +707,19 @@ pub fn check_pipeline(
     if problems.is_empty() {
         // What only compiling the rules finds: tables, and rules inside
         // exploded arrays.
-        if let Err(e) = crate::flatten::Tables::new(&spec.flatten) {
-            use crate::flatten::FlattenError as E;
-            let (at, hint) = match &e {
+        match crate::flatten::Tables::new(&spec.flatten) {
+            Ok(tables) => check_tests(&mut problems, spec, &tables.names(&name)),
+            Err(e) => {
+                use crate::flatten::FlattenError as E;
+                let (at, hint) = match &e {
                 E::ExplodeDefault { .. } => (ypath!("flatten").key("arrays").key("default"), "use `json` or `repeated` as the default and add a rule with `policy: explode` for each array"),
                 E::InsideExplode { .. } => (ypath!("flatten"), "move the rule into the explode rule's `flatten`, with the path relative to the element (`$.items.price` becomes `$.price`)"),
                 E::DuplicateTable { .. } => (ypath!("flatten").key("arrays").key("rules"), "set `table:` on one of the rules"),
                 E::ReservedColumn { .. } => (ypath!("flatten").key("arrays").key("rules"), "rename the column"),
                 _ => (ypath!("flatten"), "check the flatten rules against docs/spec.md"),
             };
-            problems.push(Problem::new(at, e.to_string()).hint(hint));
+                problems.push(Problem::new(at, e.to_string()).hint(hint));
+            }
         }
     }
 
@@ -915,6 +918,62 @@ pub fn check_pipeline(
         schedule,
         name,
     })
+}
+
+/// `tests`: days, documents and table names, so `etl test` only fails on
+/// rows.
+fn check_tests(problems: &mut Vec<Problem>, spec: &PipelineSpec, tables: &[String]) {
+    for (i, case) in spec.tests.iter().enumerate() {
+        let at = ypath!("tests").index(i);
+        if let Some(ds) = &case.ds {
+            if NaiveDate::parse_from_str(ds, "%Y-%m-%d").is_err() {
+                problems.push(
+                    Problem::new(at.key("ds"), format!("invalid date `{ds}`"))
+                        .hint("expected `YYYY-MM-DD`"),
+                );
+            }
+        }
+        for (j, doc) in case.documents.iter().enumerate() {
+            if let Err(e) = crate::testing::parse_documents(std::slice::from_ref(doc)) {
+                problems.push(
+                    Problem::new(
+                        at.key("documents").index(j),
+                        e.replacen("documents[0]", "the document", 1),
+                    )
+                    .hint("documents are objects in MongoDB Extended JSON, such as `{ _id: 1, at: { $date: \"2020-06-01T00:00:00Z\" } }`"),
+                );
+            }
+        }
+        for r in &case.rejected {
+            if *r >= case.documents.len() {
+                problems.push(Problem::new(
+                    at.key("rejected"),
+                    format!(
+                        "no document at position {r}: the case has {}",
+                        case.documents.len()
+                    ),
+                ));
+            }
+        }
+        for table in case.expect.keys() {
+            if !tables.contains(table) {
+                problems.push(
+                    Problem::new(
+                        at.key("expect").key(table),
+                        format!("no table `{table}` in this pipeline"),
+                    )
+                    .hint(format!(
+                        "its tables are {}",
+                        tables
+                            .iter()
+                            .map(|t| format!("`{t}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                );
+            }
+        }
+    }
 }
 
 const COLUMN_HINT: &str = "BigQuery column names use letters, digits and `_`, do not start with a digit, and have at most 300 characters";

@@ -261,6 +261,41 @@ pub struct PipelineSpec {
     /// Cron schedule (five fields). Default: the project's, else `0 0 * * *`.
     #[serde(default)]
     pub schedule: Option<String>,
+
+    /// Flatten test cases, run offline by `etl test`: input documents and
+    /// the rows each output table must get.
+    #[serde(default)]
+    pub tests: Vec<TestCaseSpec>,
+}
+
+/// One `etl test` case.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct TestCaseSpec {
+    /// What the case shows, printed by `etl test`.
+    pub name: String,
+
+    /// The partition day (`YYYY-MM-DD`) the rows get in `_ds`. Default: the
+    /// partition's `start_date`.
+    #[serde(default)]
+    pub ds: Option<String>,
+
+    /// Input documents in MongoDB Extended JSON (`{"$date": ...}`,
+    /// `{"$numberLong": ...}` keep their BSON types).
+    pub documents: Vec<serde_json::Value>,
+
+    /// Expected rows per output table, in order. The root table is the
+    /// pipeline's name; child tables are named as `explode` makes them
+    /// (`orders__items`). A row lists its columns; a column left out must
+    /// be NULL, except `_ds`, which is only compared when listed. Tables
+    /// not listed are not checked.
+    #[serde(default)]
+    pub expect: BTreeMap<String, Vec<serde_json::Map<String, serde_json::Value>>>,
+
+    /// Positions (from 0) of the documents `on_type_conflict: reject` must
+    /// send to `_rejects`. Default: none.
+    #[serde(default)]
+    pub rejected: Vec<usize>,
 }
 
 /// The MongoDB collection to read.
