@@ -39,6 +39,10 @@ phase "etl test (the specs' flatten cases)"
 target/debug/etl test
 phase_end
 
+phase "etl schema lock --check (the committed schema locks match the specs)"
+target/debug/etl schema lock --check
+phase_end
+
 phase "tests"
 # Integration tests talk to the stack started above; they fail (never skip)
 # when it is not there.

@@ -853,3 +853,103 @@ sinks:
 
     client.database(&p.database).drop().await.unwrap();
 }
+
+/// The schema lock from data, then `on_new_field`: `fail` stops a day whose
+/// documents have a field the lock lacks, naming it; `ignore` loads the day
+/// without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn new_fields_follow_the_lock_and_the_policy() {
+    stack::mongo().await;
+    let p = Project::new("newfields", stack::mongo_port());
+    let client = mongodb::Client::with_uri_str(p.mongo_uri()).await.unwrap();
+    let events = client
+        .database(&p.database)
+        .collection::<bson::Document>("events");
+    let d1 = NaiveDate::from_ymd_opt(2020, 6, 1).unwrap();
+    let d2 = d1.succ_opt().unwrap();
+    let at = |d: NaiveDate, i: i64| bson::DateTime::from_millis(ms(d) + i * 60_000);
+    events
+        .insert_many([
+            doc! {"_id": 1, "created_at": at(d1, 1), "a": 1},
+            doc! {"_id": 2, "created_at": at(d1, 2), "a": 2},
+            doc! {"_id": 3, "created_at": at(d2, 1), "a": 3, "surprise": "new"},
+        ])
+        .await
+        .unwrap();
+    let spec = |policy: &str| {
+        format!(
+            "version: 1
+name: events
+source: {{ connection: mongo, database: {db}, collection: events }}
+partition: {{ field: created_at, kind: date, start_date: \"2020-06-01\" }}
+flatten: {{ on_new_field: {policy} }}
+sinks:
+  lake: {{ connection: lake, path: \"raw/events/dt={{{{ ds }}}}/events.jsonl.gz\" }}
+  warehouse: {{ type: bigquery, connection: warehouse, dataset: {db}, table: events, replace: staging }}
+",
+            db = p.database
+        )
+    };
+    let file = p.path().join("pipelines/events.yaml");
+    std::fs::write(&file, spec("fail")).unwrap();
+    let locked = run_ok(
+        &p,
+        &[
+            "schema",
+            "lock",
+            "pipelines/events.yaml",
+            "--date",
+            "2020-06-01",
+        ],
+    );
+    assert!(
+        locked.contains("wrote schemas/tables/events.json"),
+        "{locked}"
+    );
+
+    let out = p.etl(&[
+        "run",
+        "pipelines/events.yaml",
+        "--start",
+        "2020-06-01",
+        "--end",
+        "2020-06-02",
+    ]);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{summary}");
+    assert!(
+        summary.contains("1 done, 0 skipped (already done), 1 failed"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("table `events` has columns that schemas/tables/events.json lacks for `events`: surprise (on_new_field: fail)"),
+        "{summary}"
+    );
+
+    std::fs::write(&file, spec("ignore")).unwrap();
+    run_ok(
+        &p,
+        &["run", "pipelines/events.yaml", "--date", "2020-06-02"],
+    );
+    assert_eq!(bq_count(&p.database, "events", d2).await, 1);
+    let schema = stack::bigquery()
+        .await
+        .table()
+        .get(stack::BQ_PROJECT, &p.database, "events", None)
+        .await
+        .unwrap()
+        .schema;
+    let names: Vec<String> = schema
+        .fields
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["_ds", "_id", "created_at", "a"],
+        "the new field is left out"
+    );
+
+    client.database(&p.database).drop().await.unwrap();
+}

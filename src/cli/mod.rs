@@ -4,6 +4,7 @@
 //! `std::process::exit`, so tests can drive commands in-process.
 
 mod diagnostics;
+mod lock;
 mod plan;
 mod run;
 mod secrets;
@@ -74,7 +75,12 @@ pub enum Command {
 
 /// `etl schema`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SchemaArgs {
+    /// `etl schema lock`.
+    #[command(subcommand)]
+    pub command: Option<SchemaCommand>,
+
     /// Which schema to print.
     #[arg(value_enum, default_value_t = SchemaWhich::Pipeline)]
     pub which: SchemaWhich,
@@ -91,6 +97,14 @@ pub struct SchemaArgs {
     /// Print the Markdown field reference (`docs/spec.md`) instead.
     #[arg(long, conflicts_with_all = ["write", "check"])]
     pub docs: bool,
+}
+
+/// `etl schema` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Refresh the schema lock files (`schemas/tables/<pipeline>.json`) or,
+    /// with `--check`, fail when they are out of date.
+    Lock(lock::Args),
 }
 
 /// Which schema.
@@ -153,6 +167,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     };
     match cli.command {
         Command::Validate(args) => Ok(validate::run(&ctx, args)),
+        Command::Schema(SchemaArgs {
+            command: Some(SchemaCommand::Lock(args)),
+            ..
+        }) => lock::run(&ctx, args),
         Command::Schema(args) => schema(args),
         Command::Plan(args) => Ok(plan::run(&ctx, args)),
         Command::Test(args) => Ok(test::run(&ctx, args)),
@@ -223,7 +241,17 @@ pub(crate) fn load_plans(
         diags.extend(loaded.diagnostics.iter().cloned());
         if let Some(spec) = &loaded.spec {
             match crate::plan::check_pipeline(spec, file, &plan, &profile, &templates) {
-                Ok(p) => plans.push(p),
+                Ok(mut p) => {
+                    let path = crate::lock::SchemaLock::path(&plan.root, &p.name);
+                    match crate::lock::SchemaLock::read(&path) {
+                        Ok(lock) => p.lock = lock.map(Arc::new),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return Err(Exit::Usage);
+                        }
+                    }
+                    plans.push(p)
+                }
                 Err(problems) => diags.extend(problems.into_iter().map(|p| loaded.place(p))),
             }
         }

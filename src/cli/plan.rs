@@ -115,6 +115,9 @@ fn render(
         }
     }
     let _ = writeln!(o, "  schedule   {}", p.schedule);
+    for line in lock_lines(p) {
+        let _ = writeln!(o, "  {line}");
+    }
     for n in &range.notices {
         let _ = writeln!(o, "  notice: {n}");
     }
@@ -159,4 +162,40 @@ fn serde_plain<T: serde::Serialize>(v: &T) -> String {
         .ok()
         .and_then(|j| j.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// The schema lock against what the spec now makes, offline: the lines of
+/// `etl plan`'s `schema lock` entry.
+fn lock_lines(p: &crate::plan::PipelinePlan) -> Vec<String> {
+    let loaded: crate::spec::Loaded<crate::spec::PipelineSpec> =
+        crate::spec::load(&p.file, crate::spec::SpecKind::Pipeline);
+    let Some(spec) = loaded.spec else {
+        return Vec::new();
+    };
+    let Some(lock) = &p.lock else {
+        return vec![
+            "lock       none: run `etl schema lock` to record the tables' columns".to_owned(),
+        ];
+    };
+    match crate::lock::SchemaLock::offline(&spec, &p.name, Some(lock)) {
+        Err(e) => vec![format!("lock       cannot compare: {e}")],
+        Ok(next) => {
+            let changes = lock.diff(&next);
+            if changes.is_empty() {
+                let n = lock.tables.len();
+                vec![format!(
+                    "lock       up to date ({n} {}, {} columns)",
+                    if n == 1 { "table" } else { "tables" },
+                    lock.tables.values().map(|t| t.columns.len()).sum::<usize>()
+                )]
+            } else {
+                let mut lines = vec![format!(
+                    "lock       {} changes the spec makes, not in the lock yet (run `etl schema lock`):",
+                    changes.len()
+                )];
+                lines.extend(changes.iter().map(|c| format!("  {c}")));
+                lines
+            }
+        }
+    }
 }

@@ -29,7 +29,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 
 pub use ledger::{Ledger, PartitionRecord, Status};
-pub use partition::PartitionError;
+pub use partition::{PartitionError, PipelineRuntime};
 
 use crate::plan::{DayRange, PipelinePlan, ProjectPlan};
 use crate::template::Templates;

@@ -206,6 +206,41 @@ impl PipelineRuntime {
             .await
     }
 
+    /// Pass 1 alone over day `day`'s documents, streamed from MongoDB into
+    /// `builders` (from [`Tables::schema_builders`]): what `etl schema lock`
+    /// learns from data. Returns the documents read.
+    pub async fn infer_day(
+        &self,
+        day: NaiveDate,
+        builders: &mut [crate::flatten::SchemaBuilder],
+    ) -> Result<u64, PartitionError> {
+        let tables = self.tables().await?.clone();
+        let target = self
+            .plan
+            .target(day, &self.templates)
+            .map_err(PartitionError::fatal)?;
+        let read = ReadOptions {
+            batch_size: self.plan.source.batch_size,
+            max_time: self.plan.source.max_time_ms.map(Duration::from_millis),
+            projection: self.plan.source.projection.clone(),
+        };
+        let mut cursor = self.source().await?.find(target.filter, &read).await?;
+        let mut n = 0;
+        while cursor.advance().await? {
+            let doc = cursor.current();
+            tables.infer(doc, builders).map_err(|e| {
+                PartitionError::fatal(format!("flattening document {}: {e}", doc_id(doc)))
+            })?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The compiled flatten rules of every table.
+    pub async fn flatten_tables(&self) -> Result<Arc<Tables>, PartitionError> {
+        Ok(self.tables().await?.clone())
+    }
+
     /// Runs the partition once. `dir` is its staging folder.
     pub async fn run(
         &self,
@@ -312,7 +347,8 @@ impl PipelineRuntime {
         let (dataset, root) = self.warehouse_names(target)?;
         let names = tables.names(&root);
         let mut schemas = Vec::with_capacity(names.len());
-        for (name, builder) in names.iter().zip(inferred) {
+        let logical = tables.names(&self.plan.name);
+        for (i, (name, builder)) in names.iter().zip(inferred).enumerate() {
             let existing = match warehouse {
                 Warehouse::Bigquery { sink, .. } => sink
                     .table_schema(&dataset, name)
@@ -327,13 +363,21 @@ impl PipelineRuntime {
                 );
             }
             let null_only: Vec<String> = builder.null_only().map(str::to_owned).collect();
+            // The lock's types come first: they are the reviewed ones.
+            let locked = self
+                .plan
+                .lock
+                .as_ref()
+                .map(|l| l.table(&logical[i]).cloned().unwrap_or_default());
+            let baseline = locked.as_ref().or(existing.as_ref());
+            let mut found = builder.finish_against(baseline);
+            if let Some(locked) = &locked {
+                let policy = tables.tables()[i].flattener.new_field_policy();
+                self.new_fields(day, name, &logical[i], locked, &mut found, policy)?;
+            }
             schemas.push(
-                merge_schema(
-                    existing.as_ref(),
-                    builder.finish_against(existing.as_ref()),
-                    &null_only,
-                )
-                .map_err(|e| PartitionError::fatal(format!("table `{name}`: {}", e.message)))?,
+                merge_schema(existing.as_ref(), found, &null_only)
+                    .map_err(|e| PartitionError::fatal(format!("table `{name}`: {}", e.message)))?,
             );
         }
         let rows_paths: Vec<PathBuf> = (0..names.len())
@@ -430,6 +474,54 @@ impl PipelineRuntime {
                     "reconciliation failed: table `{name}` holds {} rows for {day}, {} were written",
                     loaded[i], rows[i]
                 )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `on_new_field` for one table: the columns of `found` that the
+    /// schema lock lacks are added (and logged), dropped, or fail the
+    /// partition.
+    fn new_fields(
+        &self,
+        day: NaiveDate,
+        table: &str,
+        logical: &str,
+        locked: &TableSchema,
+        found: &mut TableSchema,
+        policy: crate::spec::NewFieldPolicy,
+    ) -> Result<(), PartitionError> {
+        use crate::spec::NewFieldPolicy;
+        let new: Vec<String> = found
+            .columns
+            .iter()
+            .filter(|c| locked.get(&c.name).is_none())
+            .map(|c| c.name.clone())
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let lock_file = format!("schemas/tables/{}.json", self.plan.name);
+        match policy {
+            NewFieldPolicy::Add => {
+                tracing::warn!(
+                    pipeline = %self.plan.name, partition = %day, %table, columns = %new.join(", "),
+                    "new columns, not in {lock_file}: added to the table (on_new_field: add); record them with `etl schema lock`"
+                );
+            }
+            NewFieldPolicy::Ignore => {
+                tracing::info!(
+                    pipeline = %self.plan.name, partition = %day, %table, columns = %new.join(", "),
+                    "fields not in {lock_file} are left out (on_new_field: ignore)"
+                );
+                found.columns.retain(|c| locked.get(&c.name).is_some());
+            }
+            NewFieldPolicy::Fail => {
+                return Err(PartitionError::fatal(format!(
+                    "table `{table}` has columns that {lock_file} lacks for `{logical}`: {} (on_new_field: fail); \
+                     review them, then record them with `etl schema lock --date {day}`, or set `on_new_field: add` or `ignore`",
+                    new.join(", ")
+                )))
             }
         }
         Ok(())

@@ -284,6 +284,13 @@ impl From<ExtJsonError> for FlattenError {
     }
 }
 
+/// The type a column takes when it holds values of types `a` and `b`
+/// under `coerce`: INT64 with FLOAT64 is FLOAT64, NUMERIC with BIGNUMERIC
+/// is BIGNUMERIC, any other mix is STRING.
+pub fn widen(a: crate::spec::ColumnType, b: crate::spec::ColumnType) -> crate::spec::ColumnType {
+    value::merge_kinds(a, b)
+}
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 impl Flattener {

@@ -273,6 +273,9 @@ pub struct PipelinePlan {
     pub warehouse: WarehousePlan,
     /// Cron schedule.
     pub schedule: String,
+    /// The schema lock, read by the caller (checks read no files): None
+    /// when the pipeline has none.
+    pub lock: Option<std::sync::Arc<crate::lock::SchemaLock>>,
 }
 
 /// What to read.
@@ -916,6 +919,7 @@ pub fn check_pipeline(
         },
         warehouse,
         schedule,
+        lock: None,
         name,
     })
 }
