@@ -20,6 +20,7 @@
 //! - [`extjson`]: MongoDB Extended JSON written straight from raw BSON (the lake's lines).
 //! - [`flatten`]: pure and synchronous: documents into NDJSON rows and their
 //!   table schemas, one per output table (child tables from `explode`).
+//! - [`infer`]: `etl infer`'s profile of a collection and its draft spec.
 //! - [`lock`]: schema lock files, the reviewed columns of each output table.
 //! - [`testing`]: `etl test`, a spec's flatten test cases run offline.
 //! - [`sink`]: the lake (`object_store`), BigQuery, and Parquet datasets.
@@ -35,6 +36,7 @@ pub mod engine;
 pub mod exit;
 pub mod extjson;
 pub mod flatten;
+pub mod infer;
 pub mod lock;
 pub mod plan;
 pub mod redact;

@@ -953,3 +953,107 @@ sinks:
 
     client.database(&p.database).drop().await.unwrap();
 }
+
+/// `etl infer` on a collection seeded only here: it reads every document
+/// of the days asked, drafts a spec and its lock, and the draft validates
+/// and loads every document and array element without edits.
+#[tokio::test(flavor = "multi_thread")]
+async fn infer_drafts_a_spec_that_runs_without_edits() {
+    stack::mongo().await;
+    let p = Project::new("infer", stack::mongo_port());
+    let client = mongodb::Client::with_uri_str(p.mongo_uri()).await.unwrap();
+    let reviews = client
+        .database(&p.database)
+        .collection::<bson::Document>("reviews");
+    let d1 = NaiveDate::from_ymd_opt(2020, 6, 1).unwrap();
+    let d2 = d1.succ_opt().unwrap();
+    let mut docs = Vec::new();
+    let mut photos = [0u64; 2];
+    for i in 0..40i64 {
+        let day = if i < 25 { d1 } else { d2 };
+        let n_photos = (i % 4) as usize;
+        photos[usize::from(day == d2)] += n_photos as u64;
+        // Ratings are numbers on day 1; a few are strings on day 2.
+        let rating = if day == d2 && i % 5 == 0 {
+            bson::Bson::String(format!("{}", i % 5 + 1))
+        } else {
+            bson::Bson::Int32((i % 5 + 1) as i32)
+        };
+        docs.push(doc! {
+            "_id": bson::oid::ObjectId::new(),
+            "posted_at": bson::DateTime::from_millis(ms(day) + i * 60_000),
+            "author": { "name": format!("a{i}"), "country": "FR" },
+            "rating": rating,
+            "tags": (0..i % 3).map(|t| format!("t{t}")).collect::<Vec<_>>(),
+            "photos": (0..n_photos).map(|k| doc! {"url": format!("u{i}-{k}"), "w": 100 + k as i32}).collect::<Vec<_>>(),
+        });
+    }
+    reviews.insert_many(docs).await.unwrap();
+
+    let report = run_ok(
+        &p,
+        &[
+            "infer",
+            "--database",
+            &p.database,
+            "--collection",
+            "reviews",
+            "--start",
+            "2020-06-01",
+            "--end",
+            "2020-06-02",
+        ],
+    );
+    assert!(
+        report.contains("partition field: `posted_at` (date;"),
+        "{report}"
+    );
+    assert!(
+        report.contains("read all 40 documents of 2 partitions"),
+        "{report}"
+    );
+    assert!(report.contains("  rating "), "{report}");
+    assert!(
+        report.contains("int 37, string 3  -> type conflict"),
+        "{report}"
+    );
+    assert!(report.contains("-> explode"), "{report}");
+    let draft = std::fs::read_to_string(p.path().join("pipelines/reviews.yaml")).unwrap();
+    assert!(
+        draft.contains("path: \"$.photos\"\n        policy: explode"),
+        "{draft}"
+    );
+    assert!(
+        draft.contains("path: \"$.tags\"\n        policy: repeated"),
+        "{draft}"
+    );
+
+    run_ok(&p, &["validate", "pipelines/reviews.yaml"]);
+    let summary = run_ok(
+        &p,
+        &[
+            "run",
+            "pipelines/reviews.yaml",
+            "--start",
+            "2020-06-01",
+            "--end",
+            "2020-06-02",
+        ],
+    );
+    assert!(summary.contains("2 done"), "{summary}");
+    assert_eq!(bq_count(&p.database, "reviews", d1).await, 25);
+    assert_eq!(bq_count(&p.database, "reviews", d2).await, 15);
+    assert_eq!(
+        bq_count(&p.database, "reviews__photos", d1).await,
+        photos[0]
+    );
+    assert_eq!(
+        bq_count(&p.database, "reviews__photos", d2).await,
+        photos[1]
+    );
+    // Day 1 alone had only numbers, but the lock saw both days: one type.
+    assert_eq!(bq_non_null(&p.database, "reviews", "rating", d1).await, 25);
+    assert_eq!(bq_non_null(&p.database, "reviews", "rating", d2).await, 15);
+
+    client.database(&p.database).drop().await.unwrap();
+}

@@ -4,6 +4,7 @@
 //! `std::process::exit`, so tests can drive commands in-process.
 
 mod diagnostics;
+mod infer;
 mod lock;
 mod plan;
 mod run;
@@ -62,6 +63,8 @@ pub enum Command {
     Plan(plan::Args),
     /// Run the specs' flatten test cases offline and show what differs.
     Test(test::Args),
+    /// Draft a pipeline spec and its schema lock from a collection's documents.
+    Infer(infer::Args),
     /// Extract, archive, flatten and load each day (catch-up by default).
     Run(run::RunArgs),
     /// Show the ledger per day, with failures and missing days.
@@ -174,6 +177,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Schema(args) => schema(args),
         Command::Plan(args) => Ok(plan::run(&ctx, args)),
         Command::Test(args) => Ok(test::run(&ctx, args)),
+        Command::Infer(args) => infer::run(&ctx, args),
         Command::Run(args) => run::run(&ctx, args),
         Command::Status(args) => run::status(&ctx, args),
         Command::Demo(args) => demo(&ctx, args),

@@ -215,6 +215,21 @@ impl PipelineRuntime {
         builders: &mut [crate::flatten::SchemaBuilder],
     ) -> Result<u64, PartitionError> {
         let tables = self.tables().await?.clone();
+        self.scan_day(day, &mut |doc| {
+            tables.infer(doc, builders).map_err(|e| {
+                PartitionError::fatal(format!("flattening document {}: {e}", doc_id(doc)))
+            })
+        })
+        .await
+    }
+
+    /// Calls `f` with each of day `day`'s documents, streamed in `_id`
+    /// order. Returns the documents read.
+    pub async fn scan_day(
+        &self,
+        day: NaiveDate,
+        f: &mut (dyn FnMut(&bson::RawDocument) -> Result<(), PartitionError> + Send),
+    ) -> Result<u64, PartitionError> {
         let target = self
             .plan
             .target(day, &self.templates)
@@ -227,10 +242,7 @@ impl PipelineRuntime {
         let mut cursor = self.source().await?.find(target.filter, &read).await?;
         let mut n = 0;
         while cursor.advance().await? {
-            let doc = cursor.current();
-            tables.infer(doc, builders).map_err(|e| {
-                PartitionError::fatal(format!("flattening document {}: {e}", doc_id(doc)))
-            })?;
+            f(cursor.current())?;
             n += 1;
         }
         Ok(n)
@@ -372,6 +384,23 @@ impl PipelineRuntime {
             let baseline = locked.as_ref().or(existing.as_ref());
             let mut found = builder.finish_against(baseline);
             if let Some(locked) = &locked {
+                // Under `coerce` too: a day whose values fit the lock's
+                // wider type gets that type, so every day loads into the
+                // same table.
+                for c in &mut found.columns {
+                    if let Some(l) = locked.get(&c.name) {
+                        let null_only_today = null_only.contains(&c.name);
+                        if null_only_today
+                            || (l.repeated == c.repeated
+                                && c.kind != ColumnType::Record
+                                && crate::flatten::widen(c.kind, l.kind) == l.kind)
+                        {
+                            c.kind = l.kind;
+                            c.repeated = l.repeated;
+                            c.fields = l.fields.clone();
+                        }
+                    }
+                }
                 let policy = tables.tables()[i].flattener.new_field_policy();
                 self.new_fields(day, name, &logical[i], locked, &mut found, policy)?;
             }
