@@ -241,24 +241,8 @@ fn diff_columns(table: &str, old: &[Column], new: &[Column], out: &mut Vec<Chang
     }
 }
 
-/// `STRING`, `REPEATED INT64`, `REPEATED RECORD<at TIMESTAMP, price FLOAT64>`.
 fn type_label(c: &Column) -> String {
-    let mut s = String::new();
-    if c.repeated {
-        s.push_str("REPEATED ");
-    }
-    s.push_str(c.kind.bigquery_name());
-    if c.kind == ColumnType::Record {
-        let fields: Vec<String> = c
-            .fields
-            .iter()
-            .map(|f| format!("{} {}", f.name, type_label(f)))
-            .collect();
-        s.push('<');
-        s.push_str(&fields.join(", "));
-        s.push('>');
-    }
-    s
+    c.type_label()
 }
 
 /// One difference between a lock and what it would now be.

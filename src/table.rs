@@ -34,6 +34,27 @@ pub struct Column {
 }
 
 impl Column {
+    /// The type as people read it: `STRING`, `REPEATED INT64`,
+    /// `REPEATED RECORD<at TIMESTAMP, price FLOAT64>`.
+    pub fn type_label(&self) -> String {
+        let mut s = String::new();
+        if self.repeated {
+            s.push_str("REPEATED ");
+        }
+        s.push_str(self.kind.bigquery_name());
+        if self.kind == ColumnType::Record {
+            let fields: Vec<String> = self
+                .fields
+                .iter()
+                .map(|f| format!("{} {}", f.name, f.type_label()))
+                .collect();
+            s.push('<');
+            s.push_str(&fields.join(", "));
+            s.push('>');
+        }
+        s
+    }
+
     /// A NULLABLE column of a scalar type.
     pub fn new(name: impl Into<String>, kind: ColumnType) -> Self {
         Column {

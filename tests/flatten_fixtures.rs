@@ -17,12 +17,13 @@
 //! a BigQuery load. The demo pipelines' rules run over the demo data the
 //! same way.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use bson::{Bson, RawDocumentBuf};
 use chrono::NaiveDate;
-use etl::flatten::{Flattener, SchemaBuilder};
+use etl::flatten::Tables;
 use etl::spec::{FlattenSpec, PipelineSpec};
 use etl::table::TableSchema;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,19 @@ struct Fixture {
     expected_rows: Vec<Value>,
     #[serde(default)]
     expected_renames: Option<Vec<(String, String)>>,
+    /// Child tables (the root table is named `t`).
+    #[serde(default)]
+    expected_tables: BTreeMap<String, ExpectedTable>,
+    /// Positions of the documents `on_type_conflict: reject` sets aside.
+    #[serde(default)]
+    expected_rejected: Vec<usize>,
+}
+
+#[derive(Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectedTable {
+    schema: Vec<ExpectedColumn>,
+    rows: Vec<Value>,
 }
 
 #[derive(Debug, PartialEq, Deserialize, Serialize)]
@@ -53,6 +67,10 @@ struct Actual {
     expected_schema: Vec<ExpectedColumn>,
     expected_rows: Vec<Value>,
     expected_renames: Vec<(String, String)>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    expected_tables: BTreeMap<String, ExpectedTable>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    expected_rejected: Vec<usize>,
 }
 
 fn fixtures() -> Vec<PathBuf> {
@@ -70,38 +88,48 @@ fn day() -> NaiveDate {
     NaiveDate::from_ymd_opt(2020, 6, 1).expect("a date")
 }
 
-/// What both passes make of some documents.
+/// What both passes make of some documents, per table, root first.
 struct Flattened {
-    schema: TableSchema,
+    tables: Vec<(String, TableSchema, String)>,
     renames: Vec<(String, String)>,
-    /// The rows file.
-    rows: String,
+    rejected: Vec<usize>,
 }
 
-/// Both passes over `docs`, as the engine runs them.
+/// Both passes over `docs` for every table, as the engine runs them.
 fn flatten(spec: &FlattenSpec, docs: &[RawDocumentBuf]) -> Result<Flattened, String> {
-    let flattener = Flattener::new(spec).map_err(|e| format!("rules: {e}"))?;
-    let mut builder = SchemaBuilder::new();
-    for (i, doc) in docs.iter().enumerate() {
-        flattener
-            .infer(doc, &mut builder)
-            .map_err(|e| format!("infer documents[{i}]: {e}"))?;
+    let tables = Tables::new(spec).map_err(|e| format!("rules: {e}"))?;
+    let (out, rejected) = tables
+        .flatten_all_rejecting(docs, day())
+        .map_err(|e| e.to_string())?;
+    let renames = out[0].renames.clone();
+    let mut flat = Vec::new();
+    for (name, t) in tables.names("t").into_iter().zip(out) {
+        let text = String::from_utf8(t.rows).map_err(|e| format!("rows are not UTF-8: {e}"))?;
+        loads(&t.schema, &text).map_err(|e| format!("{name}: {e}"))?;
+        flat.push((name, t.schema, text));
     }
-    let renames = builder.renames().to_vec();
-    let schema = builder.finish();
-    let mut out = Vec::new();
-    for (i, doc) in docs.iter().enumerate() {
-        flattener
-            .write_row(doc, day(), &schema, &mut out)
-            .map_err(|e| format!("write_row documents[{i}]: {e}"))?;
-    }
-    let text = String::from_utf8(out).map_err(|e| format!("rows are not UTF-8: {e}"))?;
-    loads(&schema, &text)?;
     Ok(Flattened {
-        schema,
+        tables: flat,
         renames,
-        rows: text,
+        rejected: rejected.iter().map(|r| r.index).collect(),
     })
+}
+
+fn columns(schema: &TableSchema) -> Vec<ExpectedColumn> {
+    schema
+        .columns
+        .iter()
+        .map(|c| ExpectedColumn {
+            name: c.name.clone(),
+            kind: c.type_label(),
+        })
+        .collect()
+}
+
+fn parse_rows(text: &str) -> Result<Vec<Value>, String> {
+    text.lines()
+        .map(|line| serde_json::from_str(line).map_err(|e| format!("invalid row {line}: {e}")))
+        .collect()
 }
 
 /// The rows decode into the Parquet sink's Arrow schema, one per line.
@@ -136,31 +164,36 @@ fn run(fixture: &Fixture) -> Result<Actual, String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let Flattened {
-        schema,
+        tables,
         renames,
-        rows: text,
+        rejected,
     } = flatten(&fixture.flatten, &docs)?;
-    let rows = text
-        .lines()
-        .map(|line| serde_json::from_str(line).map_err(|e| format!("invalid row {line}: {e}")))
-        .collect::<Result<Vec<Value>, _>>()?;
-    if !text.ends_with('\n') || rows.len() != docs.len() {
+    let mut tables = tables.into_iter();
+    let (_, schema, text) = tables.next().expect("a root table");
+    let rows = parse_rows(&text)?;
+    if !text.is_empty() && !text.ends_with('\n') || rows.len() + rejected.len() != docs.len() {
         return Err(format!(
-            "expected {} rows, one per line, got:\n{text}",
-            docs.len()
+            "expected {} rows, one per line, and {} rejected, got:\n{text}",
+            docs.len() - rejected.len(),
+            rejected.len()
         ));
     }
+    let mut children = BTreeMap::new();
+    for (name, schema, text) in tables {
+        children.insert(
+            name,
+            ExpectedTable {
+                schema: columns(&schema),
+                rows: parse_rows(&text)?,
+            },
+        );
+    }
     Ok(Actual {
-        expected_schema: schema
-            .columns
-            .iter()
-            .map(|c| ExpectedColumn {
-                name: c.name.clone(),
-                kind: c.kind.bigquery_name().to_owned(),
-            })
-            .collect(),
+        expected_schema: columns(&schema),
         expected_rows: rows,
         expected_renames: renames,
+        expected_tables: children,
+        expected_rejected: rejected,
     })
 }
 
@@ -221,6 +254,31 @@ fn diff(fixture: &Fixture, actual: &Actual) -> Option<String> {
             }
         }
     }
+    if fixture.expected_tables != actual.expected_tables {
+        for (name, want) in &fixture.expected_tables {
+            match actual.expected_tables.get(name) {
+                None => {
+                    let _ = writeln!(out, "  table {name}: expected, not made");
+                }
+                Some(got) if got != want => {
+                    let _ = writeln!(out, "  table {name}: differs");
+                }
+                Some(_) => {}
+            }
+        }
+        for name in actual.expected_tables.keys() {
+            if !fixture.expected_tables.contains_key(name) {
+                let _ = writeln!(out, "  table {name}: made, not expected");
+            }
+        }
+    }
+    if fixture.expected_rejected != actual.expected_rejected {
+        let _ = writeln!(
+            out,
+            "  rejected: expected {:?}, got {:?}",
+            fixture.expected_rejected, actual.expected_rejected
+        );
+    }
     if let Some(renames) = &fixture.expected_renames {
         if *renames != actual.expected_renames {
             let _ = writeln!(
@@ -237,8 +295,8 @@ fn diff(fixture: &Fixture, actual: &Actual) -> Option<String> {
 fn every_flatten_fixture_gives_its_schema_and_rows() {
     let files = fixtures();
     assert!(
-        files.len() >= 20,
-        "expected at least 20 fixtures, found {}",
+        files.len() >= 40,
+        "expected at least 40 fixtures, found {}",
         files.len()
     );
     let mut failures = Vec::new();

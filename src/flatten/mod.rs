@@ -117,6 +117,9 @@ pub struct Flattener {
     default_array: ArrayPolicy,
     conflict: TypeConflictPolicy,
     new_field: NewFieldPolicy,
+    /// `decimal: bignumeric`: every Decimal128 is BIGNUMERIC.
+    bignumeric: bool,
+    object_id_timestamps: bool,
     rules: Rules,
 }
 
@@ -284,6 +287,18 @@ impl From<ExtJsonError> for FlattenError {
     }
 }
 
+/// A value's column type, with `decimal: bignumeric` applied.
+pub(crate) fn kind_of(
+    bignumeric: bool,
+    value: crate::extjson::Value<'_>,
+) -> Option<crate::spec::ColumnType> {
+    use crate::spec::ColumnType;
+    match value::natural_kind(value) {
+        Some(ColumnType::Numeric) if bignumeric => Some(ColumnType::Bignumeric),
+        other => other,
+    }
+}
+
 /// The type a column takes when it holds values of types `a` and `b`
 /// under `coerce`: INT64 with FLOAT64 is FLOAT64, NUMERIC with BIGNUMERIC
 /// is BIGNUMERIC, any other mix is STRING.
@@ -304,6 +319,8 @@ impl Flattener {
             default_array: spec.arrays.default,
             conflict: spec.on_type_conflict,
             new_field: spec.on_new_field,
+            bignumeric: spec.decimal == crate::spec::DecimalType::Bignumeric,
+            object_id_timestamps: spec.object_id_timestamps,
             rules: Rules::compile(spec)?,
         })
     }

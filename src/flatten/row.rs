@@ -87,6 +87,8 @@ struct OutColumn {
     repeated: bool,
     /// A RECORD's fields: `"name":` and type.
     fields: Vec<(Box<str>, Box<[u8]>, ColumnType)>,
+    /// The column `<name>__ts` of `object_id_timestamps`, or NONE.
+    ts: u32,
 }
 
 impl Resolved {
@@ -113,11 +115,19 @@ impl Resolved {
                         (f.name.as_str().into(), prefix.into_boxed_slice(), f.kind)
                     })
                     .collect(),
+                ts: NONE,
             });
             by_name.entry(c.name.clone()).or_insert(i as u32);
             by_lowercase
                 .entry(c.name.to_ascii_lowercase())
                 .or_insert(i as u32);
+        }
+        if flattener.object_id_timestamps {
+            for c in &mut columns {
+                if let Some(&ts) = by_name.get(&format!("{}{}", c.name, super::schema::TS_SUFFIX)) {
+                    c.ts = ts;
+                }
+            }
         }
         let mut resolved = Resolved {
             columns,
@@ -163,6 +173,7 @@ impl Resolved {
 
 struct RowVisitor<'a> {
     conflict: TypeConflictPolicy,
+    bignumeric: bool,
     skip_missing: bool,
     naming: &'a Naming,
     resolved: &'a mut Resolved,
@@ -199,6 +210,18 @@ impl Visitor for RowVisitor<'_> {
             self.out.push(b']');
         } else if !write_as(leaf, column.kind, self.out)? {
             self.out.truncate(mark);
+        }
+        if column.ts != NONE {
+            if let Value::ObjectId(oid) = leaf.value {
+                let ts = &self.resolved.columns[column.ts as usize];
+                self.out.extend_from_slice(&ts.prefix);
+                self.out.push(b'"');
+                super::value::write_timestamp_micros(
+                    i64::from(oid.timestamp().timestamp_millis() / 1000) * 1_000_000,
+                    self.out,
+                );
+                self.out.push(b'"');
+            }
         }
         Ok(())
     }
@@ -353,7 +376,7 @@ impl RowVisitor<'_> {
                 _ => Ok(slot),
             };
         }
-        let Some(kind) = natural_kind(leaf.value) else {
+        let Some(kind) = super::kind_of(self.bignumeric, leaf.value) else {
             return Ok(slot);
         };
         if conflict::fits(kind, column.kind) {
@@ -463,6 +486,7 @@ impl Flattener {
         if self.auto_columns {
             let mut visitor = RowVisitor {
                 conflict: self.conflict,
+                bignumeric: self.bignumeric,
                 skip_missing: self.new_field == NewFieldPolicy::Ignore,
                 naming: &self.rules.naming,
                 resolved,

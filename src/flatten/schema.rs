@@ -13,11 +13,14 @@ use crate::spec::{ColumnType, TypeConflictPolicy};
 use crate::table::{Column, TableSchema, DS_COLUMN};
 
 use super::naming::{jsonpath, BaseName, Naming};
-use super::value::{merge_kinds, natural_kind, Leaf};
+use super::value::{merge_kinds, Leaf};
 use super::walk::Visitor;
 use super::{FlattenError, Flattener};
 use crate::extjson::Value;
 use bson::raw::RawDocument;
+
+/// The suffix of an ObjectId column's derived TIMESTAMP column.
+pub(crate) const TS_SUFFIX: &str = "__ts";
 
 /// "No column yet" in a trie slot.
 pub(crate) const NONE: u32 = u32::MAX;
@@ -135,6 +138,8 @@ impl PathTrie {
 pub struct SchemaBuilder {
     seeded: bool,
     conflict: TypeConflictPolicy,
+    bignumeric: bool,
+    object_id_timestamps: bool,
     naming: Naming,
     explicit: Vec<Column>,
     trie: PathTrie,
@@ -158,6 +163,8 @@ struct AutoColumn {
     repeated: bool,
     /// Objects seen as elements of a `repeated` array: their fields.
     record: Option<RecordStats>,
+    /// ObjectIds seen, for `object_id_timestamps`.
+    object_ids: u64,
 }
 
 /// The fields of the objects in a `repeated` array.
@@ -212,6 +219,8 @@ impl SchemaBuilder {
         SchemaBuilder {
             seeded: false,
             conflict: TypeConflictPolicy::Coerce,
+            bignumeric: false,
+            object_id_timestamps: false,
             naming: Naming::new("__", []),
             explicit: Vec::new(),
             trie: PathTrie::new(),
@@ -227,6 +236,8 @@ impl SchemaBuilder {
         }
         self.seeded = true;
         self.conflict = flattener.conflict;
+        self.bignumeric = flattener.bignumeric;
+        self.object_id_timestamps = flattener.object_id_timestamps;
         self.naming = flattener.rules.naming.clone();
         self.explicit = flattener
             .rules
@@ -254,7 +265,7 @@ impl SchemaBuilder {
     /// seen on a tie). Under `variant`, each type that does not fit it gets
     /// its variant column, right after. Under `coerce`, `baseline` is not
     /// used: the engine widens against the table afterwards.
-    pub fn finish_against(self, baseline: Option<&TableSchema>) -> TableSchema {
+    pub fn finish_against(mut self, baseline: Option<&TableSchema>) -> TableSchema {
         let mut columns = Vec::with_capacity(1 + self.explicit.len() + self.columns.len());
         columns.push(Column {
             name: DS_COLUMN.to_owned(),
@@ -262,11 +273,33 @@ impl SchemaBuilder {
             repeated: false,
             fields: Vec::new(),
         });
-        columns.extend(self.explicit);
-        for c in self.columns {
+        columns.extend(std::mem::take(&mut self.explicit));
+        let autos = std::mem::take(&mut self.columns);
+        for c in autos {
+            let derived = (self.object_id_timestamps && c.object_ids > 0)
+                .then(|| Column::new(format!("{}{TS_SUFFIX}", c.name), ColumnType::Timestamp));
+            let first = columns.len();
+            self.finish_column(c, baseline, &mut columns);
+            if let Some(ts) = derived {
+                // Right after its column (before any variants).
+                columns.insert(first + 1, ts);
+            }
+        }
+        TableSchema { columns }
+    }
+
+    /// One automatic column, with its variants, as `finish_against`
+    /// describes.
+    fn finish_column(
+        &self,
+        c: AutoColumn,
+        baseline: Option<&TableSchema>,
+        columns: &mut Vec<Column>,
+    ) {
+        {
             if let Some(record) = &c.record {
                 columns.push(c.record_column(record));
-                continue;
+                return;
             }
             // A REPEATED column cannot have variants: under `variant` it
             // widens like under `coerce`, so no element is lost.
@@ -279,7 +312,7 @@ impl SchemaBuilder {
                     repeated: c.repeated,
                     fields: Vec::new(),
                 });
-                continue;
+                return;
             }
             let base = baseline
                 .and_then(|b| b.get(&c.name))
@@ -315,7 +348,6 @@ impl SchemaBuilder {
             });
             columns.extend(variant_columns);
         }
-        TableSchema { columns }
     }
 
     /// Paths whose column name is not their plain name because another
@@ -386,6 +418,7 @@ impl SchemaBuilder {
             kinds: Vec::new(),
             repeated: false,
             record: None,
+            object_ids: 0,
         });
         self.trie.set_slot(node, id);
         id
@@ -435,7 +468,7 @@ impl SchemaBuilder {
             .get_or_insert_with(RecordStats::default);
         for item in crate::extjson::elements(doc) {
             let (key, value) = item?;
-            let kind = natural_kind(value);
+            let kind = super::kind_of(self.bignumeric, value);
             match record.fields.iter_mut().find(|(k, _, _)| k == key) {
                 Some((_, _, have)) => {
                     if let Some(kind) = kind {
@@ -461,8 +494,11 @@ impl SchemaBuilder {
     /// Counts a value's type in column `id`.
     #[inline]
     fn record(&mut self, id: u32, leaf: Leaf<'_>) {
-        if let Some(kind) = natural_kind(leaf.value) {
+        if let Some(kind) = super::kind_of(self.bignumeric, leaf.value) {
             let column = &mut self.columns[id as usize];
+            if matches!(leaf.value, Value::ObjectId(_)) {
+                column.object_ids += 1;
+            }
             column.kind = Some(match column.kind {
                 None => kind,
                 Some(have) => merge_kinds(have, kind),

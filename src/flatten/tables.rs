@@ -186,6 +186,8 @@ impl Tables {
                     max_depth: spec.max_depth,
                     on_new_field: spec.on_new_field,
                     on_type_conflict: spec.on_type_conflict,
+                    decimal: spec.decimal,
+                    object_id_timestamps: spec.object_id_timestamps,
                     ..FlattenSpec::default()
                 },
             };

@@ -418,6 +418,28 @@ pub struct FlattenSpec {
     /// `coerce`.
     #[serde(default)]
     pub on_type_conflict: TypeConflictPolicy,
+
+    /// The column type of Decimal128 values. Default: `numeric`.
+    #[serde(default)]
+    pub decimal: DecimalType,
+
+    /// Give every column of ObjectIds a TIMESTAMP column `<column>__ts` with
+    /// their creation time (seconds), right after it. Default: `false`.
+    #[serde(default)]
+    pub object_id_timestamps: bool,
+}
+
+/// The column type of Decimal128 values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DecimalType {
+    /// NUMERIC (29 integer and 9 fraction digits). A value that does not
+    /// fit is BIGNUMERIC, and follows `on_type_conflict` in a NUMERIC
+    /// column (`coerce` widens the column to BIGNUMERIC).
+    #[default]
+    Numeric,
+    /// BIGNUMERIC (38 and 38 digits) for every decimal.
+    Bignumeric,
 }
 
 impl Default for FlattenSpec {
@@ -431,6 +453,8 @@ impl Default for FlattenSpec {
             arrays: ArraysSpec::default(),
             on_new_field: NewFieldPolicy::default(),
             on_type_conflict: TypeConflictPolicy::default(),
+            decimal: DecimalType::default(),
+            object_id_timestamps: false,
         }
     }
 }
