@@ -217,7 +217,7 @@ impl Visitor for RowVisitor<'_> {
                 self.out.extend_from_slice(&ts.prefix);
                 self.out.push(b'"');
                 super::value::write_timestamp_micros(
-                    i64::from(oid.timestamp().timestamp_millis() / 1000) * 1_000_000,
+                    oid.timestamp().timestamp_millis() / 1000 * 1_000_000,
                     self.out,
                 );
                 self.out.push(b'"');
