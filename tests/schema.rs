@@ -158,3 +158,29 @@ fn spec_reference_doc_is_fresh() {
         "docs/spec.md is stale: run `cargo run -- schema --docs > docs/spec.md` and commit the result"
     );
 }
+
+/// docs/types.md names every column type etl writes, and every policy.
+#[test]
+fn the_types_page_covers_every_type_and_policy() {
+    use etl::spec::ColumnType::*;
+    let page = std::fs::read_to_string(common::root().join("docs/types.md")).unwrap();
+    for t in [
+        String, Int64, Float64, Numeric, Bignumeric, Bool, Timestamp, Date, Bytes, Json, Record,
+    ] {
+        assert!(
+            page.contains(&format!("`{}", t.bigquery_name()))
+                || page.contains(&format!(" {}`", t.bigquery_name())),
+            "docs/types.md does not mention {}",
+            t.bigquery_name()
+        );
+    }
+    for word in [
+        "`coerce`",
+        "`variant`",
+        "`reject`",
+        "object_id_timestamps",
+        "decimal: bignumeric",
+    ] {
+        assert!(page.contains(word), "docs/types.md does not mention {word}");
+    }
+}
