@@ -15,6 +15,8 @@
 //!   flattener and the sinks.
 //! - [`redact`]: display helpers that keep passwords out of every message.
 //! - [`secrets`]: `age`-encrypted secrets, decrypted in memory when used.
+//! - [`credentials`]: which Google credentials a connection uses: a
+//!   service-account secret, an emulator, or application defaults.
 //! - [`source`]: the MongoDB reader: raw documents off a cursor, retries
 //!   classified.
 //! - [`extjson`]: MongoDB Extended JSON written straight from raw BSON (the lake's lines).
@@ -31,6 +33,7 @@
 //! - [`exit`]: the process exit codes, in one place.
 
 pub mod cli;
+pub mod credentials;
 pub mod demo;
 pub mod engine;
 pub mod exit;

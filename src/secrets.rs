@@ -22,6 +22,11 @@ use crate::template::SecretSource;
 pub struct Secret(SecretString);
 
 impl Secret {
+    /// Wraps a plaintext value; it is zeroed when dropped.
+    pub fn new(plaintext: String) -> Self {
+        Secret(SecretString::from(plaintext))
+    }
+
     /// The plaintext. Call it where the value is used, and nowhere else.
     pub fn expose(&self) -> &str {
         self.0.expose_secret()

@@ -108,6 +108,7 @@ pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// The template renderer.
 pub struct Templates {
     env: Environment<'static>,
+    secrets: Arc<dyn SecretSource>,
 }
 
 impl Templates {
@@ -127,17 +128,24 @@ impl Templates {
                 )),
             },
         );
+        let source = secrets.clone();
         env.add_function("secret", move |name: String| {
-            secrets
+            source
                 .reveal(&name)
                 .map_err(|m| minijinja::Error::new(ErrorKind::InvalidOperation, m))
         });
-        Self { env }
+        Self { env, secrets }
     }
 
     /// Templates reading the process environment.
     pub fn from_process(secrets: Arc<dyn SecretSource>, env_mode: EnvMode) -> Self {
         Self::new(secrets, env_mode, Arc::new(|k| std::env::var(k).ok()))
+    }
+
+    /// A secret by name, outside any template: a connection's
+    /// `credentials`.
+    pub fn secret(&self, name: &str) -> Result<crate::secrets::Secret, String> {
+        self.secrets.reveal(name).map(crate::secrets::Secret::new)
     }
 
     /// Renders one template.

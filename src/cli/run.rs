@@ -208,6 +208,9 @@ pub fn summary(report: &crate::engine::RunReport) -> String {
             );
         }
     }
+    for (name, source) in &report.credentials {
+        let _ = writeln!(o, "credentials  {name:<16} {source}");
+    }
     let _ = writeln!(
         o,
         "{done} done, {skipped} skipped (already done), {failed} failed"

@@ -113,6 +113,8 @@ pub struct RunReport {
     pub outcomes: Vec<DayOutcome>,
     /// Things worth saying: reruns because the spec changed, clamped ranges.
     pub notices: Vec<String>,
+    /// The credentials each opened connection used, by connection name.
+    pub credentials: BTreeMap<String, crate::credentials::Source>,
 }
 
 impl RunReport {
@@ -225,6 +227,9 @@ impl Engine {
             .await;
         report.outcomes.extend(outcomes);
         report.outcomes.sort_by(|a, b| a.key().cmp(&b.key()));
+        for rt in &runtimes {
+            report.credentials.extend(rt.credentials());
+        }
         Ok(report)
     }
 

@@ -1,5 +1,6 @@
 //! One partition, start to end. See the module above for the steps.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::progress::Bar;
+use crate::credentials::{self, ServiceAccount};
 use crate::flatten::{FlattenError, RowError, Tables};
 use crate::plan::{ConnectionPlan, PartitionTarget, PipelinePlan, WarehousePlan};
 use crate::sink::bigquery::BigQuerySink;
@@ -102,6 +104,8 @@ pub struct PipelineRuntime {
     source: OnceCell<MongoSource>,
     lake: OnceCell<Store>,
     warehouse: OnceCell<Warehouse>,
+    /// The credentials each opened connection used, by connection name.
+    credentials: std::sync::Mutex<BTreeMap<String, credentials::Source>>,
 }
 
 impl PipelineRuntime {
@@ -113,7 +117,33 @@ impl PipelineRuntime {
             source: OnceCell::new(),
             lake: OnceCell::new(),
             warehouse: OnceCell::new(),
+            credentials: Default::default(),
         }
+    }
+
+    /// The credentials of the connections opened so far, by name.
+    pub fn credentials(&self) -> BTreeMap<String, credentials::Source> {
+        self.credentials.lock().expect("poisoned").clone()
+    }
+
+    fn used(&self, connection: &str, source: credentials::Source) {
+        tracing::info!(pipeline = %self.plan.name, connection, credentials = %source, "connection opened");
+        self.credentials
+            .lock()
+            .expect("poisoned")
+            .insert(connection.to_owned(), source);
+    }
+
+    /// The service account in secret `name`, decrypted now, in memory.
+    fn service_account(
+        &self,
+        name: Option<&String>,
+    ) -> Result<Option<ServiceAccount>, PartitionError> {
+        let Some(name) = name else { return Ok(None) };
+        let json = self.templates.secret(name).map_err(PartitionError::fatal)?;
+        ServiceAccount::from_secret(name, json)
+            .map(Some)
+            .map_err(|e| PartitionError::fatal(e.to_string()))
     }
 
     fn render(&self, t: &str) -> Result<String, PartitionError> {
@@ -155,20 +185,43 @@ impl PipelineRuntime {
             .await
     }
 
-    fn open_store(&self, conn: &ConnectionPlan) -> Result<Store, PartitionError> {
-        let ConnectionPlan::ObjectStore { url, options, .. } = conn else {
+    fn open_store(&self, name: &str, conn: &ConnectionPlan) -> Result<Store, PartitionError> {
+        let ConnectionPlan::ObjectStore {
+            url,
+            options,
+            credentials,
+        } = conn
+        else {
             unreachable!("checked by plan::check_pipeline")
         };
-        let mut rendered = std::collections::BTreeMap::new();
+        let mut rendered = BTreeMap::new();
         for (k, v) in options {
             rendered.insert(k.clone(), self.render(v)?);
         }
-        Store::open(url, &rendered).map_err(|e| PartitionError::fatal(e.to_string()))
+        let account = self.service_account(credentials.as_ref())?;
+        if let Some(a) = &account {
+            // object_store takes the key's JSON itself: no file is written.
+            rendered.insert(
+                "google_service_account_key".to_owned(),
+                a.json.expose().to_owned(),
+            );
+        }
+        let source = credentials::Source::object_store(
+            account.as_ref(),
+            url,
+            credentials::Adc::from_process,
+        );
+        let store =
+            Store::open(url, &rendered).map_err(|e| PartitionError::fatal(e.to_string()))?;
+        self.used(name, source);
+        Ok(store)
     }
 
     async fn lake(&self) -> Result<&Store, PartitionError> {
         self.lake
-            .get_or_try_init(|| async { self.open_store(&self.plan.lake.connection) })
+            .get_or_try_init(|| async {
+                self.open_store(&self.plan.lake.connection_name, &self.plan.lake.connection)
+            })
             .await
     }
 
@@ -176,30 +229,46 @@ impl PipelineRuntime {
         self.warehouse
             .get_or_try_init(|| async {
                 match &self.plan.warehouse {
-                    WarehousePlan::Bigquery { connection, .. } => {
+                    WarehousePlan::Bigquery {
+                        connection,
+                        connection_name,
+                        ..
+                    } => {
                         let ConnectionPlan::Bigquery {
                             project,
                             location,
                             endpoint,
-                            ..
+                            credentials,
                         } = connection
                         else {
                             unreachable!("checked by plan::check_pipeline")
                         };
+                        let account = self.service_account(credentials.as_ref())?;
+                        let source = credentials::Source::bigquery(
+                            account.as_ref(),
+                            endpoint.as_deref(),
+                            credentials::Adc::from_process,
+                        );
                         let sink = BigQuerySink::connect(
                             project,
                             location.as_deref(),
                             endpoint.as_deref(),
+                            account.as_ref(),
                         )
                         .await
                         .map_err(|e| PartitionError::fatal(e.to_string()))?;
+                        self.used(connection_name, source);
                         Ok(Warehouse::Bigquery {
                             sink,
                             lock: Mutex::new(()),
                         })
                     }
-                    WarehousePlan::Parquet { connection, .. } => Ok(Warehouse::Parquet {
-                        store: self.open_store(connection)?,
+                    WarehousePlan::Parquet {
+                        connection,
+                        connection_name,
+                        ..
+                    } => Ok(Warehouse::Parquet {
+                        store: self.open_store(connection_name, connection)?,
                     }),
                 }
             })

@@ -51,6 +51,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
+use crate::credentials::ServiceAccount;
 use crate::spec::{ColumnType, ReplaceMode};
 use crate::table::{Column, TableSchema, DS_COLUMN};
 
@@ -310,19 +311,22 @@ impl BigQuerySink {
     /// `application_default_credentials.json`, then the metadata server.
     /// One token is fetched here, so missing credentials fail early.
     ///
-    /// `location` is given to the datasets etl creates and to every job.
+    /// With a service `account` (the connection's `credentials` secret,
+    /// held in memory) requests to Google use its tokens instead; an
+    /// emulator still gets the fixed token.
     ///
-    /// later: a service-account JSON held in memory, from the connection's
-    /// `credentials` secret, will be a third way to authenticate.
+    /// `location` is given to the datasets etl creates and to every job.
     pub async fn connect(
         project: &str,
         location: Option<&str>,
         endpoint: Option<&str>,
+        account: Option<&ServiceAccount>,
     ) -> Result<Self, BigQueryError> {
         check_project(project)?;
-        let (root, auth): (String, Arc<dyn Authenticator>) = match endpoint {
-            Some(e) => (api_root(e), Arc::new(FixedToken)),
-            None => (GOOGLE_ROOT.to_owned(), default_credentials().await?),
+        let (root, auth): (String, Arc<dyn Authenticator>) = match (endpoint, account) {
+            (Some(e), _) => (api_root(e), Arc::new(FixedToken)),
+            (None, Some(a)) => (GOOGLE_ROOT.to_owned(), service_account(a).await?),
+            (None, None) => (GOOGLE_ROOT.to_owned(), default_credentials().await?),
         };
         auth.access_token().await.map_err(|e| BigQueryError::Auth {
             message: auth_message(&e),
@@ -1462,6 +1466,27 @@ impl Authenticator for DefaultCredentials {
             .ok_or(BQError::NoToken)?
             .to_owned())
     }
+}
+
+/// Tokens for a service account whose key is held in memory.
+async fn service_account(a: &ServiceAccount) -> Result<Arc<dyn Authenticator>, BigQueryError> {
+    use gcp_bigquery_client::yup_oauth2 as yup;
+    // Neither message quotes the key: yup's parse error can hold its text.
+    let fail = |what: &str| {
+        BigQueryError::Auth {
+        message: format!(
+            "service account {} (secret `{}`): {what}; re-create the key with `gcloud iam service-accounts keys create` and encrypt it again",
+            a.client_email, a.secret
+        ),
+    }
+    };
+    let key = yup::parse_service_account_key(a.json.expose().as_bytes())
+        .map_err(|_| fail("the JSON is not a service-account key"))?;
+    let auth = yup::ServiceAccountAuthenticator::builder(key)
+        .build()
+        .await
+        .map_err(|_| fail("its private_key is not a PEM RSA key"))?;
+    Ok(Arc::new(DefaultCredentials(auth)))
 }
 
 /// The authorized-user file of `gcloud auth application-default login`, a
