@@ -39,12 +39,17 @@ impl fmt::Debug for ServiceAccount {
 /// A secret that is not a usable service-account key. The message never
 /// quotes the secret's text.
 #[derive(Debug, thiserror::Error)]
-#[error("secret `{secret}` is not a GCP service-account key: {reason}; hint: it should hold the JSON key file of `gcloud iam service-accounts keys create`")]
+#[error("secret `{secret}` is not a GCP service-account key: {reason}")]
 pub struct KeyError {
     /// The secret's name.
     pub secret: String,
     /// What is wrong, without values.
     pub reason: String,
+}
+
+impl KeyError {
+    /// What to do about it.
+    pub const HINT: &'static str = "the secret should hold the JSON key file of `gcloud iam service-accounts keys create`, encrypted with `etl secrets encrypt`";
 }
 
 impl ServiceAccount {

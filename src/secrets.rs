@@ -46,7 +46,7 @@ impl fmt::Display for Secret {
 }
 
 /// Why a secret could not be had. Every variant names the secret.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SecretError {
     /// The project file does not define the name.
     #[error("unknown secret `{name}` (known: {known})")]
@@ -102,7 +102,22 @@ pub enum SecretError {
     },
 }
 
+impl SecretError {
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            SecretError::Unknown { .. } => "add it under `secrets:` in etl.yaml, or fix the name",
+            SecretError::NoKey { .. } => "set ETL_AGE_IDENTITY_FILE to your identity file (`etl secrets keygen` makes one), ETL_AGE_IDENTITY to its text, or ETL_AGE_PASSPHRASE; see docs/security.md",
+            SecretError::BadKey { .. } => "an identity is a line `AGE-SECRET-KEY-1…` as `etl secrets keygen` prints it",
+            SecretError::WrongKey { .. } => "it was encrypted to other recipients or another passphrase; someone who can read it re-encrypts it to your recipient (`etl secrets encrypt --recipient age1…`)",
+            SecretError::Corrupt { .. } => "the file is damaged or truncated; encrypt the plaintext again with `etl secrets encrypt`",
+            SecretError::Io { .. } => "create it with `etl secrets encrypt --recipient age1… PLAINTEXT > FILE`, or fix `file:` under `secrets:` in etl.yaml",
+        }
+    }
+}
+
 /// The key that opens secrets.
+#[derive(Clone)]
 pub enum Key {
     /// X25519 identities.
     Identities(Vec<age::x25519::Identity>),
@@ -215,6 +230,60 @@ impl SecretSource for SecretStore {
     }
 }
 
+/// How an age file is sealed, read from its header without decrypting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sealed {
+    /// With a passphrase (scrypt).
+    Passphrase,
+    /// To this many X25519 recipients (age does not store which).
+    Recipients(usize),
+}
+
+impl fmt::Display for Sealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Sealed::Passphrase => f.write_str("age, passphrase (scrypt)"),
+            Sealed::Recipients(1) => f.write_str("age, 1 X25519 recipient"),
+            Sealed::Recipients(n) => write!(f, "age, {n} X25519 recipients"),
+        }
+    }
+}
+
+/// Reads an age file's header: is it one, and how is it sealed. Nothing is
+/// decrypted; no key is needed.
+pub fn inspect(bytes: &[u8]) -> Result<Sealed, String> {
+    let decryptor = age::Decryptor::new_buffered(bytes).map_err(|e| e.to_string())?;
+    if decryptor.is_scrypt() {
+        return Ok(Sealed::Passphrase);
+    }
+    // The header is text up to its MAC line; each recipient is a stanza.
+    let header = bytes
+        .windows(4)
+        .position(|w| w == b"\n---")
+        .map_or(bytes, |end| &bytes[..end]);
+    let stanzas = header
+        .split(|b| *b == b'\n')
+        .filter(|line| line.starts_with(b"-> X25519 "))
+        .count();
+    Ok(Sealed::Recipients(stanzas))
+}
+
+/// Checks that secret `name`'s file exists and is an age file, without
+/// decrypting it.
+pub fn check_file(name: &str, path: &std::path::Path) -> Result<Sealed, SecretError> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| SecretError::Io {
+        name: name.to_owned(),
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    inspect(&bytes).map_err(|reason| SecretError::Corrupt {
+        name: name.to_owned(),
+        file,
+        reason,
+    })
+}
+
 enum DecryptFailure {
     WrongKey(String),
     Corrupt(String),
@@ -320,6 +389,30 @@ mod tests {
             e.contains("cannot be decrypted with the configured key"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn headers_tell_how_a_file_is_sealed_without_a_key() {
+        let a = age::x25519::Identity::generate().to_public();
+        let b = age::x25519::Identity::generate().to_public();
+        assert_eq!(
+            inspect(&encrypt_to(b"x", &[a.clone(), b]).unwrap()),
+            Ok(Sealed::Recipients(2))
+        );
+        assert_eq!(
+            inspect(&encrypt_to(b"x", &[a]).unwrap())
+                .unwrap()
+                .to_string(),
+            "age, 1 X25519 recipient"
+        );
+        let p = encrypt_with_passphrase(b"x", SecretString::from("pw".to_owned())).unwrap();
+        assert_eq!(inspect(&p), Ok(Sealed::Passphrase));
+        assert!(inspect(b"age-encryption.org/v1\n-> X25519").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let e = check_file("gcp_sa", &dir.path().join("gcp_sa.age"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("secret `gcp_sa`: cannot read "), "{e}");
     }
 
     #[test]

@@ -77,6 +77,25 @@ impl SecretSource for RedactedSecrets {
     }
 }
 
+/// The names in `secret("name")` calls of a template, in order: what a
+/// connection needs decrypted. Only literal names count, the only kind a
+/// spec has reason to write.
+pub fn secret_names(template: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(at) = rest.find("secret(") {
+        rest = rest[at + "secret(".len()..].trim_start();
+        let Some(quote) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+            continue;
+        };
+        if let Some(end) = rest[1..].find(quote) {
+            names.push(rest[1..1 + end].to_owned());
+            rest = &rest[1 + end..];
+        }
+    }
+    names
+}
+
 /// The message for a secret name the project file does not define.
 pub fn unknown_secret(name: &str, known: &BTreeSet<String>) -> String {
     let known = if known.is_empty() {
@@ -233,6 +252,17 @@ mod tests {
             .render("{{ env('NOPE', '27017') }}", &Vars::default())
             .unwrap();
         assert_eq!(fallback, "27017");
+    }
+
+    #[test]
+    fn secret_calls_are_found_by_name() {
+        assert_eq!(
+            secret_names(
+                "mongodb://u:{{ secret('pw') }}@h/?x={{ secret(\"b\") }}&y={{ env('S') }}"
+            ),
+            ["pw", "b"]
+        );
+        assert!(secret_names("{{ secret(name) }} secret(").is_empty());
     }
 
     #[test]

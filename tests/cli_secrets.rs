@@ -86,7 +86,7 @@ fn secrets_round_trip_and_stay_hidden() {
     let list = etl(d, &["secrets", "list"], &[]);
     let out = text(&list);
     assert!(
-        out.contains("mongo_uri") && out.contains("age, X25519 recipients"),
+        out.contains("mongo_uri") && out.contains("age, 1 X25519 recipient"),
         "{out}"
     );
     assert!(
@@ -190,7 +190,97 @@ fn secret_errors_name_the_secret_and_exit_2() {
         ],
         &[("ETL_AGE_IDENTITY", &other)],
     );
-    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
-    assert!(text(&run).contains("secret `mongo_uri`"), "{}", text(&run));
-    assert!(!text(&run).contains(MARKER));
+    assert_eq!(run.status.code(), Some(2), "{}", text(&run));
+    let run = text(&run);
+    assert!(
+        run.contains("error: secret `mongo_uri` (")
+            && run.contains("cannot be decrypted with the configured key"),
+        "{run}"
+    );
+    assert!(
+        run.contains("error: secret `gcp_sa`: cannot read "),
+        "{run}"
+    );
+    assert!(
+        run.contains("nothing was run: 2 of the 2 secrets the run needs cannot be decrypted"),
+        "{run}"
+    );
+    assert!(
+        !run.contains("pipeline   day"),
+        "no partition started: {run}"
+    );
+    assert!(!run.contains(MARKER));
+
+    // A truncated file is named as such, with what to do.
+    let file = d.join("secrets/mongo_uri.age");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..40]).unwrap();
+    let cut = etl(
+        d,
+        &["secrets", "show", "mongo_uri"],
+        &[("ETL_AGE_IDENTITY", &other)],
+    );
+    assert_eq!(cut.status.code(), Some(2));
+    let cut = text(&cut);
+    assert!(cut.contains("is not a valid age file"), "{cut}");
+    assert!(
+        cut.contains("hint: the file is damaged or truncated"),
+        "{cut}"
+    );
+}
+
+/// `validate` checks every secret the profile uses without a key;
+/// `--decrypt` proves the key opens them. Both place each error where the
+/// project file uses the secret.
+#[test]
+fn validate_checks_secret_files_and_decrypt_proves_the_key() {
+    let (dir, identity) = project();
+    let d = dir.path();
+    let id = [("ETL_AGE_IDENTITY", identity.as_str())];
+    // The local profile uses no secret: nothing to check, no key needed.
+    let local = etl(d, &["validate"], &[]);
+    assert_eq!(local.status.code(), Some(0), "{}", text(&local));
+
+    // prod: gcp_sa has no file; mongo_uri is fine without decrypting.
+    let files = etl(d, &["--profile", "prod", "validate"], &[]);
+    // With --decrypt and a key that is not the recipient: both fail.
+    let other = String::from_utf8(etl(d, &["secrets", "keygen"], &[]).stdout).unwrap();
+    let wrong = etl(
+        d,
+        &["--profile", "prod", "validate", "--decrypt"],
+        &[("ETL_AGE_IDENTITY", &other)],
+    );
+    // A corrupt gcp_sa, and the right key.
+    std::fs::write(
+        d.join("secrets/gcp_sa.age"),
+        "age-encryption.org/v1\n-> X25519 AAAA\n",
+    )
+    .unwrap();
+    let corrupt = etl(d, &["--profile", "prod", "validate", "--decrypt"], &id);
+    // A readable gcp_sa that is not a service-account key.
+    let recipient = identity
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("# public key: ");
+    let enc = etl(
+        d,
+        &["secrets", "encrypt", "--recipient", recipient, "etl.yaml"],
+        &[],
+    );
+    std::fs::write(d.join("secrets/gcp_sa.age"), &enc.stdout).unwrap();
+    let not_a_key = etl(d, &["--profile", "prod", "validate", "--decrypt"], &id);
+
+    let root = d.canonicalize().unwrap().display().to_string();
+    let shown: Vec<String> = [&files, &wrong, &corrupt, &not_a_key]
+        .iter()
+        .map(|o| {
+            format!(
+                "exit: {}\n{}",
+                o.status.code().unwrap_or(-1),
+                text(o).replace(&root, "[DIR]")
+            )
+        })
+        .collect();
+    insta::assert_snapshot!(shown.join("\n=====\n"));
 }

@@ -104,6 +104,27 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
         }
     };
     let store = crate::secrets::SecretStore::new(project.secrets.clone(), key);
+    // Every secret the run will need opens now, or nothing starts: a wrong
+    // key is a usage error, not ten failed partitions.
+    let needed: std::collections::BTreeSet<String> = jobs
+        .iter()
+        .flat_map(|(p, _)| p.connections())
+        .flat_map(|c| c.secrets())
+        .collect();
+    let mut unusable = 0;
+    for name in &needed {
+        if let Err(e) = store.decrypt(name) {
+            eprintln!("error: {e}\n\nhint: {}\n", e.hint());
+            unusable += 1;
+        }
+    }
+    if unusable > 0 {
+        eprintln!(
+            "nothing was run: {unusable} of the {} secrets the run needs cannot be decrypted",
+            needed.len()
+        );
+        return Ok(Exit::Usage);
+    }
     let templates = Arc::new(Templates::from_process(Arc::new(store), EnvMode::Strict));
     let progress: Arc<dyn crate::engine::progress::Progress> = if bars {
         Arc::new(crate::engine::progress::TerminalProgress::new())

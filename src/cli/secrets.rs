@@ -1,7 +1,7 @@
 //! `etl secrets`: make keys, encrypt files, and look at secrets without
 //! printing them.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use age::secrecy::{ExposeSecret, SecretString};
@@ -28,7 +28,8 @@ pub enum SecretsCommand {
             required_unless_present = "passphrase"
         )]
         recipients: Vec<String>,
-        /// Encrypt with the passphrase in `ETL_AGE_PASSPHRASE` instead.
+        /// Encrypt with a passphrase instead: `ETL_AGE_PASSPHRASE`, else asked
+        /// for at the terminal.
         #[arg(long, conflicts_with = "recipients")]
         passphrase: bool,
     },
@@ -70,12 +71,14 @@ pub fn run(ctx: &Context, cmd: SecretsCommand) -> anyhow::Result<Exit> {
                     .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?
             };
             let out = if passphrase {
-                let Ok(p) = std::env::var("ETL_AGE_PASSPHRASE") else {
-                    eprintln!("error: `--passphrase` reads the passphrase from ETL_AGE_PASSPHRASE, which is not set");
-                    return Ok(Exit::Usage);
+                let p = match read_passphrase() {
+                    Ok(p) => p,
+                    Err(m) => {
+                        eprintln!("error: {m}");
+                        return Ok(Exit::Usage);
+                    }
                 };
-                encrypt_with_passphrase(&plaintext, SecretString::from(p))
-                    .map_err(anyhow::Error::msg)?
+                encrypt_with_passphrase(&plaintext, p).map_err(anyhow::Error::msg)?
             } else {
                 let mut parsed = Vec::new();
                 for r in &recipients {
@@ -102,9 +105,8 @@ pub fn run(ctx: &Context, cmd: SecretsCommand) -> anyhow::Result<Exit> {
             for (name, path) in &project.secrets {
                 let how = match std::fs::read(path) {
                     Err(e) => format!("unreadable: {e}"),
-                    Ok(bytes) => match age::Decryptor::new_buffered(&bytes[..]) {
-                        Ok(d) if d.is_scrypt() => "age, passphrase (scrypt)".to_owned(),
-                        Ok(_) => "age, X25519 recipients".to_owned(),
+                    Ok(bytes) => match crate::secrets::inspect(&bytes) {
+                        Ok(sealed) => sealed.to_string(),
                         Err(e) => format!("not a valid age file: {e}"),
                     },
                 };
@@ -122,7 +124,7 @@ pub fn run(ctx: &Context, cmd: SecretsCommand) -> anyhow::Result<Exit> {
             let key = match Key::from_env() {
                 Ok(k) => k,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {e}\n\nhint: {}", e.hint());
                     return Ok(Exit::Usage);
                 }
             };
@@ -139,12 +141,83 @@ pub fn run(ctx: &Context, cmd: SecretsCommand) -> anyhow::Result<Exit> {
                     Ok(Exit::Success)
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {e}\n\nhint: {}", e.hint());
                     Ok(Exit::Usage)
                 }
             }
         }
     }
+}
+
+/// The passphrase for `encrypt --passphrase`: `ETL_AGE_PASSPHRASE`, else
+/// typed twice at the terminal, never echoed.
+fn read_passphrase() -> Result<SecretString, String> {
+    if let Ok(p) = std::env::var("ETL_AGE_PASSPHRASE") {
+        return Ok(SecretString::from(p));
+    }
+    if !std::io::stderr().is_terminal() {
+        return Err(
+            "`--passphrase` needs a terminal to ask for the passphrase, or ETL_AGE_PASSPHRASE"
+                .into(),
+        );
+    }
+    let tty = |prompt: &str| {
+        rpassword::prompt_password(prompt)
+            .map_err(|e| format!("cannot read the passphrase from the terminal: {e}"))
+    };
+    let first = tty("passphrase: ")?;
+    if first.is_empty() {
+        return Err("the passphrase is empty".into());
+    }
+    if tty("again: ")? != first {
+        return Err("the two passphrases differ; nothing was encrypted".into());
+    }
+    Ok(SecretString::from(first))
+}
+
+/// Problems with the secrets profile `profile` uses, each placed where the
+/// project file uses it: the file is missing or not an age file and, with
+/// `decrypt`, it does not open with the configured key or a `credentials`
+/// secret is not a service-account key. Decrypted values are dropped at once.
+pub(crate) fn check_used(
+    project: &super::LoadedProject,
+    profile: &str,
+    decrypt: bool,
+) -> Vec<crate::spec::Diagnostic> {
+    let (Some(spec), Some(plan)) = (&project.loaded.spec, &project.plan) else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    let mut key = None;
+    for (name, at) in crate::plan::secrets_used(spec, profile) {
+        // An unknown name is already reported by the project check.
+        let Some(path) = plan.secrets.get(&name) else {
+            continue;
+        };
+        let result = crate::secrets::check_file(&name, path).and_then(|_| {
+            if !decrypt {
+                return Ok(());
+            }
+            let key = key.get_or_insert_with(Key::from_env).clone()?;
+            let value = SecretStore::new(plan.secrets.clone(), key).decrypt(&name)?;
+            if at.to_string().ends_with(".credentials") {
+                if let Err(e) = crate::credentials::ServiceAccount::from_secret(&name, value) {
+                    problems.push(
+                        crate::spec::Problem::new(at.clone(), e.to_string())
+                            .hint(crate::credentials::KeyError::HINT),
+                    );
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            problems.push(crate::spec::Problem::new(at, e.to_string()).hint(e.hint()));
+        }
+    }
+    problems
+        .into_iter()
+        .map(|p| project.loaded.place(p))
+        .collect()
 }
 
 fn project(ctx: &Context) -> Option<crate::plan::ProjectPlan> {

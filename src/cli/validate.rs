@@ -19,6 +19,13 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+
+    /// Also decrypt every secret the profile uses, in memory, to prove the
+    /// configured age key opens it (and that `credentials` secrets are
+    /// service-account keys). Without it, secrets are only checked to be
+    /// age files.
+    #[arg(long)]
+    pub decrypt: bool,
 }
 
 /// Output formats.
@@ -46,6 +53,10 @@ pub fn run(ctx: &Context, args: Args) -> Exit {
 
     let project = load_project(&project_file, EnvMode::Lenient);
     let mut diags = project.diagnostics.clone();
+    if let Some(plan) = &project.plan {
+        let profile = ctx.profile.as_deref().unwrap_or(&plan.default_profile);
+        diags.extend(super::secrets::check_used(&project, profile, args.decrypt));
+    }
     for file in &files {
         diags.extend(check_pipeline_file(file, &project));
     }

@@ -143,7 +143,7 @@ impl PipelineRuntime {
         let json = self.templates.secret(name).map_err(PartitionError::fatal)?;
         ServiceAccount::from_secret(name, json)
             .map(Some)
-            .map_err(|e| PartitionError::fatal(e.to_string()))
+            .map_err(|e| PartitionError::fatal(format!("{e}; {}", credentials::KeyError::HINT)))
     }
 
     fn render(&self, t: &str) -> Result<String, PartitionError> {

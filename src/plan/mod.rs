@@ -41,6 +41,51 @@ pub struct ProjectPlan {
     pub defaults: DefaultsSpec,
 }
 
+/// The secrets profile `profile` would decrypt, each with the first place
+/// that uses it: `secret("name")` in a connection field, or `credentials`.
+pub fn secrets_used(spec: &ProjectSpec, profile: &str) -> BTreeMap<String, YamlPath> {
+    let mut used = BTreeMap::new();
+    let Some(p) = spec.profiles.get(profile) else {
+        return used;
+    };
+    for (cname, conn) in &p.connections {
+        let at = ypath!("profiles", profile, "connections", cname.as_str());
+        let mut fields: Vec<(String, &str)> = Vec::new();
+        let mut credentials = None;
+        match conn {
+            ConnectionSpec::Mongodb(m) => fields.push(("uri".into(), &m.uri)),
+            ConnectionSpec::ObjectStore(o) => {
+                fields.push(("url".into(), &o.url));
+                fields.extend(
+                    o.options
+                        .iter()
+                        .map(|(k, v)| (format!("options.{k}"), v.as_str())),
+                );
+                credentials = o.credentials.as_ref();
+            }
+            ConnectionSpec::Bigquery(b) => {
+                fields.push(("project".into(), &b.project));
+                fields.extend(
+                    b.endpoint
+                        .iter()
+                        .map(|e| ("endpoint".to_owned(), e.as_str())),
+                );
+                credentials = b.credentials.as_ref();
+            }
+        }
+        for (field, text) in fields {
+            for name in crate::template::secret_names(text) {
+                used.entry(name).or_insert_with(|| at.key(&field));
+            }
+        }
+        if let Some(name) = credentials {
+            used.entry(name.clone())
+                .or_insert_with(|| at.key("credentials"));
+        }
+    }
+    used
+}
+
 /// A connection, with its templates kept for the engine and a display form
 /// (secrets masked, passwords redacted) for people.
 #[derive(Debug, Clone)]
@@ -77,6 +122,25 @@ pub enum ConnectionPlan {
 }
 
 impl ConnectionPlan {
+    /// The secrets this connection decrypts when it is opened.
+    pub fn secrets(&self) -> Vec<String> {
+        match self {
+            ConnectionPlan::Mongodb { uri_template, .. } => {
+                crate::template::secret_names(uri_template)
+            }
+            ConnectionPlan::ObjectStore {
+                options,
+                credentials,
+                ..
+            } => options
+                .values()
+                .flat_map(|v| crate::template::secret_names(v))
+                .chain(credentials.clone())
+                .collect(),
+            ConnectionPlan::Bigquery { credentials, .. } => credentials.iter().cloned().collect(),
+        }
+    }
+
     /// The kind, for type checks.
     pub fn kind(&self) -> ConnectionKind {
         match self {
@@ -191,6 +255,14 @@ pub fn check_project(
                 ConnectionSpec::Bigquery(b) => b.credentials.as_ref(),
                 ConnectionSpec::Mongodb(_) => None,
             };
+            if let (ConnectionPlan::ObjectStore { url, .. }, Some(_)) = (&plan, creds) {
+                if !url.starts_with("gs://") {
+                    problems.push(
+                        Problem::new(at.key("credentials"), "`credentials` is a GCP service-account key, used by `gs://` stores only")
+                            .hint("for s3:// or az:// set the keys in `options` with `{{ secret(\"name\") }}`"),
+                    );
+                }
+            }
             if let Some(name) = creds {
                 if !spec.secrets.contains_key(name) {
                     let known: BTreeSet<String> = spec.secrets.keys().cloned().collect();
@@ -445,6 +517,15 @@ pub struct PartitionTarget {
 }
 
 impl PipelinePlan {
+    /// The connections a run opens: source, lake, warehouse.
+    pub fn connections(&self) -> [&ConnectionPlan; 3] {
+        let warehouse = match &self.warehouse {
+            WarehousePlan::Bigquery { connection, .. }
+            | WarehousePlan::Parquet { connection, .. } => connection,
+        };
+        [&self.source.connection, &self.lake.connection, warehouse]
+    }
+
     /// Renders everything one partition needs.
     pub fn target(&self, day: NaiveDate, templates: &Templates) -> Result<PartitionTarget, String> {
         let (start, end) = self.partition.bounds(day);

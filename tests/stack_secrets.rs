@@ -1,0 +1,295 @@
+//! The leak test: a real run on the local stack whose MongoDB URI and
+//! BigQuery service-account key are age secrets, each carrying a marker.
+//! Afterwards the marker is looked for in every file the project folder
+//! holds (staging, lake, ledger) and in everything `etl` printed: run logs
+//! as text and as JSON, `plan`, `status` and `validate --decrypt`.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::stack;
+
+const TODAY: &str = "2026-11-23";
+/// The MongoDB password.
+const PASSWORD: &str = "Pw-LEAK-5d3a91";
+/// Inside the service account's private key.
+const KEY: &str = "Key-LEAK-8b2f07";
+const ACCOUNT: &str = "etl-leak@etl-local.iam.gserviceaccount.com";
+
+struct Project {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    identity: std::path::PathBuf,
+    database: String,
+}
+
+impl Project {
+    fn path(&self) -> &Path {
+        &self.root
+    }
+
+    fn etl(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_etl"));
+        c.args(args)
+            .current_dir(self.path())
+            .env("ETL_TODAY", TODAY)
+            .env("ETL_AGE_IDENTITY_FILE", &self.identity)
+            // Every crate's debug lines: the driver's and HTTP clients' too.
+            .env("ETL_LOG", "debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for k in [
+            "ETL_AGE_IDENTITY",
+            "ETL_AGE_PASSPHRASE",
+            "ETL_PROFILE",
+            "ETL_PROJECT",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+        ] {
+            c.env_remove(k);
+        }
+        let mut child = c.spawn().unwrap();
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(stdin.unwrap_or_default()).unwrap();
+        drop(pipe);
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.etl(args, None);
+        let text = text(&out);
+        assert!(out.status.success(), "etl {args:?} failed:\n{text}");
+        text
+    }
+
+    /// Encrypts `plaintext`, given on stdin so it is never a file, into
+    /// `secrets/<name>.age`.
+    fn encrypt(&self, name: &str, recipient: &str, plaintext: &str) {
+        let out = self.etl(
+            &["secrets", "encrypt", "--recipient", recipient, "-"],
+            Some(plaintext.as_bytes()),
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let file = self.path().join(format!("secrets/{name}.age"));
+        std::fs::write(file, &out.stdout).unwrap();
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Every file under `dir`, with its bytes.
+fn files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files(&p, out);
+        } else {
+            out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// The project: the shipped `users` pipeline on a database of its own,
+/// seeded with demo data, then switched to a URI and a warehouse key that
+/// only exist as age secrets.
+fn project() -> Project {
+    let dir = tempfile::tempdir().unwrap();
+    let root = common::root();
+    let p = dir.path().join("p");
+    std::fs::create_dir_all(p.join("pipelines")).unwrap();
+    std::fs::create_dir_all(p.join("secrets")).unwrap();
+    let database = format!("it_leak_{}", std::process::id());
+    let spec = std::fs::read_to_string(root.join("pipelines/users.yaml"))
+        .unwrap()
+        .replace("database: shop", &format!("database: {database}"))
+        .replace("dataset: etl_demo", &format!("dataset: {database}"));
+    std::fs::write(p.join("pipelines/users.yaml"), spec).unwrap();
+    let shipped = std::fs::read_to_string(root.join("etl.yaml")).unwrap();
+    let endpoint = format!("endpoint: {}", stack::bq_endpoint());
+    let plain = shipped
+        .replace(
+            "endpoint: '{{ env(\"ETL_BQ_ENDPOINT\", \"http://127.0.0.1:9050\") }}'",
+            &endpoint,
+        )
+        .replace(
+            "{{ env(\"ETL_MONGO_PORT\", \"27017\") }}",
+            &stack::mongo_port().to_string(),
+        );
+    assert!(
+        plain.contains(&endpoint),
+        "etl.yaml's local warehouse moved"
+    );
+    std::fs::write(p.join("etl.yaml"), &plain).unwrap();
+
+    // The identity lives outside the project, as it would in ~/.config.
+    let identity = dir.path().join("identity.txt");
+    let project = Project {
+        _dir: dir,
+        root: p,
+        identity: identity.clone(),
+        database,
+    };
+    let keygen = project.etl(&["secrets", "keygen"], None);
+    assert!(keygen.status.success(), "{}", text(&keygen));
+    std::fs::write(&identity, &keygen.stdout).unwrap();
+    let recipient = String::from_utf8(keygen.stdout)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("# public key: ")
+        .to_owned();
+
+    project.ok(&[
+        "demo",
+        "--database",
+        &project.database,
+        "--users",
+        "60",
+        "--orders",
+        "0",
+        "--products",
+        "0",
+    ]);
+
+    let uri = format!(
+        "mongodb://etl:{PASSWORD}@127.0.0.1:{}/?directConnection=true&authMechanism=PLAIN",
+        stack::mongo_port()
+    );
+    project.encrypt("mongo_uri", &recipient, &uri);
+    let key = serde_json::json!({
+        "type": "service_account",
+        "project_id": "etl-local",
+        "private_key_id": "0123456789abcdef",
+        "private_key": format!("-----BEGIN PRIVATE KEY-----\n{KEY}\n-----END PRIVATE KEY-----\n"),
+        "client_email": ACCOUNT,
+        "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    });
+    project.encrypt("gcp_sa", &recipient, &key.to_string());
+    let local_mongo = format!(
+        "uri: mongodb://127.0.0.1:{}/?directConnection=true",
+        stack::mongo_port()
+    );
+    assert!(plain.contains(&local_mongo), "etl.yaml's local mongo moved");
+    let secret = plain
+        .replace(&local_mongo, "uri: '{{ secret(\"mongo_uri\") }}'")
+        .replace(
+            &endpoint,
+            &format!("{endpoint}\n        credentials: gcp_sa"),
+        );
+    std::fs::write(project.path().join("etl.yaml"), secret).unwrap();
+    project
+}
+
+#[test]
+fn secrets_reach_no_file_log_or_output() {
+    let p = project();
+    let mut printed = Vec::new();
+    printed.push((
+        "validate --decrypt".to_owned(),
+        p.ok(&["validate", "--decrypt"]),
+    ));
+    printed.push((
+        "plan".to_owned(),
+        p.ok(&[
+            "plan",
+            "pipelines/users.yaml",
+            "--start",
+            "2020-06-01",
+            "--end",
+            "2020-06-03",
+        ]),
+    ));
+    let run = p.ok(&[
+        "run",
+        "pipelines/users.yaml",
+        "--start",
+        "2020-06-01",
+        "--end",
+        "2020-06-03",
+    ]);
+    printed.push(("run (text logs)".to_owned(), run.clone()));
+    let json_run = p.ok(&[
+        "run",
+        "pipelines/users.yaml",
+        "--start",
+        "2020-06-01",
+        "--end",
+        "2020-06-03",
+        "--rerun",
+        "--log-format",
+        "json",
+    ]);
+    printed.push(("run (JSON logs)".to_owned(), json_run.clone()));
+    // Exit 1: the days after the range are missing.
+    let status = text(&p.etl(&["status", "pipelines/users.yaml"], None));
+    assert!(status.contains("3 done, 0 failed"), "{status}");
+    printed.push(("status".to_owned(), status));
+    let show = p.ok(&["secrets", "show", "mongo_uri"]);
+    printed.push(("secrets show".to_owned(), show.clone()));
+    printed.push(("secrets list".to_owned(), p.ok(&["secrets", "list"])));
+
+    // The run used both secrets: it read MongoDB and loaded the warehouse,
+    // and says which credentials the warehouse used.
+    assert!(
+        run.contains("3 done, 0 skipped (already done), 0 failed"),
+        "{run}"
+    );
+    assert!(
+        run.contains(&format!(
+            "credentials  warehouse        service account {ACCOUNT} (secret `gcp_sa`), not sent: the endpoint is an emulator"
+        )),
+        "{run}"
+    );
+    assert!(
+        run.contains("credentials  lake             none needed: local files"),
+        "{run}"
+    );
+    assert!(
+        json_run.lines().any(|l| l.starts_with('{')),
+        "JSON log lines: {json_run}"
+    );
+    assert!(show.contains("mongo_uri: ***"), "{show}");
+
+    // The markers are real: revealing shows them, and the scan finds them.
+    let revealed = p.ok(&["secrets", "show", "mongo_uri", "--reveal"]);
+    assert!(contains(revealed.as_bytes(), PASSWORD), "{revealed}");
+
+    let mut everything = Vec::new();
+    files(p.path(), &mut everything);
+    let names: Vec<&str> = everything.iter().map(|(n, _)| n.as_str()).collect();
+    for wanted in [
+        "/.etl/staging",
+        "/.etl/lake/",
+        "/.etl/state/",
+        "/secrets/gcp_sa.age",
+    ] {
+        assert!(
+            names.iter().any(|n| n.contains(wanted)),
+            "nothing under {wanted} was scanned: {names:#?}"
+        );
+    }
+    everything.extend(printed.into_iter().map(|(n, t)| (n, t.into_bytes())));
+    for (name, bytes) in &everything {
+        for marker in [PASSWORD, KEY] {
+            assert!(!contains(bytes, marker), "{marker} leaked into {name}");
+        }
+    }
+}
