@@ -1,6 +1,7 @@
-//! Which credentials a Google connection (a `gs://` store, BigQuery) uses.
+//! Which credentials a Google connection (a `gs://` store, BigQuery) uses,
+//! and what the run summary says of every connection.
 //!
-//! The choice is made once per connection, in this order:
+//! For Google the choice is made once per connection, in this order:
 //! 1. the connection's `credentials` secret: a service-account JSON,
 //!    decrypted and kept in memory, never written to a file;
 //! 2. an emulator `endpoint` on a BigQuery connection: a fixed token;
@@ -144,6 +145,9 @@ pub enum Source {
     NotNeeded,
     /// `s3://` or `az://`: object_store's own environment chain.
     StoreEnvironment(&'static str),
+    /// A MongoDB URI, which carries its own credentials, and the secrets
+    /// its template reads.
+    MongoUri(Vec<String>),
 }
 
 impl Source {
@@ -219,6 +223,13 @@ impl fmt::Display for Source {
             Source::NotNeeded => f.write_str("none needed: local files"),
             Source::StoreEnvironment(cloud) => {
                 write!(f, "{cloud} credentials from the environment (object_store)")
+            }
+            Source::MongoUri(secrets) if secrets.is_empty() => {
+                f.write_str("the URI as written in the project file")
+            }
+            Source::MongoUri(secrets) => {
+                let names: Vec<String> = secrets.iter().map(|s| format!("`{s}`")).collect();
+                write!(f, "the URI, with secret {}", names.join(", "))
             }
         }
     }
@@ -315,6 +326,18 @@ mod tests {
         assert_eq!(
             Source::object_store(Some(&account()), "s3://bucket", adc).to_string(),
             "AWS credentials from the environment (object_store)"
+        );
+    }
+
+    #[test]
+    fn mongo_uris_say_which_secrets_they_read() {
+        assert_eq!(
+            Source::MongoUri(vec!["mongo_uri".into()]).to_string(),
+            "the URI, with secret `mongo_uri`"
+        );
+        assert_eq!(
+            Source::MongoUri(vec![]).to_string(),
+            "the URI as written in the project file"
         );
     }
 

@@ -196,12 +196,7 @@ impl SecretStore {
                 known,
             });
         };
-        let file = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| SecretError::Io {
-            name: name.to_owned(),
-            file: file.clone(),
-            reason: e.to_string(),
-        })?;
+        let (file, bytes) = read_file(name, path)?;
         let Some(key) = &self.key else {
             return Err(SecretError::NoKey {
                 name: name.to_owned(),
@@ -271,17 +266,23 @@ pub fn inspect(bytes: &[u8]) -> Result<Sealed, String> {
 /// Checks that secret `name`'s file exists and is an age file, without
 /// decrypting it.
 pub fn check_file(name: &str, path: &std::path::Path) -> Result<Sealed, SecretError> {
+    let (file, bytes) = read_file(name, path)?;
+    inspect(&bytes).map_err(|reason| SecretError::Corrupt {
+        name: name.to_owned(),
+        file,
+        reason,
+    })
+}
+
+/// Secret `name`'s file: its name for messages, and its bytes.
+fn read_file(name: &str, path: &std::path::Path) -> Result<(String, Vec<u8>), SecretError> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| SecretError::Io {
         name: name.to_owned(),
         file: file.clone(),
         reason: e.to_string(),
     })?;
-    inspect(&bytes).map_err(|reason| SecretError::Corrupt {
-        name: name.to_owned(),
-        file,
-        reason,
-    })
+    Ok((file, bytes))
 }
 
 enum DecryptFailure {

@@ -206,37 +206,17 @@ fn secrets_reach_no_file_log_or_output() {
         "validate --decrypt".to_owned(),
         p.ok(&["validate", "--decrypt"]),
     ));
-    printed.push((
-        "plan".to_owned(),
-        p.ok(&[
-            "plan",
-            "pipelines/users.yaml",
-            "--start",
-            "2020-06-01",
-            "--end",
-            "2020-06-03",
-        ]),
-    ));
-    let run = p.ok(&[
-        "run",
+    let days = [
         "pipelines/users.yaml",
         "--start",
         "2020-06-01",
         "--end",
         "2020-06-03",
-    ]);
+    ];
+    printed.push(("plan".to_owned(), p.ok(&[&["plan"][..], &days].concat())));
+    let run = p.ok(&[&["run"][..], &days].concat());
     printed.push(("run (text logs)".to_owned(), run.clone()));
-    let json_run = p.ok(&[
-        "run",
-        "pipelines/users.yaml",
-        "--start",
-        "2020-06-01",
-        "--end",
-        "2020-06-03",
-        "--rerun",
-        "--log-format",
-        "json",
-    ]);
+    let json_run = p.ok(&[&["run"][..], &days, &["--rerun", "--log-format", "json"]].concat());
     printed.push(("run (JSON logs)".to_owned(), json_run.clone()));
     // Exit 1: the days after the range are missing.
     let status = text(&p.etl(&["status", "pipelines/users.yaml"], None));
@@ -256,6 +236,10 @@ fn secrets_reach_no_file_log_or_output() {
         run.contains(&format!(
             "credentials  warehouse        service account {ACCOUNT} (secret `gcp_sa`), not sent: the endpoint is an emulator"
         )),
+        "{run}"
+    );
+    assert!(
+        run.contains("credentials  mongo            the URI, with secret `mongo_uri`"),
         "{run}"
     );
     assert!(

@@ -174,13 +174,18 @@ impl PipelineRuntime {
                     unreachable!("checked by plan::check_pipeline")
                 };
                 let uri = self.render(uri_template)?;
-                Ok(MongoSource::connect(
+                let source = MongoSource::connect(
                     &uri,
                     app_name,
                     &self.plan.source.database,
                     &self.plan.source.collection,
                 )
-                .await?)
+                .await?;
+                self.used(
+                    &self.plan.source.connection_name,
+                    credentials::Source::MongoUri(self.plan.source.connection.secrets()),
+                );
+                Ok(source)
             })
             .await
     }
