@@ -117,7 +117,6 @@ impl SecretError {
 }
 
 /// The key that opens secrets.
-#[derive(Clone)]
 pub enum Key {
     /// X25519 identities.
     Identities(Vec<age::x25519::Identity>),

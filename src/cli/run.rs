@@ -109,7 +109,7 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
     let needed: std::collections::BTreeSet<String> = jobs
         .iter()
         .flat_map(|(p, _)| p.connections())
-        .flat_map(|c| c.secrets())
+        .flat_map(|c| c.secret_names())
         .collect();
     let mut unusable = 0;
     for name in &needed {

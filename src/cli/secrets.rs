@@ -184,34 +184,32 @@ pub(crate) fn check_used(
     profile: &str,
     decrypt: bool,
 ) -> Vec<crate::spec::Diagnostic> {
-    let (Some(spec), Some(plan)) = (&project.loaded.spec, &project.plan) else {
+    let Some(plan) = &project.plan else {
         return Vec::new();
     };
+    let store = decrypt.then(|| Key::from_env().map(|k| SecretStore::new(plan.secrets.clone(), k)));
     let mut problems = Vec::new();
-    let mut key = None;
-    for (name, at) in crate::plan::secrets_used(spec, profile) {
+    for (name, (at, field)) in crate::plan::secrets_used(plan, profile) {
         // An unknown name is already reported by the project check.
         let Some(path) = plan.secrets.get(&name) else {
             continue;
         };
-        let result = crate::secrets::check_file(&name, path).and_then(|_| {
-            if !decrypt {
-                return Ok(());
-            }
-            let key = key.get_or_insert_with(Key::from_env).clone()?;
-            let value = SecretStore::new(plan.secrets.clone(), key).decrypt(&name)?;
-            if at.to_string().ends_with(".credentials") {
+        let opened = crate::secrets::check_file(&name, path).and_then(|_| match &store {
+            None => Ok(None),
+            Some(Ok(store)) => store.decrypt(&name).map(Some),
+            Some(Err(e)) => Err(e.clone()),
+        });
+        match opened {
+            Err(e) => problems.push(crate::spec::Problem::new(at, e.to_string()).hint(e.hint())),
+            Ok(Some(value)) if field == "credentials" => {
                 if let Err(e) = crate::credentials::ServiceAccount::from_secret(&name, value) {
                     problems.push(
-                        crate::spec::Problem::new(at.clone(), e.to_string())
+                        crate::spec::Problem::new(at, e.to_string())
                             .hint(crate::credentials::KeyError::HINT),
                     );
                 }
             }
-            Ok(())
-        });
-        if let Err(e) = result {
-            problems.push(crate::spec::Problem::new(at, e.to_string()).hint(e.hint()));
+            Ok(_) => {}
         }
     }
     problems

@@ -183,7 +183,7 @@ impl PipelineRuntime {
                 .await?;
                 self.used(
                     &self.plan.source.connection_name,
-                    credentials::Source::MongoUri(self.plan.source.connection.secrets()),
+                    credentials::Source::MongoUri(self.plan.source.connection.secret_names()),
                 );
                 Ok(source)
             })

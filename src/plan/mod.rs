@@ -42,45 +42,13 @@ pub struct ProjectPlan {
 }
 
 /// The secrets profile `profile` would decrypt, each with the first place
-/// that uses it: `secret("name")` in a connection field, or `credentials`.
-pub fn secrets_used(spec: &ProjectSpec, profile: &str) -> BTreeMap<String, YamlPath> {
+/// that uses it (see [`ConnectionPlan::secrets`]).
+pub fn secrets_used(plan: &ProjectPlan, profile: &str) -> BTreeMap<String, (YamlPath, String)> {
     let mut used = BTreeMap::new();
-    let Some(p) = spec.profiles.get(profile) else {
-        return used;
-    };
-    for (cname, conn) in &p.connections {
+    for (cname, conn) in plan.profiles.get(profile).into_iter().flatten() {
         let at = ypath!("profiles", profile, "connections", cname.as_str());
-        let mut fields: Vec<(String, &str)> = Vec::new();
-        let mut credentials = None;
-        match conn {
-            ConnectionSpec::Mongodb(m) => fields.push(("uri".into(), &m.uri)),
-            ConnectionSpec::ObjectStore(o) => {
-                fields.push(("url".into(), &o.url));
-                fields.extend(
-                    o.options
-                        .iter()
-                        .map(|(k, v)| (format!("options.{k}"), v.as_str())),
-                );
-                credentials = o.credentials.as_ref();
-            }
-            ConnectionSpec::Bigquery(b) => {
-                fields.push(("project".into(), &b.project));
-                fields.extend(
-                    b.endpoint
-                        .iter()
-                        .map(|e| ("endpoint".to_owned(), e.as_str())),
-                );
-                credentials = b.credentials.as_ref();
-            }
-        }
-        for (field, text) in fields {
-            for name in crate::template::secret_names(text) {
-                used.entry(name).or_insert_with(|| at.key(&field));
-            }
-        }
-        if let Some(name) = credentials {
-            used.entry(name.clone())
-                .or_insert_with(|| at.key("credentials"));
+        for (field, name) in conn.secrets() {
+            used.entry(name).or_insert_with(|| (at.key(&field), field));
         }
     }
     used
@@ -122,23 +90,42 @@ pub enum ConnectionPlan {
 }
 
 impl ConnectionPlan {
-    /// The secrets this connection decrypts when it is opened.
-    pub fn secrets(&self) -> Vec<String> {
+    /// The secrets this connection decrypts when it is opened, each with
+    /// the field that names it: `secret("name")` in `uri` or an `options`
+    /// value, or `credentials`.
+    pub fn secrets(&self) -> Vec<(String, String)> {
+        let in_template = |field: String, t: &str| {
+            crate::template::secret_names(t)
+                .into_iter()
+                .map(move |name| (field.clone(), name))
+        };
         match self {
             ConnectionPlan::Mongodb { uri_template, .. } => {
-                crate::template::secret_names(uri_template)
+                in_template("uri".into(), uri_template).collect()
             }
             ConnectionPlan::ObjectStore {
                 options,
                 credentials,
                 ..
             } => options
-                .values()
-                .flat_map(|v| crate::template::secret_names(v))
-                .chain(credentials.clone())
+                .iter()
+                .flat_map(|(k, v)| in_template(format!("options.{k}"), v))
+                .chain(
+                    credentials
+                        .iter()
+                        .map(|c| ("credentials".into(), c.clone())),
+                )
                 .collect(),
-            ConnectionPlan::Bigquery { credentials, .. } => credentials.iter().cloned().collect(),
+            ConnectionPlan::Bigquery { credentials, .. } => credentials
+                .iter()
+                .map(|c| ("credentials".into(), c.clone()))
+                .collect(),
         }
+    }
+
+    /// The names alone of [`ConnectionPlan::secrets`].
+    pub fn secret_names(&self) -> Vec<String> {
+        self.secrets().into_iter().map(|(_, name)| name).collect()
     }
 
     /// The kind, for type checks.

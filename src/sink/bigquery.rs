@@ -1468,17 +1468,18 @@ impl Authenticator for DefaultCredentials {
     }
 }
 
+const NEW_KEY_HINT: &str =
+    "re-create the key with `gcloud iam service-accounts keys create` and encrypt it again";
+
 /// Tokens for a service account whose key is held in memory.
 async fn service_account(a: &ServiceAccount) -> Result<Arc<dyn Authenticator>, BigQueryError> {
     use gcp_bigquery_client::yup_oauth2 as yup;
     // Neither message quotes the key: yup's parse error can hold its text.
-    let fail = |what: &str| {
-        BigQueryError::Auth {
+    let fail = |what: &str| BigQueryError::Auth {
         message: format!(
-            "service account {} (secret `{}`): {what}; re-create the key with `gcloud iam service-accounts keys create` and encrypt it again",
+            "service account {} (secret `{}`): {what}; {NEW_KEY_HINT}",
             a.client_email, a.secret
         ),
-    }
     };
     let key = yup::parse_service_account_key(a.json.expose().as_bytes())
         .map_err(|_| fail("the JSON is not a service-account key"))?;
