@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use bson::raw::{RawBsonRef, RawDocument};
+use chrono::NaiveDate;
 
 use crate::spec::PartitionKind;
 
@@ -22,6 +23,22 @@ pub struct Candidates {
     pub seen: u64,
     /// `(field, kind)` with the number of documents where it qualifies.
     pub found: BTreeMap<(String, Kind), u64>,
+    /// `(field, kind)` with the UTC day of each value and its count.
+    days: BTreeMap<(String, Kind), BTreeMap<NaiveDate, u64>>,
+}
+
+/// The chosen partition field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// The top-level field.
+    pub field: String,
+    /// How its values are read.
+    pub kind: Kind,
+    /// Sampled documents that have it.
+    pub present: u64,
+    /// Sampled documents whose value falls in the requested days (all of
+    /// `present` when no days were requested).
+    pub in_range: u64,
 }
 
 /// A partition kind, ordered by preference.
@@ -29,14 +46,15 @@ pub struct Candidates {
 pub enum Kind {
     /// A BSON Date.
     Date,
-    /// The ObjectId's time.
-    ObjectId,
     /// An RFC 3339 string.
     IsoString,
     /// Milliseconds since the epoch.
     EpochMillis,
     /// Seconds since the epoch.
     EpochSeconds,
+    /// The ObjectId's time: when the document was inserted, which for
+    /// imported or migrated data is not its business date. Last.
+    ObjectId,
 }
 
 impl Kind {
@@ -61,6 +79,32 @@ impl Kind {
             Kind::EpochSeconds => "epoch_seconds",
         }
     }
+
+    /// The UTC day of `value` read as this kind, when it is one.
+    pub fn day(self, value: RawBsonRef<'_>) -> Option<NaiveDate> {
+        let ms = match (self, value) {
+            (Kind::Date, RawBsonRef::DateTime(d)) => d.timestamp_millis(),
+            (Kind::ObjectId, RawBsonRef::ObjectId(o)) => o.timestamp().timestamp_millis(),
+            (Kind::IsoString, RawBsonRef::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
+                .ok()?
+                .timestamp_millis(),
+            (Kind::EpochMillis | Kind::EpochSeconds, v) => {
+                let n = match v {
+                    RawBsonRef::Int64(n) => n as f64,
+                    RawBsonRef::Int32(n) => f64::from(n),
+                    RawBsonRef::Double(f) => f,
+                    _ => return None,
+                };
+                if self == Kind::EpochSeconds {
+                    (n * 1000.0) as i64
+                } else {
+                    n as i64
+                }
+            }
+            _ => return None,
+        };
+        Some(chrono::DateTime::from_timestamp_millis(ms)?.date_naive())
+    }
 }
 
 impl Candidates {
@@ -81,33 +125,77 @@ impl Candidates {
                 _ => None,
             };
             if let Some(kind) = kind {
-                *self.found.entry((key.to_owned(), kind)).or_default() += 1;
+                let k = (key.to_owned(), kind);
+                if let Some(day) = kind.day(value) {
+                    *self
+                        .days
+                        .entry(k.clone())
+                        .or_default()
+                        .entry(day)
+                        .or_default() += 1;
+                }
+                *self.found.entry(k).or_default() += 1;
             }
         }
     }
 
-    /// The best candidate: `field` when given (with its most common kind),
-    /// else the kind first in [`Kind`]'s order, then the most documents, a
-    /// name with `created` in it, then the name.
-    pub fn choose(&self, field: Option<&str>) -> Option<(String, Kind, u64)> {
-        let mut all: Vec<(&String, Kind, u64)> = self
+    /// Sampled values of `(field, kind)` whose day is in `days` (inclusive).
+    pub fn in_range(&self, field: &str, kind: Kind, days: (NaiveDate, NaiveDate)) -> u64 {
+        self.days
+            .get(&(field.to_owned(), kind))
+            .map_or(0, |d| d.range(days.0..=days.1).map(|(_, n)| n).sum())
+    }
+
+    /// The newest day a sampled value of `(field, kind)` falls on.
+    pub fn newest_day(&self, field: &str, kind: Kind) -> Option<NaiveDate> {
+        self.days
+            .get(&(field.to_owned(), kind))
+            .and_then(|d| d.keys().next_back().copied())
+    }
+
+    /// The best candidate: `field` when given (with its most common kind).
+    /// Otherwise, with requested `days`, only fields with sampled values in
+    /// them, the most such values first, so that a field which would
+    /// select nothing is never chosen; then a real time field before
+    /// `_id` (whose time is the insert's, not the business date), the kind
+    /// first in [`Kind`]'s order, the most documents, a name with
+    /// `created` in it, then the name.
+    pub fn choose(
+        &self,
+        field: Option<&str>,
+        days: Option<(NaiveDate, NaiveDate)>,
+    ) -> Option<Choice> {
+        let mut all: Vec<Choice> = self
             .found
             .iter()
             .filter(|((f, _), _)| field.is_none_or(|want| want == f))
-            .map(|((f, k), n)| (f, *k, *n))
+            .map(|((f, k), n)| Choice {
+                field: f.clone(),
+                kind: *k,
+                present: *n,
+                in_range: days.map_or(*n, |d| self.in_range(f, *k, d)),
+            })
             .collect();
-        all.sort_by(|a, b| {
-            (a.1, std::cmp::Reverse(a.2), !a.0.contains("created"), a.0).cmp(&(
-                b.1,
-                std::cmp::Reverse(b.2),
-                !b.0.contains("created"),
-                b.0,
-            ))
-        });
         if field.is_some() {
-            all.sort_by_key(|c| std::cmp::Reverse(c.2));
+            all.sort_by_key(|c| (std::cmp::Reverse(c.present), c.kind));
+            return all.into_iter().next();
         }
-        all.first().map(|(f, k, n)| ((*f).clone(), *k, *n))
+        if days.is_some() {
+            all.retain(|c| c.in_range > 0);
+        }
+        all.sort_by(|a, b| {
+            let key = |c: &Choice| {
+                (
+                    std::cmp::Reverse(if days.is_some() { c.in_range } else { 0 }),
+                    c.kind,
+                    std::cmp::Reverse(c.present),
+                    !c.field.contains("created"),
+                    c.field.clone(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        all.into_iter().next()
     }
 }
 
@@ -465,6 +553,18 @@ mod tests {
         RawDocumentBuf::from_document(&d).unwrap()
     }
 
+    fn pick(
+        c: &Candidates,
+        field: Option<&str>,
+        days: Option<(NaiveDate, NaiveDate)>,
+    ) -> Option<(String, Kind, u64)> {
+        c.choose(field, days).map(|c| (c.field, c.kind, c.present))
+    }
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2020, 6, d).unwrap()
+    }
+
     #[test]
     fn candidates_prefer_dates_present_everywhere() {
         let mut c = Candidates::default();
@@ -477,16 +577,52 @@ mod tests {
             }));
         }
         c.observe(&raw(doc! { "_id": bson::oid::ObjectId::new() }));
-        assert_eq!(c.choose(None), Some(("created_at".into(), Kind::Date, 3)));
         assert_eq!(
-            c.choose(Some("seen_ms")),
+            pick(&c, None, None),
+            Some(("created_at".into(), Kind::Date, 3))
+        );
+        assert_eq!(
+            pick(&c, Some("seen_ms"), None),
             Some(("seen_ms".into(), Kind::EpochMillis, 3))
         );
         assert_eq!(
-            c.choose(Some("at")),
+            pick(&c, Some("at"), None),
             Some(("at".into(), Kind::IsoString, 3))
         );
-        assert_eq!(c.choose(Some("nope")), None);
+        assert_eq!(pick(&c, Some("nope"), None), None);
+    }
+
+    /// Imported data: every document was inserted today, so its ObjectId
+    /// is today's, while its business date `created_ms` lies in June 2020
+    /// (issue 10: `infer` chose `_id` and read 0 documents).
+    #[test]
+    fn object_ids_younger_than_the_date_field_lose_to_it() {
+        let mut c = Candidates::default();
+        for i in 0..200i64 {
+            c.observe(&raw(doc! {
+                "_id": bson::oid::ObjectId::new(),
+                "created_ms": 1_590_969_600_000i64 + i * 2_000_000,
+                "stars": 4,
+            }));
+        }
+        let june = Some((day(1), day(5)));
+        let chosen = c.choose(None, june).unwrap();
+        assert_eq!(
+            (chosen.field.as_str(), chosen.kind),
+            ("created_ms", Kind::EpochMillis)
+        );
+        assert_eq!((chosen.present, chosen.in_range), (200, 200));
+        assert_eq!(c.in_range("_id", Kind::ObjectId, (day(1), day(5))), 0);
+        // Without days, a time field still comes before `_id`.
+        assert_eq!(pick(&c, None, None).unwrap().0, "created_ms");
+        assert_eq!(c.newest_day("created_ms", Kind::EpochMillis), Some(day(5)));
+        // No field has values in 2019: nothing is chosen, rather than a
+        // field that would select no document.
+        let y2019 = Some((
+            NaiveDate::from_ymd_opt(2019, 1, 1).unwrap(),
+            NaiveDate::from_ymd_opt(2019, 1, 5).unwrap(),
+        ));
+        assert_eq!(c.choose(None, y2019), None);
     }
 
     #[test]

@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # The local stack: FerretDB (MongoDB protocol, SQLite backend), fake-gcs-server
-# (GCS JSON API) and bigquery-emulator, built from pinned Go modules and run on
-# 127.0.0.1 only. No Docker needed (see docker-compose.yml for the Docker path).
+# (GCS JSON API) and bigquery-emulator, built from pinned Go modules, plus
+# mongo-fast (mongo-java-server, a fast in-memory MongoDB protocol server) built
+# from the pinned Maven module stack/mongo-fast/. All run on 127.0.0.1 only.
+# No Docker needed (see docker-compose.yml for the Docker path).
 #
-#   stack/stack.sh install   build the three binaries into stack/bin/
+#   stack/stack.sh install   build the three binaries and mongo-fast.jar into stack/bin/
 #   stack/stack.sh up        install if needed, start what is not running, wait
 #                            for health, create bucket + dataset, print settings
 #   stack/stack.sh down      stop exactly the processes in the pid files
 #   stack/stack.sh reset [server...]  stop and delete the data of the servers
-#                            (mongo, gcs, bigquery; default all); then run `up`
+#                            (mongo, gcs, bigquery, mongo-fast; default all); then run `up`
 #   stack/stack.sh status    one line per server; exit 0 if all healthy, 3 if not
 #   stack/stack.sh env       export lines:  eval "$(stack/stack.sh env)"
 #
 # Ports (env): ETL_MONGO_PORT (27017), ETL_GCS_PORT (4443), ETL_BQ_PORT (9050),
-# ETL_BQ_GRPC_PORT (9060). ETL_STACK_TIMEOUT: health wait per server (60 s).
+# ETL_BQ_GRPC_PORT (9060), ETL_MONGO_FAST_PORT (27018). mongo-fast also takes
+# ETL_MONGO_FAST_HEAP (java -Xmx, 4g) and ETL_MONGO_FAST_OPLOG (on|off, on:
+# change streams need it; turn it off for bulk loads of ~1M documents).
+# ETL_STACK_TIMEOUT: health wait per server (60 s).
 # State and logs: stack/run/<server>/data, stack/run/<server>.log, .pid.
+# mongo-fast keeps its data in memory only: it is empty after every start.
 set -euo pipefail
 
 STACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,6 +32,9 @@ MONGO_PORT="${ETL_MONGO_PORT:-27017}"
 GCS_PORT="${ETL_GCS_PORT:-4443}"
 BQ_PORT="${ETL_BQ_PORT:-9050}"
 BQ_GRPC_PORT="${ETL_BQ_GRPC_PORT:-9060}"
+MONGO_FAST_PORT="${ETL_MONGO_FAST_PORT:-27018}"
+MONGO_FAST_HEAP="${ETL_MONGO_FAST_HEAP:-4g}"
+MONGO_FAST_OPLOG="${ETL_MONGO_FAST_OPLOG:-on}"
 HEALTH_TIMEOUT="${ETL_STACK_TIMEOUT:-60}"
 
 BQ_PROJECT=etl-local
@@ -33,13 +42,19 @@ BQ_DATASET=etl_demo
 GCS_BUCKET=etl-lake
 
 MONGO_URI="mongodb://$HOST:$MONGO_PORT/?directConnection=true"
+MONGO_FAST_URI="mongodb://$HOST:$MONGO_FAST_PORT/?directConnection=true"
 GCS_URL="http://$HOST:$GCS_PORT"
 BQ_URL="http://$HOST:$BQ_PORT"
 
-SERVERS=(mongo gcs bigquery)
+SERVERS=(mongo gcs bigquery mongo-fast)
 
 log() { printf '%s\n' "$*" >&2; }
 die() { printf 'stack.sh: error: %s\n' "$*" >&2; exit 1; }
+
+[[ $MONGO_FAST_OPLOG == on || $MONGO_FAST_OPLOG == off ]] ||
+  die "ETL_MONGO_FAST_OPLOG must be on or off, not '$MONGO_FAST_OPLOG'"
+[[ $MONGO_FAST_HEAP =~ ^[0-9]+[kKmMgG]?$ ]] ||
+  die "ETL_MONGO_FAST_HEAP must be a java -Xmx size such as 4g or 6144m, not '$MONGO_FAST_HEAP'"
 
 # Monotonic-enough wall clock in seconds with millisecond precision.
 now() { date +%s.%N; }
@@ -52,16 +67,34 @@ binary_of() {
     mongo) echo ferretdb-embedded ;;
     gcs) echo fake-gcs-server ;;
     bigquery) echo bigquery-emulator ;;
+    mongo-fast) echo mongo-fast.jar ;;
   esac
 }
 
-# Go module directory holding the pinned version of each binary.
+# Go module (or, for mongo-fast, Maven module) directory holding the pinned
+# version of each binary.
 module_of() {
   case "$1" in
     mongo) echo "$STACK_DIR/ferretdb" ;;
     gcs) echo "$STACK_DIR/tools/fake-gcs-server" ;;
     bigquery) echo "$STACK_DIR/tools/bigquery-emulator" ;;
+    mongo-fast) echo "$STACK_DIR/mongo-fast" ;;
   esac
+}
+
+# The files a binary is built from (one per line).
+sources_of() {
+  local mod f
+  mod="$(module_of "$1")"
+  if [[ $1 == mongo-fast ]]; then
+    echo "$mod/pom.xml"
+    find "$mod/src" -type f 2>/dev/null || true
+    return 0
+  fi
+  for f in "$mod"/go.mod "$mod"/go.sum "$mod"/*.go; do
+    [[ -e $f ]] && echo "$f"
+  done
+  return 0
 }
 
 package_of() {
@@ -77,6 +110,7 @@ port_of() {
     mongo) echo "$MONGO_PORT" ;;
     gcs) echo "$GCS_PORT" ;;
     bigquery) echo "$BQ_PORT" ;;
+    mongo-fast) echo "$MONGO_FAST_PORT" ;;
   esac
 }
 
@@ -105,6 +139,12 @@ command_of() {
         --host="$HOST" --port="$BQ_PORT" --grpc-port="$BQ_GRPC_PORT" \
         --database="$(data_dir bigquery)/emulator.db" --log-level=error
       ;;
+    mongo-fast)
+      # In memory only. ExitOnOutOfMemoryError: a full heap ends the process
+      # (status says stopped, up restarts it) rather than leaving it hung.
+      printf '%s\n' java -Xmx"$MONGO_FAST_HEAP" -XX:+ExitOnOutOfMemoryError -jar "$bin" \
+        --host "$HOST" --port "$MONGO_FAST_PORT" --oplog "$MONGO_FAST_OPLOG"
+      ;;
   esac
 }
 
@@ -113,7 +153,7 @@ conf_of() {
   local cmd
   mapfile -t cmd < <(command_of "$1")
   # A rebuilt binary counts as a change too.
-  printf 'built %s: ' "$(stat -c %Y "${cmd[0]}" 2>/dev/null || echo none)"
+  printf 'built %s: ' "$(stat -c %Y "$BIN_DIR/$(binary_of "$1")" 2>/dev/null || echo none)"
   if [[ $1 == bigquery ]]; then
     echo "STORAGE_EMULATOR_HOST=$GCS_URL ${cmd[*]}"
   else
@@ -126,6 +166,8 @@ healthy() {
     mongo) "$BIN_DIR/ferretdb-embedded" -ping "$HOST:$MONGO_PORT" -timeout 2s >/dev/null 2>&1 ;;
     gcs) curl -fsS -m 3 -o /dev/null "$GCS_URL/storage/v1/b" 2>/dev/null ;;
     bigquery) curl -fsS -m 3 -o /dev/null "$BQ_URL/bigquery/v2/projects/$BQ_PROJECT/datasets" 2>/dev/null ;;
+    # A real {ping: 1} OP_MSG from the jar's --ping mode (one JVM start, ~0.4 s).
+    mongo-fast) java -jar "$BIN_DIR/mongo-fast.jar" --ping "$HOST:$MONGO_FAST_PORT" --timeout 2 >/dev/null 2>&1 ;;
   esac
 }
 
@@ -145,6 +187,16 @@ live_pid() {
   pid="$(<"$f")"
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   alive "$pid" || return 1
+  if [[ $1 == mongo-fast ]]; then
+    # Its exe is the java binary: the command line must name our jar instead.
+    local args
+    args="$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+    if [[ -n $args ]] && ! grep -qxF "$BIN_DIR/mongo-fast.jar" <<<"$args"; then
+      return 1
+    fi
+    echo "$pid"
+    return 0
+  fi
   # Guard against a recycled pid: the process must run our binary.
   exe="$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
   if [[ -n $exe && $exe != "$BIN_DIR/$(binary_of "$1")"* ]]; then
@@ -167,21 +219,45 @@ port_taken() {
 # --------------------------------------------------------------------- install
 
 needs_build() {
-  local name="$1" bin mod f
+  local name="$1" bin f
   bin="$BIN_DIR/$(binary_of "$name")"
-  mod="$(module_of "$name")"
-  [[ -x $bin ]] || return 0
-  for f in "$mod"/go.mod "$mod"/go.sum "$mod"/*.go; do
-    [[ -e $f ]] || continue
+  if [[ $name == mongo-fast ]]; then
+    [[ -f $bin ]] || return 0
+  else
+    [[ -x $bin ]] || return 0
+  fi
+  while IFS= read -r f; do
     [[ $bin -nt $f ]] || return 0
-  done
+  done < <(sources_of "$name")
   return 1
+}
+
+# Builds stack/bin/mongo-fast.jar (one jar with its dependencies) with Maven.
+# A cold Maven cache (~/.m2) downloads the plugins and dependencies from Maven
+# Central first.
+build_jar() {
+  local bin="$1" mod="$2" t0
+  command -v java >/dev/null || die "java is not on PATH (Java >= 17 is needed to build and run mongo-fast)"
+  command -v mvn >/dev/null || die "mvn is not on PATH (Maven >= 3.6.3 is needed to build mongo-fast)"
+  log "building mongo-fast.jar in ${mod#"$STACK_DIR/"}/ with Maven ..."
+  t0="$(now)"
+  # Maven -q still writes colour resets to stdout; strip them, keep errors.
+  mvn -B -q -f "$mod/pom.xml" package 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >&2 ||
+    die "mvn package of mongo-fast failed (see the output above)"
+  cp -f "$mod/target/mongo-fast.jar" "$bin.tmp"
+  mv -f "$bin.tmp" "$bin"
+  log "built mongo-fast.jar in $(elapsed "$t0") s"
 }
 
 build_one() {
   local name="$1" bin mod pkg t0
   bin="$BIN_DIR/$(binary_of "$name")"
   mod="$(module_of "$name")"
+  if [[ $name == mongo-fast ]]; then
+    build_jar "$bin" "$mod"
+    return 0
+  fi
+  command -v go >/dev/null || die "go is not on PATH (Go >= 1.25 is needed to build the stack)"
   pkg="$(package_of "$name")"
   log "building $(binary_of "$name") in ${mod#"$STACK_DIR/"}/ ..."
   t0="$(now)"
@@ -198,7 +274,6 @@ build_one() {
 }
 
 cmd_install() {
-  command -v go >/dev/null || die "go is not on PATH (Go >= 1.25 is needed to build the stack)"
   mkdir -p "$BIN_DIR"
   local name
   for name in "${SERVERS[@]}"; do
@@ -260,7 +335,9 @@ ensure_started() {
     die "bigquery: gRPC port $BQ_GRPC_PORT on $HOST is already taken; set ETL_BQ_GRPC_PORT"
   fi
 
-  mkdir -p "$(data_dir "$name")"
+  if [[ $name != mongo-fast ]]; then # mongo-fast keeps nothing on disk
+    mkdir -p "$(data_dir "$name")"
+  fi
   logf="$(log_file "$name")"
   mapfile -t cmd < <(command_of "$name")
   printf '=== %s starting: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${cmd[*]}" >>"$logf"
@@ -337,6 +414,7 @@ cmd_up() {
   local t0 name started=()
   t0="$(now)"
   command -v curl >/dev/null || die "curl is not on PATH"
+  command -v java >/dev/null || die "java is not on PATH (Java >= 17 runs mongo-fast)"
   local need=0
   for name in "${SERVERS[@]}"; do
     if needs_build "$name"; then need=1; fi
@@ -345,7 +423,7 @@ cmd_up() {
   mkdir -p "$RUN_DIR"
 
   # gcs first: the emulator reads gs:// load sources from it.
-  for name in gcs mongo bigquery; do
+  for name in gcs mongo bigquery mongo-fast; do
     ensure_started "$name"
     if ((STARTED)); then started+=("$name"); fi
   done
@@ -358,6 +436,7 @@ cmd_up() {
   cat <<EOF
 local stack is up:
   MongoDB (FerretDB)    $MONGO_URI
+  MongoDB (mongo-fast)  $MONGO_FAST_URI   in memory, oplog $MONGO_FAST_OPLOG, heap $MONGO_FAST_HEAP
   GCS (fake-gcs-server) $GCS_URL   bucket: $GCS_BUCKET   (STORAGE_EMULATOR_HOST)
   BigQuery (emulator)   $BQ_URL   gRPC: $HOST:$BQ_GRPC_PORT
                         project: $BQ_PROJECT   dataset: $BQ_DATASET
@@ -387,7 +466,7 @@ stop_server() {
 
 cmd_down() {
   local name
-  for name in bigquery mongo gcs; do
+  for name in bigquery mongo-fast mongo gcs; do
     stop_server "$name"
   done
 }
@@ -395,18 +474,23 @@ cmd_down() {
 # Stops the named servers (default: all) and deletes their data. The emulator
 # keeps every job in its database and slows down as they pile up (about 5x
 # after a few hundred queries), and a restart alone does not help since the
-# database persists: reset it between test groups.
+# database persists: reset it between test groups. mongo-fast keeps its data
+# in memory, so stopping it is the reset.
 cmd_reset() {
   local name names=("$@")
-  if ((${#names[@]} == 0)); then names=(bigquery mongo gcs); fi
+  if ((${#names[@]} == 0)); then names=(bigquery mongo-fast mongo gcs); fi
   for name in "${names[@]}"; do
     case "$name" in
-      mongo | gcs | bigquery) ;;
-      *) die "unknown server '$name' (mongo, gcs, bigquery)" ;;
+      mongo | gcs | bigquery | mongo-fast) ;;
+      *) die "unknown server '$name' (mongo, gcs, bigquery, mongo-fast)" ;;
     esac
   done
   for name in "${names[@]}"; do
     stop_server "$name"
+    if [[ $name == mongo-fast ]]; then
+      log "$name: data gone (it was in memory)"
+      continue
+    fi
     rm -rf "${RUN_DIR:?}/$name/data"
     log "$name: data deleted"
   done
@@ -422,16 +506,16 @@ cmd_status() {
     if pid="$(live_pid "$name")"; then
       was="$(started_conf "$name")"
       if [[ -n $was && $was != "$(conf_of "$name")" ]]; then
-        printf '%-9s running  pid %-7s UNHEALTHY: started with other settings than asked for now: %s\n' "$name" "$pid" "$was"
+        printf '%-10s running  pid %-7s UNHEALTHY: started with other settings than asked for now: %s\n' "$name" "$pid" "$was"
         rc=3
       elif healthy "$name"; then
-        printf '%-9s running  pid %-7s port %-5s healthy\n' "$name" "$pid" "$port"
+        printf '%-10s running  pid %-7s port %-5s healthy\n' "$name" "$pid" "$port"
       else
-        printf '%-9s running  pid %-7s port %-5s UNHEALTHY (see %s)\n' "$name" "$pid" "$port" "$(log_file "$name")"
+        printf '%-10s running  pid %-7s port %-5s UNHEALTHY (see %s)\n' "$name" "$pid" "$port" "$(log_file "$name")"
         rc=3
       fi
     else
-      printf '%-9s stopped\n' "$name"
+      printf '%-10s stopped\n' "$name"
       rc=3
     fi
   done
@@ -444,6 +528,8 @@ cmd_env() {
   cat <<EOF
 export ETL_MONGO_PORT=$MONGO_PORT
 export ETL_MONGO_URI='$MONGO_URI'
+export ETL_MONGO_FAST_PORT=$MONGO_FAST_PORT
+export ETL_MONGO_FAST_URI='$MONGO_FAST_URI'
 export ETL_GCS_PORT=$GCS_PORT
 export ETL_GCS_ENDPOINT=$GCS_URL
 export ETL_GCS_BUCKET=$GCS_BUCKET
@@ -457,7 +543,7 @@ EOF
 }
 
 usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit "${1:-2}"
 }
 

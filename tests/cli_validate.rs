@@ -226,7 +226,7 @@ fn unknown_profile_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("unknown profile `staging`, expected one of `local`, `prod`"),
+        stderr.contains("unknown profile `staging`, expected one of `fast`, `local`, `prod`"),
         "{stderr}"
     );
 }

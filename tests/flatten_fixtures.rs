@@ -344,9 +344,13 @@ fn every_fixture_is_deterministic() {
     }
 }
 
-/// The shipped pipelines' flatten rules over the demo data (drift, nulls,
-/// UUIDs, arrays of objects included): one partition per collection, every
-/// row loadable.
+/// The shipped pipelines' flatten rules and schema locks over the demo
+/// data (drift, nulls, UUIDs, arrays of objects included), as `etl run`
+/// applies them: one partition per collection, every row loadable, and no
+/// more rejected than the drift the demo puts in. "Loaded + rejected =
+/// source" alone passed while the demo rejected 95% of its products
+/// (issue 10): the lock said INT64 for dimensions the generator writes as
+/// doubles.
 #[test]
 fn demo_pipelines_flatten_into_loadable_rows() {
     let opts = etl::demo::DemoOptions {
@@ -361,24 +365,41 @@ fn demo_pipelines_flatten_into_loadable_rows() {
         ("products", etl::demo::products(&opts).collect()),
     ];
     for (name, docs) in collections {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("pipelines/{name}.yaml"));
-        let text = std::fs::read_to_string(&path).unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(root.join(format!("pipelines/{name}.yaml"))).unwrap();
         let spec: PipelineSpec = etl::spec::yaml::from_str(&text).unwrap();
+        let lock = etl::lock::SchemaLock::read(&etl::lock::SchemaLock::path(root, name))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name} has a committed schema lock"));
         let raws: Vec<_> = docs
             .iter()
             .map(|d| RawDocumentBuf::from_document(d).unwrap())
             .collect();
         let tables = etl::flatten::Tables::new(&spec.flatten).unwrap();
+        let locked: Vec<_> = tables.names(name).iter().map(|t| lock.table(t)).collect();
         let (out, rejected) = tables
-            .flatten_all_rejecting(&raws, day())
+            .flatten_all_locked(&raws, day(), &locked)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         // Every document is a root row or a rejected document.
         let root_rows = String::from_utf8_lossy(&out[0].rows).lines().count();
         assert_eq!(root_rows + rejected.len(), docs.len(), "{name}");
+        let reasons: Vec<String> = rejected.iter().map(|r| r.source.to_string()).collect();
         if name == "products" {
-            assert!(!rejected.is_empty(), "products rejects its drifted prices");
+            // The generator writes a string price or weight into 2 of its 4
+            // kinds of anomaly, one product in 30 carrying one or two.
+            let share = rejected.len() as f64 / docs.len() as f64;
+            assert!(
+                (0.01..=0.05).contains(&share),
+                "products: {} of {} rejected ({:.1}%), the spec promises a few: {reasons:#?}",
+                rejected.len(),
+                docs.len(),
+                share * 100.0
+            );
+            for r in &reasons {
+                assert!(r.contains("is a STRING value"), "{r}");
+            }
         } else {
-            assert!(rejected.is_empty(), "{name}: {rejected:?}");
+            assert!(rejected.is_empty(), "{name}: {reasons:#?}");
         }
         for (table, t) in tables.names(name).iter().zip(&out) {
             let text = String::from_utf8(t.rows.clone()).unwrap();

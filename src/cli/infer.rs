@@ -127,53 +127,81 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         .map_err(anyhow::Error::msg)?;
     let rt = tokio::runtime::Runtime::new()?;
 
-    // 1. The partition field, from the newest documents.
+    // 1. The partition field, from the newest documents: with requested
+    // days, one whose sampled values fall in them.
+    let tz = chrono_tz::UTC;
+    let today = ctx.today(tz);
+    let request = args.range.request();
+    let wanted = request.start.map(|s| {
+        (
+            s,
+            request
+                .end
+                .unwrap_or(today)
+                .min(today.pred_opt().unwrap_or(today)),
+        )
+    });
     let candidates = rt.block_on(sample(&uri, &args.database, &args.collection))?;
-    let Some((field, kind, present)) = candidates.0.choose(args.partition_field.as_deref()) else {
+    let listed = |skip: Option<(&str, Kind)>| -> Vec<String> {
+        candidates
+            .found
+            .iter()
+            .filter(|((f, k), _)| skip != Some((f.as_str(), *k)))
+            .map(|((f, k), n)| match wanted {
+                Some(d) => format!(
+                    "`{f}` {} ({n} documents, {} in the requested days)",
+                    k.name(),
+                    candidates.in_range(f, *k, d)
+                ),
+                None => format!("`{f}` {} {n}", k.name()),
+            })
+            .collect()
+    };
+    let Some(choice) = candidates.choose(args.partition_field.as_deref(), wanted) else {
+        let others = listed(None);
         return usage(
             format!(
                 "no partition field found in the {} newest documents of {}.{}{}",
-                candidates.0.seen,
+                candidates.seen,
                 args.database,
                 args.collection,
-                args.partition_field
-                    .as_deref()
-                    .map_or(String::new(), |f| format!(
+                match (args.partition_field.as_deref(), wanted) {
+                    (Some(f), _) => format!(
                         " (`{f}` is not a date, ObjectId, ISO string or epoch number there)"
-                    ))
+                    ),
+                    (None, Some((s, e))) => format!(" with values between {s} and {e}"),
+                    (None, None) => String::new(),
+                }
             ),
-            "pass `--partition-field` with a top-level field holding dates",
+            &if others.is_empty() {
+                "pass `--partition-field` with a top-level field holding dates".to_owned()
+            } else {
+                format!(
+                    "candidates seen: {}; pass `--partition-field NAME`, or days that hold documents with `--start`/`--end`",
+                    others.join(", ")
+                )
+            },
         );
     };
+    let (field, kind) = (choice.field.clone(), choice.kind);
     println!(
         "{}.{} via `{}` ({uri_display}), profile `{profile}`",
         args.database, args.collection, args.connection
     );
     println!(
-        "partition field: `{field}` ({}; in {present} of the {} newest documents, a sample used only to choose it)",
+        "partition field: `{field}` ({}; in {} of the {} newest documents{}, a sample used only to choose it)",
         kind.name(),
-        candidates.0.seen
+        choice.present,
+        candidates.seen,
+        wanted.map_or(String::new(), |_| format!(", {} of them in the requested days", choice.in_range)),
     );
-    let others: Vec<String> = candidates
-        .0
-        .found
-        .iter()
-        .filter(|((f, k), _)| !(f == &field && *k == kind))
-        .map(|((f, k), n)| format!("`{f}` {} {n}", k.name()))
-        .collect();
+    let others = listed(Some((&field, kind)));
     if !others.is_empty() {
         println!("  other candidates: {}", others.join(", "));
     }
 
     // 2. The days, and every document in them.
-    let tz = chrono_tz::UTC;
-    let today = ctx.today(tz);
-    let newest = candidates
-        .1
-        .as_ref()
-        .and_then(|d| day_of(d, &field, kind))
-        .unwrap_or(today);
-    let request = args.range.request();
+    let newest = candidates.newest_day(&field, kind).unwrap_or(today);
     let start = request.start.unwrap_or(newest);
     let range = resolve_range(
         crate::plan::RangeRequest {
@@ -251,6 +279,27 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         range.start,
         range.end
     );
+    if profile_of.documents == 0 {
+        let others = listed(Some((&field, kind)));
+        return usage(
+            format!(
+                "no document of {}.{} has `{field}` ({}) in {} to {}: no draft written",
+                args.database,
+                args.collection,
+                kind.name(),
+                range.start,
+                range.end
+            ),
+            &format!(
+                "a draft needs documents to learn from; {}pass `--partition-field NAME` or days that hold documents with `--start`/`--end`",
+                if others.is_empty() {
+                    String::new()
+                } else {
+                    format!("other candidates: {}; ", others.join(", "))
+                }
+            ),
+        );
+    }
     println!(
         "paths ({}), types with counts, array sizes:",
         profile_of.paths.len()
@@ -312,12 +361,8 @@ fn first_of<'p>(
         .map(|(n, _)| n.as_str())
 }
 
-/// The newest documents' candidates, and the newest document.
-async fn sample(
-    uri: &str,
-    database: &str,
-    collection: &str,
-) -> anyhow::Result<(Candidates, Option<bson::RawDocumentBuf>)> {
+/// The newest documents' candidates.
+async fn sample(uri: &str, database: &str, collection: &str) -> anyhow::Result<Candidates> {
     use futures::TryStreamExt;
     let client = mongodb::Client::with_uri_str(uri).await.map_err(|e| {
         anyhow::anyhow!(
@@ -340,7 +385,6 @@ async fn sample(
             )
         })?;
     let mut candidates = Candidates::default();
-    let mut newest = None;
     while let Some(doc) = cursor.try_next().await.map_err(|e| {
         anyhow::anyhow!(
             "reading {database}.{collection}: {}",
@@ -348,25 +392,6 @@ async fn sample(
         )
     })? {
         candidates.observe(&doc);
-        if newest.is_none() {
-            newest = Some(doc);
-        }
     }
-    Ok((candidates, newest))
-}
-
-/// The UTC day of `doc`'s partition value.
-fn day_of(doc: &bson::RawDocument, field: &str, kind: Kind) -> Option<NaiveDate> {
-    let value = doc.get(field).ok()??;
-    let ms = match (kind, value) {
-        (Kind::Date, bson::RawBsonRef::DateTime(d)) => d.timestamp_millis(),
-        (Kind::ObjectId, bson::RawBsonRef::ObjectId(o)) => o.timestamp().timestamp_millis(),
-        (Kind::IsoString, bson::RawBsonRef::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
-            .ok()?
-            .timestamp_millis(),
-        (Kind::EpochMillis, v) => v.as_i64().or_else(|| v.as_i32().map(i64::from))?,
-        (Kind::EpochSeconds, v) => v.as_i64().or_else(|| v.as_i32().map(i64::from))? * 1000,
-        _ => return None,
-    };
-    Some(chrono::DateTime::from_timestamp_millis(ms)?.date_naive())
+    Ok(candidates)
 }

@@ -100,7 +100,11 @@ pub(super) fn check_pipeline_file(
     };
     let templates = super::templates_for(pspec, EnvMode::Lenient);
     let mut seen = std::collections::BTreeSet::new();
-    for profile in plan.profiles.keys() {
+    // The default profile first: a mistake found in every profile is
+    // reported once, in the profile people run.
+    let profiles = std::iter::once(&plan.default_profile)
+        .chain(plan.profiles.keys().filter(|p| **p != plan.default_profile));
+    for profile in profiles {
         if let Err(problems) = crate::plan::check_pipeline(spec, file, plan, profile, &templates) {
             for p in problems {
                 // One report per place: the same unknown connection in every

@@ -134,6 +134,7 @@ pub struct Engine {
     ledger: Ledger,
     progress: Arc<dyn progress::Progress>,
     staging: PathBuf,
+    keep_staging: bool,
 }
 
 impl Engine {
@@ -149,6 +150,7 @@ impl Engine {
             .map_err(|e| PartitionError::fatal(format!("the ledger's store: {e}")))?;
         Ok(Self {
             staging: project.staging_dir.clone(),
+            keep_staging: project.keep_staging,
             ledger: Ledger::new(store),
             templates,
             clock,
@@ -233,6 +235,18 @@ impl Engine {
         Ok(report)
     }
 
+    /// Removes a done day's staging folder, and its pipeline's folder once
+    /// empty. A failure is only logged: the day is done and recorded.
+    fn remove_staging(&self, pipeline: &str, dir: &std::path::Path) {
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(pipeline, dir = %dir.display(), error = %e, "could not remove the staging folder of a done day");
+            }
+        }
+        // Fails while another day of the pipeline still has its folder.
+        let _ = std::fs::remove_dir(self.staging.join(pipeline));
+    }
+
     /// One day with retries, recorded in the ledger whatever happens.
     async fn run_day(
         &self,
@@ -243,9 +257,9 @@ impl Engine {
         let started_at = self.clock.now();
         let bar = self.progress.start(&rt.plan.name, day);
         let mut attempts = 0;
+        let dir = self.staging.join(&rt.plan.name).join(day.to_string());
         let result = loop {
             attempts += 1;
-            let dir = self.staging.join(&rt.plan.name).join(day.to_string());
             let r = rt.run(day, &dir, bar.as_ref()).await;
             match r {
                 Err(e) if e.transient && attempts <= opts.retries => {
@@ -259,7 +273,16 @@ impl Engine {
         let finished_at = self.clock.now();
         let (status, error, stats) = match result {
             Ok(stats) => (Status::Done, None, stats),
-            Err(e) => (Status::Failed, Some(e.message.clone()), *e.stats),
+            Err(e) => {
+                let mut message = e.message.clone();
+                if dir.exists() {
+                    message.push_str(&format!(
+                        " (this day's staging files are kept in `{}`)",
+                        dir.display()
+                    ));
+                }
+                (Status::Failed, Some(message), *e.stats)
+            }
         };
         let record = PartitionRecord {
             pipeline: rt.plan.name.clone(),
@@ -292,6 +315,9 @@ impl Engine {
         }
         match record.status {
             Status::Done => {
+                if !self.keep_staging {
+                    self.remove_staging(&rt.plan.name, &dir);
+                }
                 tracing::info!(pipeline = %record.pipeline, partition = %day, rows = record.warehouse_rows.unwrap_or(0), "partition loaded");
                 DayOutcome::Done(record)
             }

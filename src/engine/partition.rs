@@ -371,9 +371,11 @@ impl PipelineRuntime {
         let tables = self.tables().await?.clone();
         let source = self.source().await?;
 
-        // 1. Extract: spool, raw archive and schema in one pass.
-        let count = source.count(target.filter.clone()).await?;
-        stats.source_count = Some(count);
+        // 1. Extract: spool, raw archive and schema in one pass. The cursor
+        // loop only copies each document's bytes and infers the schema; a
+        // writer thread spools them, writes the canonical Extended JSON
+        // line and compresses and hashes it, so the two run on two cores.
+        // The count runs beside the cursor rather than before it.
         let raw_name = target.lake_path.rsplit('/').next().unwrap_or("raw.jsonl");
         let raw_path = dir.join(raw_name);
         let spool_path = dir.join("spool.bson");
@@ -382,41 +384,49 @@ impl PipelineRuntime {
             max_time: self.plan.source.max_time_ms.map(Duration::from_millis),
             projection: self.plan.source.projection.clone(),
         };
-        let mut spool = BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(&spool_path).map_err(|e| io("cannot create", &spool_path, e))?,
-        );
-        let mut raw = RawArchive::create(&raw_path, self.plan.lake.compression)?;
+        let mut writer = ExtractWriter::start(&spool_path, &raw_path, self.plan.lake.compression)?;
         // The builders already hold the explicit columns, so an empty day
         // still has them.
         let mut inferred = tables.schema_builders();
-        let mut line = Vec::with_capacity(16 * 1024);
         let mut lines = 0u64;
+        let mut counting = source.spawn_count(target.filter.clone());
+        let mut count: Option<u64> = None;
         let mut cursor = source.find(target.filter.clone(), &read).await?;
+        let mut chunk = Vec::with_capacity(CHUNK_BYTES + (16 << 10));
         while cursor.advance().await? {
             let doc = cursor.current();
-            spool
-                .write_all(doc.as_bytes())
-                .map_err(|e| io("cannot write", &spool_path, e))?;
-            line.clear();
-            crate::extjson::write_canonical(doc, &mut line)
-                .map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;
-            line.push(b'\n');
-            raw.write(&line)?;
             tables.infer(doc, &mut inferred).map_err(|e| {
                 PartitionError::fatal(format!("flattening document {}: {e}", doc_id(doc)))
             })?;
+            chunk.extend_from_slice(doc.as_bytes());
             lines += 1;
+            if chunk.len() >= CHUNK_BYTES {
+                let full =
+                    std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES + (16 << 10)));
+                writer.send(full).await?;
+            }
             if lines % 1000 == 0 {
-                bar.documents(lines, count);
+                if count.is_none() && counting.is_finished() {
+                    count = Some(join_count(&mut counting).await?);
+                }
+                bar.documents(lines, count.unwrap_or(lines));
             }
         }
+        let count = match count {
+            Some(n) => n,
+            None => join_count(&mut counting).await?,
+        };
+        stats.source_count = Some(count);
         bar.documents(lines, count);
-        spool
-            .flush()
-            .map_err(|e| io("cannot write", &spool_path, e))?;
-        drop(spool);
-        let (raw_bytes, raw_sha256) = raw.finish()?;
+        if !chunk.is_empty() {
+            writer.send(chunk).await?;
+        }
+        let (written, raw_bytes, raw_sha256) = writer.finish().await?;
+        if written != lines {
+            return Err(PartitionError::fatal(format!(
+                "the raw archive has {written} lines for {lines} documents read"
+            )));
+        }
         stats.raw_lines = Some(lines);
         stats.raw_bytes = Some(raw_bytes);
         stats.raw_sha256 = Some(raw_sha256.clone());
@@ -458,23 +468,7 @@ impl PipelineRuntime {
             let baseline = locked.as_ref().or(existing.as_ref());
             let mut found = builder.finish_against(baseline);
             if let Some(locked) = &locked {
-                // Under `coerce` too: a day whose values fit the lock's
-                // wider type gets that type, so every day loads into the
-                // same table.
-                for c in &mut found.columns {
-                    if let Some(l) = locked.get(&c.name) {
-                        let null_only_today = null_only.contains(&c.name);
-                        if null_only_today
-                            || (l.repeated == c.repeated
-                                && c.kind != ColumnType::Record
-                                && crate::flatten::widen(c.kind, l.kind) == l.kind)
-                        {
-                            c.kind = l.kind;
-                            c.repeated = l.repeated;
-                            c.fields = l.fields.clone();
-                        }
-                    }
-                }
+                crate::flatten::adopt_locked_types(&mut found, locked, &null_only);
                 let policy = tables.tables()[i].flattener.new_field_policy();
                 self.new_fields(day, name, &logical[i], locked, &mut found, policy)?;
             }
@@ -1042,6 +1036,111 @@ impl RawArchive {
         .map_err(|e| io("cannot write", &path, e))?;
         sink.flush().map_err(|e| io("cannot write", &path, e))?;
         Ok((sink.bytes, hex::encode(sink.hash.finalize())))
+    }
+}
+
+/// The count that ran beside the cursor.
+async fn join_count(
+    counting: &mut tokio::task::JoinHandle<Result<u64, SourceError>>,
+) -> Result<u64, PartitionError> {
+    match counting.await {
+        Ok(n) => Ok(n?),
+        Err(e) => Err(PartitionError::fatal(format!("the count: {e}"))),
+    }
+}
+
+/// Bytes of BSON handed to the writer thread at a time: large enough that
+/// the hand-over costs nothing, small enough that memory stays bounded
+/// (at most [`CHUNKS_IN_FLIGHT`] + 2 chunks whatever the partition size).
+const CHUNK_BYTES: usize = 1 << 20;
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// The extract's writer thread: appends chunks of concatenated BSON
+/// documents to the spool, and each document's canonical Extended JSON
+/// line to the compressed, hashed raw archive.
+struct ExtractWriter {
+    chunks: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    thread: tokio::task::JoinHandle<Result<(u64, u64, String), PartitionError>>,
+}
+
+impl ExtractWriter {
+    fn start(
+        spool_path: &Path,
+        raw_path: &Path,
+        compression: Compression,
+    ) -> Result<Self, PartitionError> {
+        let mut spool = BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(spool_path).map_err(|e| io("cannot create", spool_path, e))?,
+        );
+        let mut raw = RawArchive::create(raw_path, compression)?;
+        let (chunks, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+        let spool_path = spool_path.to_owned();
+        let thread = tokio::task::spawn_blocking(move || {
+            let mut line = Vec::with_capacity(16 * 1024);
+            let mut lines = 0u64;
+            while let Some(chunk) = rx.blocking_recv() {
+                spool
+                    .write_all(&chunk)
+                    .map_err(|e| io("cannot write", &spool_path, e))?;
+                let mut at = 0;
+                while at < chunk.len() {
+                    let len =
+                        i32::from_le_bytes(chunk[at..at + 4].try_into().expect("4 bytes")) as usize;
+                    let doc = bson::RawDocument::from_bytes(&chunk[at..at + len])
+                        .map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;
+                    at += len;
+                    line.clear();
+                    crate::extjson::write_canonical(doc, &mut line)
+                        .map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;
+                    line.push(b'\n');
+                    raw.write(&line)?;
+                    lines += 1;
+                }
+            }
+            spool
+                .flush()
+                .map_err(|e| io("cannot write", &spool_path, e))?;
+            drop(spool);
+            let (bytes, sha256) = raw.finish()?;
+            Ok((lines, bytes, sha256))
+        });
+        Ok(Self {
+            chunks: Some(chunks),
+            thread,
+        })
+    }
+
+    /// Hands a chunk over; waits while the thread is [`CHUNKS_IN_FLIGHT`]
+    /// chunks behind. A thread that failed reports its error here.
+    async fn send(&mut self, chunk: Vec<u8>) -> Result<(), PartitionError> {
+        let sent = match &self.chunks {
+            Some(tx) => tx.send(chunk).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The thread stopped early, which only an error does: report it.
+        self.chunks = None;
+        match (&mut self.thread).await {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(_)) => Err(PartitionError::fatal(
+                "the extract's writer thread stopped early",
+            )),
+            Err(e) => Err(PartitionError::fatal(format!(
+                "the extract's writer thread: {e}"
+            ))),
+        }
+    }
+
+    /// Waits for the thread: the lines written, the archive's compressed
+    /// size and its sha256.
+    async fn finish(mut self) -> Result<(u64, u64, String), PartitionError> {
+        self.chunks = None;
+        self.thread
+            .await
+            .map_err(|e| PartitionError::fatal(format!("the extract's writer thread: {e}")))?
     }
 }
 

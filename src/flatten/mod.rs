@@ -96,7 +96,7 @@ use crate::spec::{ArrayPolicy, FlattenSpec, NewFieldPolicy, TypeConflictPolicy};
 use crate::table::TableSchema;
 
 pub use row::RowWriter;
-pub use schema::SchemaBuilder;
+pub use schema::{adopt_locked_types, SchemaBuilder};
 pub use tables::{
     DocumentError, Flattened, Rejected, RowError, Table, Tables, INDEX_COLUMN, PARENT_KEY_COLUMN,
     ROOT_ID_COLUMN,

@@ -371,10 +371,12 @@ impl RowVisitor<'_> {
             expected: column.kind.bigquery_name(),
         };
         if let Some(why) = conflict::unrepresentable(leaf.value) {
-            return match self.conflict {
-                TypeConflictPolicy::Reject => Err(conflict(why.to_owned())),
-                _ => Ok(slot),
-            };
+            // Text holds it; any other type would lose it.
+            if self.conflict == TypeConflictPolicy::Reject
+                && !matches!(column.kind, ColumnType::String | ColumnType::Json)
+            {
+                return Err(conflict(why.to_owned()));
+            }
         }
         let Some(kind) = super::kind_of(self.bignumeric, leaf.value) else {
             return Ok(slot);

@@ -503,13 +503,30 @@ impl SchemaBuilder {
                 None => kind,
                 Some(have) => merge_kinds(have, kind),
             });
-            // NaN and dates out of range have no type of their own to
-            // keep or vary to: they are NULL (or rejected) whatever the type.
-            if super::conflict::unrepresentable(leaf.value).is_none() {
-                match column.kinds.iter_mut().find(|(k, _)| *k == kind) {
-                    Some((_, n)) => *n += 1,
-                    None => column.kinds.push((kind, 1)),
-                }
+            match column.kinds.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, n)) => *n += 1,
+                None => column.kinds.push((kind, 1)),
+            }
+        }
+    }
+}
+
+/// Lays a schema lock's reviewed types over the schema a day's documents
+/// gave: a column whose values fit its locked (wider) type, or that held
+/// only nulls today, takes the locked type, so every day loads into the
+/// same table whatever subset of values it saw. Under `coerce` too.
+/// Columns the lock lacks are left as found: `on_new_field` decides them.
+pub fn adopt_locked_types(found: &mut TableSchema, locked: &TableSchema, null_only: &[String]) {
+    for c in &mut found.columns {
+        if let Some(l) = locked.get(&c.name) {
+            if null_only.contains(&c.name)
+                || (l.repeated == c.repeated
+                    && c.kind != ColumnType::Record
+                    && super::widen(c.kind, l.kind) == l.kind)
+            {
+                c.kind = l.kind;
+                c.repeated = l.repeated;
+                c.fields = l.fields.clone();
             }
         }
     }

@@ -405,6 +405,18 @@ impl Tables {
         docs: &[RawDocumentBuf],
         ds: NaiveDate,
     ) -> Result<(Vec<Flattened>, Vec<Rejected>), DocumentError> {
+        self.flatten_all_locked(docs, ds, &[])
+    }
+
+    /// [`Tables::flatten_all_rejecting`] against a schema lock, as a run
+    /// applies it: `locked[i]` is table `i`'s locked schema (none for a
+    /// table the lock lacks, or past the slice's end).
+    pub fn flatten_all_locked(
+        &self,
+        docs: &[RawDocumentBuf],
+        ds: NaiveDate,
+        locked: &[Option<&TableSchema>],
+    ) -> Result<(Vec<Flattened>, Vec<Rejected>), DocumentError> {
         let mut builders = self.schema_builders();
         for (index, doc) in docs.iter().enumerate() {
             self.infer(doc, &mut builders)
@@ -413,9 +425,16 @@ impl Tables {
         let mut renames = Vec::with_capacity(builders.len());
         let schemas: Vec<TableSchema> = builders
             .into_iter()
-            .map(|b| {
+            .enumerate()
+            .map(|(i, b)| {
                 renames.push(b.renames().to_vec());
-                b.finish()
+                let lock = locked.get(i).copied().flatten();
+                let null_only: Vec<String> = b.null_only().map(str::to_owned).collect();
+                let mut schema = b.finish_against(lock);
+                if let Some(lock) = lock {
+                    super::adopt_locked_types(&mut schema, lock, &null_only);
+                }
+                schema
             })
             .collect();
         let mut outs = vec![Vec::new(); schemas.len()];

@@ -422,11 +422,11 @@ fn every_bson_type_has_a_column_type() {
         [
             ("oid", "STRING"),
             ("date", "TIMESTAMP"),
-            ("far", "TIMESTAMP"),
+            ("far", "STRING"),
             ("i32", "INT64"),
             ("i64", "INT64"),
             ("f", "FLOAT64"),
-            ("nan", "FLOAT64"),
+            ("nan", "STRING"),
             ("dec", "NUMERIC"),
             ("dec_big", "BIGNUMERIC"),
             ("bool", "BOOL"),
@@ -448,9 +448,12 @@ fn every_bson_type_has_a_column_type() {
             "_ds": "2020-06-01",
             "oid": "5ed445006564676500000000",
             "date": "2020-06-01T12:00:00.123000Z",
+            // Past 9999-12-31 and NaN fit no other type: their text.
+            "far": r#"{"$date":{"$numberLong":"253402300800000"}}"#,
             "i32": 1,
             "i64": 1_i64 << 40,
             "f": 0.5,
+            "nan": "NaN",
             "dec": "19.99",
             "dec_big": "0.0000000001",
             "bool": false,
@@ -1010,19 +1013,24 @@ mod conflicts {
                 ("_id", "INT64"),
                 ("n", "INT64"),
                 ("n__v_string", "STRING"),
-                ("x", "FLOAT64")
+                ("x", "FLOAT64"),
+                ("x__v_string", "STRING")
             ]
         );
         assert_eq!(
             r.rows[0],
             json!({"_ds": "2020-06-01", "_id": 1, "n": 1, "x": 1.5})
         );
-        // An integer fits a FLOAT64 column; NaN is NULL as under coerce.
+        // An integer fits a FLOAT64 column; NaN does not, and moves aside
+        // as text instead of a silent NULL (issue 10).
         assert_eq!(
             r.rows[1],
             json!({"_ds": "2020-06-01", "_id": 2, "n__v_string": "two", "x": 2.0})
         );
-        assert_eq!(r.rows[2], json!({"_ds": "2020-06-01", "_id": 3, "n": 3}));
+        assert_eq!(
+            r.rows[2],
+            json!({"_ds": "2020-06-01", "_id": 3, "n": 3, "x__v_string": "NaN"})
+        );
     }
 
     #[test]

@@ -32,7 +32,8 @@
 //! - `JSON`: any value, as relaxed Extended JSON text.
 //!
 //! NaN and infinite doubles and decimals, and dates outside
-//! 0001-01-01..9999-12-31, are NULL in every type for now.
+//! 0001-01-01..9999-12-31, fit only `STRING` (and `JSON`): elsewhere they
+//! are a type conflict, never a silent NULL.
 
 use bson::raw::RawBinaryRef;
 use bson::spec::BinarySubtype;
@@ -69,9 +70,14 @@ impl<'a> Leaf<'a> {
     }
 }
 
-/// The column type a value asks for by itself; None for null and for values
-/// that are NULL whatever the column (NaN decimals).
+/// The column type a value asks for by itself; None for null. NaN,
+/// infinities and dates outside 0001..9999 ask for STRING.
 pub(crate) fn natural_kind(value: Value<'_>) -> Option<ColumnType> {
+    // NaN, infinities and dates out of range fit no other type: as text
+    // nothing is lost, and `on_type_conflict` decides the rest.
+    if super::conflict::unrepresentable(value).is_some() {
+        return Some(ColumnType::String);
+    }
     Some(match value {
         Value::Double(_) => ColumnType::Float64,
         Value::String(_) => ColumnType::String,
@@ -206,20 +212,25 @@ fn write_text(leaf: Leaf<'_>, out: &mut Vec<u8>) -> Result<bool, ExtJsonError> {
             o.extend_from_slice(itoa::Buffer::new().format(i).as_bytes())
         }),
         Value::Double(f) if f.is_finite() => quoted(out, |o| extjson::write_json_f64(f, o)),
-        Value::Double(_) => return Ok(false),
+        Value::Double(f) => extjson::write_json_string(
+            if f.is_nan() {
+                "NaN"
+            } else if f > 0.0 {
+                "Infinity"
+            } else {
+                "-Infinity"
+            },
+            out,
+        ),
         Value::Boolean(b) => out.extend_from_slice(if b { b"\"true\"" } else { b"\"false\"" }),
         Value::DateTime(_) | Value::Timestamp(_) => match as_micros(leaf.value) {
             Some(us) => quoted(out, |o| write_timestamp_micros(us, o)),
-            None => return Ok(false),
+            // Outside 0001..9999: its Extended JSON, `{"$date": ...}`.
+            None => write_json_text(leaf, out)?,
         },
         Value::ObjectId(oid) => quoted(out, |o| extjson::write_hex(&oid.bytes(), o)),
-        Value::Decimal128(d) => {
-            let text = d.to_string();
-            if Decimal::parse(&text).is_none() {
-                return Ok(false);
-            }
-            extjson::write_json_string(&text, out);
-        }
+        // Exact text: `NaN`, `Infinity` and `-Infinity` included.
+        Value::Decimal128(d) => extjson::write_json_string(&d.to_string(), out),
         Value::Binary(b) if is_uuid(b) => quoted(out, |o| write_uuid(b.bytes, o)),
         Value::Binary(b) => quoted(out, |o| extjson::write_base64(b.bytes, o)),
         _ => write_json_text(leaf, out)?,
@@ -622,7 +633,12 @@ mod tests {
             Some("\"12345678901234567890123456789012340000\"")
         );
         assert_eq!(as_kind(dec("NaN"), Numeric), None);
-        assert_eq!(as_kind(dec("NaN"), String), None);
+        // Text holds what no number type can (issue 10).
+        assert_eq!(as_kind(dec("NaN"), String).as_deref(), Some("\"NaN\""));
+        assert_eq!(
+            as_kind(dec("-Infinity"), String).as_deref(),
+            Some("\"-Infinity\"")
+        );
         assert_eq!(as_kind(dec("5.00"), String).as_deref(), Some("\"5.00\""));
         assert_eq!(as_kind(0.1.into(), Numeric).as_deref(), Some("\"0.1\""));
         assert_eq!(
@@ -640,8 +656,9 @@ mod tests {
             kind("9.999999999999999999999999999999999E+6144"),
             Some(ColumnType::String)
         );
-        assert_eq!(kind("NaN"), None);
-        assert_eq!(kind("-Infinity"), None);
+        // They fit no number type: text.
+        assert_eq!(kind("NaN"), Some(ColumnType::String));
+        assert_eq!(kind("-Infinity"), Some(ColumnType::String));
     }
 
     #[test]
@@ -659,7 +676,10 @@ mod tests {
         assert_eq!(as_kind(at(MIN_MS), Date).as_deref(), Some("\"0001-01-01\""));
         assert_eq!(as_kind(at(MIN_MS - 1), Timestamp), None);
         assert_eq!(as_kind(at(MAX_MS + 1), Timestamp), None);
-        assert_eq!(as_kind(at(i64::MAX), String), None);
+        assert_eq!(
+            as_kind(at(i64::MAX), String).as_deref(),
+            Some(r#""{\"$date\":{\"$numberLong\":\"9223372036854775807\"}}""#)
+        );
         let ts = bson::Bson::Timestamp(bson::Timestamp {
             time: 1_590_969_600,
             increment: 1,

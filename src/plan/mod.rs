@@ -37,6 +37,8 @@ pub struct ProjectPlan {
     pub state_url: String,
     /// Local staging folder (absolute).
     pub staging_dir: PathBuf,
+    /// Keep a done day's staging folder.
+    pub keep_staging: bool,
     /// Inherited defaults.
     pub defaults: DefaultsSpec,
 }
@@ -278,6 +280,7 @@ pub fn check_project(
             .collect(),
         state_url: resolve_store_url(&spec.state.url, root),
         staging_dir: root.join(&spec.state.staging_dir),
+        keep_staging: spec.state.keep_staging,
         defaults: spec.defaults.clone(),
     })
 }

@@ -182,6 +182,14 @@ pub struct StateSpec {
     /// Default: `.etl/staging`.
     #[serde(default = "default_staging_dir")]
     pub staging_dir: String,
+
+    /// Keep each day's staging folder (the BSON spool, the compressed raw
+    /// archive, the rows files) after the day is recorded `done`. Default:
+    /// `false`: a finished day's folder is removed, so a year of backfill
+    /// does not keep a year of data on local disk. A failed day's folder
+    /// is always kept for inspection, and its error says where.
+    #[serde(default)]
+    pub keep_staging: bool,
 }
 
 impl Default for StateSpec {
@@ -189,6 +197,7 @@ impl Default for StateSpec {
         Self {
             url: default_state_url(),
             staging_dir: default_staging_dir(),
+            keep_staging: false,
         }
     }
 }

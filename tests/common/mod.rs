@@ -74,6 +74,36 @@ pub mod stack {
         )
     }
 
+    /// The fast server's port (mongo-java-server), as `stack/stack.sh` was
+    /// told.
+    pub fn mongo_fast_port() -> u16 {
+        var("ETL_MONGO_FAST_PORT", "27018")
+            .parse()
+            .expect("ETL_MONGO_FAST_PORT is a port number")
+    }
+
+    /// The fast server's URI.
+    pub fn mongo_fast_uri() -> String {
+        format!(
+            "mongodb://127.0.0.1:{}/?directConnection=true",
+            mongo_fast_port()
+        )
+    }
+
+    /// A client of the fast server, once it answers `ping`.
+    pub async fn mongo_fast() -> mongodb::Client {
+        let uri = mongo_fast_uri();
+        let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+        ping(&client, &uri, "mongo-java-server").await;
+        client
+    }
+
+    /// Which MongoDB server `mongo_uri` is: `fast` when the suite runs on
+    /// mongo-java-server (`ETL_TEST_MONGO=fast`, set by `stack/test.sh`).
+    pub fn on_fast_server() -> bool {
+        var("ETL_TEST_MONGO", "ferretdb") == "fast"
+    }
+
     /// fake-gcs-server's base URL.
     pub fn gcs_endpoint() -> String {
         var("STORAGE_EMULATOR_HOST", "http://127.0.0.1:4443")
@@ -86,18 +116,21 @@ pub mod stack {
 
     /// Fails the test with a hint unless MongoDB answers `ping`.
     pub async fn require_mongo(client: &mongodb::Client) {
+        let server = if on_fast_server() {
+            "mongo-java-server"
+        } else {
+            "FerretDB"
+        };
+        ping(client, &mongo_uri(), server).await;
+    }
+
+    async fn ping(client: &mongodb::Client, uri: &str, server: &str) {
         let admin = client.database("admin");
         let ping = admin.run_command(bson::doc! {"ping": 1});
         match tokio::time::timeout(std::time::Duration::from_secs(10), ping).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => panic!(
-                "FerretDB at {} did not answer ping: {e}\n{HINT}",
-                mongo_uri()
-            ),
-            Err(_) => panic!(
-                "FerretDB at {} did not answer ping within 10 s\n{HINT}",
-                mongo_uri()
-            ),
+            Ok(Err(e)) => panic!("{server} at {uri} did not answer ping: {e}\n{HINT}"),
+            Err(_) => panic!("{server} at {uri} did not answer ping within 10 s\n{HINT}"),
         }
     }
 

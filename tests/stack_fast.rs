@@ -1,0 +1,355 @@
+//! What FerretDB cannot store, end to end on the fast server
+//! (mongo-java-server; issue 10): the 25 documents of
+//! `tests/fixtures/bson/edge_cases.bson` (Decimal128 with NaN and
+//! infinities, nested arrays, dotted and `$` keys, dates in year 1 and
+//! 10000, every BSON type) go through MongoDB, `etl run`, the raw archive,
+//! BigQuery and Parquet. Every value is checked:
+//! - the raw archive, parsed back, gives each inserted document's exact
+//!   BSON bytes: the server changed nothing and the archive lost nothing;
+//! - the Parquet files hold, column by column, the arrays that the same
+//!   documents flattened offline give (`Tables::flatten_all`, itself
+//!   checked against the fixtures in `tests/fixtures/flatten/`);
+//! - BigQuery holds as many non-NULL values per column as those rows, so
+//!   no value became a silent NULL, and the values people look at first
+//!   read back as they should.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use bson::RawDocumentBuf;
+use chrono::NaiveDate;
+use common::stack;
+
+const TODAY: &str = "2026-11-23";
+
+fn edge_documents() -> Vec<RawDocumentBuf> {
+    let bytes = std::fs::read(common::root().join("tests/fixtures/bson/edge_cases.bson")).unwrap();
+    let mut docs = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let len = i32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        docs.push(RawDocumentBuf::from_bytes(bytes[at..at + len].to_vec()).unwrap());
+        at += len;
+    }
+    docs
+}
+
+fn day_of(doc: &RawDocumentBuf) -> NaiveDate {
+    let ms = doc.get_datetime("created_at").unwrap().timestamp_millis();
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .date_naive()
+}
+
+fn case_of(doc: &bson::RawDocument) -> String {
+    doc.get_str("case").unwrap().to_owned()
+}
+
+const SPEC: &str = "version: 1
+source: { connection: mongo, database: DB, collection: edge }
+partition: { field: created_at, kind: date, start_date: \"2020-06-01\" }
+flatten: {}
+sinks:
+  lake:
+    connection: lake
+    path: raw/TABLE/dt={{ ds }}/TABLE.jsonl.gz
+  warehouse: WAREHOUSE
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bson_edge_cases_round_trip_through_the_fast_server_into_bigquery_and_parquet() {
+    let client = stack::mongo_fast().await;
+    let database = format!("it_edge_{}", std::process::id());
+    let coll = client
+        .database(&database)
+        .collection::<RawDocumentBuf>("edge");
+    coll.drop().await.unwrap();
+    let docs = edge_documents();
+    assert_eq!(docs.len(), 25);
+    coll.insert_many(&docs).await.unwrap();
+
+    // A project whose `mongo` connection is the fast server.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::root().join("etl.yaml"), dir.path().join("etl.yaml")).unwrap();
+    std::fs::create_dir(dir.path().join("pipelines")).unwrap();
+    let bigquery =
+        format!("{{ type: bigquery, connection: warehouse, dataset: {database}, table: edge, replace: staging }}");
+    for (name, warehouse) in [
+        ("edge_bq", bigquery.as_str()),
+        (
+            "edge_parquet",
+            "{ type: parquet, connection: warehouse_files, path: edge_parquet }",
+        ),
+    ] {
+        let spec = SPEC
+            .replace("DB", &database)
+            .replace("TABLE", name)
+            .replace("WAREHOUSE", warehouse);
+        std::fs::write(dir.path().join(format!("pipelines/{name}.yaml")), spec).unwrap();
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
+        .args([
+            "--profile",
+            "fast",
+            "run",
+            "pipelines/edge_bq.yaml",
+            "pipelines/edge_parquet.yaml",
+            "--start",
+            "2020-06-01",
+            "--end",
+            "2020-06-03",
+        ])
+        .current_dir(dir.path())
+        .env("ETL_TODAY", TODAY)
+        .env("ETL_MONGO_FAST_PORT", stack::mongo_fast_port().to_string())
+        .env_remove("ETL_PROFILE")
+        .env_remove("ETL_PROJECT")
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{summary}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(summary.contains("6 done"), "{summary}");
+
+    let spec = etl::spec::FlattenSpec::default();
+    let tables = etl::flatten::Tables::new(&spec).unwrap();
+    let mut by_day: BTreeMap<NaiveDate, Vec<RawDocumentBuf>> = BTreeMap::new();
+    for d in &docs {
+        by_day.entry(day_of(d)).or_default().push(d.clone());
+    }
+    assert_eq!(
+        by_day.values().map(Vec::len).collect::<Vec<_>>(),
+        [9, 8, 8],
+        "the fixture's days"
+    );
+
+    for (day, day_docs) in &mut by_day {
+        // Sorted by `_id` as the engine reads them: ObjectIds before the
+        // string, Int64 and object `_id`s, as MongoDB orders BSON types.
+        let ordered = read_day(&coll, *day).await;
+        assert_eq!(ordered.len(), day_docs.len(), "{day}");
+        *day_docs = ordered;
+        raw_archive_gives_back_the_bytes(dir.path(), *day, day_docs);
+
+        let flat = tables
+            .flatten_all(day_docs, *day)
+            .unwrap_or_else(|e| panic!("{day}: {e}"));
+        let expected = &flat[0];
+        parquet_holds_the_rows(dir.path(), *day, &expected.schema, &expected.rows);
+        bigquery_holds_the_rows(&database, *day, &expected.schema, &expected.rows).await;
+    }
+    spot_checks(&database).await;
+    client.database(&database).drop().await.unwrap();
+}
+
+async fn read_day(
+    coll: &mongodb::Collection<RawDocumentBuf>,
+    day: NaiveDate,
+) -> Vec<RawDocumentBuf> {
+    let start = day
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis();
+    let mut cursor = coll
+        .find(bson::doc! { "created_at": {
+            "$gte": bson::DateTime::from_millis(start),
+            "$lt": bson::DateTime::from_millis(start + 86_400_000),
+        } })
+        .sort(bson::doc! { "_id": 1 })
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    while cursor.advance().await.unwrap() {
+        out.push(cursor.current().to_raw_document_buf());
+    }
+    out
+}
+
+/// Each archive line is canonical Extended JSON that parses back to the
+/// exact bytes the test inserted.
+fn raw_archive_gives_back_the_bytes(project: &Path, day: NaiveDate, docs: &[RawDocumentBuf]) {
+    let path = project.join(format!(".etl/lake/raw/edge_bq/dt={day}/edge_bq.jsonl.gz"));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let originals: BTreeMap<String, &RawDocumentBuf> =
+        docs.iter().map(|d| (case_of(d), d)).collect();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), docs.len(), "{}", path.display());
+    for line in lines {
+        let json: serde_json::Value = serde_json::from_str(line).unwrap();
+        let doc = bson::Document::try_from(json.as_object().unwrap().clone())
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+        let back = RawDocumentBuf::from_document(&doc).unwrap();
+        let case = case_of(&back);
+        assert_eq!(
+            back.as_bytes(),
+            originals[&case].as_bytes(),
+            "{day} `{case}`: the archive line does not give back the inserted bytes"
+        );
+    }
+}
+
+/// The day's Parquet file equals, column by column, the offline rows
+/// decoded into the sink's Arrow schema.
+fn parquet_holds_the_rows(
+    project: &Path,
+    day: NaiveDate,
+    schema: &etl::table::TableSchema,
+    rows: &[u8],
+) {
+    let arrow = Arc::new(etl::sink::parquet::arrow_schema(schema));
+    let mut expected: Vec<_> = arrow_json::ReaderBuilder::new(arrow.clone())
+        .with_strict_mode(true)
+        .build(rows)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    // A day of 8 or 9 documents is one batch, here and in the file.
+    assert_eq!(expected.len(), 1, "{day}");
+    let expected = expected.remove(0);
+    let folder = project.join(format!(".etl/warehouse/edge_parquet/dt={day}"));
+    let mut actual = Vec::new();
+    for e in std::fs::read_dir(&folder).unwrap() {
+        let f = std::fs::File::open(e.unwrap().path()).unwrap();
+        for b in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            actual.push(b.unwrap());
+        }
+    }
+    assert_eq!(actual.len(), 1, "{day}: one batch");
+    let actual = actual.remove(0);
+    assert_eq!(actual.num_rows(), expected.num_rows(), "{day}");
+    assert_eq!(actual.num_columns(), expected.num_columns(), "{day}");
+    for (i, field) in arrow.fields().iter().enumerate() {
+        assert_eq!(actual.schema().field(i).name(), field.name(), "{day}");
+        assert_eq!(
+            actual.column(i).to_data(),
+            expected.column(i).to_data(),
+            "{day}: column `{}` differs",
+            field.name()
+        );
+    }
+}
+
+/// BigQuery has exactly as many non-NULL values per column as the rows.
+async fn bigquery_holds_the_rows(
+    database: &str,
+    day: NaiveDate,
+    schema: &etl::table::TableSchema,
+    rows: &[u8],
+) {
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> = String::from_utf8_lossy(rows)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let counts: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| {
+            if c.repeated {
+                format!("SUM(ARRAY_LENGTH(`{}`))", c.name)
+            } else {
+                format!("COUNT(`{}`)", c.name)
+            }
+        })
+        .collect();
+    let sql = format!(
+        "SELECT COUNT(*), {} FROM `{}.{database}.edge` WHERE _ds = DATE '{day}'",
+        counts.join(", "),
+        stack::BQ_PROJECT
+    );
+    let got = query(&sql).await;
+    let got = &got[0];
+    assert_eq!(got[0], rows.len().to_string(), "{day}: rows");
+    for (i, c) in schema.columns.iter().enumerate() {
+        let want: usize = rows
+            .iter()
+            .map(|r| match r.get(&c.name) {
+                None | Some(serde_json::Value::Null) => 0,
+                Some(serde_json::Value::Array(a)) if c.repeated => a.len(),
+                Some(_) => 1,
+            })
+            .sum();
+        let have = if got[i + 1].is_empty() {
+            "0"
+        } else {
+            &got[i + 1]
+        };
+        assert_eq!(
+            have,
+            want.to_string(),
+            "{day}: non-NULL values of `{}` ({})",
+            c.name,
+            c.type_label()
+        );
+    }
+}
+
+/// The values a person looks at first, read back from BigQuery.
+async fn spot_checks(database: &str) {
+    let fq = format!("`{}.{database}.edge`", stack::BQ_PROJECT);
+    let one = |sql: String| async move { query(&sql).await.remove(0) };
+    let dec = one(format!(
+        "SELECT CAST(normal AS STRING), nan, infinity, negative_infinity, CAST(large_38_digits AS STRING) FROM {fq} WHERE `case` = 'decimal128'"
+    ))
+    .await;
+    // A NaN decimal is its text, never a silent NULL (issue 10).
+    assert_eq!(
+        dec,
+        [
+            "19.99",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "12345678901234567890123456789012340000"
+        ]
+    );
+    let nested = one(format!(
+        "SELECT matrix FROM {fq} WHERE `case` = 'nested_arrays'"
+    ))
+    .await;
+    assert_eq!(nested, ["[[1,2],[3]]"]);
+    let ints = one(format!(
+        "SELECT CAST(int64_max AS STRING), CAST(int64_above_2_53 AS STRING) FROM {fq} WHERE `case` = 'int_limits'"
+    ))
+    .await;
+    assert_eq!(ints, ["9223372036854775807", "9007199254740993"]);
+}
+
+/// A query's rows, every cell as text ("" for NULL).
+async fn query(sql: &str) -> Vec<Vec<String>> {
+    let client = stack::bigquery().await;
+    let resp = client
+        .job()
+        .query(
+            stack::BQ_PROJECT,
+            gcp_bigquery_client::model::query_request::QueryRequest::new(sql.to_owned()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut rs =
+        gcp_bigquery_client::model::query_response::ResultSet::new_from_query_response(resp);
+    let n = rs.column_names().len();
+    let mut out = Vec::new();
+    while rs.next_row() {
+        out.push(
+            (0..n)
+                .map(|i| rs.get_string(i).unwrap().unwrap_or_default())
+                .collect(),
+        );
+    }
+    out
+}
