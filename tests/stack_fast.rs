@@ -67,56 +67,98 @@ async fn bson_edge_cases_round_trip_through_the_fast_server_into_bigquery_and_pa
     let coll = client
         .database(&database)
         .collection::<RawDocumentBuf>("edge");
-    coll.drop().await.unwrap();
-    let docs = edge_documents();
-    assert_eq!(docs.len(), 25);
-    coll.insert_many(&docs).await.unwrap();
+    // The server answers "ns not found" without a code for a new one.
+    let _ = coll.drop().await;
+    let all = edge_documents();
+    assert_eq!(all.len(), 25);
+    // mongo-java-server 1.47.0 drops the connection on Binary subtypes 1,
+    // 2 and 5 to 8, on JavaScript code with scope, and on the deprecated
+    // Symbol, Undefined and DBPointer (docs/local-stack.md), so these three
+    // cases stay covered by the BSON fixtures alone. The
+    // assertion says when a newer server starts to take them.
+    let mut docs = Vec::new();
+    let mut refused = Vec::new();
+    for d in all {
+        match coll.insert_one(&d).await {
+            Ok(_) => docs.push(d),
+            Err(_) => refused.push(case_of(&d)),
+        }
+    }
+    assert_eq!(
+        refused,
+        ["javascript", "deprecated_types", "binary_subtypes"]
+    );
 
     // A project whose `mongo` connection is the fast server.
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(common::root().join("etl.yaml"), dir.path().join("etl.yaml")).unwrap();
     std::fs::create_dir(dir.path().join("pipelines")).unwrap();
-    let bigquery =
-        format!("{{ type: bigquery, connection: warehouse, dataset: {database}, table: edge, replace: staging }}");
-    for (name, warehouse) in [
-        ("edge_bq", bigquery.as_str()),
-        (
-            "edge_parquet",
-            "{ type: parquet, connection: warehouse_files, path: edge_parquet }",
-        ),
-    ] {
+    // One BigQuery table per day: the fixture's days reuse field names with
+    // other types on purpose (`negative_zero` is a Decimal128 on one day
+    // and a double on the next), which one table refuses, rightly, as a
+    // day-to-day type conflict.
+    let mut sinks = vec![(
+        "edge_parquet".to_owned(),
+        "{ type: parquet, connection: warehouse_files, path: edge_parquet }".to_owned(),
+    )];
+    for d in 1..=3 {
+        sinks.push((
+            format!("edge_bq_{d}"),
+            format!("{{ type: bigquery, connection: warehouse, dataset: {database}, table: edge_{d}, replace: staging }}"),
+        ));
+    }
+    for (name, warehouse) in &sinks {
         let spec = SPEC
             .replace("DB", &database)
             .replace("TABLE", name)
             .replace("WAREHOUSE", warehouse);
+        let spec = match name.strip_prefix("edge_bq_") {
+            Some(d) => spec.replace("\"2020-06-01\"", &format!("\"2020-06-0{d}\"")),
+            None => spec,
+        };
         std::fs::write(dir.path().join(format!("pipelines/{name}.yaml")), spec).unwrap();
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
-        .args([
-            "--profile",
-            "fast",
-            "run",
-            "pipelines/edge_bq.yaml",
-            "pipelines/edge_parquet.yaml",
-            "--start",
-            "2020-06-01",
-            "--end",
-            "2020-06-03",
-        ])
-        .current_dir(dir.path())
-        .env("ETL_TODAY", TODAY)
-        .env("ETL_MONGO_FAST_PORT", stack::mongo_fast_port().to_string())
-        .env_remove("ETL_PROFILE")
-        .env_remove("ETL_PROJECT")
-        .output()
-        .unwrap();
-    let summary = String::from_utf8_lossy(&out.stdout);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
+            .args(["--profile", "fast", "run"])
+            .args(args)
+            .current_dir(dir.path())
+            .env("ETL_TODAY", TODAY)
+            .env("ETL_MONGO_FAST_PORT", stack::mongo_fast_port().to_string())
+            .env_remove("ETL_PROFILE")
+            .env_remove("ETL_PROJECT")
+            .output()
+            .unwrap();
+        let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{summary}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        summary
+    };
+    let summary = run(&[
+        "pipelines/edge_parquet.yaml",
+        "--start",
+        "2020-06-01",
+        "--end",
+        "2020-06-03",
+    ]);
     assert!(
-        out.status.success(),
-        "{summary}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        summary.contains("3 done, 0 skipped (already done), 0 failed"),
+        "{summary}"
     );
-    assert!(summary.contains("6 done"), "{summary}");
+    for d in 1..=3 {
+        let summary = run(&[
+            &format!("pipelines/edge_bq_{d}.yaml"),
+            "--date",
+            &format!("2020-06-0{d}"),
+        ]);
+        assert!(
+            summary.contains("1 done, 0 skipped (already done), 0 failed"),
+            "{summary}"
+        );
+    }
 
     let spec = etl::spec::FlattenSpec::default();
     let tables = etl::flatten::Tables::new(&spec).unwrap();
@@ -126,8 +168,8 @@ async fn bson_edge_cases_round_trip_through_the_fast_server_into_bigquery_and_pa
     }
     assert_eq!(
         by_day.values().map(Vec::len).collect::<Vec<_>>(),
-        [9, 8, 8],
-        "the fixture's days"
+        [8, 6, 8],
+        "the fixture's days (9, 8, 8), less the refused cases"
     );
 
     for (day, day_docs) in &mut by_day {
@@ -143,7 +185,8 @@ async fn bson_edge_cases_round_trip_through_the_fast_server_into_bigquery_and_pa
             .unwrap_or_else(|e| panic!("{day}: {e}"));
         let expected = &flat[0];
         parquet_holds_the_rows(dir.path(), *day, &expected.schema, &expected.rows);
-        bigquery_holds_the_rows(&database, *day, &expected.schema, &expected.rows).await;
+        let table = format!("edge_{}", day.format("%-d"));
+        bigquery_holds_the_rows(&database, &table, *day, &expected.schema, &expected.rows).await;
     }
     spot_checks(&database).await;
     client.database(&database).drop().await.unwrap();
@@ -176,7 +219,9 @@ async fn read_day(
 /// Each archive line is canonical Extended JSON that parses back to the
 /// exact bytes the test inserted.
 fn raw_archive_gives_back_the_bytes(project: &Path, day: NaiveDate, docs: &[RawDocumentBuf]) {
-    let path = project.join(format!(".etl/lake/raw/edge_bq/dt={day}/edge_bq.jsonl.gz"));
+    let path = project.join(format!(
+        ".etl/lake/raw/edge_parquet/dt={day}/edge_parquet.jsonl.gz"
+    ));
     let mut text = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
         .read_to_string(&mut text)
@@ -247,6 +292,7 @@ fn parquet_holds_the_rows(
 /// BigQuery has exactly as many non-NULL values per column as the rows.
 async fn bigquery_holds_the_rows(
     database: &str,
+    table: &str,
     day: NaiveDate,
     schema: &etl::table::TableSchema,
     rows: &[u8],
@@ -267,7 +313,7 @@ async fn bigquery_holds_the_rows(
         })
         .collect();
     let sql = format!(
-        "SELECT COUNT(*), {} FROM `{}.{database}.edge` WHERE _ds = DATE '{day}'",
+        "SELECT COUNT(*), {} FROM `{}.{database}.{table}` WHERE _ds = DATE '{day}'",
         counts.join(", "),
         stack::BQ_PROJECT
     );
@@ -300,10 +346,10 @@ async fn bigquery_holds_the_rows(
 
 /// The values a person looks at first, read back from BigQuery.
 async fn spot_checks(database: &str) {
-    let fq = format!("`{}.{database}.edge`", stack::BQ_PROJECT);
+    let fq = |d: u32| format!("`{}.{database}.edge_{d}`", stack::BQ_PROJECT);
     let one = |sql: String| async move { query(&sql).await.remove(0) };
     let dec = one(format!(
-        "SELECT CAST(normal AS STRING), nan, infinity, negative_infinity, CAST(large_38_digits AS STRING) FROM {fq} WHERE `case` = 'decimal128'"
+        "SELECT CAST(normal AS STRING), nan, infinity, negative_infinity, CAST(large_38_digits AS STRING) FROM {} WHERE `case` = 'decimal128'", fq(1)
     ))
     .await;
     // A NaN decimal is its text, never a silent NULL (issue 10).
@@ -318,12 +364,13 @@ async fn spot_checks(database: &str) {
         ]
     );
     let nested = one(format!(
-        "SELECT matrix FROM {fq} WHERE `case` = 'nested_arrays'"
+        "SELECT matrix FROM {} WHERE `case` = 'nested_arrays'",
+        fq(2)
     ))
     .await;
     assert_eq!(nested, ["[[1,2],[3]]"]);
     let ints = one(format!(
-        "SELECT CAST(int64_max AS STRING), CAST(int64_above_2_53 AS STRING) FROM {fq} WHERE `case` = 'int_limits'"
+        "SELECT CAST(int64_max AS STRING), CAST(int64_above_2_53 AS STRING) FROM {} WHERE `case` = 'int_limits'", fq(1)
     ))
     .await;
     assert_eq!(ints, ["9223372036854775807", "9007199254740993"]);
