@@ -400,3 +400,62 @@ async fn query(sql: &str) -> Vec<Vec<String>> {
     }
     out
 }
+
+/// Issue 10: a server the driver refuses ("reports wire version 8, but
+/// this version of the MongoDB Rust driver requires at least 9") fails the
+/// partition at once with a hint, not after three retries. This is
+/// mongo-java-server as it is without our wrapper's wire version.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_incompatible_server_fails_at_once_with_a_hint() {
+    let port = 27600 + (std::process::id() % 300) as u16;
+    let mut server = std::process::Command::new("java")
+        .args(["-Xmx256m", "-jar"])
+        .arg(common::root().join("stack/bin/mongo-fast.jar"))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--oplog", "off", "--wire-version", "8"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("java -jar stack/bin/mongo-fast.jar: {e}\n{}", stack::HINT));
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "the wire-version-8 server did not start on {port}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::root().join("etl.yaml"), dir.path().join("etl.yaml")).unwrap();
+    std::fs::create_dir(dir.path().join("pipelines")).unwrap();
+    std::fs::copy(
+        common::root().join("pipelines/users.yaml"),
+        dir.path().join("pipelines/users.yaml"),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
+        .args(["--profile", "fast", "run", "pipelines/users.yaml", "--date", "2020-06-01"])
+        .current_dir(dir.path())
+        .env("ETL_TODAY", TODAY)
+        .env("ETL_MONGO_FAST_PORT", port.to_string())
+        .env_remove("ETL_PROFILE")
+        .env_remove("ETL_PROJECT")
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let _ = server.kill();
+    let _ = server.wait();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{summary}");
+    assert!(summary.contains("reports wire version 8"), "{summary}");
+    assert!(
+        summary.contains("hint: the server speaks an older protocol than the driver needs"),
+        "{summary}"
+    );
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join(".etl/state/ledger/users/2020-06-01.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["attempts"], 1, "{record}");
+    // Three retries would have waited 1 + 2 + 4 s.
+    assert!(elapsed < std::time::Duration::from_secs(6), "{elapsed:?}");
+}

@@ -28,7 +28,7 @@ import java.util.concurrent.CountDownLatch;
 public final class Main {
 
     /**
-     * Reports MongoDB 5.0 with wire version 13 (the real 5.0 wire version).
+     * Reports MongoDB 5.0 with the given wire version: 13, the real 5.0 one, by default.
      *
      * <p>Why not {@code ServerVersion.MONGO_5_0}: mongo-java-server reports wire
      * version 8 (MongoDB 4.2) even for MONGO_5_0, and the Rust {@code mongodb}
@@ -37,17 +37,19 @@ public final class Main {
      * aggregate and insert then work from both, and change streams from the Rust
      * driver (pymongo's watch() still fails: no operationTime in replies).
      */
-    static final MongoVersion MONGO_5_0_WIRE_13 = new MongoVersion() {
-        @Override
-        public List<Integer> getVersionArray() {
-            return List.of(5, 0, 0);
-        }
+    static MongoVersion mongo50(int wireVersion) {
+        return new MongoVersion() {
+            @Override
+            public List<Integer> getVersionArray() {
+                return List.of(5, 0, 0);
+            }
 
-        @Override
-        public int getWireVersion() {
-            return 13;
-        }
-    };
+            @Override
+            public int getWireVersion() {
+                return wireVersion;
+            }
+        };
+    }
 
     private static final int OP_MSG = 2013;
 
@@ -55,6 +57,9 @@ public final class Main {
         String host = "127.0.0.1";
         int port = 27018;
         boolean oplog = true;
+        // 13 is MongoDB 5.0's. Tests pass the server's own 8 to see how a
+        // client meets a server it must refuse.
+        int wireVersion = 13;
         String ping = null;
         int timeoutSeconds = 3;
         try {
@@ -70,6 +75,7 @@ public final class Main {
                         }
                         oplog = v.equals("on");
                     }
+                    case "--wire-version" -> wireVersion = Integer.parseInt(value(args, ++i, a));
                     case "--ping" -> ping = value(args, ++i, a);
                     case "--timeout" -> timeoutSeconds = Integer.parseInt(value(args, ++i, a));
                     case "-h", "--help" -> {
@@ -111,7 +117,7 @@ public final class Main {
             System.exit(2);
         }
 
-        MongoServer server = new MongoServer(new MemoryBackend().version(MONGO_5_0_WIRE_13));
+        MongoServer server = new MongoServer(new MemoryBackend().version(mongo50(wireVersion)));
         if (oplog) {
             // Needed for change streams. With a million documents the oplog
             // keeps the heap full and the server stalls in GC, so bulk
@@ -148,7 +154,7 @@ public final class Main {
     }
 
     private static void usage() {
-        System.err.println("usage: mongo-fast --host 127.0.0.1 --port 27018 [--oplog on|off]\n"
+        System.err.println("usage: mongo-fast --host 127.0.0.1 --port 27018 [--oplog on|off] [--wire-version 13]\n"
                 + "       mongo-fast --ping HOST:PORT [--timeout SECONDS]   exit 0 if {ping: 1} answers ok, else 1");
     }
 
