@@ -1207,6 +1207,8 @@ async fn a_refused_query_fails_at_once_with_a_hint() {
         );
     assert!(spec.contains("$nosuchoperator"), "{spec}");
     std::fs::write(p.path().join("pipelines/users.yaml"), spec).unwrap();
+    // A server evaluates no filter over a collection that does not exist.
+    p.seed(50, 1, 1);
     let started = std::time::Instant::now();
     let out = p.etl(&["run", "pipelines/users.yaml", "--date", "2020-06-01"]);
     let summary = String::from_utf8_lossy(&out.stdout);
@@ -1247,10 +1249,10 @@ async fn a_refused_query_fails_at_once_with_a_hint() {
         .unwrap()
         .replace("  filter: { $nosuchoperator: 1 }\n", "");
     std::fs::write(p.path().join("pipelines/users.yaml"), spec).unwrap();
-    p.seed(50, 1, 1);
     run_ok(&p, &["run", "pipelines/users.yaml", "--date", "2020-06-01"]);
+    // The spool is gone once flattened; the rows and the archive stay.
     assert!(
-        kept.join("spool.bson").is_file(),
-        "keep_staging keeps the spool"
+        kept.join("rows-0.ndjson").is_file() && kept.join("users-20200601.jsonl.gz").is_file(),
+        "keep_staging keeps the rows and the raw archive"
     );
 }

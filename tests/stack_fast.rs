@@ -433,7 +433,14 @@ async fn an_incompatible_server_fails_at_once_with_a_hint() {
     .unwrap();
     let started = std::time::Instant::now();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
-        .args(["--profile", "fast", "run", "pipelines/users.yaml", "--date", "2020-06-01"])
+        .args([
+            "--profile",
+            "fast",
+            "run",
+            "pipelines/users.yaml",
+            "--date",
+            "2020-06-01",
+        ])
         .current_dir(dir.path())
         .env("ETL_TODAY", TODAY)
         .env("ETL_MONGO_FAST_PORT", port.to_string())

@@ -130,10 +130,15 @@ fn project() -> Project {
         .replace(
             "{{ env(\"ETL_MONGO_PORT\", \"27017\") }}",
             &stack::mongo_port().to_string(),
+        )
+        // Done days keep their staging files, so the scan reads them too.
+        .replace(
+            "  staging_dir: .etl/staging\n",
+            "  staging_dir: .etl/staging\n  keep_staging: true\n",
         );
     assert!(
-        plain.contains(&endpoint),
-        "etl.yaml's local warehouse moved"
+        plain.contains(&endpoint) && plain.contains("keep_staging: true"),
+        "etl.yaml's local warehouse or staging folder moved"
     );
     std::fs::write(p.join("etl.yaml"), &plain).unwrap();
 
