@@ -393,7 +393,9 @@ impl<'a> Elements<'a> {
         let key_at = self.pos + 1;
         // Keys are short: a plain scan beats memchr's setup.
         let key_len = b[key_at..end].iter().position(|&c| c == 0)?;
-        let key = std::str::from_utf8(&b[key_at..key_at + key_len]).ok()?;
+        // simdutf8: the same check as std's, several times faster, and
+        // every key and string is checked on each pass over a document.
+        let key = simdutf8::basic::from_utf8(&b[key_at..key_at + key_len]).ok()?;
         let at = key_at + key_len + 1;
         let fixed = |n: usize| (at + n <= end).then(|| &b[at..at + n]);
         let (value, size) = match tag {
@@ -407,7 +409,7 @@ impl<'a> Elements<'a> {
                 if len == 0 || stop > end || b[stop - 1] != 0 {
                     return None;
                 }
-                let s = std::str::from_utf8(&b[at + 4..stop - 1]).ok()?;
+                let s = simdutf8::basic::from_utf8(&b[at + 4..stop - 1]).ok()?;
                 (Value::String(s), 4 + len)
             }
             0x03 | 0x04 => {

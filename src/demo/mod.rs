@@ -283,12 +283,24 @@ async fn seed_collection(
 ) -> Result<CollectionSummary, DemoError> {
     let database = db.name();
     let handle = db.collection::<Document>(collection);
-    // The driver treats "ns not found" as success, so a first run works.
-    handle.drop().await.map_err(|source| DemoError::Drop {
-        database: database.to_string(),
-        collection,
-        source: Box::new(source),
-    })?;
+    // Only an existing collection is dropped: the driver takes MongoDB's
+    // "ns not found" for success, but mongo-java-server sends it without
+    // the error code the driver needs to tell, and fails a first run.
+    let existing = db
+        .list_collection_names()
+        .await
+        .map_err(|source| DemoError::Drop {
+            database: database.to_string(),
+            collection,
+            source: Box::new(source),
+        })?;
+    if existing.iter().any(|c| c == collection) {
+        handle.drop().await.map_err(|source| DemoError::Drop {
+            database: database.to_string(),
+            collection,
+            source: Box::new(source),
+        })?;
+    }
     // Explicitly, so an empty collection still exists after a run with a
     // count of zero.
     db.create_collection(collection)

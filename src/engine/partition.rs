@@ -409,7 +409,7 @@ impl PipelineRuntime {
                 if count.is_none() && counting.is_finished() {
                     count = Some(join_count(&mut counting).await?);
                 }
-                bar.documents(lines, count.unwrap_or(lines));
+                bar.documents(lines, count);
             }
         }
         let count = match count {
@@ -417,7 +417,7 @@ impl PipelineRuntime {
             None => join_count(&mut counting).await?,
         };
         stats.source_count = Some(count);
-        bar.documents(lines, count);
+        bar.documents(lines, Some(count));
         if !chunk.is_empty() {
             writer.send(chunk).await?;
         }

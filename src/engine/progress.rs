@@ -15,8 +15,9 @@ pub trait Progress: Send + Sync {
 
 /// One partition's progress.
 pub trait Bar: Send + Sync {
-    /// `done` of `total` documents extracted.
-    fn documents(&self, done: u64, total: u64);
+    /// `done` of `total` documents extracted; `total` is None until the
+    /// count, which runs beside the extract, answers.
+    fn documents(&self, done: u64, total: Option<u64>);
     /// The partition ended.
     fn finish(&self, record: &PartitionRecord);
 }
@@ -65,7 +66,7 @@ struct TerminalBar {
 }
 
 impl Bar for TerminalBar {
-    fn documents(&self, done: u64, total: u64) {
+    fn documents(&self, done: u64, total: Option<u64>) {
         if !self
             .counted
             .swap(true, std::sync::atomic::Ordering::Relaxed)
@@ -79,7 +80,7 @@ impl Bar for TerminalBar {
             );
             self.bar.set_message("");
         }
-        self.bar.set_length(total.max(done));
+        self.bar.set_length(total.unwrap_or(done).max(done));
         self.bar.set_position(done);
     }
 
@@ -112,10 +113,10 @@ struct LogBar {
 }
 
 impl Bar for LogBar {
-    fn documents(&self, done: u64, total: u64) {
+    fn documents(&self, done: u64, total: Option<u64>) {
         // One line per 50,000 documents keeps long partitions visible
         // without flooding the log.
-        if done > 0 && (done % 50_000 == 0 || done == total) {
+        if done > 0 && (done % 50_000 == 0 || Some(done) == total) {
             let secs = self.started.elapsed().as_secs_f64().max(1e-3);
             tracing::info!(pipeline = %self.pipeline, partition = %self.day, documents = done, total, docs_per_sec = (done as f64 / secs).round(), "extracting");
         }
