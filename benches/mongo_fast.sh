@@ -50,9 +50,10 @@ mongo_fast_start() {
 # Creates collections so that `etl demo` can drop them. mongo-java-server
 # 1.47.0 answers a drop of a missing collection with {ok: 0, errmsg: "ns not
 # found"} and no `code`; the Rust driver (which treats code 26 as success)
-# fails on that reply, so `etl demo` fails on a fresh server. One OP_MSG
-# `create` each, in python3's standard library (no driver needed in CI); an
-# existing collection is fine.
+# fails on that reply, so `etl demo` built before 65f2b63 (which drops only
+# existing collections) fails on a fresh server. One OP_MSG `create` each,
+# in python3's standard library (no driver needed in CI); an existing
+# collection is fine.
 mongo_fast_create() {
   local port="$1" db="$2"
   shift 2

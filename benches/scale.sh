@@ -120,7 +120,7 @@ sample_staging() {
   done
 }
 
-header='%-9s %9s %8s %8s %6s %9s %7s %7s %8s %10s %8s %8s %9s\n'
+header='%-9s %9s %8s %8s %6s %9s %7s %7s %8s %10s %8s %8s %9s %9s\n'
 rows_out=()
 commands=()
 script_t0=$(date +%s)
@@ -185,6 +185,10 @@ for n in "${sizes[@]}"; do
     du -sb "$work/.etl/lake" | cut -f1 >>"$m/lake"
     du -sb "$work/.etl/warehouse" | cut -f1 >>"$m/wh"
     awk -v a="$s0" -v b="$s1" 'BEGIN {printf "%.2f\n", b - a}' >>"$m/etl_srv"
+    # The ratio of this round's pair: on a noisy machine both halves of a
+    # round see about the same load, so the median of the ratios is steadier
+    # than the ratio of the medians.
+    awk -v e="$(tail -1 "$m/etl_wall")" -v f="$(tail -1 "$m/floor_wall")" 'BEGIN {printf "%.2f\n", e / f}' >>"$m/ratio"
     log "N=$n run $r/$repeat: floor $(tail -1 "$m/floor_wall") s, etl $(tail -1 "$m/etl_wall") s, $loaded rows"
   done
   items=$(awk '$2 == "child" && $3 == "table" && $4 == "orders__items" {print $1}' "$m/etl.out")
@@ -193,29 +197,31 @@ for n in "${sizes[@]}"; do
   ew=$(median <"$m/etl_wall")
   ec=$(median <"$m/etl_cpu")
   rows_out+=("$(printf "$header" "$n" "$docs" "$fw" "$ew" \
-    "$(awk -v e="$ew" -v f="$fw" 'BEGIN {printf "%.2f", e / f}')" \
+    "$(median <"$m/ratio")" \
     "$(awk -v d="$docs" -v w="$ew" 'BEGIN {printf "%.0f", d / w}')" \
     "$ec" "$(awk -v c="$ec" -v d="$docs" 'BEGIN {printf "%.1f", c * 1e6 / d}')" \
     "$(median <"$m/etl_rss")" \
     "$(median <"$m/staging" | awk '{printf "%.1f", $1 / 1048576}')" \
     "$(median <"$m/lake" | awk '{printf "%.1f", $1 / 1048576}')" \
     "$(median <"$m/wh" | awk '{printf "%.1f", $1 / 1048576}')" \
-    "$(median <"$m/etl_srv")")")
-  log "N=$n: $docs documents, $items orders__items rows; server CPU during the floor: $(median <"$m/floor_srv") s"
+    "$(median <"$m/etl_srv")" "$(median <"$m/floor_srv")")")
+  log "N=$n: $docs documents, $items orders__items rows"
   commands+=("N=$n: ${seed_cmd[*]}")
 done
 
 echo
 echo "benches/scale.sh ${sizes[*]}   $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, etl build $build, mongo-fast -Xmx$heap --oplog off, medians of $repeat"
-printf "$header" seeded docs floor_s etl_s ratio docs_per_s cpu_s us_doc rss_mb staging_mb lake_mb wh_mb srv_cpu_s
+printf "$header" seeded docs floor_s etl_s ratio docs_per_s cpu_s us_doc rss_mb staging_mb lake_mb wh_mb srv_etl_s srv_flr_s
 printf '%s\n' "${rows_out[@]}"
 # Print the commands with the binaries' real paths, not the snapshots'.
 sed -e "s#$work/bin/etl#$root/target/release/etl#g" -e "s#$work/bin/drain#$root/target/release/examples/drain#g" <<EOF
 
-floor_s: wall of the drain example; etl_s: wall of etl run; ratio: etl_s / floor_s;
+floor_s: wall of the drain example; etl_s: wall of etl run; ratio: median over the
+rounds of etl wall / floor wall of the same round; docs_per_s: docs / etl_s;
 cpu_s, us_doc: etl's user+sys CPU, per document; rss_mb: etl's peak RSS;
 staging_mb: peak of .etl/staging (sampled every 0.2 s); lake_mb, wh_mb: du -sb of
-.etl/lake and .etl/warehouse; srv_cpu_s: the server's CPU during the etl run.
+.etl/lake and .etl/warehouse; srv_etl_s, srv_flr_s: the server's CPU during the
+etl run and during the floor. All medians.
 Total time of this script: $(($(date +%s) - script_t0)) s (seeding included).
 
 commands (in a temp project: a copy of etl.yaml, $(if ((${#profile[@]})); then echo "profile fast, ETL_MONGO_FAST_PORT=$port"; else echo "mongo uri -> $uri"; fi),
