@@ -105,8 +105,6 @@ grep -q 'type: parquet' "$work/pipelines/orders.yaml" || die "could not rewrite 
 # The reviewed schema lock, as a real run has it.
 if [[ -f schemas/tables/orders.json ]]; then cp schemas/tables/orders.json "$work/schemas/tables/"; fi
 
-run_etl() { (cd "$work" && "$etl" "${profile[@]}" "$@"); }
-
 # ------------------------------------------------------------- measuring
 
 # Peak size of etl's staging folder while it runs: etl deletes a finished

@@ -126,9 +126,9 @@ measure() {
     [[ $peer != floor && $peer != etl ]] || { cat "$work/stdout.$peer" "$t" >&2; die "$peer failed (exit $rc)"; }
     local why
     why="$(sed 's/\x1b\[[0-9;]*m//g' "$work/stdout.$peer" "$t" | grep -iE 'error|too large|failed' |
-      grep -vE 'Command exited|execution failed|failure running' | tail -1 | cut -c1-90)"
+      grep -vE 'Command exited|execution failed|failure running' | tail -1 | cut -c1-90)" || true
     printf '%s\n' "${why:-exit $rc}" >"$work/failed.$peer"
-    log "$peer failed (exit $rc): ${why:-?}"
+    log "$peer failed (exit $rc): ${why:-no error line}"
     return 0
   fi
   printf '%s %s %s %s\n' "$(time_wall "$t")" "$(time_cpu "$t")" "$(time_rss "$t")" \

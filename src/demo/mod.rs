@@ -286,20 +286,14 @@ async fn seed_collection(
     // Only an existing collection is dropped: the driver takes MongoDB's
     // "ns not found" for success, but mongo-java-server sends it without
     // the error code the driver needs to tell, and fails a first run.
-    let existing = db
-        .list_collection_names()
-        .await
-        .map_err(|source| DemoError::Drop {
-            database: database.to_string(),
-            collection,
-            source: Box::new(source),
-        })?;
+    let drop_error = |source| DemoError::Drop {
+        database: database.to_string(),
+        collection,
+        source: Box::new(source),
+    };
+    let existing = db.list_collection_names().await.map_err(drop_error)?;
     if existing.iter().any(|c| c == collection) {
-        handle.drop().await.map_err(|source| DemoError::Drop {
-            database: database.to_string(),
-            collection,
-            source: Box::new(source),
-        })?;
+        handle.drop().await.map_err(drop_error)?;
     }
     // Explicitly, so an empty collection still exists after a run with a
     // count of zero.
