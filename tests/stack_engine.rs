@@ -215,21 +215,10 @@ async fn bq_count(dataset: &str, table: &str, day: NaiveDate) -> u64 {
     .await
 }
 
-/// The one integer a query returns.
+/// The one integer a query returns (0 for NULL).
 async fn bq_scalar(sql: &str) -> u64 {
-    let client = stack::bigquery().await;
-    let resp = client
-        .job()
-        .query(
-            stack::BQ_PROJECT,
-            gcp_bigquery_client::model::query_request::QueryRequest::new(sql.to_owned()),
-        )
-        .await
-        .unwrap();
-    let mut rs =
-        gcp_bigquery_client::model::query_response::ResultSet::new_from_query_response(resp);
-    assert!(rs.next_row());
-    rs.get_i64(0).unwrap().unwrap_or(0) as u64
+    let rows = stack::bq_rows(sql).await;
+    rows[0][0].parse().unwrap_or(0)
 }
 
 fn parquet_count(p: &Project, day: NaiveDate) -> u64 {
@@ -1217,10 +1206,7 @@ async fn a_refused_query_fails_at_once_with_a_hint() {
         summary.contains("hint: the server refused the query: check `source.filter`"),
         "{summary}"
     );
-    let record: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(p.path().join(".etl/state/ledger/users/2020-06-01.json")).unwrap(),
-    )
-    .unwrap();
+    let record = common::ledger_record(p.path(), "users", "2020-06-01");
     assert_eq!(record["attempts"], 1, "{record}");
     assert_eq!(record["status"], "failed", "{record}");
     // Three retries would have waited 1 + 2 + 4 s.

@@ -317,7 +317,7 @@ async fn bigquery_holds_the_rows(
         counts.join(", "),
         stack::BQ_PROJECT
     );
-    let got = query(&sql).await;
+    let got = stack::bq_rows(&sql).await;
     let got = &got[0];
     assert_eq!(got[0], rows.len().to_string(), "{day}: rows");
     for (i, c) in schema.columns.iter().enumerate() {
@@ -347,7 +347,7 @@ async fn bigquery_holds_the_rows(
 /// The values a person looks at first, read back from BigQuery.
 async fn spot_checks(database: &str) {
     let fq = |d: u32| format!("`{}.{database}.edge_{d}`", stack::BQ_PROJECT);
-    let one = |sql: String| async move { query(&sql).await.remove(0) };
+    let one = |sql: String| async move { stack::bq_rows(&sql).await.remove(0) };
     let dec = one(format!(
         "SELECT CAST(normal AS STRING), nan, infinity, negative_infinity, CAST(large_38_digits AS STRING) FROM {} WHERE `case` = 'decimal128'", fq(1)
     ))
@@ -374,31 +374,6 @@ async fn spot_checks(database: &str) {
     ))
     .await;
     assert_eq!(ints, ["9223372036854775807", "9007199254740993"]);
-}
-
-/// A query's rows, every cell as text ("" for NULL).
-async fn query(sql: &str) -> Vec<Vec<String>> {
-    let client = stack::bigquery().await;
-    let resp = client
-        .job()
-        .query(
-            stack::BQ_PROJECT,
-            gcp_bigquery_client::model::query_request::QueryRequest::new(sql.to_owned()),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut rs =
-        gcp_bigquery_client::model::query_response::ResultSet::new_from_query_response(resp);
-    let n = rs.column_names().len();
-    let mut out = Vec::new();
-    while rs.next_row() {
-        out.push(
-            (0..n)
-                .map(|i| rs.get_string(i).unwrap().unwrap_or_default())
-                .collect(),
-        );
-    }
-    out
 }
 
 /// Issue 10: a server the driver refuses ("reports wire version 8, but
@@ -458,10 +433,7 @@ async fn an_incompatible_server_fails_at_once_with_a_hint() {
         summary.contains("hint: the server speaks an older protocol than the driver needs"),
         "{summary}"
     );
-    let record: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join(".etl/state/ledger/users/2020-06-01.json")).unwrap(),
-    )
-    .unwrap();
+    let record = common::ledger_record(dir.path(), "users", "2020-06-01");
     assert_eq!(record["attempts"], 1, "{record}");
     // Three retries would have waited 1 + 2 + 4 s.
     assert!(elapsed < std::time::Duration::from_secs(6), "{elapsed:?}");

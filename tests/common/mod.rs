@@ -43,6 +43,13 @@ pub fn transcript(out: &Output) -> String {
     )
 }
 
+/// The ledger record of `pipeline`'s `day` in the project at `dir`.
+pub fn ledger_record(dir: &Path, pipeline: &str, day: &str) -> serde_json::Value {
+    let path = dir.join(format!(".etl/state/ledger/{pipeline}/{day}.json"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 /// The local stack started by `stack/stack.sh up`, as `stack/stack.sh env`
 /// describes it.
 pub mod stack {
@@ -159,5 +166,30 @@ pub mod stack {
             .build_from_authenticator(std::sync::Arc::new(FixedToken))
             .await
             .unwrap()
+    }
+
+    /// A query's rows on the emulator, every cell as text ("" for NULL).
+    pub async fn bq_rows(sql: &str) -> Vec<Vec<String>> {
+        let client = bigquery().await;
+        let resp = client
+            .job()
+            .query(
+                BQ_PROJECT,
+                gcp_bigquery_client::model::query_request::QueryRequest::new(sql.to_owned()),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let mut rs =
+            gcp_bigquery_client::model::query_response::ResultSet::new_from_query_response(resp);
+        let n = rs.column_names().len();
+        let mut out = Vec::new();
+        while rs.next_row() {
+            out.push(
+                (0..n)
+                    .map(|i| rs.get_string(i).unwrap().unwrap_or_default())
+                    .collect(),
+            );
+        }
+        out
     }
 }
