@@ -374,6 +374,21 @@ pub(crate) fn elements(doc: &RawDocument) -> Elements<'_> {
     }
 }
 
+/// `bytes` as a string, if they are UTF-8. Every key and string is checked
+/// on each pass over a document, and most are short ASCII: for those,
+/// `is_ascii` (a few word compares) is the whole check, where std's and
+/// simdutf8's (which hands short inputs to std's) cost a call and a loop
+/// set-up each. Longer or non-ASCII text goes to simdutf8.
+#[inline]
+fn utf8(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8; `is_ascii` just checked every byte.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        simdutf8::basic::from_utf8(bytes).ok()
+    }
+}
+
 /// See [`elements`].
 pub(crate) struct Elements<'a> {
     doc: &'a RawDocument,
@@ -393,9 +408,7 @@ impl<'a> Elements<'a> {
         let key_at = self.pos + 1;
         // Keys are short: a plain scan beats memchr's setup.
         let key_len = b[key_at..end].iter().position(|&c| c == 0)?;
-        // simdutf8: the same check as std's, several times faster, and
-        // every key and string is checked on each pass over a document.
-        let key = simdutf8::basic::from_utf8(&b[key_at..key_at + key_len]).ok()?;
+        let key = utf8(&b[key_at..key_at + key_len])?;
         let at = key_at + key_len + 1;
         let fixed = |n: usize| (at + n <= end).then(|| &b[at..at + n]);
         let (value, size) = match tag {
@@ -409,7 +422,7 @@ impl<'a> Elements<'a> {
                 if len == 0 || stop > end || b[stop - 1] != 0 {
                     return None;
                 }
-                let s = simdutf8::basic::from_utf8(&b[at + 4..stop - 1]).ok()?;
+                let s = utf8(&b[at + 4..stop - 1])?;
                 (Value::String(s), 4 + len)
             }
             0x03 | 0x04 => {

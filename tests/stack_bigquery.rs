@@ -406,11 +406,16 @@ async fn repeated_records_load_and_grow_fields() {
     emu.drop_table(ds, &table).await;
 
     assert_eq!(loaded, 2);
+    assert_eq!(items.len(), 1, "{items:?}");
+    // Parsed, because the emulator's TO_JSON_STRING writes a RECORD's keys
+    // in Go map order too, which changes from run to run.
+    let record: serde_json::Value =
+        serde_json::from_str(items[0][0].as_str().expect("a JSON string")).unwrap();
     assert_eq!(
-        items,
+        record,
         // The emulator's TO_JSON_STRING quotes INT64 and leaves out NULL
         // fields; BigQuery would write `"qty":2` and `"qty":null`.
-        vec![vec![json!(r#"[{"sku":"a","qty":"2"},{"sku":"b"}]"#)]]
+        json!([{"sku": "a", "qty": "2"}, {"sku": "b"}])
     );
     assert_eq!(after, grown, "the RECORD's new field is added in place");
 }

@@ -73,6 +73,11 @@ impl Project {
     }
 
     fn etl(&self, args: &[&str]) -> Output {
+        self.etl_with(args, &[])
+    }
+
+    /// [`Project::etl`] with more environment variables.
+    fn etl_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
             .args(args)
             .current_dir(self.path())
@@ -80,6 +85,7 @@ impl Project {
             .env("ETL_MONGO_PORT", self.mongo_port.to_string())
             .env_remove("ETL_PROFILE")
             .env_remove("ETL_PROJECT")
+            .envs(env.iter().copied())
             .output()
             .unwrap()
     }
@@ -1241,4 +1247,138 @@ async fn a_refused_query_fails_at_once_with_a_hint() {
         kept.join("rows-0.ndjson").is_file() && kept.join("users-20200601.jsonl.gz").is_file(),
         "keep_staging keeps the rows and the raw archive"
     );
+}
+
+/// A day whose schema is known before its extract (here from the schema
+/// lock) has its rows written while the documents arrive; a day whose
+/// schema turns out otherwise is flattened again after the extract. Both
+/// ways must write the same bytes: the same Parquet files, the same rejects.
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_written_during_the_extract_equal_those_written_after_it() {
+    stack::mongo().await;
+    let p = Project::new("speculate", stack::mongo_port());
+    let client = mongodb::Client::with_uri_str(p.mongo_uri()).await.unwrap();
+    let events = client
+        .database(&p.database)
+        .collection::<bson::Document>("events");
+    let d1 = NaiveDate::from_ymd_opt(2020, 6, 1).unwrap();
+    let docs: Vec<bson::Document> = (0..60i64)
+        .map(|i| {
+            let mut d = doc! {
+                "_id": i,
+                "created_at": bson::DateTime::from_millis(ms(d1) + i * 60_000),
+                "n": i,
+                "who": { "name": format!("user {i}"), "tier": i % 3 },
+                "items": (0..(i % 4)).map(|k| doc! {"sku": format!("s{k}"), "qty": k}).collect::<Vec<_>>(),
+            };
+            if i % 20 == 7 {
+                // Against the lock's INT64: rejected, under `reject`.
+                d.insert("n", format!("n{i}"));
+            }
+            d
+        })
+        .collect();
+    events.insert_many(docs).await.unwrap();
+    let spec = format!(
+        "version: 1
+name: events
+source: {{ connection: mongo, database: {db}, collection: events }}
+partition: {{ field: created_at, kind: date, start_date: \"2020-06-01\" }}
+flatten:
+  on_type_conflict: reject
+  arrays:
+    rules:
+      - {{ path: $.items, policy: explode, table: events__items }}
+sinks:
+  lake: {{ connection: lake, path: \"raw/events/dt={{{{ ds }}}}/events.jsonl.gz\" }}
+  warehouse: {{ type: parquet, connection: warehouse_files, path: \"{{{{ pipeline }}}}\" }}
+",
+        db = p.database
+    );
+    std::fs::write(p.path().join("pipelines/events.yaml"), spec).unwrap();
+    // The lock, from documents without the conflicting values: drafted
+    // from the day itself, `n` would be STRING.
+    let lock_path = p.path().join("schemas/tables/events.json");
+    let mut lock = json!({"version": 1, "pipeline": "events", "tables": {
+        "events": {"columns": [
+            {"name": "_ds", "type": "date"},
+            {"name": "_id", "type": "int64"},
+            {"name": "created_at", "type": "timestamp"},
+            {"name": "n", "type": "int64"},
+            {"name": "who__name", "type": "string"},
+            {"name": "who__tier", "type": "int64"},
+        ]},
+        "events__items": {"columns": [
+            {"name": "_ds", "type": "date"},
+            {"name": "_root_id", "type": "string"},
+            {"name": "_idx", "type": "int64"},
+            {"name": "sku", "type": "string"},
+            {"name": "qty", "type": "int64"},
+        ]},
+    }});
+    std::fs::write(&lock_path, serde_json::to_vec_pretty(&lock).unwrap()).unwrap();
+
+    let outputs = |p: &Project| -> BTreeMap<String, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        for table in ["events", "events__items"] {
+            let dir = p.path().join(format!(".etl/warehouse/{table}/dt={d1}"));
+            for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+                let path = e.unwrap().path();
+                files.insert(path.display().to_string(), std::fs::read(&path).unwrap());
+            }
+        }
+        for (name, bytes) in p.lake_files() {
+            files.insert(name, bytes);
+        }
+        files
+    };
+    let run = |p: &Project| {
+        let out = p.etl_with(
+            &["run", "pipelines/events.yaml", "--date", "2020-06-01", "--rerun"],
+            &[("ETL_LOG", "etl=debug")],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        (stdout, stderr)
+    };
+    const KEPT: &str = "rows written during the extract kept";
+
+    let (summary, log) = run(&p);
+    assert!(log.contains(KEPT), "the lock's columns are the day's:\n{log}");
+    // In the lock's order too: both tables' Parquet files, encoded during
+    // the extract, are the ones published.
+    assert!(log.contains("parquet_kept=2"), "{log}");
+    assert!(summary.contains("1 done, 0 skipped (already done), 0 failed"), "{summary}");
+    let during = outputs(&p);
+    let rejects = during
+        .iter()
+        .find(|(name, _)| name.contains("_rejects"))
+        .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+        .expect("a rejects object in the lake");
+    assert_eq!(rejects.lines().count(), 3, "{rejects}");
+    let record = common::ledger_record(p.path(), "events", "2020-06-01");
+    assert_eq!(record["warehouse_rows"], 57, "{record}");
+    assert_eq!(record["rejected"], 3, "{record}");
+    assert_eq!(record["child_rows"]["events__items"], 81, "{record}");
+
+    // A column the day lacks: the day's schema differs from the lock's.
+    lock["tables"]["events"]["columns"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "never_seen", "type": "string"}));
+    std::fs::write(&lock_path, serde_json::to_vec_pretty(&lock).unwrap()).unwrap();
+    let (summary, log) = run(&p);
+    assert!(!log.contains(KEPT), "the day lacks a column of the lock:\n{log}");
+    assert!(summary.contains("1 done, 0 skipped (already done), 0 failed"), "{summary}");
+    let after = outputs(&p);
+    assert_eq!(
+        during.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    for (name, bytes) in &during {
+        assert!(after[name] == *bytes, "{name} differs between the two ways");
+    }
+
+    client.database(&p.database).drop().await.unwrap();
 }

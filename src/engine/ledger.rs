@@ -35,7 +35,8 @@ pub struct PartitionRecord {
     pub spec_hash: String,
     /// The engine version.
     pub engine_version: String,
-    /// `countDocuments` over the partition filter.
+    /// The day's documents at the source: `countDocuments` over the
+    /// partition filter under `source.count`, else the documents read.
     pub source_count: Option<u64>,
     /// Lines in the raw archive.
     pub raw_lines: Option<u64>,

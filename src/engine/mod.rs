@@ -4,8 +4,11 @@
 //! 1. extract the day's documents in `_id` order, writing three things in
 //!    one pass: a local BSON spool, the raw archive (canonical Extended
 //!    JSON lines, compressed, hashed), and the inferred table schema;
-//! 2. flatten the spool into a local rows file conforming to the schema
-//!    merged with the warehouse's existing columns;
+//! 2. flatten the spool into a local rows file per table, conforming to the
+//!    schema merged with the warehouse's existing columns; when that schema
+//!    can be told before the extract (a schema lock, the warehouse table),
+//!    the rows are written during the extract instead and kept if the day's
+//!    schema turned out to be the one expected;
 //! 3. concurrently, upload the raw archive and its manifest to the lake,
 //!    and replace the warehouse partition with the rows;
 //! 4. reconcile the source count, the raw lines and the warehouse rows;

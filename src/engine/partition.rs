@@ -106,6 +106,9 @@ pub struct PipelineRuntime {
     warehouse: OnceCell<Warehouse>,
     /// The credentials each opened connection used, by connection name.
     credentials: std::sync::Mutex<BTreeMap<String, credentials::Source>>,
+    /// The schemas the last partition of this run ended with: the next
+    /// one's guess when there is no better one ([`Self::expected_schemas`]).
+    last_schemas: std::sync::Mutex<Option<Vec<TableSchema>>>,
 }
 
 impl PipelineRuntime {
@@ -118,6 +121,7 @@ impl PipelineRuntime {
             lake: OnceCell::new(),
             warehouse: OnceCell::new(),
             credentials: Default::default(),
+            last_schemas: Default::default(),
         }
     }
 
@@ -375,7 +379,8 @@ impl PipelineRuntime {
         // loop only copies each document's bytes and infers the schema; a
         // writer thread spools them, writes the canonical Extended JSON
         // line and compresses and hashes it, so the two run on two cores.
-        // The count runs beside the cursor rather than before it.
+        // The count, when the spec asks for one, runs beside the cursor
+        // rather than before it.
         let raw_name = target.lake_path.rsplit('/').next().unwrap_or("raw.jsonl");
         let raw_path = dir.join(raw_name);
         let spool_path = dir.join("spool.bson");
@@ -385,11 +390,34 @@ impl PipelineRuntime {
             projection: self.plan.source.projection.clone(),
         };
         let mut writer = ExtractWriter::start(&spool_path, &raw_path, self.plan.lake.compression)?;
+        let (dataset, root) = self.warehouse_names(target)?;
+        let names = tables.names(&root);
+        let logical = tables.names(&self.plan.name);
+        let output = Arc::new(SpoolOutput {
+            rows: (0..names.len())
+                .map(|i| dir.join(format!("rows-{i}.ndjson")))
+                .collect(),
+            rejects: dir.join("_rejects.jsonl"),
+            names: names.clone(),
+        });
+        let parquet: Option<Vec<PathBuf>> = matches!(
+            self.plan.warehouse,
+            WarehousePlan::Parquet { .. }
+        )
+        .then(|| names.iter().map(|n| parquet_file(dir, n)).collect());
+        let mut speculation = match self.expected_schemas(&dataset, &names, &logical).await {
+            Some(expected) => Some(Speculation::start(&tables, &output, expected, parquet, day)),
+            None => None,
+        };
         // The builders already hold the explicit columns, so an empty day
         // still has them.
         let mut inferred = tables.schema_builders();
         let mut lines = 0u64;
-        let mut counting = source.spawn_count(target.filter.clone());
+        let mut counting = self
+            .plan
+            .source
+            .count
+            .then(|| source.spawn_count(target.filter.clone()));
         let mut count: Option<u64> = None;
         let mut cursor = source.find(target.filter.clone(), &read).await?;
         let mut chunk = Vec::with_capacity(CHUNK_BYTES + (16 << 10));
@@ -401,25 +429,37 @@ impl PipelineRuntime {
             chunk.extend_from_slice(doc.as_bytes());
             lines += 1;
             if chunk.len() >= CHUNK_BYTES {
-                let full =
-                    std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES + (16 << 10)));
+                let full = Arc::new(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(CHUNK_BYTES + (16 << 10)),
+                ));
+                if let Some(s) = &mut speculation {
+                    s.send(full.clone()).await;
+                }
                 writer.send(full).await?;
             }
             if lines % 1000 == 0 {
-                if count.is_none() && counting.is_finished() {
-                    count = Some(join_count(&mut counting).await?);
+                if let Some(c) = counting.as_mut().filter(|c| c.is_finished()) {
+                    count = Some(join_count(c).await?);
+                    counting = None;
                 }
                 bar.documents(lines, count);
             }
         }
-        let count = match count {
-            Some(n) => n,
-            None => join_count(&mut counting).await?,
+        // Without a count, the source's count is the documents it gave.
+        let count = match (count, counting.as_mut()) {
+            (Some(n), _) => n,
+            (None, Some(c)) => join_count(c).await?,
+            (None, None) => lines,
         };
         stats.source_count = Some(count);
         bar.documents(lines, Some(count));
         if !chunk.is_empty() {
-            writer.send(chunk).await?;
+            let last = Arc::new(chunk);
+            if let Some(s) = &mut speculation {
+                s.send(last.clone()).await;
+            }
+            writer.send(last).await?;
         }
         let (written, raw_bytes, raw_sha256) = writer.finish().await?;
         if written != lines {
@@ -438,12 +478,10 @@ impl PipelineRuntime {
             )));
         }
 
-        // 2. Merge each inferred schema with its table's, then flatten.
+        // 2. Merge each inferred schema with its table's, then flatten,
+        // unless the rows written during the extract already are that.
         let warehouse = self.warehouse().await?;
-        let (dataset, root) = self.warehouse_names(target)?;
-        let names = tables.names(&root);
         let mut schemas = Vec::with_capacity(names.len());
-        let logical = tables.names(&self.plan.name);
         for (i, (name, builder)) in names.iter().zip(inferred).enumerate() {
             let existing = match warehouse {
                 Warehouse::Bigquery { sink, .. } => sink
@@ -477,24 +515,37 @@ impl PipelineRuntime {
                     .map_err(|e| PartitionError::fatal(format!("table `{name}`: {}", e.message)))?,
             );
         }
-        let rows_paths: Vec<PathBuf> = (0..names.len())
-            .map(|i| dir.join(format!("rows-{i}.ndjson")))
-            .collect();
-        let rejects_path = dir.join("_rejects.jsonl");
-        let Flattening { rows, rejected } = {
-            let output = SpoolOutput {
-                rows: rows_paths.clone(),
-                rejects: rejects_path.clone(),
-                names: names.clone(),
-            };
-            let (spool_path, schemas, tables) =
-                (spool_path.clone(), schemas.clone(), tables.clone());
-            tokio::task::spawn_blocking(move || {
-                flatten_spool(&tables, &spool_path, &output, &schemas, day)
-            })
-            .await
-            .map_err(|e| PartitionError::fatal(e.to_string()))??
+        *self.last_schemas.lock().expect("not poisoned") = Some(schemas.clone());
+        let kept = match speculation {
+            Some(s) => s.finish(&schemas).await,
+            None => None,
         };
+        let (Flattening { rows, rejected, .. }, encoded) = match kept {
+            Some((flattening, encoded)) => {
+                tracing::debug!(
+                    pipeline = %self.plan.name, partition = %day,
+                    parquet_kept = encoded.iter().filter(|e| e.is_some()).count(),
+                    "rows written during the extract kept: the day has the columns expected"
+                );
+                (flattening, encoded)
+            }
+            None => {
+                if output.rejects.exists() {
+                    std::fs::remove_file(&output.rejects)
+                        .map_err(|e| io("cannot remove", &output.rejects, e))?;
+                }
+                let (spool_path, schemas, tables, output) =
+                    (spool_path.clone(), schemas.clone(), tables.clone(), output.clone());
+                let flattening = tokio::task::spawn_blocking(move || {
+                    flatten_spool(&tables, &spool_path, &output, &schemas, day)
+                })
+                .await
+                .map_err(|e| PartitionError::fatal(e.to_string()))??;
+                (flattening, vec![None; names.len()])
+            }
+        };
+        let rows_paths = &output.rows;
+        let rejects_path = &output.rejects;
         let _ = std::fs::remove_file(&spool_path);
         stats.rejected = Some(rejected);
         let manifest = manifest(
@@ -511,7 +562,7 @@ impl PipelineRuntime {
         let upload = async {
             lake.upload(&raw_path, &target.lake_path).await?;
             if rejected > 0 {
-                lake.upload(&rejects_path, &target.rejects_path).await?;
+                lake.upload(rejects_path, &target.rejects_path).await?;
             } else {
                 // A rerun after the data or the rules were fixed.
                 lake.delete(&target.rejects_path).await?;
@@ -530,6 +581,7 @@ impl PipelineRuntime {
                         day,
                         &rows_paths[i],
                         rows[i],
+                        encoded[i],
                         &schemas[i],
                         dir,
                     )
@@ -574,6 +626,43 @@ impl PipelineRuntime {
             }
         }
         Ok(())
+    }
+
+    /// The schemas day's tables are expected to end with, known before the
+    /// extract so that its rows can be written while the documents arrive
+    /// (see [`Speculation`]): per table, the schema lock's table merged into
+    /// the warehouse table as the day's own merge would, else the warehouse
+    /// table, else the schema the last partition of this run ended with.
+    /// None when some table has no basis for a guess, or the warehouse's
+    /// tables cannot be read now (the day's own merge then says why).
+    async fn expected_schemas(
+        &self,
+        dataset: &str,
+        names: &[String],
+        logical: &[String],
+    ) -> Option<Vec<TableSchema>> {
+        let warehouse = self.warehouse().await.ok()?;
+        let last = self.last_schemas.lock().expect("not poisoned").clone();
+        let mut expected = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            let existing = match warehouse {
+                Warehouse::Bigquery { sink, .. } => sink.table_schema(dataset, name).await.ok()?,
+                Warehouse::Parquet { .. } => None,
+            };
+            let locked = self
+                .plan
+                .lock
+                .as_ref()
+                .and_then(|l| l.table(&logical[i]))
+                .filter(|t| !t.columns.is_empty());
+            let schema = match (existing, locked) {
+                (existing, Some(locked)) => merge_schema(existing.as_ref(), locked.clone(), &[]).ok()?,
+                (Some(existing), None) => existing,
+                (None, None) => last.as_ref()?.get(i)?.clone(),
+            };
+            expected.push(schema);
+        }
+        Some(expected)
     }
 
     /// `on_new_field` for one table: the columns of `found` that the
@@ -636,6 +725,7 @@ impl PipelineRuntime {
         day: NaiveDate,
         rows_path: &Path,
         rows: u64,
+        encoded: Option<u64>,
         schema: &TableSchema,
         dir: &Path,
     ) -> anyhow::Result<u64> {
@@ -671,17 +761,20 @@ impl PipelineRuntime {
                     .await?)
             }
             Warehouse::Parquet { store } => {
-                let scratch = dir.join(format!("parquet-{table}"));
-                std::fs::create_dir_all(&scratch)?;
-                Ok(crate::sink::parquet::replace_partition(
-                    store,
-                    &format!("{dataset}{table}"),
-                    day,
-                    rows_path,
-                    schema,
-                    &scratch,
+                let dataset = format!("{dataset}{table}");
+                if let Some(rows) = encoded {
+                    // Encoded during the extract, against this schema.
+                    crate::sink::parquet::publish(store, &dataset, day, &parquet_file(dir, table))
+                        .await?;
+                    return Ok(rows);
+                }
+                let local = parquet_file(dir, table);
+                let scratch = local.parent().expect("a folder");
+                std::fs::create_dir_all(scratch)?;
+                Ok(
+                    crate::sink::parquet::replace_partition(store, &dataset, day, rows_path, schema, scratch)
+                        .await?,
                 )
-                .await?)
             }
         }
     }
@@ -814,12 +907,13 @@ struct Flattening {
     rows: Vec<u64>,
     /// Documents rejected.
     rejected: u64,
+    /// Per table, the rows of its local Parquet file when the rows were
+    /// encoded as they were written; empty otherwise.
+    encoded: Vec<u64>,
 }
 
-/// Pass 2: the spool's documents to NDJSON rows, one file per table. A
-/// document with a type conflict under `on_type_conflict: reject` goes
-/// whole, as canonical Extended JSON, to the rejects file with the reason,
-/// and none of its rows are written.
+/// Pass 2: the spool's documents to NDJSON rows, one file per table; see
+/// [`RowsOut`].
 fn flatten_spool(
     tables: &Tables,
     spool: &Path,
@@ -827,24 +921,12 @@ fn flatten_spool(
     schemas: &[TableSchema],
     day: NaiveDate,
 ) -> Result<Flattening, PartitionError> {
-    let rows = &output.rows;
     let mut input = BufReader::with_capacity(
         1 << 20,
         std::fs::File::open(spool).map_err(|e| io("cannot open", spool, e))?,
     );
-    let mut outs = rows
-        .iter()
-        .map(|path| {
-            std::fs::File::create(path)
-                .map(|f| BufWriter::with_capacity(1 << 20, f))
-                .map_err(|e| io("cannot create", path, e))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut rejects: Option<BufWriter<std::fs::File>> = None;
-    let mut rejected = 0u64;
+    let mut out = RowsOut::create(tables, output, schemas, day)?;
     let mut doc = Vec::with_capacity(16 * 1024);
-    let mut bufs = vec![Vec::with_capacity(16 * 1024); rows.len()];
-    let mut counts = vec![0u64; rows.len()];
     loop {
         if input
             .fill_buf()
@@ -865,7 +947,86 @@ fn flatten_spool(
             .read_exact(&mut doc[4..])
             .map_err(|e| io("cannot read", spool, e))?;
         let raw = bson::RawDocument::from_bytes(&doc).map_err(|e| io("corrupt spool", spool, e))?;
-        match tables.write_rows(raw, day, schemas, &mut bufs) {
+        out.document(raw)?;
+    }
+    out.finish()
+}
+
+/// Pass 2's output files: each document's rows appended to its tables'
+/// NDJSON files. A document with a type conflict under `on_type_conflict:
+/// reject` goes whole, as canonical Extended JSON, to the rejects file with
+/// the reason, and none of its rows are written.
+struct RowsOut<'a> {
+    tables: &'a Tables,
+    output: &'a SpoolOutput,
+    writers: Vec<crate::flatten::RowWriter<'a>>,
+    day: NaiveDate,
+    files: Vec<BufWriter<std::fs::File>>,
+    rejects: Option<BufWriter<std::fs::File>>,
+    bufs: Vec<Vec<u8>>,
+    rows: Vec<u64>,
+    rejected: u64,
+    /// Under a Parquet warehouse, during the extract: each table's rows
+    /// into its local Parquet file too.
+    encoders: Vec<crate::sink::parquet::Encoder>,
+}
+
+impl<'a> RowsOut<'a> {
+    fn create(
+        tables: &'a Tables,
+        output: &'a SpoolOutput,
+        schemas: &[TableSchema],
+        day: NaiveDate,
+    ) -> Result<Self, PartitionError> {
+        let writers = tables.row_writers(schemas).map_err(|e| {
+            PartitionError::fatal(format!("table `{}`: {}", output.names[e.table], e.source))
+        })?;
+        let files = output
+            .rows
+            .iter()
+            .map(|path| {
+                std::fs::File::create(path)
+                    .map(|f| BufWriter::with_capacity(1 << 20, f))
+                    .map_err(|e| io("cannot create", path, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            tables,
+            output,
+            writers,
+            day,
+            files,
+            rejects: None,
+            bufs: vec![Vec::with_capacity(16 * 1024); output.rows.len()],
+            rows: vec![0; output.rows.len()],
+            rejected: 0,
+            encoders: Vec::new(),
+        })
+    }
+
+    /// Also encodes each table's rows into Parquet file `parquet[table]`.
+    fn encode(&mut self, schemas: &[TableSchema], parquet: &[PathBuf]) -> Result<(), PartitionError> {
+        self.encoders = schemas
+            .iter()
+            .zip(parquet)
+            .map(|(schema, path)| {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
+                }
+                crate::sink::parquet::Encoder::create(schema, path, self.day)
+                    .map_err(|e| PartitionError::fatal(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(())
+    }
+
+    /// One document's rows, or its reject record.
+    fn document(&mut self, raw: &bson::RawDocument) -> Result<(), PartitionError> {
+        let output = self.output;
+        match self
+            .tables
+            .write_rows_with(raw, self.day, &mut self.writers, &mut self.bufs)
+        {
             Ok(()) => {}
             Err(RowError {
                 table,
@@ -874,24 +1035,24 @@ fn flatten_spool(
                 let FlattenError::Conflict { path, .. } = &source else {
                     unreachable!("matched above")
                 };
-                let out = match &mut rejects {
+                let out = match &mut self.rejects {
                     Some(out) => out,
-                    None => rejects.insert(BufWriter::new(
+                    None => self.rejects.insert(BufWriter::new(
                         std::fs::File::create(&output.rejects)
                             .map_err(|e| io("cannot create", &output.rejects, e))?,
                     )),
                 };
                 let line = reject_record(
                     &output.names[table],
-                    &tables.tables()[table].path,
+                    &self.tables.tables()[table].path,
                     path,
                     &source.to_string(),
                     raw,
                 )?;
                 out.write_all(&line)
                     .map_err(|e| io("cannot write", &output.rejects, e))?;
-                rejected += 1;
-                continue;
+                self.rejected += 1;
+                return Ok(());
             }
             Err(e) => {
                 return Err(PartitionError::fatal(format!(
@@ -902,32 +1063,51 @@ fn flatten_spool(
                 )))
             }
         }
-        for ((buf, out), (count, path)) in bufs
+        for (((buf, file), count), path) in self
+            .bufs
             .iter_mut()
-            .zip(&mut outs)
-            .zip(counts.iter_mut().zip(rows))
+            .zip(&mut self.files)
+            .zip(&mut self.rows)
+            .zip(&output.rows)
         {
             if buf.is_empty() {
                 continue;
             }
             // Rows end in a newline and hold none inside.
             *count += memchr::memchr_iter(b'\n', buf).count() as u64;
-            out.write_all(buf)
+            file.write_all(buf)
                 .map_err(|e| io("cannot write", path, e))?;
+        }
+        for (buf, encoder) in self.bufs.iter().zip(&mut self.encoders) {
+            encoder
+                .rows(buf)
+                .map_err(|e| PartitionError::fatal(e.to_string()))?;
+        }
+        for buf in &mut self.bufs {
             buf.clear();
         }
+        Ok(())
     }
-    for (out, path) in outs.iter_mut().zip(rows) {
-        out.flush().map_err(|e| io("cannot write", path, e))?;
+
+    fn finish(mut self) -> Result<Flattening, PartitionError> {
+        for (file, path) in self.files.iter_mut().zip(&self.output.rows) {
+            file.flush().map_err(|e| io("cannot write", path, e))?;
+        }
+        if let Some(mut out) = self.rejects {
+            out.flush()
+                .map_err(|e| io("cannot write", &self.output.rejects, e))?;
+        }
+        let encoded = self
+            .encoders
+            .into_iter()
+            .map(|e| e.finish().map_err(|e| PartitionError::fatal(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        Ok(Flattening {
+            rows: self.rows,
+            rejected: self.rejected,
+            encoded,
+        })
     }
-    if let Some(mut out) = rejects {
-        out.flush()
-            .map_err(|e| io("cannot write", &output.rejects, e))?;
-    }
-    Ok(Flattening {
-        rows: counts,
-        rejected,
-    })
 }
 
 /// One line of `_rejects.jsonl`: where and why, then the whole document.
@@ -1049,6 +1229,142 @@ async fn join_count(
     }
 }
 
+/// Pass 2 during the extract, on a thread of its own, against the schemas
+/// the day is expected to end with ([`PipelineRuntime::expected_schemas`]),
+/// so that a day is not read back from the spool after its extract.
+///
+/// Pass 2's output is a function of the documents and of the schemas' set
+/// of columns, so the rows are kept only when the day's schemas, known
+/// after the extract, have exactly the expected columns ([`same_columns`]);
+/// otherwise they are dropped and pass 2 runs over the spool. It never fails
+/// the partition: an error stops it, and pass 2 over the spool meets the
+/// error again and reports it.
+struct Speculation {
+    expected: Vec<TableSchema>,
+    chunks: Option<tokio::sync::mpsc::Sender<Arc<Vec<u8>>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: tokio::task::JoinHandle<Option<Flattening>>,
+}
+
+impl Speculation {
+    /// `parquet`: under a Parquet warehouse, each table's local Parquet
+    /// file, encoded as the rows are written.
+    fn start(
+        tables: &Arc<Tables>,
+        output: &Arc<SpoolOutput>,
+        expected: Vec<TableSchema>,
+        parquet: Option<Vec<PathBuf>>,
+        day: NaiveDate,
+    ) -> Self {
+        let (chunks, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(CHUNKS_IN_FLIGHT);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = tokio::task::spawn_blocking({
+            let (tables, output, schemas, stop) =
+                (tables.clone(), output.clone(), expected.clone(), stop.clone());
+            move || {
+                let mut out = RowsOut::create(&tables, &output, &schemas, day).ok()?;
+                if let Some(parquet) = &parquet {
+                    out.encode(&schemas, parquet).ok()?;
+                }
+                while let Some(chunk) = rx.blocking_recv() {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return None;
+                    }
+                    for doc in chunk_documents(&chunk) {
+                        out.document(doc.ok()?).ok()?;
+                    }
+                }
+                out.finish().ok()
+            }
+        });
+        Self {
+            expected,
+            chunks: Some(chunks),
+            stop,
+            thread,
+        }
+    }
+
+    /// Hands a chunk of the extract over; waits while the thread is
+    /// [`CHUNKS_IN_FLIGHT`] chunks behind. Once the thread has stopped, the
+    /// chunks go nowhere.
+    async fn send(&mut self, chunk: Arc<Vec<u8>>) {
+        if let Some(tx) = &self.chunks {
+            if tx.send(chunk).await.is_err() {
+                self.chunks = None;
+            }
+        }
+    }
+
+    /// The rows written, if the day's `schemas` are the ones expected and
+    /// the thread got through every document. A table's Parquet file is
+    /// kept (its entry in `encoded` is Some) only if its schema is exactly
+    /// the one expected, column order included: the order is the file's.
+    async fn finish(mut self, schemas: &[TableSchema]) -> Option<(Flattening, Vec<Option<u64>>)> {
+        self.chunks = None;
+        let keep = self.expected.len() == schemas.len()
+            && self.expected.iter().zip(schemas).all(|(a, b)| same_columns(a, b));
+        if !keep {
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let written = self.thread.await.ok().flatten().filter(|_| keep)?;
+        let encoded = (0..schemas.len())
+            .map(|i| {
+                written
+                    .encoded
+                    .get(i)
+                    .copied()
+                    .filter(|_| self.expected[i] == schemas[i])
+            })
+            .collect();
+        Some((written, encoded))
+    }
+}
+
+/// Whether pass 2 writes the same rows against `a` as against `b`: the same
+/// columns, in any order. Pass 2 finds a column by its name, and by its
+/// name without case when that fails; with two names equal without case,
+/// which one that finds depends on the order, so then only the same order
+/// will do.
+fn same_columns(a: &TableSchema, b: &TableSchema) -> bool {
+    if a.columns.len() != b.columns.len() {
+        return false;
+    }
+    let lowercase: std::collections::HashSet<String> =
+        a.columns.iter().map(|c| c.name.to_ascii_lowercase()).collect();
+    if lowercase.len() != a.columns.len() {
+        return a == b;
+    }
+    sorted_columns(a) == sorted_columns(b)
+}
+
+fn sorted_columns(s: &TableSchema) -> Vec<&crate::table::Column> {
+    let mut columns: Vec<&crate::table::Column> = s.columns.iter().collect();
+    columns.sort_by(|x, y| x.name.cmp(&y.name));
+    columns
+}
+
+/// Table `table`'s local Parquet file in staging folder `dir`.
+fn parquet_file(dir: &Path, table: &str) -> PathBuf {
+    crate::sink::parquet::local_file(&dir.join(format!("parquet-{table}")))
+}
+
+/// The documents of a chunk of concatenated BSON documents.
+fn chunk_documents(
+    chunk: &[u8],
+) -> impl Iterator<Item = Result<&bson::RawDocument, bson::raw::Error>> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let head = chunk.get(at..at + 4)?;
+        let len = i32::from_le_bytes(head.try_into().expect("4 bytes")) as usize;
+        let doc = chunk
+            .get(at..at + len)
+            .map_or_else(|| bson::RawDocument::from_bytes(&chunk[at..]), bson::RawDocument::from_bytes);
+        at = if doc.is_ok() { at + len } else { chunk.len() };
+        Some(doc)
+    })
+}
+
 /// Bytes of BSON handed to the writer thread at a time: large enough that
 /// the hand-over costs nothing, small enough that memory stays bounded
 /// (at most [`CHUNKS_IN_FLIGHT`] + 2 chunks whatever the partition size).
@@ -1059,7 +1375,7 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 /// documents to the spool, and each document's canonical Extended JSON
 /// line to the compressed, hashed raw archive.
 struct ExtractWriter {
-    chunks: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    chunks: Option<tokio::sync::mpsc::Sender<Arc<Vec<u8>>>>,
     thread: tokio::task::JoinHandle<Result<(u64, u64, String), PartitionError>>,
 }
 
@@ -1074,7 +1390,7 @@ impl ExtractWriter {
             std::fs::File::create(spool_path).map_err(|e| io("cannot create", spool_path, e))?,
         );
         let mut raw = RawArchive::create(raw_path, compression)?;
-        let (chunks, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+        let (chunks, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(CHUNKS_IN_FLIGHT);
         let spool_path = spool_path.to_owned();
         let thread = tokio::task::spawn_blocking(move || {
             let mut line = Vec::with_capacity(16 * 1024);
@@ -1083,13 +1399,9 @@ impl ExtractWriter {
                 spool
                     .write_all(&chunk)
                     .map_err(|e| io("cannot write", &spool_path, e))?;
-                let mut at = 0;
-                while at < chunk.len() {
-                    let len =
-                        i32::from_le_bytes(chunk[at..at + 4].try_into().expect("4 bytes")) as usize;
-                    let doc = bson::RawDocument::from_bytes(&chunk[at..at + len])
+                for doc in chunk_documents(&chunk) {
+                    let doc = doc
                         .map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;
-                    at += len;
                     line.clear();
                     crate::extjson::write_canonical(doc, &mut line)
                         .map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;
@@ -1113,7 +1425,7 @@ impl ExtractWriter {
 
     /// Hands a chunk over; waits while the thread is [`CHUNKS_IN_FLIGHT`]
     /// chunks behind. A thread that failed reports its error here.
-    async fn send(&mut self, chunk: Vec<u8>) -> Result<(), PartitionError> {
+    async fn send(&mut self, chunk: Arc<Vec<u8>>) -> Result<(), PartitionError> {
         let sent = match &self.chunks {
             Some(tx) => tx.send(chunk).await.is_ok(),
             None => false,

@@ -516,7 +516,20 @@ impl SchemaBuilder {
 /// only nulls today, takes the locked type, so every day loads into the
 /// same table whatever subset of values it saw. Under `coerce` too.
 /// Columns the lock lacks are left as found: `on_new_field` decides them.
+///
+/// The columns are put in the lock's order too, the lock's first and then
+/// the others as found, so a table's column order does not depend on which
+/// document of the day came first (and a day's schema can be told before
+/// its documents are read: see the engine's `Speculation`).
 pub fn adopt_locked_types(found: &mut TableSchema, locked: &TableSchema, null_only: &[String]) {
+    let position = |name: &str| {
+        locked
+            .columns
+            .iter()
+            .position(|l| l.name == name)
+            .unwrap_or(usize::MAX)
+    };
+    found.columns.sort_by_key(|c| position(&c.name));
     for c in &mut found.columns {
         if let Some(l) = locked.get(&c.name) {
             if null_only.contains(&c.name)

@@ -31,7 +31,7 @@ use chrono::NaiveDate;
 use crate::spec::{ArrayPolicy, ColumnSpec, ColumnType, FlattenSpec};
 use crate::table::TableSchema;
 
-use super::{FlattenError, Flattener, SchemaBuilder};
+use super::{FlattenError, Flattener, RowWriter, SchemaBuilder};
 
 /// The root document's `_id`, in every child row.
 pub const ROOT_ID_COLUMN: &str = "_root_id";
@@ -314,13 +314,51 @@ impl Tables {
         schemas: &[TableSchema],
         outs: &mut [Vec<u8>],
     ) -> Result<(), RowError> {
+        self.write_each(doc, outs, &mut |t, row, out| {
+            self.tables[t].flattener.write_row(row, ds, &schemas[t], out)
+        })
+    }
+
+    /// Pass 2's writers for `schemas`, one per table, each schema resolved
+    /// once: for a whole partition's documents, where [`Tables::write_rows`]
+    /// would compare the schema with its cached one on every row.
+    pub fn row_writers(&self, schemas: &[TableSchema]) -> Result<Vec<RowWriter<'_>>, RowError> {
+        self.tables
+            .iter()
+            .zip(schemas)
+            .enumerate()
+            .map(|(table, (t, schema))| {
+                t.flattener
+                    .row_writer(schema)
+                    .map_err(|source| RowError { table, source })
+            })
+            .collect()
+    }
+
+    /// [`Tables::write_rows`] with writers from [`Tables::row_writers`].
+    pub fn write_rows_with(
+        &self,
+        doc: &RawDocument,
+        ds: NaiveDate,
+        writers: &mut [RowWriter<'_>],
+        outs: &mut [Vec<u8>],
+    ) -> Result<(), RowError> {
+        self.write_each(doc, outs, &mut |t, row, out| writers[t].write_row(row, ds, out))
+    }
+
+    /// Each row of `doc` through `write`, into its table's buffer; on error
+    /// every buffer is truncated back, as [`Tables::write_rows`] says.
+    fn write_each(
+        &self,
+        doc: &RawDocument,
+        outs: &mut [Vec<u8>],
+        write: &mut dyn FnMut(usize, &RawDocument, &mut Vec<u8>) -> Result<(), FlattenError>,
+    ) -> Result<(), RowError> {
         let marks: Vec<usize> = outs.iter().map(Vec::len).collect();
         let mut failed = 0;
         let result = self.each_row(doc, &mut |t, row| {
             failed = t;
-            self.tables[t]
-                .flattener
-                .write_row(row, ds, &schemas[t], &mut outs[t])
+            write(t, row, &mut outs[t])
         });
         result.map_err(|source| {
             for (out, mark) in outs.iter_mut().zip(marks) {

@@ -359,6 +359,8 @@ pub struct SourcePlan {
     pub batch_size: u32,
     /// Server-side time limit per batch.
     pub max_time_ms: Option<u64>,
+    /// Count the day beside the cursor (`source.count`).
+    pub count: bool,
 }
 
 /// How documents map to days.
@@ -968,6 +970,7 @@ pub fn check_pipeline(
             projection,
             batch_size,
             max_time_ms: spec.source.max_time_ms,
+            count: spec.source.count,
         },
         partition: PartitionPlan {
             field: field.clone(),

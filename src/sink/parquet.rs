@@ -73,30 +73,103 @@ pub fn write_local(
     out: &Path,
     day: chrono::NaiveDate,
 ) -> Result<u64, ParquetError> {
-    let err = |m: String| ParquetError::Convert { day, message: m };
-    let arrow = Arc::new(arrow_schema(schema));
-    let input =
-        std::io::BufReader::new(std::fs::File::open(rows_file).map_err(|e| err(e.to_string()))?);
-    let reader = arrow_json::ReaderBuilder::new(arrow.clone())
-        .with_batch_size(BATCH_ROWS)
-        .build(input)
-        .map_err(|e| err(e.to_string()))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_size(BATCH_ROWS)
-        .set_created_by(format!("etl {}", env!("CARGO_PKG_VERSION")))
-        .build();
-    let file = std::fs::File::create(out).map_err(|e| err(e.to_string()))?;
-    let mut writer =
-        ArrowWriter::try_new(file, arrow, Some(props)).map_err(|e| err(e.to_string()))?;
-    let mut rows = 0u64;
-    for batch in reader {
-        let batch = batch.map_err(|e| err(e.to_string()))?;
-        rows += batch.num_rows() as u64;
-        writer.write(&batch).map_err(|e| err(e.to_string()))?;
+    let mut input = std::fs::File::open(rows_file).map_err(|e| ParquetError::Convert {
+        day,
+        message: format!("cannot open `{}`: {e}", rows_file.display()),
+    })?;
+    let mut encoder = Encoder::create(schema, out, day)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut input, &mut buf).map_err(|e| ParquetError::Convert {
+            day,
+            message: format!("cannot read `{}`: {e}", rows_file.display()),
+        })?;
+        if n == 0 {
+            break;
+        }
+        encoder.rows(&buf[..n])?;
     }
-    writer.close().map_err(|e| err(e.to_string()))?;
-    Ok(rows)
+    encoder.finish()
+}
+
+/// NDJSON rows into a local Parquet file as they come, in record batches
+/// of [`BATCH_ROWS`] rows: the file depends only on the rows and the
+/// schema, not on how the bytes were handed over.
+pub struct Encoder {
+    decoder: arrow_json::reader::Decoder,
+    writer: ArrowWriter<std::fs::File>,
+    rows: u64,
+    day: chrono::NaiveDate,
+}
+
+impl Encoder {
+    /// Starts the file `out` for rows of `schema`.
+    pub fn create(
+        schema: &TableSchema,
+        out: &Path,
+        day: chrono::NaiveDate,
+    ) -> Result<Self, ParquetError> {
+        let err = |m: String| ParquetError::Convert { day, message: m };
+        let arrow = Arc::new(arrow_schema(schema));
+        let decoder = arrow_json::ReaderBuilder::new(arrow.clone())
+            .with_batch_size(BATCH_ROWS)
+            .build_decoder()
+            .map_err(|e| err(e.to_string()))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_max_row_group_size(BATCH_ROWS)
+            .set_created_by(format!("etl {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let file = std::fs::File::create(out)
+            .map_err(|e| err(format!("cannot create `{}`: {e}", out.display())))?;
+        let writer =
+            ArrowWriter::try_new(file, arrow, Some(props)).map_err(|e| err(e.to_string()))?;
+        Ok(Self {
+            decoder,
+            writer,
+            rows: 0,
+            day,
+        })
+    }
+
+    /// More NDJSON; a row may end in a later call.
+    pub fn rows(&mut self, mut bytes: &[u8]) -> Result<(), ParquetError> {
+        while !bytes.is_empty() {
+            let n = self.decoder.decode(bytes).map_err(|e| self.error(e))?;
+            bytes = &bytes[n..];
+            if !bytes.is_empty() {
+                // The decoder holds a whole batch.
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ParquetError> {
+        if let Some(batch) = self.decoder.flush().map_err(|e| self.error(e))? {
+            self.rows += batch.num_rows() as u64;
+            self.writer.write(&batch).map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Ends the file; returns its rows.
+    pub fn finish(mut self) -> Result<u64, ParquetError> {
+        self.flush()?;
+        let (day, rows) = (self.day, self.rows);
+        self.writer.close().map_err(|e| ParquetError::Convert {
+            day,
+            message: e.to_string(),
+        })?;
+        Ok(rows)
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> ParquetError {
+        ParquetError::Convert {
+            day: self.day,
+            message: e.to_string(),
+        }
+    }
 }
 
 /// Replaces day `day` of the dataset at `dataset` (relative to `store`)
@@ -109,7 +182,7 @@ pub async fn replace_partition(
     schema: &TableSchema,
     scratch: &Path,
 ) -> Result<u64, ParquetError> {
-    let local = scratch.join("part-00000.parquet");
+    let local = local_file(scratch);
     let (rows_file_owned, schema_owned, local_owned) =
         (rows_file.to_owned(), schema.clone(), local.clone());
     let rows = tokio::task::spawn_blocking(move || {
@@ -120,15 +193,32 @@ pub async fn replace_partition(
         day,
         message: e.to_string(),
     })??;
+    publish(store, dataset, day, &local).await?;
+    Ok(rows)
+}
+
+/// The local Parquet file [`replace_partition`] writes in `scratch`: an
+/// [`Encoder`] that wrote it beforehand hands it to [`publish`].
+pub fn local_file(scratch: &Path) -> std::path::PathBuf {
+    scratch.join("part-00000.parquet")
+}
+
+/// Replaces day `day` of the dataset with the local Parquet file `local`.
+pub async fn publish(
+    store: &Store,
+    dataset: &str,
+    day: chrono::NaiveDate,
+    local: &Path,
+) -> Result<(), ParquetError> {
     let folder = format!("{}/dt={day}", dataset.trim_matches('/'));
     let target = format!("{folder}/part-00000.parquet");
-    store.upload(&local, &target).await?;
+    store.upload(local, &target).await?;
     for stale in store.list(&folder).await? {
         if stale != target {
             store.delete(&stale).await?;
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// Rows in a day's Parquet files, read from their footers.
@@ -260,5 +350,40 @@ mod tests {
             std::fs::read(dir.path().join("a.parquet")).unwrap(),
             std::fs::read(dir.path().join("b.parquet")).unwrap()
         );
+    }
+
+    /// Rows handed over in pieces of any size, rows split across pieces,
+    /// give the same file as the rows file read whole: the engine encodes
+    /// during the extract, one document's rows at a time, and must write
+    /// what the same rows written afterwards give.
+    #[test]
+    fn rows_in_pieces_give_the_file_of_the_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = dir.path().join("rows.ndjson");
+        let mut ndjson = String::new();
+        // More than two batches, so that batch boundaries are crossed.
+        for i in 0..(2 * BATCH_ROWS + 123) {
+            ndjson.push_str(&format!(
+                "{{\"_ds\":\"2020-06-01\",\"id\":{i},\"name\":\"n{}\",\"tags\":[\"t{}\"]}}\n",
+                i % 17,
+                i % 5
+            ));
+        }
+        std::fs::write(&rows, &ndjson).unwrap();
+        let day = "2020-06-01".parse().unwrap();
+        let whole = dir.path().join("whole.parquet");
+        assert_eq!(write_local(&rows, &schema(), &whole, day).unwrap(), 2 * BATCH_ROWS as u64 + 123);
+        for piece in [1, 7, 4096, 1 << 20] {
+            let out = dir.path().join(format!("pieces-{piece}.parquet"));
+            let mut encoder = Encoder::create(&schema(), &out, day).unwrap();
+            for chunk in ndjson.as_bytes().chunks(piece) {
+                encoder.rows(chunk).unwrap();
+            }
+            assert_eq!(encoder.finish().unwrap(), 2 * BATCH_ROWS as u64 + 123);
+            assert!(
+                std::fs::read(&out).unwrap() == std::fs::read(&whole).unwrap(),
+                "pieces of {piece} bytes"
+            );
+        }
     }
 }

@@ -337,6 +337,15 @@ pub struct SourceSpec {
     /// Default: no limit.
     #[serde(default)]
     pub max_time_ms: Option<u64>,
+
+    /// Also count the day's documents (`countDocuments`, beside the cursor),
+    /// and fail the day, to be retried, when the count and the documents
+    /// read differ: documents of a past day changed while it was read. The
+    /// count also gives the progress bar a total. Without an index on the
+    /// partition field the count is a second scan of the collection, which
+    /// is why it is off unless asked for. Default: false.
+    #[serde(default)]
+    pub count: bool,
 }
 
 /// How a document's partition day is found.
