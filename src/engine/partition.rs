@@ -1004,8 +1004,15 @@ impl<'a> RowsOut<'a> {
         })
     }
 
-    /// Also encodes each table's rows into Parquet file `parquet[table]`.
+    /// Encodes each table's rows into Parquet file `parquet[table]`
+    /// instead of writing its NDJSON file (the Parquet file is all a
+    /// Parquet warehouse loads: a day's NDJSON would be a gigabyte of
+    /// writes per million orders for nothing).
     fn encode(&mut self, schemas: &[TableSchema], parquet: &[PathBuf]) -> Result<(), PartitionError> {
+        self.files.clear();
+        for path in &self.output.rows {
+            std::fs::remove_file(path).map_err(|e| io("cannot remove", path, e))?;
+        }
         self.encoders = schemas
             .iter()
             .zip(parquet)
@@ -1063,20 +1070,15 @@ impl<'a> RowsOut<'a> {
                 )))
             }
         }
-        for (((buf, file), count), path) in self
-            .bufs
-            .iter_mut()
-            .zip(&mut self.files)
-            .zip(&mut self.rows)
-            .zip(&output.rows)
-        {
-            if buf.is_empty() {
-                continue;
-            }
+        for (buf, count) in self.bufs.iter().zip(&mut self.rows) {
             // Rows end in a newline and hold none inside.
             *count += memchr::memchr_iter(b'\n', buf).count() as u64;
-            file.write_all(buf)
-                .map_err(|e| io("cannot write", path, e))?;
+        }
+        for ((buf, file), path) in self.bufs.iter().zip(&mut self.files).zip(&output.rows) {
+            if !buf.is_empty() {
+                file.write_all(buf)
+                    .map_err(|e| io("cannot write", path, e))?;
+            }
         }
         for (buf, encoder) in self.bufs.iter().zip(&mut self.encoders) {
             encoder
@@ -1236,11 +1238,17 @@ async fn join_count(
 /// Pass 2's output is a function of the documents and of the schemas' set
 /// of columns, so the rows are kept only when the day's schemas, known
 /// after the extract, have exactly the expected columns ([`same_columns`]);
-/// otherwise they are dropped and pass 2 runs over the spool. It never fails
+/// otherwise they are dropped and pass 2 runs over the spool. Under a
+/// Parquet warehouse it encodes each table's Parquet file instead, whose
+/// bytes also depend on the columns' order, so there the schemas must be
+/// exactly the ones expected (the lock's order: see
+/// [`crate::flatten::adopt_locked_types`]). It never fails
 /// the partition: an error stops it, and pass 2 over the spool meets the
 /// error again and reports it.
 struct Speculation {
     expected: Vec<TableSchema>,
+    /// Whether it writes Parquet files rather than NDJSON.
+    parquet: bool,
     chunks: Option<tokio::sync::mpsc::Sender<Arc<Vec<u8>>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: tokio::task::JoinHandle<Option<Flattening>>,
@@ -1258,6 +1266,7 @@ impl Speculation {
     ) -> Self {
         let (chunks, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(CHUNKS_IN_FLIGHT);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let is_parquet = parquet.is_some();
         let thread = tokio::task::spawn_blocking({
             let (tables, output, schemas, stop) =
                 (tables.clone(), output.clone(), expected.clone(), stop.clone());
@@ -1279,6 +1288,7 @@ impl Speculation {
         });
         Self {
             expected,
+            parquet: is_parquet,
             chunks: Some(chunks),
             stop,
             thread,
@@ -1297,25 +1307,25 @@ impl Speculation {
     }
 
     /// The rows written, if the day's `schemas` are the ones expected and
-    /// the thread got through every document. A table's Parquet file is
-    /// kept (its entry in `encoded` is Some) only if its schema is exactly
-    /// the one expected, column order included: the order is the file's.
+    /// the thread got through every document. Parquet files (`encoded`
+    /// Some for each table) are kept only if every schema is exactly the
+    /// one expected, column order included: the order is the file's.
     async fn finish(mut self, schemas: &[TableSchema]) -> Option<(Flattening, Vec<Option<u64>>)> {
         self.chunks = None;
         let keep = self.expected.len() == schemas.len()
-            && self.expected.iter().zip(schemas).all(|(a, b)| same_columns(a, b));
+            && self.expected.iter().zip(schemas).all(|(a, b)| {
+                if self.parquet {
+                    a == b
+                } else {
+                    same_columns(a, b)
+                }
+            });
         if !keep {
             self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let written = self.thread.await.ok().flatten().filter(|_| keep)?;
         let encoded = (0..schemas.len())
-            .map(|i| {
-                written
-                    .encoded
-                    .get(i)
-                    .copied()
-                    .filter(|_| self.expected[i] == schemas[i])
-            })
+            .map(|i| written.encoded.get(i).copied())
             .collect();
         Some((written, encoded))
     }
