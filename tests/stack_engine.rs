@@ -1334,7 +1334,13 @@ sinks:
     };
     let run = |p: &Project| {
         let out = p.etl_with(
-            &["run", "pipelines/events.yaml", "--date", "2020-06-01", "--rerun"],
+            &[
+                "run",
+                "pipelines/events.yaml",
+                "--date",
+                "2020-06-01",
+                "--rerun",
+            ],
             &[("ETL_LOG", "etl=debug")],
         );
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -1345,11 +1351,17 @@ sinks:
     const KEPT: &str = "rows written during the extract kept";
 
     let (summary, log) = run(&p);
-    assert!(log.contains(KEPT), "the lock's columns are the day's:\n{log}");
+    assert!(
+        log.contains(KEPT),
+        "the lock's columns are the day's:\n{log}"
+    );
     // In the lock's order too: both tables' Parquet files, encoded during
     // the extract, are the ones published.
     assert!(log.contains("parquet_kept=2"), "{log}");
-    assert!(summary.contains("1 done, 0 skipped (already done), 0 failed"), "{summary}");
+    assert!(
+        summary.contains("1 done, 0 skipped (already done), 0 failed"),
+        "{summary}"
+    );
     let during = outputs(&p);
     let rejects = during
         .iter()
@@ -1369,8 +1381,14 @@ sinks:
         .push(json!({"name": "never_seen", "type": "string"}));
     std::fs::write(&lock_path, serde_json::to_vec_pretty(&lock).unwrap()).unwrap();
     let (summary, log) = run(&p);
-    assert!(!log.contains(KEPT), "the day lacks a column of the lock:\n{log}");
-    assert!(summary.contains("1 done, 0 skipped (already done), 0 failed"), "{summary}");
+    assert!(
+        !log.contains(KEPT),
+        "the day lacks a column of the lock:\n{log}"
+    );
+    assert!(
+        summary.contains("1 done, 0 skipped (already done), 0 failed"),
+        "{summary}"
+    );
     let after = outputs(&p);
     assert_eq!(
         during.keys().collect::<Vec<_>>(),

@@ -400,11 +400,9 @@ impl PipelineRuntime {
             rejects: dir.join("_rejects.jsonl"),
             names: names.clone(),
         });
-        let parquet: Option<Vec<PathBuf>> = matches!(
-            self.plan.warehouse,
-            WarehousePlan::Parquet { .. }
-        )
-        .then(|| names.iter().map(|n| parquet_file(dir, n)).collect());
+        let parquet: Option<Vec<PathBuf>> =
+            matches!(self.plan.warehouse, WarehousePlan::Parquet { .. })
+                .then(|| names.iter().map(|n| parquet_file(dir, n)).collect());
         let mut speculation = match self.expected_schemas(&dataset, &names, &logical).await {
             Some(expected) => Some(Speculation::start(&tables, &output, expected, parquet, day)),
             None => None,
@@ -534,8 +532,12 @@ impl PipelineRuntime {
                     std::fs::remove_file(&output.rejects)
                         .map_err(|e| io("cannot remove", &output.rejects, e))?;
                 }
-                let (spool_path, schemas, tables, output) =
-                    (spool_path.clone(), schemas.clone(), tables.clone(), output.clone());
+                let (spool_path, schemas, tables, output) = (
+                    spool_path.clone(),
+                    schemas.clone(),
+                    tables.clone(),
+                    output.clone(),
+                );
                 let flattening = tokio::task::spawn_blocking(move || {
                     flatten_spool(&tables, &spool_path, &output, &schemas, day)
                 })
@@ -656,7 +658,9 @@ impl PipelineRuntime {
                 .and_then(|l| l.table(&logical[i]))
                 .filter(|t| !t.columns.is_empty());
             let schema = match (existing, locked) {
-                (existing, Some(locked)) => merge_schema(existing.as_ref(), locked.clone(), &[]).ok()?,
+                (existing, Some(locked)) => {
+                    merge_schema(existing.as_ref(), locked.clone(), &[]).ok()?
+                }
                 (Some(existing), None) => existing,
                 (None, None) => last.as_ref()?.get(i)?.clone(),
             };
@@ -771,10 +775,10 @@ impl PipelineRuntime {
                 let local = parquet_file(dir, table);
                 let scratch = local.parent().expect("a folder");
                 std::fs::create_dir_all(scratch)?;
-                Ok(
-                    crate::sink::parquet::replace_partition(store, &dataset, day, rows_path, schema, scratch)
-                        .await?,
+                Ok(crate::sink::parquet::replace_partition(
+                    store, &dataset, day, rows_path, schema, scratch,
                 )
+                .await?)
             }
         }
     }
@@ -1008,7 +1012,11 @@ impl<'a> RowsOut<'a> {
     /// instead of writing its NDJSON file (the Parquet file is all a
     /// Parquet warehouse loads: a day's NDJSON would be a gigabyte of
     /// writes per million orders for nothing).
-    fn encode(&mut self, schemas: &[TableSchema], parquet: &[PathBuf]) -> Result<(), PartitionError> {
+    fn encode(
+        &mut self,
+        schemas: &[TableSchema],
+        parquet: &[PathBuf],
+    ) -> Result<(), PartitionError> {
         self.files.clear();
         for path in &self.output.rows {
             std::fs::remove_file(path).map_err(|e| io("cannot remove", path, e))?;
@@ -1268,8 +1276,12 @@ impl Speculation {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let is_parquet = parquet.is_some();
         let thread = tokio::task::spawn_blocking({
-            let (tables, output, schemas, stop) =
-                (tables.clone(), output.clone(), expected.clone(), stop.clone());
+            let (tables, output, schemas, stop) = (
+                tables.clone(),
+                output.clone(),
+                expected.clone(),
+                stop.clone(),
+            );
             move || {
                 let mut out = RowsOut::create(&tables, &output, &schemas, day).ok()?;
                 if let Some(parquet) = &parquet {
@@ -1340,8 +1352,11 @@ fn same_columns(a: &TableSchema, b: &TableSchema) -> bool {
     if a.columns.len() != b.columns.len() {
         return false;
     }
-    let lowercase: std::collections::HashSet<String> =
-        a.columns.iter().map(|c| c.name.to_ascii_lowercase()).collect();
+    let lowercase: std::collections::HashSet<String> = a
+        .columns
+        .iter()
+        .map(|c| c.name.to_ascii_lowercase())
+        .collect();
     if lowercase.len() != a.columns.len() {
         return a == b;
     }
@@ -1367,9 +1382,10 @@ fn chunk_documents(
     std::iter::from_fn(move || {
         let head = chunk.get(at..at + 4)?;
         let len = i32::from_le_bytes(head.try_into().expect("4 bytes")) as usize;
-        let doc = chunk
-            .get(at..at + len)
-            .map_or_else(|| bson::RawDocument::from_bytes(&chunk[at..]), bson::RawDocument::from_bytes);
+        let doc = chunk.get(at..at + len).map_or_else(
+            || bson::RawDocument::from_bytes(&chunk[at..]),
+            bson::RawDocument::from_bytes,
+        );
         at = if doc.is_ok() { at + len } else { chunk.len() };
         Some(doc)
     })
@@ -1410,8 +1426,8 @@ impl ExtractWriter {
                     .write_all(&chunk)
                     .map_err(|e| io("cannot write", &spool_path, e))?;
                 for doc in chunk_documents(&chunk) {
-                    let doc = doc
-                        .map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;
+                    let doc =
+                        doc.map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;
                     line.clear();
                     crate::extjson::write_canonical(doc, &mut line)
                         .map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;

@@ -315,7 +315,9 @@ impl Tables {
         outs: &mut [Vec<u8>],
     ) -> Result<(), RowError> {
         self.write_each(doc, outs, &mut |t, row, out| {
-            self.tables[t].flattener.write_row(row, ds, &schemas[t], out)
+            self.tables[t]
+                .flattener
+                .write_row(row, ds, &schemas[t], out)
         })
     }
 
@@ -343,7 +345,9 @@ impl Tables {
         writers: &mut [RowWriter<'_>],
         outs: &mut [Vec<u8>],
     ) -> Result<(), RowError> {
-        self.write_each(doc, outs, &mut |t, row, out| writers[t].write_row(row, ds, out))
+        self.write_each(doc, outs, &mut |t, row, out| {
+            writers[t].write_row(row, ds, out)
+        })
     }
 
     /// Each row of `doc` through `write`, into its table's buffer; on error

@@ -372,7 +372,10 @@ mod tests {
         std::fs::write(&rows, &ndjson).unwrap();
         let day = "2020-06-01".parse().unwrap();
         let whole = dir.path().join("whole.parquet");
-        assert_eq!(write_local(&rows, &schema(), &whole, day).unwrap(), 2 * BATCH_ROWS as u64 + 123);
+        assert_eq!(
+            write_local(&rows, &schema(), &whole, day).unwrap(),
+            2 * BATCH_ROWS as u64 + 123
+        );
         for piece in [1, 7, 4096, 1 << 20] {
             let out = dir.path().join(format!("pieces-{piece}.parquet"));
             let mut encoder = Encoder::create(&schema(), &out, day).unwrap();
