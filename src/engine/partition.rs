@@ -929,7 +929,7 @@ fn flatten_spool(
         1 << 20,
         std::fs::File::open(spool).map_err(|e| io("cannot open", spool, e))?,
     );
-    let mut out = RowsOut::create(tables, output, schemas, day)?;
+    let mut out = RowsOut::create(tables, output, schemas, day, None)?;
     let mut doc = Vec::with_capacity(16 * 1024);
     loop {
         if input
@@ -970,30 +970,55 @@ struct RowsOut<'a> {
     bufs: Vec<Vec<u8>>,
     rows: Vec<u64>,
     rejected: u64,
-    /// Under a Parquet warehouse, during the extract: each table's rows
-    /// into its local Parquet file too.
+    /// Under a Parquet warehouse, during the extract: each table's
+    /// Parquet file, written instead of its NDJSON file.
     encoders: Vec<crate::sink::parquet::Encoder>,
 }
 
 impl<'a> RowsOut<'a> {
+    /// `parquet`: each table's rows go into that Parquet file instead of
+    /// its NDJSON file (the Parquet file is all a Parquet warehouse loads:
+    /// the day's NDJSON would be a gigabyte of writes per million orders
+    /// for nothing).
     fn create(
         tables: &'a Tables,
         output: &'a SpoolOutput,
         schemas: &[TableSchema],
         day: NaiveDate,
+        parquet: Option<&[PathBuf]>,
     ) -> Result<Self, PartitionError> {
         let writers = tables.row_writers(schemas).map_err(|e| {
             PartitionError::fatal(format!("table `{}`: {}", output.names[e.table], e.source))
         })?;
-        let files = output
-            .rows
-            .iter()
-            .map(|path| {
-                std::fs::File::create(path)
-                    .map(|f| BufWriter::with_capacity(1 << 20, f))
-                    .map_err(|e| io("cannot create", path, e))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let (files, encoders) = match parquet {
+            None => (
+                output
+                    .rows
+                    .iter()
+                    .map(|path| {
+                        std::fs::File::create(path)
+                            .map(|f| BufWriter::with_capacity(1 << 20, f))
+                            .map_err(|e| io("cannot create", path, e))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+                Vec::new(),
+            ),
+            Some(parquet) => (
+                Vec::new(),
+                schemas
+                    .iter()
+                    .zip(parquet)
+                    .map(|(schema, path)| {
+                        if let Some(dir) = path.parent() {
+                            std::fs::create_dir_all(dir)
+                                .map_err(|e| io("cannot create", dir, e))?;
+                        }
+                        crate::sink::parquet::Encoder::create(schema, path, day)
+                            .map_err(|e| PartitionError::fatal(e.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
         Ok(Self {
             tables,
             output,
@@ -1004,35 +1029,8 @@ impl<'a> RowsOut<'a> {
             bufs: vec![Vec::with_capacity(16 * 1024); output.rows.len()],
             rows: vec![0; output.rows.len()],
             rejected: 0,
-            encoders: Vec::new(),
+            encoders,
         })
-    }
-
-    /// Encodes each table's rows into Parquet file `parquet[table]`
-    /// instead of writing its NDJSON file (the Parquet file is all a
-    /// Parquet warehouse loads: a day's NDJSON would be a gigabyte of
-    /// writes per million orders for nothing).
-    fn encode(
-        &mut self,
-        schemas: &[TableSchema],
-        parquet: &[PathBuf],
-    ) -> Result<(), PartitionError> {
-        self.files.clear();
-        for path in &self.output.rows {
-            std::fs::remove_file(path).map_err(|e| io("cannot remove", path, e))?;
-        }
-        self.encoders = schemas
-            .iter()
-            .zip(parquet)
-            .map(|(schema, path)| {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
-                }
-                crate::sink::parquet::Encoder::create(schema, path, self.day)
-                    .map_err(|e| PartitionError::fatal(e.to_string()))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(())
     }
 
     /// One document's rows, or its reject record.
@@ -1283,10 +1281,8 @@ impl Speculation {
                 stop.clone(),
             );
             move || {
-                let mut out = RowsOut::create(&tables, &output, &schemas, day).ok()?;
-                if let Some(parquet) = &parquet {
-                    out.encode(&schemas, parquet).ok()?;
-                }
+                let mut out =
+                    RowsOut::create(&tables, &output, &schemas, day, parquet.as_deref()).ok()?;
                 while let Some(chunk) = rx.blocking_recv() {
                     if stop.load(std::sync::atomic::Ordering::Relaxed) {
                         return None;
