@@ -1,0 +1,5 @@
+//! BigQuery tables, partition by partition: see [`sink`].
+
+mod sink;
+
+pub use sink::*;
