@@ -9,6 +9,9 @@ pub enum Exit {
     RunFailed = 1,
     /// Bad usage or a bad spec: nothing was attempted.
     Usage = 2,
+    /// A shutdown request (Ctrl-C, SIGTERM) stopped a run before every
+    /// day was done: 128 + SIGINT, as shells report it.
+    Interrupted = 130,
 }
 
 impl From<Exit> for std::process::ExitCode {

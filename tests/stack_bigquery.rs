@@ -719,3 +719,24 @@ async fn the_emulator_rolls_back_a_failing_script() {
         "the DELETE before the failing INSERT is rolled back"
     );
 }
+
+/// The warehouse contract (`etl::sink::warehouse::conformance`) on the
+/// emulator, through the BigQuery warehouse the engine uses: the same
+/// suite the Parquet datasets pass in the unit tests.
+#[tokio::test]
+async fn the_warehouse_contract_holds_on_bigquery() {
+    use etl::sink::warehouse::{bigquery::BigQuery, conformance, Table};
+    let emu = Emulator::require().await;
+    let ds = stack::BQ_DATASET;
+    let name = unique("contract");
+    emu.drop_table(ds, &name).await;
+    let warehouse = BigQuery::new(emu.sink().await, "_ds", &[], ReplaceMode::Staging);
+    let table = Table {
+        dataset: ds.to_owned(),
+        name: name.clone(),
+        root: true,
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    conformance::run(&warehouse, &table, scratch.path()).await;
+    emu.drop_table(ds, &name).await;
+}

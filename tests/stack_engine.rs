@@ -228,7 +228,12 @@ async fn bq_scalar(sql: &str) -> u64 {
 }
 
 fn parquet_count(p: &Project, day: NaiveDate) -> u64 {
-    let dir = p.path().join(format!(".etl/warehouse/products/dt={day}"));
+    parquet_rows(p, "products", day)
+}
+
+/// Rows of `table`'s Parquet files for `day`, read from their footers.
+fn parquet_rows(p: &Project, table: &str, day: NaiveDate) -> u64 {
+    let dir = p.path().join(format!(".etl/warehouse/{table}/dt={day}"));
     let mut total = 0;
     for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let f = std::fs::File::open(e.unwrap().path()).unwrap();
@@ -1399,4 +1404,136 @@ sinks:
     }
 
     client.database(&p.database).drop().await.unwrap();
+}
+
+/// A SIGTERM during a day: no new day starts, the running one is recorded
+/// `interrupted` with its staging folder gone and nothing loaded, the exit
+/// code says so, and the next run does the day and the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_stops_the_run_and_the_next_run_heals_it() {
+    stack::mongo().await;
+    let p = Project::new("signal", stack::mongo_port());
+    let client = mongodb::Client::with_uri_str(p.mongo_uri()).await.unwrap();
+    let events = client
+        .database(&p.database)
+        .collection::<bson::Document>("events");
+    let d1 = NaiveDate::from_ymd_opt(2020, 6, 1).unwrap();
+    // A first day long enough to be caught running; two short ones after.
+    let big = 20_000i64;
+    let docs: Vec<bson::Document> = (0..big + 20)
+        .map(|i| {
+            let at = if i < big {
+                ms(d1) + i * 4_000
+            } else {
+                ms(d1) + 86_400_000 * (1 + (i - big) % 2) + i
+            };
+            doc! { "_id": i, "created_at": bson::DateTime::from_millis(at), "n": i, "who": { "name": format!("user {i}") } }
+        })
+        .collect();
+    events.insert_many(docs).await.unwrap();
+    let spec = format!(
+        "version: 1
+name: events
+source: {{ connection: mongo, database: {db}, collection: events }}
+partition: {{ field: created_at, kind: date, start_date: \"2020-06-01\" }}
+sinks:
+  lake: {{ connection: lake, path: \"raw/events/dt={{{{ ds }}}}/events.jsonl.gz\" }}
+  warehouse: {{ type: parquet, connection: warehouse_files, path: \"{{{{ pipeline }}}}\" }}
+",
+        db = p.database
+    );
+    std::fs::write(p.path().join("pipelines/events.yaml"), spec).unwrap();
+    let args = [
+        "run",
+        "pipelines/events.yaml",
+        "--start",
+        "2020-06-01",
+        "--end",
+        "2020-06-03",
+    ];
+
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
+        .args(args)
+        .current_dir(p.path())
+        .env("ETL_TODAY", TODAY)
+        .env("ETL_MONGO_PORT", p.mongo_port.to_string())
+        .env_remove("ETL_PROFILE")
+        .env_remove("ETL_PROJECT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first day has started once its staging folder exists.
+    let staging = p.path().join(".etl/staging/events/2020-06-01");
+    for _ in 0..3000 {
+        if staging.join("spool.bson").exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(staging.exists(), "the first day never started");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("interrupted: no new day starts"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("events     2020-06-01 STOPPED")
+            && stdout.contains("events     2020-06-02 not run")
+            && stdout.contains("events     2020-06-03 not run"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("interrupted: 1 day(s) stopped and recorded `interrupted`, 2 not started; run the same command again to finish"),
+        "{stdout}"
+    );
+    let record = common::ledger_record(p.path(), "events", "2020-06-01");
+    assert_eq!(record["status"], "interrupted", "{record}");
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted by a shutdown request"),
+        "{record}"
+    );
+    assert!(!p
+        .path()
+        .join(".etl/state/ledger/events/2020-06-02.json")
+        .exists());
+    assert!(
+        !staging.exists(),
+        "the stopped day's staging folder is removed"
+    );
+    assert!(
+        !p.path()
+            .join(".etl/warehouse/events/dt=2020-06-01")
+            .exists(),
+        "nothing of the stopped day is loaded"
+    );
+    let status = p.etl(&["status", "pipelines/events.yaml"]);
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(shown.contains("  2020-06-01 stopped"), "{shown}");
+
+    let summary = run_ok(&p, &args);
+    assert!(
+        summary.contains("3 done, 0 skipped (already done), 0 failed"),
+        "{summary}"
+    );
+    assert_eq!(
+        common::ledger_record(p.path(), "events", "2020-06-01")["status"],
+        "done"
+    );
+    assert_eq!(parquet_rows(&p, "events", d1), big as u64);
+    assert_eq!(parquet_rows(&p, "events", d1.succ_opt().unwrap()), 10);
 }

@@ -15,7 +15,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use chrono_tz::Tz;
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -309,10 +309,17 @@ impl Context {
         })
     }
 
-    /// Today in `tz`, or the pinned day.
+    /// The clock: the system's, with "today" pinned by `--today`.
+    pub(crate) fn clock(&self) -> std::sync::Arc<dyn crate::engine::Clock> {
+        match self.today {
+            Some(day) => std::sync::Arc::new(crate::engine::PinnedToday(day)),
+            None => std::sync::Arc::new(crate::engine::SystemClock),
+        }
+    }
+
+    /// Today in `tz`, by [`Self::clock`].
     fn today(&self, tz: Tz) -> NaiveDate {
-        self.today
-            .unwrap_or_else(|| Utc::now().with_timezone(&tz).date_naive())
+        self.clock().today(tz)
     }
 }
 

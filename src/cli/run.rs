@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use clap::ValueEnum;
 
 use super::{load_plans, Context, RangeArgs};
-use crate::engine::{DayOutcome, Engine, RunOptions, Status, SystemClock};
+use crate::engine::{DayOutcome, Engine, RunOptions, Shutdown, Status};
 use crate::exit::Exit;
 use crate::plan::{resolve_range, RangeRequest};
 use crate::template::{EnvMode, Templates};
@@ -139,14 +139,22 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
         ..Default::default()
     };
     let rt = tokio::runtime::Runtime::new()?;
-    let engine = match Engine::new(project, templates, Arc::new(SystemClock), progress) {
+    let engine = match Engine::new(project, templates, ctx.clock(), progress) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(Exit::RunFailed);
         }
     };
-    let report = match rt.block_on(engine.run(jobs, &opts)) {
+    let (trigger, shutdown) = Shutdown::new();
+    rt.spawn(async move {
+        on_signal().await;
+        eprintln!("interrupted: no new day starts; running days stop and are recorded `interrupted` (a second signal exits at once)");
+        trigger.request();
+        on_signal().await;
+        std::process::exit(Exit::Interrupted as i32);
+    });
+    let report = match rt.block_on(engine.run(jobs, &opts, &shutdown)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -154,11 +162,30 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
         }
     };
     print!("{}", summary(&report));
-    Ok(if report.ok() {
+    Ok(if report.interrupted {
+        Exit::Interrupted
+    } else if report.ok() {
         Exit::Success
     } else {
         Exit::RunFailed
     })
+}
+
+/// Resolves at the next Ctrl-C or SIGTERM (what Kubernetes and Airflow
+/// send to stop a task).
+async fn on_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops a run cleanly");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 /// The closing table: one line per day, then the failures in full.
@@ -173,7 +200,7 @@ pub fn summary(report: &crate::engine::RunReport) -> String {
         "{:<10} {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  lake / warehouse",
         "pipeline", "day", "status", "source", "rows", "raw bytes", "time"
     );
-    let (mut done, mut skipped, mut failed) = (0, 0, 0);
+    let (mut done, mut skipped, mut failed, mut interrupted) = (0, 0, 0, 0);
     for out in &report.outcomes {
         let (r, status) = match out {
             DayOutcome::Done(r) => {
@@ -188,8 +215,14 @@ pub fn summary(report: &crate::engine::RunReport) -> String {
                 failed += 1;
                 (r, "FAILED")
             }
+            DayOutcome::Interrupted(r) => {
+                interrupted += 1;
+                (r, "STOPPED")
+            }
             DayOutcome::NotStarted { pipeline, day } => {
-                failed += 1;
+                if !report.interrupted {
+                    failed += 1;
+                }
                 let _ = writeln!(o, "{pipeline:<10} {day:<10} {:<8}", "not run");
                 continue;
             }
@@ -236,6 +269,17 @@ pub fn summary(report: &crate::engine::RunReport) -> String {
         o,
         "{done} done, {skipped} skipped (already done), {failed} failed"
     );
+    if report.interrupted {
+        let not_run = report
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o, DayOutcome::NotStarted { .. }))
+            .count();
+        let _ = writeln!(
+            o,
+            "interrupted: {interrupted} day(s) stopped and recorded `interrupted`, {not_run} not started; run the same command again to finish"
+        );
+    }
     for out in &report.outcomes {
         if let DayOutcome::Failed(r) = out {
             let _ = writeln!(
@@ -304,7 +348,7 @@ pub fn status(ctx: &Context, args: StatusArgs) -> anyhow::Result<Exit> {
             flush_gap(&mut o, &mut gap);
             let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
             let note = match (&r.status, &r.error) {
-                (Status::Failed, Some(e)) => e.clone(),
+                (Status::Failed | Status::Interrupted, Some(e)) => e.clone(),
                 _ if r.spec_hash != p.spec_hash => {
                     "spec changed since; the next run redoes it".to_owned()
                 }
@@ -318,6 +362,10 @@ pub fn status(ctx: &Context, args: StatusArgs) -> anyhow::Result<Exit> {
                 Status::Failed => {
                     failed += 1;
                     "failed"
+                }
+                Status::Interrupted => {
+                    failed += 1;
+                    "stopped"
                 }
             };
             let _ = writeln!(

@@ -2,8 +2,9 @@
 //!
 //! Keeping it in an object store (a local folder by default) lets several
 //! machines share it by pointing `state.url` at one bucket. A record is
-//! written once a partition has finished, successfully or not, so a crash
-//! leaves the day "missing", and the next catch-up run does it again.
+//! written once a partition has finished, successfully or not, or was
+//! interrupted by a shutdown request; a crash leaves the day "missing".
+//! Either way the next catch-up run does it again.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,9 @@ pub enum Status {
     Done,
     /// Something failed; `error` says what.
     Failed,
+    /// Stopped by a shutdown request (Ctrl-C, SIGTERM) before it ended;
+    /// its staging folder was removed, and the next run does it again.
+    Interrupted,
 }
 
 /// What the ledger knows of one partition.

@@ -18,9 +18,15 @@
 //! every later step streams from those files. The clock is injected, and no
 //! lake object depends on it, so reruns give byte-identical objects.
 
+mod day;
+mod extract;
 pub mod ledger;
-mod partition;
 pub mod progress;
+mod reconcile;
+mod rows;
+mod runtime;
+mod schemas;
+pub mod shutdown;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,16 +37,24 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 
+pub use day::{PartitionError, Stats};
 pub use ledger::{Ledger, PartitionRecord, Status};
-pub use partition::{PartitionError, PipelineRuntime};
+pub use runtime::PipelineRuntime;
+pub use shutdown::{Shutdown, Trigger};
 
 use crate::plan::{DayRange, PipelinePlan, ProjectPlan};
 use crate::template::Templates;
 
-/// Where "now" comes from. Only ledger timings use it.
+/// Where "now" comes from: ledger timings, and which day is today. No
+/// lake object depends on it.
 pub trait Clock: Send + Sync {
     /// The current instant.
     fn now(&self) -> DateTime<Utc>;
+
+    /// Today in `tz`: the day after the last one a catch-up runs.
+    fn today(&self, tz: chrono_tz::Tz) -> NaiveDate {
+        self.now().with_timezone(&tz).date_naive()
+    }
 }
 
 /// The system clock.
@@ -49,6 +63,41 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+}
+
+/// The system clock with "today" pinned, in every timezone: `--today`
+/// (`ETL_TODAY`), for tests and replays.
+pub struct PinnedToday(pub NaiveDate);
+
+impl Clock for PinnedToday {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn today(&self, _tz: chrono_tz::Tz) -> NaiveDate {
+        self.0
+    }
+}
+
+/// A clock that reads `at` until told otherwise: tests.
+pub struct FixedClock(pub std::sync::Mutex<DateTime<Utc>>);
+
+impl FixedClock {
+    /// Stopped at `at`.
+    pub fn at(at: DateTime<Utc>) -> Self {
+        Self(std::sync::Mutex::new(at))
+    }
+
+    /// Moves it on by `by`.
+    pub fn advance(&self, by: chrono::Duration) {
+        *self.0.lock().expect("not poisoned") += by;
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().expect("not poisoned")
     }
 }
 
@@ -88,7 +137,9 @@ pub enum DayOutcome {
     Skipped(PartitionRecord),
     /// Ran and failed; the record carries the cause.
     Failed(PartitionRecord),
-    /// Not started because of `--fail-fast`.
+    /// Stopped by a shutdown request; the record says so.
+    Interrupted(PartitionRecord),
+    /// Not started because of `--fail-fast` or a shutdown request.
     NotStarted {
         /// Pipeline.
         pipeline: String,
@@ -101,9 +152,10 @@ impl DayOutcome {
     /// The pipeline and day.
     pub fn key(&self) -> (&str, NaiveDate) {
         match self {
-            DayOutcome::Done(r) | DayOutcome::Skipped(r) | DayOutcome::Failed(r) => {
-                (&r.pipeline, r.day)
-            }
+            DayOutcome::Done(r)
+            | DayOutcome::Skipped(r)
+            | DayOutcome::Failed(r)
+            | DayOutcome::Interrupted(r) => (&r.pipeline, r.day),
             DayOutcome::NotStarted { pipeline, day } => (pipeline, *day),
         }
     }
@@ -118,15 +170,22 @@ pub struct RunReport {
     pub notices: Vec<String>,
     /// The credentials each opened connection used, by connection name.
     pub credentials: BTreeMap<String, crate::credentials::Source>,
+    /// Whether a shutdown request stopped the run.
+    pub interrupted: bool,
 }
 
 impl RunReport {
-    /// True when no day failed.
+    /// True when every day is done.
     pub fn ok(&self) -> bool {
-        !self
-            .outcomes
-            .iter()
-            .any(|o| matches!(o, DayOutcome::Failed(_) | DayOutcome::NotStarted { .. }))
+        !self.interrupted
+            && !self.outcomes.iter().any(|o| {
+                matches!(
+                    o,
+                    DayOutcome::Failed(_)
+                        | DayOutcome::Interrupted(_)
+                        | DayOutcome::NotStarted { .. }
+                )
+            })
     }
 }
 
@@ -166,11 +225,14 @@ impl Engine {
         &self.ledger
     }
 
-    /// Runs every day of every pipeline in its range.
+    /// Runs every day of every pipeline in its range. Once `shutdown` is
+    /// requested no day starts, and the running ones stop and are
+    /// recorded `interrupted`, their staging folders removed.
     pub async fn run(
         &self,
         jobs: Vec<(PipelinePlan, DayRange)>,
         opts: &RunOptions,
+        shutdown: &Shutdown,
     ) -> Result<RunReport, PartitionError> {
         let mut report = RunReport::default();
         let mut work = Vec::new();
@@ -202,7 +264,7 @@ impl Engine {
                 }
                 work.push((i, day));
             }
-            runtimes.push(Arc::new(partition::PipelineRuntime::new(
+            runtimes.push(Arc::new(PipelineRuntime::new(
                 plan.clone(),
                 self.templates.clone(),
             )));
@@ -214,13 +276,13 @@ impl Engine {
                 let rt = runtimes[i].clone();
                 let stop = stop.clone();
                 async move {
-                    if stop.load(Ordering::SeqCst) {
+                    if stop.load(Ordering::SeqCst) || shutdown.is_requested() {
                         return DayOutcome::NotStarted {
                             pipeline: rt.plan.name.clone(),
                             day,
                         };
                     }
-                    let outcome = self.run_day(&rt, day, opts).await;
+                    let outcome = self.run_day(&rt, day, opts, shutdown).await;
                     if opts.fail_fast && matches!(outcome, DayOutcome::Failed(_)) {
                         stop.store(true, Ordering::SeqCst);
                     }
@@ -231,6 +293,7 @@ impl Engine {
             .collect()
             .await;
         report.outcomes.extend(outcomes);
+        report.interrupted = shutdown.is_requested();
         report.outcomes.sort_by(|a, b| a.key().cmp(&b.key()));
         for rt in &runtimes {
             report.credentials.extend(rt.credentials());
@@ -253,30 +316,44 @@ impl Engine {
     /// One day with retries, recorded in the ledger whatever happens.
     async fn run_day(
         &self,
-        rt: &partition::PipelineRuntime,
+        rt: &PipelineRuntime,
         day: NaiveDate,
         opts: &RunOptions,
+        shutdown: &Shutdown,
     ) -> DayOutcome {
         let started_at = self.clock.now();
         let bar = self.progress.start(&rt.plan.name, day);
-        let mut attempts = 0;
         let dir = self.staging.join(&rt.plan.name).join(day.to_string());
-        let result = loop {
-            attempts += 1;
-            let r = rt.run(day, &dir, bar.as_ref()).await;
-            match r {
-                Err(e) if e.transient && attempts <= opts.retries => {
-                    let wait = opts.backoff * 2u32.pow(attempts - 1);
-                    tracing::warn!(pipeline = %rt.plan.name, partition = %day, attempt = attempts, error = %e, "transient failure, retrying in {wait:?}");
-                    tokio::time::sleep(wait).await;
-                }
-                other => break other,
-            }
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let (counter, staging, shown) = (&attempts, dir.as_path(), bar.as_ref());
+        let tries = with_retries(
+            opts,
+            move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                rt.run(day, staging, shown)
+            },
+            |attempt, e, wait| {
+                tracing::warn!(pipeline = %rt.plan.name, partition = %day, attempt, error = %e, "transient failure, retrying in {wait:?}");
+            },
+        );
+        let result = tokio::select! {
+            r = tries => Some(r),
+            () = shutdown.requested() => None,
         };
+        let attempts = attempts.load(Ordering::SeqCst);
         let finished_at = self.clock.now();
         let (status, error, stats) = match result {
-            Ok(stats) => (Status::Done, None, stats),
-            Err(e) => {
+            Some(Ok(stats)) => (Status::Done, None, stats),
+            None => {
+                // What the stopped day left is of no use to its rerun.
+                self.remove_staging(&rt.plan.name, &dir);
+                (
+                    Status::Interrupted,
+                    Some("interrupted by a shutdown request (Ctrl-C or SIGTERM) before it finished; the next run does it again".to_owned()),
+                    Stats::default(),
+                )
+            }
+            Some(Err(e)) => {
                 let mut message = e.message.clone();
                 if dir.exists() {
                     message.push_str(&format!(
@@ -328,6 +405,138 @@ impl Engine {
                 tracing::error!(pipeline = %record.pipeline, partition = %day, error = record.error.as_deref().unwrap_or(""), "partition failed");
                 DayOutcome::Failed(record)
             }
+            Status::Interrupted => {
+                tracing::warn!(pipeline = %record.pipeline, partition = %day, "partition interrupted");
+                DayOutcome::Interrupted(record)
+            }
         }
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or `opts.retries`
+/// retries are spent. After a transient failure it waits `opts.backoff`,
+/// doubled on each retry, telling `on_retry` first.
+async fn with_retries<T, F, Fut>(
+    opts: &RunOptions,
+    mut attempt: F,
+    mut on_retry: impl FnMut(u32, &PartitionError, Duration),
+) -> Result<T, PartitionError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, PartitionError>>,
+{
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match attempt().await {
+            Err(e) if e.transient && attempts <= opts.retries => {
+                let wait = opts.backoff * 2u32.pow(attempts - 1);
+                on_retry(attempts, &e, wait);
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failing(transient: bool) -> PartitionError {
+        let mut e = PartitionError::fatal("the server went away");
+        e.transient = transient;
+        e
+    }
+
+    /// Transient failures wait 1 s, 2 s, 4 s (virtual time) and stop once
+    /// the retries are spent; the last error is the one returned.
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_back_off_doubling_until_retries_run_out() {
+        let opts = RunOptions {
+            retries: 3,
+            backoff: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let started = tokio::time::Instant::now();
+        let mut waits = Vec::new();
+        let mut calls = 0;
+        let r: Result<(), _> = with_retries(
+            &opts,
+            || {
+                calls += 1;
+                async { Err(failing(true)) }
+            },
+            |_, _, wait| waits.push(wait),
+        )
+        .await;
+        assert_eq!(r.unwrap_err().message, "the server went away");
+        assert_eq!(calls, 4, "one attempt and three retries");
+        assert_eq!(waits, [1, 2, 4].map(Duration::from_secs));
+        assert_eq!(started.elapsed(), Duration::from_secs(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_failure_is_not_retried_and_success_stops_retrying() {
+        let opts = RunOptions::default();
+        let started = tokio::time::Instant::now();
+        let mut calls = 0;
+        let r: Result<(), _> = with_retries(
+            &opts,
+            || {
+                calls += 1;
+                async { Err(failing(false)) }
+            },
+            |_, _, _| {},
+        )
+        .await;
+        assert!(r.is_err());
+        assert_eq!((calls, started.elapsed()), (1, Duration::ZERO));
+
+        let mut calls = 0;
+        let r = with_retries(
+            &opts,
+            || {
+                calls += 1;
+                let n = calls;
+                async move {
+                    if n < 3 {
+                        Err(failing(true))
+                    } else {
+                        Ok(n)
+                    }
+                }
+            },
+            |_, _, _| {},
+        )
+        .await;
+        assert_eq!(r.unwrap(), 3);
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(3),
+            "waited 1 s then 2 s"
+        );
+    }
+
+    #[test]
+    fn a_pinned_today_holds_in_every_timezone() {
+        let day: NaiveDate = "2026-11-23".parse().unwrap();
+        let clock = PinnedToday(day);
+        for tz in [
+            chrono_tz::UTC,
+            chrono_tz::Pacific::Kiritimati,
+            chrono_tz::Pacific::Pago_Pago,
+        ] {
+            assert_eq!(clock.today(tz), day);
+        }
+        let fixed = FixedClock::at("2026-11-23T23:30:00Z".parse().unwrap());
+        assert_eq!(fixed.today(chrono_tz::UTC), day);
+        assert_eq!(
+            fixed.today(chrono_tz::Europe::Paris).to_string(),
+            "2026-11-24",
+            "half past midnight in Paris"
+        );
+        fixed.advance(chrono::Duration::hours(1));
+        assert_eq!(fixed.today(chrono_tz::UTC).to_string(), "2026-11-24");
     }
 }

@@ -1,10 +1,9 @@
-//! The Parquet warehouse: a Hive-style dataset in an object store,
-//! `<path>/dt=2020-06-01/part-00000.parquet`, one folder per day.
+//! Parquet files from rows: the format behind the Parquet warehouse
+//! ([`crate::sink::warehouse::parquet`]).
 //!
-//! The rows file (see [`crate::table`]) streams through arrow-json into
-//! record batches of bounded size, so memory does not grow with the
-//! partition. A day is replaced by writing its file and then deleting any
-//! other object in its folder.
+//! Rows (see [`crate::table`]) stream through arrow-json into record
+//! batches of bounded size, so memory does not grow with the partition,
+//! and the same rows and schema give the same bytes.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +13,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::lake::{LakeError, Store};
+use super::lake::LakeError;
 use crate::spec::ColumnType;
 use crate::table::{Column, TableSchema};
 
@@ -172,85 +171,10 @@ impl Encoder {
     }
 }
 
-/// Replaces day `day` of the dataset at `dataset` (relative to `store`)
-/// with the rows file. Returns the rows written.
-pub async fn replace_partition(
-    store: &Store,
-    dataset: &str,
-    day: chrono::NaiveDate,
-    rows_file: &Path,
-    schema: &TableSchema,
-    scratch: &Path,
-) -> Result<u64, ParquetError> {
-    let local = local_file(scratch);
-    let (rows_file_owned, schema_owned, local_owned) =
-        (rows_file.to_owned(), schema.clone(), local.clone());
-    let rows = tokio::task::spawn_blocking(move || {
-        write_local(&rows_file_owned, &schema_owned, &local_owned, day)
-    })
-    .await
-    .map_err(|e| ParquetError::Convert {
-        day,
-        message: e.to_string(),
-    })??;
-    publish(store, dataset, day, &local).await?;
-    Ok(rows)
-}
-
-/// The local Parquet file [`replace_partition`] writes in `scratch`: an
-/// [`Encoder`] that wrote it beforehand hands it to [`publish`].
-pub fn local_file(scratch: &Path) -> std::path::PathBuf {
-    scratch.join("part-00000.parquet")
-}
-
-/// Replaces day `day` of the dataset with the local Parquet file `local`.
-pub async fn publish(
-    store: &Store,
-    dataset: &str,
-    day: chrono::NaiveDate,
-    local: &Path,
-) -> Result<(), ParquetError> {
-    let folder = format!("{}/dt={day}", dataset.trim_matches('/'));
-    let target = format!("{folder}/part-00000.parquet");
-    store.upload(local, &target).await?;
-    for stale in store.list(&folder).await? {
-        if stale != target {
-            store.delete(&stale).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Rows in a day's Parquet files, read from their footers.
-pub async fn count_partition(
-    store: &Store,
-    dataset: &str,
-    day: chrono::NaiveDate,
-) -> Result<u64, ParquetError> {
-    let folder = format!("{}/dt={day}", dataset.trim_matches('/'));
-    let mut total = 0;
-    for rel in store.list(&folder).await? {
-        let Some(bytes) = store.get(&rel).await? else {
-            continue;
-        };
-        let reader =
-            parquet::file::serialized_reader::SerializedFileReader::new(bytes).map_err(|e| {
-                ParquetError::Convert {
-                    day,
-                    message: e.to_string(),
-                }
-            })?;
-        use parquet::file::reader::FileReader;
-        total += reader.metadata().file_metadata().num_rows() as u64;
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::table::Column;
-    use object_store::memory::InMemory;
 
     fn schema() -> TableSchema {
         let col = |n: &str, k| Column {
@@ -276,66 +200,6 @@ mod tests {
                 },
             ],
         }
-    }
-
-    #[tokio::test]
-    async fn replaces_a_day_and_counts_it_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let rows = dir.path().join("rows.ndjson");
-        std::fs::write(
-            &rows,
-            concat!(
-                r#"{"_ds":"2020-06-01","id":9007199254740993,"name":"Zoë","ts":"2020-06-01T12:00:00.123000Z","price":"19.99","score":1.5,"ok":true,"tags":["a","b"]}"#, "\n",
-                r#"{"_ds":"2020-06-01","id":2}"#, "\n",
-            ),
-        )
-        .unwrap();
-        let store = Store::from_parts(
-            Arc::new(InMemory::new()),
-            object_store::path::Path::from(""),
-            "memory://".into(),
-        );
-        store
-            .put("users/dt=2020-06-01/part-00001.parquet", b"stale".to_vec())
-            .await
-            .unwrap();
-        let day = "2020-06-01".parse().unwrap();
-        let n = replace_partition(&store, "users", day, &rows, &schema(), dir.path())
-            .await
-            .unwrap();
-        assert_eq!(n, 2);
-        assert_eq!(
-            store.list("users").await.unwrap(),
-            vec!["users/dt=2020-06-01/part-00000.parquet"]
-        );
-        assert_eq!(count_partition(&store, "users", day).await.unwrap(), 2);
-
-        // The values arrive with their types.
-        let bytes = store
-            .get("users/dt=2020-06-01/part-00000.parquet")
-            .await
-            .unwrap()
-            .unwrap();
-        let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .unwrap()
-            .build()
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap();
-        let ids = batch
-            .column(1)
-            .as_any()
-            .downcast_ref::<arrow_array::Int64Array>()
-            .unwrap();
-        assert_eq!(ids.value(0), 9_007_199_254_740_993);
-        let price = batch
-            .column(4)
-            .as_any()
-            .downcast_ref::<arrow_array::Decimal128Array>()
-            .unwrap();
-        assert_eq!(price.value_as_string(0), "19.990000000");
-        assert!(batch.column(2).is_null(1));
     }
 
     #[test]

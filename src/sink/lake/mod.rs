@@ -1,5 +1,11 @@
 //! The data lake: any `object_store` URL (`gs://`, `s3://`, `az://`,
-//! `file://`, `memory://`).
+//! `file://`, `memory://`), and the formats of what a day leaves there.
+//!
+//! - [`Store`] (here): uploads, small objects, listings.
+//! - [`archive`]: the raw archive, canonical Extended JSON lines,
+//!   compressed and hashed as they are written.
+//! - [`records`]: the manifest beside each raw object, and the record of
+//!   each rejected document.
 //!
 //! Object names come from the spec's templates and are the same on every
 //! run of a day, so a rerun overwrites and never adds. Uploads stream from
@@ -15,6 +21,11 @@ use object_store::ObjectStore;
 use tokio::io::AsyncWriteExt;
 
 use crate::redact::redact_uri;
+
+pub mod archive;
+pub mod records;
+
+pub use archive::RawArchive;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +49,40 @@ pub enum LakeError {
         url: String,
         /// Why.
         message: String,
+        /// Whether the same operation may succeed later: the network or
+        /// the service, not a missing object, a refusal or a bad path.
+        transient: bool,
     },
+}
+
+impl LakeError {
+    /// Whether running the same operation again may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            LakeError::Io {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Whether an `object_store` failure may pass.
+fn is_transient(e: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    !matches!(
+        e,
+        E::NotFound { .. }
+            | E::InvalidPath { .. }
+            | E::NotSupported { .. }
+            | E::AlreadyExists { .. }
+            | E::Precondition { .. }
+            | E::NotImplemented
+            | E::PermissionDenied { .. }
+            | E::Unauthenticated { .. }
+            | E::UnknownConfigurationKey { .. }
+    )
 }
 
 /// An object store with a root prefix.
@@ -95,13 +139,30 @@ impl Store {
         format!("{}/{}", self.url.trim_end_matches('/'), rel)
     }
 
-    fn io(&self, operation: &'static str, path: &Path, e: impl std::fmt::Display) -> LakeError {
+    fn io(
+        &self,
+        operation: &'static str,
+        path: &Path,
+        e: impl std::fmt::Display,
+        transient: bool,
+    ) -> LakeError {
         LakeError::Io {
             operation,
             path: path.to_string(),
             url: self.url.clone(),
             message: e.to_string(),
+            transient,
         }
+    }
+
+    fn store_error(
+        &self,
+        operation: &'static str,
+        path: &Path,
+        e: object_store::Error,
+    ) -> LakeError {
+        let transient = is_transient(&e);
+        self.io(operation, path, e, transient)
     }
 
     /// Streams a local file to `rel`, replacing what was there. Returns the
@@ -110,15 +171,15 @@ impl Store {
         let path = self.path(rel);
         let mut file = tokio::fs::File::open(local)
             .await
-            .map_err(|e| self.io("read", &path, e))?;
+            .map_err(|e| self.io("read", &path, e, false))?;
         let mut writer = object_store::buffered::BufWriter::new(self.store.clone(), path.clone());
         let n = tokio::io::copy(&mut file, &mut writer)
             .await
-            .map_err(|e| self.io("upload", &path, e))?;
+            .map_err(|e| self.io("upload", &path, e, true))?;
         writer
             .shutdown()
             .await
-            .map_err(|e| self.io("upload", &path, e))?;
+            .map_err(|e| self.io("upload", &path, e, true))?;
         Ok(n)
     }
 
@@ -128,7 +189,7 @@ impl Store {
         self.store
             .put(&path, bytes.into())
             .await
-            .map_err(|e| self.io("write", &path, e))?;
+            .map_err(|e| self.store_error("write", &path, e))?;
         Ok(())
     }
 
@@ -137,10 +198,12 @@ impl Store {
         let path = self.path(rel);
         match self.store.get(&path).await {
             Ok(r) => Ok(Some(
-                r.bytes().await.map_err(|e| self.io("read", &path, e))?,
+                r.bytes()
+                    .await
+                    .map_err(|e| self.store_error("read", &path, e))?,
             )),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.io("read", &path, e)),
+            Err(e) => Err(self.store_error("read", &path, e)),
         }
     }
 
@@ -153,7 +216,7 @@ impl Store {
             .list(Some(&path))
             .try_collect()
             .await
-            .map_err(|e| self.io("list", &path, e))?;
+            .map_err(|e| self.store_error("list", &path, e))?;
         let skip = self.prefix.parts().count();
         let mut out: Vec<String> = metas
             .into_iter()
@@ -175,7 +238,7 @@ impl Store {
         let path = self.path(rel);
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.io("delete", &path, e)),
+            Err(e) => Err(self.store_error("delete", &path, e)),
         }
     }
 }

@@ -1,0 +1,303 @@
+//! One day of one pipeline, start to end: the stages in order, each in
+//! a module of its own (see [`super`]), and what a failure records.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+
+use super::extract::extract;
+use super::progress::Bar;
+use super::reconcile;
+use super::rows::{flatten_spool, parquet_file, Flattening, Speculation, SpoolOutput};
+use super::runtime::PipelineRuntime;
+use crate::plan::PartitionTarget;
+use crate::sink::lake::records::{manifest, RawSummary};
+use crate::sink::lake::{LakeError, Store};
+use crate::sink::warehouse::{DayRows, WarehouseError};
+use crate::source::SourceError;
+
+/// What is known of a partition so far; kept on failure too, so the ledger
+/// says how far it got.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub source_count: Option<u64>,
+    pub raw_lines: Option<u64>,
+    pub raw_bytes: Option<u64>,
+    pub raw_sha256: Option<String>,
+    pub warehouse_rows: Option<u64>,
+    /// Documents sent to the partition's `_rejects` object.
+    pub rejected: Option<u64>,
+    /// Rows loaded into each child table, by table name.
+    pub child_rows: std::collections::BTreeMap<String, u64>,
+    pub lake_object: String,
+    pub warehouse_target: String,
+}
+
+/// Why a partition failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct PartitionError {
+    /// What failed, with context.
+    pub message: String,
+    /// Whether a retry may help.
+    pub transient: bool,
+    /// How far it got.
+    pub stats: Box<Stats>,
+}
+
+impl PartitionError {
+    /// A failure no retry will fix.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            transient: false,
+            stats: Box::default(),
+        }
+    }
+
+    /// A failure a retry may fix.
+    pub(super) fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            transient: true,
+            stats: Box::default(),
+        }
+    }
+}
+
+impl From<SourceError> for PartitionError {
+    fn from(e: SourceError) -> Self {
+        let transient = e.is_transient();
+        Self {
+            message: e.to_string(),
+            transient,
+            stats: Box::default(),
+        }
+    }
+}
+
+/// A local file operation that failed.
+pub(super) fn io(what: &str, path: &Path, e: impl std::fmt::Display) -> PartitionError {
+    PartitionError::fatal(format!("{what} `{}`: {e}", path.display()))
+}
+
+impl From<LakeError> for PartitionError {
+    fn from(e: LakeError) -> Self {
+        Self {
+            transient: e.is_transient(),
+            message: e.to_string(),
+            stats: Box::default(),
+        }
+    }
+}
+
+impl From<WarehouseError> for PartitionError {
+    fn from(e: WarehouseError) -> Self {
+        Self {
+            transient: e.is_transient(),
+            message: e.to_string(),
+            stats: Box::default(),
+        }
+    }
+}
+
+impl PipelineRuntime {
+    /// Runs the partition once. `dir` is its staging folder.
+    pub async fn run(
+        &self,
+        day: NaiveDate,
+        dir: &Path,
+        bar: &dyn Bar,
+    ) -> Result<Stats, PartitionError> {
+        let mut stats = Stats::default();
+        let fail = |stats: &Stats, mut e: PartitionError| {
+            e.stats = Box::new(stats.clone());
+            e
+        };
+        let target = self.target(day).map_err(|e| fail(&stats, e))?;
+        let lake = self.lake().await.map_err(|e| fail(&stats, e))?;
+        stats.lake_object = lake.display(&target.lake_path);
+        stats.warehouse_target = target.warehouse.clone();
+        match self.stages(dir, bar, &target, lake, &mut stats).await {
+            Ok(()) => Ok(stats),
+            Err(e) => Err(fail(&stats, e)),
+        }
+    }
+
+    async fn stages(
+        &self,
+        dir: &Path,
+        bar: &dyn Bar,
+        target: &PartitionTarget,
+        lake: &Store,
+        stats: &mut Stats,
+    ) -> Result<(), PartitionError> {
+        let day = target.day;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| io("cannot clear", dir, e))?;
+        }
+        std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
+        let tables = self.tables().await?.clone();
+        let source = self.source().await?;
+        let out_tables = self.warehouse_tables(target, &tables)?;
+        let names: Vec<String> = out_tables.iter().map(|t| t.name.clone()).collect();
+        let logical = tables.names(&self.plan.name);
+        let output = Arc::new(SpoolOutput {
+            rows: (0..names.len())
+                .map(|i| dir.join(format!("rows-{i}.ndjson")))
+                .collect(),
+            rejects: dir.join("_rejects.jsonl"),
+            names: names.clone(),
+        });
+
+        // Pass 2 starts beside the extract when the day's schemas can be
+        // told before it.
+        let mut speculation = match self.warehouse().await.ok() {
+            Some(warehouse) => {
+                let parquet: Option<Vec<PathBuf>> = warehouse
+                    .wants_parquet()
+                    .then(|| names.iter().map(|n| parquet_file(dir, n)).collect());
+                self.expected_schemas(warehouse, &out_tables, &logical)
+                    .await
+                    .map(|expected| Speculation::start(&tables, &output, expected, parquet, day))
+            }
+            None => None,
+        };
+
+        // 1. Extract.
+        let extracted = extract(
+            source,
+            self.plan.source.count,
+            target,
+            &tables,
+            dir,
+            self.plan.lake.compression,
+            speculation.as_mut(),
+            bar,
+        )
+        .await?;
+        let lines = extracted.lines;
+        stats.source_count = Some(extracted.count);
+        stats.raw_lines = Some(lines);
+        stats.raw_bytes = Some(extracted.archived.bytes);
+        stats.raw_sha256 = Some(extracted.archived.sha256.clone());
+        reconcile::extract(extracted.count, lines, extracted.archived_lines)?;
+
+        // 2. Resolve the schemas.
+        let warehouse = self.warehouse().await?;
+        let schemas = self
+            .resolve_schemas(
+                day,
+                warehouse,
+                &tables,
+                &out_tables,
+                &logical,
+                extracted.inferred,
+            )
+            .await?;
+
+        // 3. Flatten, unless the rows written during the extract already
+        // are the day's.
+        let kept = match speculation {
+            Some(s) => s.finish(&schemas).await,
+            None => None,
+        };
+        let (Flattening { rows, rejected, .. }, encoded) = match kept {
+            Some((flattening, encoded)) => {
+                tracing::debug!(
+                    pipeline = %self.plan.name, partition = %day,
+                    parquet_kept = encoded.iter().filter(|e| e.is_some()).count(),
+                    "rows written during the extract kept: the day has the columns expected"
+                );
+                (flattening, encoded)
+            }
+            None => {
+                if output.rejects.exists() {
+                    std::fs::remove_file(&output.rejects)
+                        .map_err(|e| io("cannot remove", &output.rejects, e))?;
+                }
+                let (spool_path, schemas, tables, output) = (
+                    extracted.spool_path.clone(),
+                    schemas.clone(),
+                    tables.clone(),
+                    output.clone(),
+                );
+                let flattening = tokio::task::spawn_blocking(move || {
+                    flatten_spool(&tables, &spool_path, &output, &schemas, day)
+                })
+                .await
+                .map_err(|e| PartitionError::fatal(e.to_string()))??;
+                (flattening, vec![None; names.len()])
+            }
+        };
+        let _ = std::fs::remove_file(&extracted.spool_path);
+        stats.rejected = Some(rejected);
+
+        // 4. Load: the lake and the warehouse, concurrently.
+        let manifest = manifest(
+            &self.plan,
+            target,
+            RawSummary {
+                documents: lines,
+                bytes: extracted.archived.bytes,
+                sha256: &extracted.archived.sha256,
+                compression: self.plan.lake.compression,
+                rejected,
+            },
+        );
+        let upload = async {
+            lake.upload(&extracted.raw_path, &target.lake_path).await?;
+            if rejected > 0 {
+                lake.upload(&output.rejects, &target.rejects_path).await?;
+            } else {
+                // A rerun after the data or the rules were fixed.
+                lake.delete(&target.rejects_path).await?;
+            }
+            lake.put(&target.manifest_path, manifest).await
+        };
+        let load = async {
+            let mut loaded = Vec::with_capacity(names.len());
+            for (i, table) in out_tables.iter().enumerate() {
+                let day_rows = DayRows {
+                    ndjson: output.rows[i].clone(),
+                    rows: rows[i],
+                    parquet: encoded[i].map(|_| parquet_file(dir, &table.name)),
+                };
+                warehouse.prepare(table, &schemas[i]).await?;
+                loaded.push(
+                    warehouse
+                        .replace_day(table, day, &day_rows, &schemas[i])
+                        .await?,
+                );
+            }
+            Ok::<Vec<u64>, WarehouseError>(loaded)
+        };
+        let (uploaded, loaded) = tokio::join!(upload, load);
+        uploaded?;
+        let loaded = loaded?;
+        stats.warehouse_rows = Some(loaded[0]);
+        stats.child_rows = names[1..]
+            .iter()
+            .cloned()
+            .zip(loaded[1..].iter().copied())
+            .collect();
+
+        // 5. Reconcile.
+        let counted: Vec<(String, u64, u64)> = names
+            .iter()
+            .cloned()
+            .zip(rows.iter().copied().zip(loaded.iter().copied()))
+            .map(|(n, (w, l))| (n, w, l))
+            .collect();
+        reconcile::load(
+            day,
+            reconcile::Loaded {
+                source_count: extracted.count,
+                raw_lines: lines,
+                rejected,
+                tables: &counted,
+            },
+        )
+    }
+}

@@ -1,0 +1,287 @@
+//! Stage 1, extract: a day's documents off the source, written in one pass
+//! to a local BSON spool and to the raw archive, their schema inferred on
+//! the way. [`DayReader`] is the read both `etl run` and the commands that
+//! only scan a day (`etl schema lock`, `etl infer`) share.
+//!
+//! The reading loop only copies each document's bytes and infers the
+//! schema; a writer thread spools them, writes the canonical Extended JSON
+//! line, and compresses and hashes it, so the two run on two cores.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::day::{io, PartitionError};
+use super::progress::Bar;
+use super::rows::Speculation;
+use crate::flatten::{SchemaBuilder, Tables};
+use crate::plan::PartitionTarget;
+use crate::sink::lake::archive::Archived;
+use crate::sink::lake::RawArchive;
+use crate::source::{Documents, Source, SourceError};
+use crate::spec::Compression;
+
+/// Bytes of BSON handed to the writer thread at a time: large enough that
+/// the hand-over costs nothing, small enough that memory stays bounded
+/// (at most [`CHUNKS_IN_FLIGHT`] + 2 chunks whatever the partition size).
+pub(super) const CHUNK_BYTES: usize = 1 << 20;
+pub(super) const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// A day's documents, with the source's count running beside them when
+/// the spec asks for one (`source.count`).
+pub(super) struct DayReader<'a> {
+    documents: Box<dyn Documents + 'a>,
+    counting: Option<tokio::task::JoinHandle<Result<u64, SourceError>>>,
+    count: Option<u64>,
+    read: u64,
+}
+
+impl<'a> DayReader<'a> {
+    pub(super) async fn open(
+        source: &'a dyn Source,
+        target: &PartitionTarget,
+        count: bool,
+    ) -> Result<Self, PartitionError> {
+        let counting = count.then(|| tokio::spawn(source.count(target)));
+        Ok(Self {
+            documents: source.documents(target).await?,
+            counting,
+            count: None,
+            read: 0,
+        })
+    }
+
+    /// The next document, or None at the end.
+    pub(super) async fn next(&mut self) -> Result<Option<&bson::RawDocument>, PartitionError> {
+        if !self.documents.advance().await? {
+            return Ok(None);
+        }
+        self.read += 1;
+        if self.read % 1000 == 0 {
+            if let Some(c) = self.counting.as_mut().filter(|c| c.is_finished()) {
+                self.count = Some(join_count(c).await?);
+                self.counting = None;
+            }
+        }
+        Ok(Some(self.documents.current()))
+    }
+
+    /// Documents read so far, and the count when it is known.
+    pub(super) fn progress(&self) -> (u64, Option<u64>) {
+        (self.read, self.count)
+    }
+
+    /// The source's count: the one that ran beside the read, or without
+    /// one, the documents read.
+    pub(super) async fn finish(mut self) -> Result<(u64, u64), PartitionError> {
+        let count = match (self.count, self.counting.as_mut()) {
+            (Some(n), _) => n,
+            (None, Some(c)) => join_count(c).await?,
+            (None, None) => self.read,
+        };
+        Ok((self.read, count))
+    }
+}
+
+async fn join_count(
+    counting: &mut tokio::task::JoinHandle<Result<u64, SourceError>>,
+) -> Result<u64, PartitionError> {
+    match counting.await {
+        Ok(n) => Ok(n?),
+        Err(e) => Err(PartitionError::fatal(format!("the count: {e}"))),
+    }
+}
+
+/// What the extract left in the day's staging folder.
+pub(super) struct Extracted {
+    /// The source's count.
+    pub count: u64,
+    /// Documents read, each one line of the raw archive.
+    pub lines: u64,
+    /// The raw archive's lines, as its writer counted them.
+    pub archived_lines: u64,
+    /// The raw archive, closed.
+    pub archived: Archived,
+    pub raw_path: PathBuf,
+    /// Every document, as concatenated BSON, for pass 2.
+    pub spool_path: PathBuf,
+    /// Each table's schema as the day's data has it.
+    pub inferred: Vec<SchemaBuilder>,
+}
+
+/// Reads day `target` into the staging folder `dir`, handing each chunk
+/// to `speculation` too when there is one.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn extract(
+    source: &dyn Source,
+    count: bool,
+    target: &PartitionTarget,
+    tables: &Tables,
+    dir: &Path,
+    compression: Compression,
+    mut speculation: Option<&mut Speculation>,
+    bar: &dyn Bar,
+) -> Result<Extracted, PartitionError> {
+    let raw_name = target.lake_path.rsplit('/').next().unwrap_or("raw.jsonl");
+    let raw_path = dir.join(raw_name);
+    let spool_path = dir.join("spool.bson");
+    let mut writer = ExtractWriter::start(&spool_path, &raw_path, compression)?;
+    // The builders already hold the explicit columns, so an empty day
+    // still has them.
+    let mut inferred = tables.schema_builders();
+    let mut reader = DayReader::open(source, target, count).await?;
+    let mut chunk = Vec::with_capacity(CHUNK_BYTES + (16 << 10));
+    while let Some(doc) = reader.next().await? {
+        tables.infer(doc, &mut inferred).map_err(|e| {
+            PartitionError::fatal(format!("flattening document {}: {e}", doc_id(doc)))
+        })?;
+        chunk.extend_from_slice(doc.as_bytes());
+        if chunk.len() >= CHUNK_BYTES {
+            let full = Arc::new(std::mem::replace(
+                &mut chunk,
+                Vec::with_capacity(CHUNK_BYTES + (16 << 10)),
+            ));
+            if let Some(s) = speculation.as_deref_mut() {
+                s.send(full.clone()).await;
+            }
+            writer.send(full).await?;
+        }
+        let (read, count) = reader.progress();
+        if read % 1000 == 0 {
+            bar.documents(read, count);
+        }
+    }
+    let (lines, count) = reader.finish().await?;
+    bar.documents(lines, Some(count));
+    if !chunk.is_empty() {
+        let last = Arc::new(chunk);
+        if let Some(s) = speculation.as_deref_mut() {
+            s.send(last.clone()).await;
+        }
+        writer.send(last).await?;
+    }
+    let (archived_lines, archived) = writer.finish().await?;
+    Ok(Extracted {
+        count,
+        lines,
+        archived_lines,
+        archived,
+        raw_path,
+        spool_path,
+        inferred,
+    })
+}
+
+/// The `_id` of a document, for messages.
+pub(super) fn doc_id(doc: &bson::RawDocument) -> String {
+    match doc.get("_id") {
+        Ok(Some(v)) => bson::Bson::try_from(v)
+            .map(|b| b.to_string())
+            .unwrap_or_else(|_| "?".into()),
+        _ => "without _id".into(),
+    }
+}
+
+/// The documents of a chunk of concatenated BSON documents.
+pub(super) fn chunk_documents(
+    chunk: &[u8],
+) -> impl Iterator<Item = Result<&bson::RawDocument, bson::raw::Error>> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let head = chunk.get(at..at + 4)?;
+        let len = i32::from_le_bytes(head.try_into().expect("4 bytes")) as usize;
+        let doc = chunk.get(at..at + len).map_or_else(
+            || bson::RawDocument::from_bytes(&chunk[at..]),
+            bson::RawDocument::from_bytes,
+        );
+        at = if doc.is_ok() { at + len } else { chunk.len() };
+        Some(doc)
+    })
+}
+
+/// The extract's writer thread: appends chunks of concatenated BSON
+/// documents to the spool, and each document's canonical Extended JSON
+/// line to the compressed, hashed raw archive.
+struct ExtractWriter {
+    chunks: Option<tokio::sync::mpsc::Sender<Arc<Vec<u8>>>>,
+    thread: tokio::task::JoinHandle<Result<(u64, Archived), PartitionError>>,
+}
+
+impl ExtractWriter {
+    fn start(
+        spool_path: &Path,
+        raw_path: &Path,
+        compression: Compression,
+    ) -> Result<Self, PartitionError> {
+        let mut spool = BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(spool_path).map_err(|e| io("cannot create", spool_path, e))?,
+        );
+        let mut raw = RawArchive::create(raw_path, compression)
+            .map_err(|e| io("cannot create", raw_path, e))?;
+        let (chunks, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(CHUNKS_IN_FLIGHT);
+        let spool_path = spool_path.to_owned();
+        let thread = tokio::task::spawn_blocking(move || {
+            let mut line = Vec::with_capacity(16 * 1024);
+            let mut lines = 0u64;
+            while let Some(chunk) = rx.blocking_recv() {
+                spool
+                    .write_all(&chunk)
+                    .map_err(|e| io("cannot write", &spool_path, e))?;
+                for doc in chunk_documents(&chunk) {
+                    let doc =
+                        doc.map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;
+                    line.clear();
+                    crate::extjson::write_canonical(doc, &mut line)
+                        .map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;
+                    line.push(b'\n');
+                    raw.write(&line)
+                        .map_err(|e| io("cannot write", raw.path(), e))?;
+                    lines += 1;
+                }
+            }
+            spool
+                .flush()
+                .map_err(|e| io("cannot write", &spool_path, e))?;
+            drop(spool);
+            let path = raw.path().to_owned();
+            let archived = raw.finish().map_err(|e| io("cannot write", &path, e))?;
+            Ok((lines, archived))
+        });
+        Ok(Self {
+            chunks: Some(chunks),
+            thread,
+        })
+    }
+
+    /// Hands a chunk over; waits while the thread is [`CHUNKS_IN_FLIGHT`]
+    /// chunks behind. A thread that failed reports its error here.
+    async fn send(&mut self, chunk: Arc<Vec<u8>>) -> Result<(), PartitionError> {
+        let sent = match &self.chunks {
+            Some(tx) => tx.send(chunk).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The thread stopped early, which only an error does: report it.
+        self.chunks = None;
+        match (&mut self.thread).await {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(_)) => Err(PartitionError::fatal(
+                "the extract's writer thread stopped early",
+            )),
+            Err(e) => Err(PartitionError::fatal(format!(
+                "the extract's writer thread: {e}"
+            ))),
+        }
+    }
+
+    /// Waits for the thread: the lines written and the closed archive.
+    async fn finish(mut self) -> Result<(u64, Archived), PartitionError> {
+        self.chunks = None;
+        self.thread
+            .await
+            .map_err(|e| PartitionError::fatal(format!("the extract's writer thread: {e}")))?
+    }
+}

@@ -1,0 +1,316 @@
+//! A pipeline's plan and the clients its days share, opened on first use:
+//! the source, the lake, the warehouse. This is where a plan's
+//! connections become a [`Source`] and a [`Warehouse`]; adding either
+//! means one more arm here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use tokio::sync::OnceCell;
+
+use super::day::PartitionError;
+use super::extract::{doc_id, DayReader};
+use crate::credentials::{self, ServiceAccount};
+use crate::flatten::Tables;
+use crate::plan::{ConnectionPlan, PartitionTarget, PipelinePlan, WarehousePlan};
+use crate::sink::bigquery::BigQuerySink;
+use crate::sink::lake::Store;
+use crate::sink::warehouse::{self, Table, Warehouse};
+use crate::source::{MongoSource, ReadOptions, Source};
+use crate::table::TableSchema;
+use crate::template::{Templates, Vars};
+
+/// A pipeline's plan plus the clients its partitions share.
+pub struct PipelineRuntime {
+    pub plan: PipelinePlan,
+    templates: Arc<Templates>,
+    tables: OnceCell<Arc<Tables>>,
+    source: OnceCell<Box<dyn Source>>,
+    lake: OnceCell<Store>,
+    warehouse: OnceCell<Box<dyn Warehouse>>,
+    /// The credentials each opened connection used, by connection name.
+    credentials: std::sync::Mutex<BTreeMap<String, credentials::Source>>,
+    /// The schemas the last partition of this run ended with: the next
+    /// one's guess when there is no better one
+    /// ([`Self::expected_schemas`]).
+    pub(super) last_schemas: std::sync::Mutex<Option<Vec<TableSchema>>>,
+}
+
+impl PipelineRuntime {
+    pub fn new(plan: PipelinePlan, templates: Arc<Templates>) -> Self {
+        Self {
+            plan,
+            templates,
+            tables: OnceCell::new(),
+            source: OnceCell::new(),
+            lake: OnceCell::new(),
+            warehouse: OnceCell::new(),
+            credentials: Default::default(),
+            last_schemas: Default::default(),
+        }
+    }
+
+    /// The credentials of the connections opened so far, by name.
+    pub fn credentials(&self) -> BTreeMap<String, credentials::Source> {
+        self.credentials.lock().expect("poisoned").clone()
+    }
+
+    fn used(&self, connection: &str, source: credentials::Source) {
+        tracing::info!(pipeline = %self.plan.name, connection, credentials = %source, "connection opened");
+        self.credentials
+            .lock()
+            .expect("poisoned")
+            .insert(connection.to_owned(), source);
+    }
+
+    /// The service account in secret `name`, decrypted now, in memory.
+    fn service_account(
+        &self,
+        name: Option<&String>,
+    ) -> Result<Option<ServiceAccount>, PartitionError> {
+        let Some(name) = name else { return Ok(None) };
+        let json = self.templates.secret(name).map_err(PartitionError::fatal)?;
+        ServiceAccount::from_secret(name, json)
+            .map(Some)
+            .map_err(|e| PartitionError::fatal(format!("{e}; {}", credentials::KeyError::HINT)))
+    }
+
+    fn render(&self, t: &str) -> Result<String, PartitionError> {
+        self.templates
+            .render(t, &Vars::default())
+            .map_err(PartitionError::fatal)
+    }
+
+    /// Day `day`'s rendered names: lake objects, filter, warehouse target.
+    pub(super) fn target(&self, day: NaiveDate) -> Result<PartitionTarget, PartitionError> {
+        self.plan
+            .target(day, &self.templates)
+            .map_err(PartitionError::fatal)
+    }
+
+    pub(super) async fn tables(&self) -> Result<&Arc<Tables>, PartitionError> {
+        self.tables
+            .get_or_try_init(|| async {
+                Tables::new(&self.plan.flatten)
+                    .map(Arc::new)
+                    .map_err(|e| PartitionError::fatal(format!("flatten rules: {e}")))
+            })
+            .await
+    }
+
+    pub(super) async fn source(&self) -> Result<&dyn Source, PartitionError> {
+        let source = self
+            .source
+            .get_or_try_init(|| async {
+                let ConnectionPlan::Mongodb {
+                    uri_template,
+                    app_name,
+                    ..
+                } = &self.plan.source.connection
+                else {
+                    unreachable!("checked by plan::check_pipeline")
+                };
+                let uri = self.render(uri_template)?;
+                let source = MongoSource::connect(
+                    &uri,
+                    app_name,
+                    &self.plan.source.database,
+                    &self.plan.source.collection,
+                )
+                .await?
+                .with_read_options(ReadOptions {
+                    batch_size: self.plan.source.batch_size,
+                    max_time: self.plan.source.max_time_ms.map(Duration::from_millis),
+                    projection: self.plan.source.projection.clone(),
+                });
+                self.used(
+                    &self.plan.source.connection_name,
+                    credentials::Source::MongoUri(self.plan.source.connection.secret_names()),
+                );
+                Ok::<Box<dyn Source>, PartitionError>(Box::new(source))
+            })
+            .await?;
+        Ok(source.as_ref())
+    }
+
+    fn open_store(&self, name: &str, conn: &ConnectionPlan) -> Result<Store, PartitionError> {
+        let ConnectionPlan::ObjectStore {
+            url,
+            options,
+            credentials,
+        } = conn
+        else {
+            unreachable!("checked by plan::check_pipeline")
+        };
+        let mut rendered = BTreeMap::new();
+        for (k, v) in options {
+            rendered.insert(k.clone(), self.render(v)?);
+        }
+        let account = self.service_account(credentials.as_ref())?;
+        if let Some(a) = &account {
+            // object_store takes the key's JSON itself: no file is written.
+            rendered.insert(
+                "google_service_account_key".to_owned(),
+                a.json.expose().to_owned(),
+            );
+        }
+        let source = credentials::Source::object_store(
+            account.as_ref(),
+            url,
+            credentials::Adc::from_process,
+        );
+        let store =
+            Store::open(url, &rendered).map_err(|e| PartitionError::fatal(e.to_string()))?;
+        self.used(name, source);
+        Ok(store)
+    }
+
+    pub(super) async fn lake(&self) -> Result<&Store, PartitionError> {
+        self.lake
+            .get_or_try_init(|| async {
+                self.open_store(&self.plan.lake.connection_name, &self.plan.lake.connection)
+            })
+            .await
+    }
+
+    pub(super) async fn warehouse(&self) -> Result<&dyn Warehouse, PartitionError> {
+        let warehouse = self
+            .warehouse
+            .get_or_try_init(|| async {
+                match &self.plan.warehouse {
+                    WarehousePlan::Bigquery {
+                        connection,
+                        connection_name,
+                        partition_column,
+                        clustering,
+                        replace,
+                        ..
+                    } => {
+                        let ConnectionPlan::Bigquery {
+                            project,
+                            location,
+                            endpoint,
+                            credentials,
+                        } = connection
+                        else {
+                            unreachable!("checked by plan::check_pipeline")
+                        };
+                        let account = self.service_account(credentials.as_ref())?;
+                        let source = credentials::Source::bigquery(
+                            account.as_ref(),
+                            endpoint.as_deref(),
+                            credentials::Adc::from_process,
+                        );
+                        let sink = BigQuerySink::connect(
+                            project,
+                            location.as_deref(),
+                            endpoint.as_deref(),
+                            account.as_ref(),
+                        )
+                        .await
+                        .map_err(|e| PartitionError::fatal(e.to_string()))?;
+                        self.used(connection_name, source);
+                        Ok::<Box<dyn Warehouse>, PartitionError>(Box::new(
+                            warehouse::bigquery::BigQuery::new(
+                                sink,
+                                partition_column,
+                                clustering,
+                                *replace,
+                            ),
+                        ))
+                    }
+                    WarehousePlan::Parquet {
+                        connection,
+                        connection_name,
+                        ..
+                    } => Ok(Box::new(warehouse::parquet::ParquetDatasets::new(
+                        self.open_store(connection_name, connection)?,
+                    )) as Box<dyn Warehouse>),
+                }
+            })
+            .await?;
+        Ok(warehouse.as_ref())
+    }
+
+    /// Pass 1 alone over day `day`'s documents, streamed from the source
+    /// into `builders` (from [`Tables::schema_builders`]): what `etl
+    /// schema lock` learns from data. Returns the documents read.
+    pub async fn infer_day(
+        &self,
+        day: NaiveDate,
+        builders: &mut [crate::flatten::SchemaBuilder],
+    ) -> Result<u64, PartitionError> {
+        let tables = self.tables().await?.clone();
+        self.scan_day(day, &mut |doc| {
+            tables.infer(doc, builders).map_err(|e| {
+                PartitionError::fatal(format!("flattening document {}: {e}", doc_id(doc)))
+            })
+        })
+        .await
+    }
+
+    /// Calls `f` with each of day `day`'s documents, streamed in `_id`
+    /// order, as the run reads them. Returns the documents read.
+    pub async fn scan_day(
+        &self,
+        day: NaiveDate,
+        f: &mut (dyn FnMut(&bson::RawDocument) -> Result<(), PartitionError> + Send),
+    ) -> Result<u64, PartitionError> {
+        let target = self.target(day)?;
+        let mut reader = DayReader::open(self.source().await?, &target, false).await?;
+        while let Some(doc) = reader.next().await? {
+            f(doc)?;
+        }
+        Ok(reader.finish().await?.0)
+    }
+
+    /// The compiled flatten rules of every table.
+    pub async fn flatten_tables(&self) -> Result<Arc<Tables>, PartitionError> {
+        Ok(self.tables().await?.clone())
+    }
+
+    /// Day `target`'s warehouse tables, root first: BigQuery tables of the
+    /// rendered dataset; for Parquet, datasets in the rendered path's
+    /// folder, so that child tables are its siblings.
+    pub(super) fn warehouse_tables(
+        &self,
+        target: &PartitionTarget,
+        tables: &Tables,
+    ) -> Result<Vec<Table>, PartitionError> {
+        let vars = Vars::partition(
+            &self.plan.name,
+            &self.plan.source.collection,
+            target.day,
+            target.start.fixed_offset(),
+            target.end.fixed_offset(),
+        );
+        let render = |t: &str| {
+            self.templates
+                .render(t, &vars)
+                .map_err(PartitionError::fatal)
+        };
+        let (dataset, root) = match &self.plan.warehouse {
+            WarehousePlan::Bigquery { dataset, table, .. } => (render(dataset)?, render(table)?),
+            WarehousePlan::Parquet { path, .. } => {
+                let path = render(path)?;
+                let path = path.trim_end_matches('/');
+                match path.rsplit_once('/') {
+                    Some((folder, last)) => (format!("{folder}/"), last.to_owned()),
+                    None => (String::new(), path.to_owned()),
+                }
+            }
+        };
+        Ok(tables
+            .names(&root)
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| Table {
+                dataset: dataset.clone(),
+                name,
+                root: i == 0,
+            })
+            .collect())
+    }
+}

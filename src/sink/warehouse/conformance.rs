@@ -1,0 +1,176 @@
+//! The warehouse contract ([`super`]) as a suite any implementation runs:
+//! `conformance::run(&warehouse, &table, scratch).await` panics, naming
+//! the clause, at the first one it breaks. It runs in the Parquet unit
+//! tests and in `tests/stack_bigquery.rs` against the emulator.
+//!
+//! The table is created with `_ds DATE, id INT64, name STRING`,
+//! partitioned on `_ds`, and days 2020-06-01 and 2020-06-02 are written;
+//! give it a table no one else uses.
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+
+use super::{DayRows, Table, Warehouse};
+use crate::spec::ColumnType;
+use crate::table::{Column, TableSchema};
+
+fn column(name: &str, kind: ColumnType) -> Column {
+    Column {
+        name: name.to_owned(),
+        kind,
+        repeated: false,
+        fields: Vec::new(),
+    }
+}
+
+/// The suite's table: `_ds`, `id`, `name`, and `note` when `widened`.
+pub fn schema(widened: bool) -> TableSchema {
+    let mut columns = vec![
+        column("_ds", ColumnType::Date),
+        column("id", ColumnType::Int64),
+        column("name", ColumnType::String),
+    ];
+    if widened {
+        columns.push(column("note", ColumnType::String));
+    }
+    TableSchema { columns }
+}
+
+/// Writes `lines` as the rows file `name` in `scratch`; the rows it
+/// claims are `claimed`, or the lines when None.
+fn rows(scratch: &Path, name: &str, lines: &[String], claimed: Option<u64>) -> DayRows {
+    let ndjson = scratch.join(format!("{name}.ndjson"));
+    let mut text = String::new();
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    std::fs::write(&ndjson, text).unwrap_or_else(|e| panic!("{}: {e}", ndjson.display()));
+    DayRows {
+        ndjson,
+        rows: claimed.unwrap_or(lines.len() as u64),
+        parquet: None,
+    }
+}
+
+fn users(day: NaiveDate, ids: &[i64]) -> Vec<String> {
+    ids.iter()
+        .map(|id| format!(r#"{{"_ds":"{day}","id":{id},"name":"user {id}"}}"#))
+        .collect()
+}
+
+/// Runs every clause of the contract against `warehouse`.
+pub async fn run(warehouse: &dyn Warehouse, table: &Table, scratch: &Path) {
+    let d1: NaiveDate = "2020-06-01".parse().expect("a date");
+    let d2: NaiveDate = "2020-06-02".parse().expect("a date");
+    let narrow = schema(false);
+
+    for _ in 0..2 {
+        warehouse
+            .prepare(table, &narrow)
+            .await
+            .unwrap_or_else(|e| panic!("prepare must be idempotent: {e}"));
+    }
+
+    let three = rows(scratch, "three", &users(d1, &[1, 2, 3]), None);
+    let n = warehouse.replace_day(table, d1, &three, &narrow).await;
+    assert_eq!(
+        n.expect("replace 3 rows"),
+        3,
+        "replace_day returns the rows the day holds"
+    );
+    assert_eq!(
+        count(warehouse, table, d1).await,
+        3,
+        "count_day after a replace"
+    );
+
+    let two = rows(scratch, "two", &users(d1, &[4, 5]), None);
+    for attempt in ["a replace", "a rerun of it"] {
+        let n = warehouse.replace_day(table, d1, &two, &narrow).await;
+        assert_eq!(
+            n.expect("replace 2 rows"),
+            2,
+            "after {attempt}, the day holds the new rows only: replaced, not appended"
+        );
+    }
+
+    let other = rows(scratch, "other", &users(d2, &[7]), None);
+    let n = warehouse.replace_day(table, d2, &other, &narrow).await;
+    assert_eq!(n.expect("replace another day"), 1);
+    assert_eq!(
+        count(warehouse, table, d1).await,
+        2,
+        "replacing a day leaves the others alone"
+    );
+
+    let broken = rows(
+        scratch,
+        "broken",
+        &[users(d1, &[8])[0].clone(), "{not json".to_owned()],
+        None,
+    );
+    let e = warehouse
+        .replace_day(table, d1, &broken, &narrow)
+        .await
+        .expect_err("rows that do not parse are refused");
+    assert!(!e.is_transient(), "bad rows are not worth a retry: {e}");
+    assert_eq!(
+        count(warehouse, table, d1).await,
+        2,
+        "a failed replace leaves the day as it was"
+    );
+
+    let claims_more = rows(scratch, "claims", &users(d1, &[9]), Some(5));
+    let n = warehouse
+        .replace_day(table, d1, &claims_more, &narrow)
+        .await;
+    assert_eq!(
+        n.expect("replace 1 row"),
+        1,
+        "the count returned is read back from the target, not the rows claimed"
+    );
+
+    let wide = schema(true);
+    warehouse
+        .prepare(table, &wide)
+        .await
+        .unwrap_or_else(|e| panic!("prepare widens a table by a column: {e}"));
+    if let Some(now) = warehouse.schema(table).await.expect("the table's schema") {
+        for c in &wide.columns {
+            assert!(
+                now.get(&c.name).is_some(),
+                "column `{}` after widening: {now:?}",
+                c.name
+            );
+        }
+    }
+    let noted = rows(
+        scratch,
+        "noted",
+        &[format!(
+            r#"{{"_ds":"{d1}","id":10,"name":"user 10","note":"new"}}"#
+        )],
+        None,
+    );
+    let n = warehouse.replace_day(table, d1, &noted, &wide).await;
+    assert_eq!(n.expect("replace with the new column"), 1);
+
+    let empty = rows(scratch, "empty", &[], None);
+    let n = warehouse.replace_day(table, d1, &empty, &wide).await;
+    assert_eq!(n.expect("replace with no rows"), 0, "no rows empty the day");
+    assert_eq!(count(warehouse, table, d1).await, 0);
+    assert_eq!(
+        count(warehouse, table, d2).await,
+        1,
+        "emptying a day leaves the others alone"
+    );
+}
+
+async fn count(warehouse: &dyn Warehouse, table: &Table, day: NaiveDate) -> u64 {
+    warehouse
+        .count_day(table, day)
+        .await
+        .unwrap_or_else(|e| panic!("count_day {day}: {e}"))
+}

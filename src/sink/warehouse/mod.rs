@@ -1,0 +1,121 @@
+//! The warehouse contract: where a day's flat rows go.
+//!
+//! The engine knows a warehouse only through [`Warehouse`]. An
+//! implementation promises, for every table and day:
+//!
+//! 1. **The day is replaced atomically.** After [`Warehouse::replace_day`]
+//!    the day holds exactly the rows given, and no reader sees a mix of
+//!    the old and the new rows. A replace that fails leaves the day as it
+//!    was.
+//! 2. **The count is the target's.** `replace_day` returns the rows the
+//!    day holds afterwards, read back from the warehouse, not the rows it
+//!    was handed: the engine reconciles against it, so it must be able to
+//!    differ.
+//! 3. **Reruns are idempotent.** The same rows replaced twice leave the
+//!    same day; other days are never touched.
+//! 4. **Errors say whether to retry.** [`WarehouseError::is_transient`] is
+//!    true only when running the same step again may succeed.
+//!
+//! [`conformance`] checks every clause against a live implementation; the
+//! Parquet dataset runs it in the unit tests, BigQuery on the emulator in
+//! `tests/stack_bigquery.rs`. Adding a warehouse means implementing the
+//! trait, opening it in `engine::runtime`, and passing that suite.
+//!
+//! - [`bigquery`]: BigQuery tables, one DAY partition per day.
+//! - [`parquet`]: a Hive-style Parquet dataset in an object store.
+
+pub mod bigquery;
+pub mod conformance;
+pub mod parquet;
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+
+use crate::table::TableSchema;
+
+/// One output table of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// Where tables live: a BigQuery dataset; for Parquet the folder of
+    /// the pipeline's datasets (ending in `/`, or empty).
+    pub dataset: String,
+    /// The table: its BigQuery table id, or its dataset's last segment.
+    pub name: String,
+    /// The pipeline's root table, rather than a child table of an
+    /// exploded array (clustering applies to the root table only).
+    pub root: bool,
+}
+
+/// A day's rows for one table, in local files.
+#[derive(Debug, Clone)]
+pub struct DayRows {
+    /// The rows as NDJSON in the format of [`crate::table`]. It need not
+    /// exist when `parquet` is given to a warehouse that [wants
+    /// Parquet](Warehouse::wants_parquet).
+    pub ndjson: PathBuf,
+    /// Rows written to the file.
+    pub rows: u64,
+    /// The same rows, already encoded as a Parquet file for the schema
+    /// they are loaded with.
+    pub parquet: Option<PathBuf>,
+}
+
+/// Why a warehouse step failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct WarehouseError {
+    source: Box<dyn std::error::Error + Send + Sync>,
+    transient: bool,
+}
+
+impl WarehouseError {
+    /// A failure, and whether running the step again may succeed.
+    pub fn new(
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+        transient: bool,
+    ) -> Self {
+        Self {
+            source: source.into(),
+            transient,
+        }
+    }
+
+    /// Whether running the same step again may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.transient
+    }
+}
+
+/// Where a pipeline's rows go; see the module documentation for the
+/// contract.
+#[async_trait::async_trait]
+pub trait Warehouse: Send + Sync {
+    /// Whether [`DayRows::parquet`] is what this warehouse loads, so that
+    /// the engine may encode Parquet instead of NDJSON.
+    fn wants_parquet(&self) -> bool {
+        false
+    }
+
+    /// The table's columns, or None when it does not exist or the
+    /// warehouse keeps no schema of its own.
+    async fn schema(&self, table: &Table) -> Result<Option<TableSchema>, WarehouseError>;
+
+    /// Creates the table, or widens it to every column of `schema`.
+    /// Idempotent; never drops or retypes a column.
+    async fn prepare(&self, table: &Table, schema: &TableSchema) -> Result<(), WarehouseError>;
+
+    /// Replaces day `day` of the table with `rows` of `schema` (already
+    /// [prepared](Self::prepare)); returns the rows the day now holds,
+    /// read back from the warehouse.
+    async fn replace_day(
+        &self,
+        table: &Table,
+        day: NaiveDate,
+        rows: &DayRows,
+        schema: &TableSchema,
+    ) -> Result<u64, WarehouseError>;
+
+    /// The rows day `day` of the table holds.
+    async fn count_day(&self, table: &Table, day: NaiveDate) -> Result<u64, WarehouseError>;
+}
