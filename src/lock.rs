@@ -147,7 +147,7 @@ impl SchemaLock {
         }
         let mut builders = tables.schema_builders();
         for case in &spec.tests {
-            let docs = crate::testing::parse_documents(&case.documents)
+            let docs = crate::extjson::parse_documents(&case.documents)
                 .map_err(|e| format!("tests `{}`: {e}", case.name))?;
             for doc in &docs {
                 tables

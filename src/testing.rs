@@ -52,7 +52,7 @@ pub fn run_case(
             }
         },
     };
-    let docs = match parse_documents(&case.documents) {
+    let docs = match crate::extjson::parse_documents(&case.documents) {
         Ok(d) => d,
         Err(e) => {
             result.differences.push(e);
@@ -100,20 +100,6 @@ pub fn run_case(
         compare_rows(table, want, &got, &mut result.differences);
     }
     result
-}
-
-/// Extended JSON objects to raw BSON documents.
-pub fn parse_documents(docs: &[Value]) -> Result<Vec<bson::RawDocumentBuf>, String> {
-    docs.iter()
-        .enumerate()
-        .map(|(i, json)| match bson::Bson::try_from(json.clone()) {
-            Ok(bson::Bson::Document(d)) => {
-                bson::RawDocumentBuf::from_document(&d).map_err(|e| format!("documents[{i}]: {e}"))
-            }
-            Ok(_) => Err(format!("documents[{i}] is not an object")),
-            Err(e) => Err(format!("documents[{i}] is not valid Extended JSON: {e}")),
-        })
-        .collect()
 }
 
 /// Row by row: a missing or extra row, or each column that differs.

@@ -1012,7 +1012,7 @@ fn check_tests(problems: &mut Vec<Problem>, spec: &PipelineSpec, tables: &[Strin
             }
         }
         for (j, doc) in case.documents.iter().enumerate() {
-            if let Err(e) = crate::testing::parse_documents(std::slice::from_ref(doc)) {
+            if let Err(e) = crate::extjson::parse_documents(std::slice::from_ref(doc)) {
                 problems.push(
                     Problem::new(
                         at.key("documents").index(j),

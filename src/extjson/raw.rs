@@ -1,0 +1,310 @@
+//! The elements of a raw BSON document, read without the bson crate's
+//! per-element overhead, and the duplicate-key check of the writers. The
+//! flattener walks documents with the same reader.
+
+use bson::oid::ObjectId;
+use bson::raw::{RawBinaryRef, RawBsonRef, RawDocument, RawIter};
+use bson::spec::BinarySubtype;
+
+use super::ExtJsonError;
+
+/// One borrowed BSON value, as [`elements`] reads it: [`RawBsonRef`], except
+/// that an array is its raw document (a `RawArray` cannot be built outside
+/// the bson crate) and dates are their milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Value<'a> {
+    Double(f64),
+    String(&'a str),
+    Document(&'a RawDocument),
+    /// The array's document, keyed `0`, `1`, ...; keys are ignored.
+    Array(&'a RawDocument),
+    Binary(RawBinaryRef<'a>),
+    ObjectId(ObjectId),
+    Boolean(bool),
+    /// Milliseconds since the epoch.
+    DateTime(i64),
+    Null,
+    Int32(i32),
+    Int64(i64),
+    Timestamp(bson::Timestamp),
+    Decimal128(bson::Decimal128),
+    /// Regex, JavaScript, Symbol, DbPointer, MinKey, MaxKey, Undefined, as
+    /// the bson crate reads them.
+    Other(RawBsonRef<'a>),
+}
+
+impl<'a> From<RawBsonRef<'a>> for Value<'a> {
+    fn from(v: RawBsonRef<'a>) -> Self {
+        match v {
+            RawBsonRef::Double(f) => Value::Double(f),
+            RawBsonRef::String(s) => Value::String(s),
+            RawBsonRef::Document(d) => Value::Document(d),
+            RawBsonRef::Array(a) => Value::Array(
+                RawDocument::from_bytes(a.as_bytes()).expect("a RawArray holds a valid document"),
+            ),
+            RawBsonRef::Binary(b) => Value::Binary(b),
+            RawBsonRef::ObjectId(o) => Value::ObjectId(o),
+            RawBsonRef::Boolean(b) => Value::Boolean(b),
+            RawBsonRef::DateTime(d) => Value::DateTime(d.timestamp_millis()),
+            RawBsonRef::Null => Value::Null,
+            RawBsonRef::Int32(i) => Value::Int32(i),
+            RawBsonRef::Int64(i) => Value::Int64(i),
+            RawBsonRef::Timestamp(t) => Value::Timestamp(t),
+            RawBsonRef::Decimal128(d) => Value::Decimal128(d),
+            other => Value::Other(other),
+        }
+    }
+}
+
+impl<'a> Value<'a> {
+    /// The value as the bson crate sees it, for the types handed to it;
+    /// None for documents and arrays, which never are.
+    pub(super) fn to_raw_ref(self) -> Option<RawBsonRef<'a>> {
+        Some(match self {
+            Value::Double(f) => RawBsonRef::Double(f),
+            Value::String(s) => RawBsonRef::String(s),
+            Value::Binary(b) => RawBsonRef::Binary(b),
+            Value::ObjectId(o) => RawBsonRef::ObjectId(o),
+            Value::Boolean(b) => RawBsonRef::Boolean(b),
+            Value::DateTime(ms) => RawBsonRef::DateTime(bson::DateTime::from_millis(ms)),
+            Value::Null => RawBsonRef::Null,
+            Value::Int32(i) => RawBsonRef::Int32(i),
+            Value::Int64(i) => RawBsonRef::Int64(i),
+            Value::Timestamp(t) => RawBsonRef::Timestamp(t),
+            Value::Decimal128(d) => RawBsonRef::Decimal128(d),
+            Value::Other(r) => r,
+            Value::Document(_) | Value::Array(_) => return None,
+        })
+    }
+}
+
+impl Value<'_> {
+    /// The value as an owned [`bson::Bson`].
+    pub(crate) fn to_bson(self) -> Result<bson::Bson, ExtJsonError> {
+        Ok(match self {
+            Value::Document(d) => {
+                bson::Bson::Document(bson::Document::try_from(d).map_err(ExtJsonError::malformed)?)
+            }
+            Value::Array(a) => bson::Bson::Array(
+                bson::Document::try_from(a)
+                    .map_err(ExtJsonError::malformed)?
+                    .into_iter()
+                    .map(|(_, v)| v)
+                    .collect(),
+            ),
+            other => {
+                let raw = other
+                    .to_raw_ref()
+                    .expect("documents and arrays are matched above");
+                bson::Bson::try_from(raw).map_err(ExtJsonError::malformed)?
+            }
+        })
+    }
+}
+
+/// The elements of `doc`, in order.
+///
+/// The common types are decoded here, with the same checks as the bson
+/// crate (lengths, terminators, UTF-8, booleans) but without its per-element
+/// overhead, which is most of the cost of a walk. At the first element of
+/// another type, or anything unexpected, the rest of the document is read
+/// by the crate's own iterator, so rare types and malformed bytes behave
+/// exactly as the crate has them.
+pub(crate) fn elements(doc: &RawDocument) -> Elements<'_> {
+    Elements {
+        doc,
+        pos: 4,
+        index: 0,
+        slow: None,
+    }
+}
+
+/// `bytes` as a string, if they are UTF-8. Every key and string is checked
+/// on each pass over a document, and most are short ASCII: for those,
+/// `is_ascii` (a few word compares) is the whole check, where std's and
+/// simdutf8's (which hands short inputs to std's) cost a call and a loop
+/// set-up each. Longer or non-ASCII text goes to simdutf8.
+#[inline]
+fn utf8(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8; `is_ascii` just checked every byte.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        simdutf8::basic::from_utf8(bytes).ok()
+    }
+}
+
+/// See [`elements`].
+pub(crate) struct Elements<'a> {
+    doc: &'a RawDocument,
+    pos: usize,
+    index: usize,
+    slow: Option<std::iter::Skip<RawIter<'a>>>,
+}
+
+impl<'a> Elements<'a> {
+    /// Decodes the element at `self.pos`; None when the crate should.
+    #[inline]
+    fn fast(&mut self) -> Option<(&'a str, Value<'a>)> {
+        let b = self.doc.as_bytes();
+        // The document's own terminator is past every value.
+        let end = b.len() - 1;
+        let tag = b[self.pos];
+        let key_at = self.pos + 1;
+        // Keys are short: a plain scan beats memchr's setup.
+        let key_len = b[key_at..end].iter().position(|&c| c == 0)?;
+        let key = utf8(&b[key_at..key_at + key_len])?;
+        let at = key_at + key_len + 1;
+        let fixed = |n: usize| (at + n <= end).then(|| &b[at..at + n]);
+        let (value, size) = match tag {
+            0x01 => (
+                Value::Double(f64::from_le_bytes(fixed(8)?.try_into().ok()?)),
+                8,
+            ),
+            0x02 => {
+                let len = usize::try_from(i32::from_le_bytes(fixed(4)?.try_into().ok()?)).ok()?;
+                let stop = (at + 4).checked_add(len)?;
+                if len == 0 || stop > end || b[stop - 1] != 0 {
+                    return None;
+                }
+                let s = utf8(&b[at + 4..stop - 1])?;
+                (Value::String(s), 4 + len)
+            }
+            0x03 | 0x04 => {
+                let len = usize::try_from(i32::from_le_bytes(fixed(4)?.try_into().ok()?)).ok()?;
+                if len < 5 || at.checked_add(len)? > end {
+                    return None;
+                }
+                let sub = RawDocument::from_bytes(&b[at..at + len]).ok()?;
+                let v = if tag == 0x03 {
+                    Value::Document(sub)
+                } else {
+                    Value::Array(sub)
+                };
+                (v, len)
+            }
+            0x05 => {
+                let len = usize::try_from(i32::from_le_bytes(fixed(4)?.try_into().ok()?)).ok()?;
+                let subtype = *fixed(5)?.last()?;
+                if subtype == 0x02 || (at + 5).checked_add(len)? > end {
+                    // The old binary subtype nests a second length: rare,
+                    // left to the crate.
+                    return None;
+                }
+                let bytes = &b[at + 5..at + 5 + len];
+                let subtype = BinarySubtype::from(subtype);
+                (Value::Binary(RawBinaryRef { subtype, bytes }), 5 + len)
+            }
+            0x07 => (
+                Value::ObjectId(ObjectId::from_bytes(fixed(12)?.try_into().ok()?)),
+                12,
+            ),
+            0x08 => match fixed(1)?[0] {
+                0 => (Value::Boolean(false), 1),
+                1 => (Value::Boolean(true), 1),
+                _ => return None,
+            },
+            0x09 => (
+                Value::DateTime(i64::from_le_bytes(fixed(8)?.try_into().ok()?)),
+                8,
+            ),
+            0x0A => (Value::Null, 0),
+            0x10 => (
+                Value::Int32(i32::from_le_bytes(fixed(4)?.try_into().ok()?)),
+                4,
+            ),
+            0x11 => {
+                let v = fixed(8)?;
+                let increment = u32::from_le_bytes(v[..4].try_into().ok()?);
+                let time = u32::from_le_bytes(v[4..].try_into().ok()?);
+                (Value::Timestamp(bson::Timestamp { time, increment }), 8)
+            }
+            0x12 => (
+                Value::Int64(i64::from_le_bytes(fixed(8)?.try_into().ok()?)),
+                8,
+            ),
+            0x13 => (
+                Value::Decimal128(bson::Decimal128::from_bytes(fixed(16)?.try_into().ok()?)),
+                16,
+            ),
+            _ => return None,
+        };
+        self.pos = at + size;
+        self.index += 1;
+        Some((key, value))
+    }
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = Result<(&'a str, Value<'a>), ExtJsonError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.slow.is_none() {
+            let b = self.doc.as_bytes();
+            if self.pos + 1 == b.len() {
+                // Only the terminator is left; `RawDocument` checked it is 0.
+                return None;
+            }
+            if let Some(item) = self.fast() {
+                return Some(Ok(item));
+            }
+            self.slow = Some(self.doc.iter_elements().skip(self.index));
+        }
+        let slow = self.slow.as_mut().expect("set above");
+        let item = slow
+            .next()?
+            .and_then(|e| Ok((e.key(), Value::from(e.value()?))))
+            .map_err(ExtJsonError::malformed);
+        if item.is_err() {
+            // The crate's iterator stops after an error; so do we.
+            self.slow = Some(self.doc.iter_elements().skip(usize::MAX));
+        }
+        Some(item)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Duplicate keys
+// ---------------------------------------------------------------------------
+
+/// A 512-bit Bloom filter over the keys of one object. A hit is confirmed
+/// by rescanning the object's earlier keys, which a document of 20 keys
+/// needs about once in three.
+#[derive(Default)]
+pub(crate) struct KeyFilter {
+    bits: [u64; 8],
+}
+
+impl KeyFilter {
+    /// Records `key`; true when it may have been seen before.
+    #[inline]
+    pub(crate) fn insert(&mut self, key: &str) -> bool {
+        let b = key.as_bytes();
+        let mut h = b.len() as u64;
+        let head = if b.len() >= 8 {
+            u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+        } else {
+            let mut buf = [0u8; 8];
+            buf[..b.len()].copy_from_slice(b);
+            u64::from_le_bytes(buf)
+        };
+        h ^= head;
+        if b.len() > 8 {
+            let tail = u64::from_le_bytes(b[b.len() - 8..].try_into().expect("8 bytes"));
+            h ^= tail.rotate_left(29);
+        }
+        let h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 55;
+        let (word, bit) = ((h >> 6) as usize, 1u64 << (h & 63));
+        let seen = self.bits[word] & bit != 0;
+        self.bits[word] |= bit;
+        seen
+    }
+}
+
+/// Whether one of the first `before` keys of `doc` is `key`.
+pub(crate) fn has_key_before(doc: &RawDocument, key: &str, before: usize) -> bool {
+    elements(doc)
+        .take(before)
+        .any(|e| e.is_ok_and(|(k, _)| k == key))
+}
