@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! The spec, checked and resolved:
 //! - [`spec`]: the YAML contract. serde + schemars types for the project file
 //!   (`etl.yaml`) and pipeline specs, loading with located diagnostics, and
 //!   the semantic checks behind `etl validate`. Only this module touches YAML.
@@ -11,23 +12,35 @@
 //!   day. Built by one pure `check()`: no network, no clock.
 //! - [`template`]: the strict minijinja environment for paths, table names
 //!   and connection fields (`ds`, `env()`, `secret()`, ...).
+//! - [`lock`]: schema lock files, the reviewed columns of each output table.
+//!
+//! A day's data, in the order it flows:
+//! - [`source`]: the [`source::Source`] contract (a day's documents and
+//!   their count) and MongoDB, its implementation. **A new source** (a
+//!   replay from the lake) implements it in a file beside `source/mongo.rs`.
+//! - [`extjson`]: raw BSON as MongoDB Extended JSON (the lake's lines), the
+//!   raw-BSON walk the flattener uses, and calendar arithmetic.
+//! - [`flatten`]: pure and synchronous: documents into NDJSON rows and their
+//!   table schemas, one per output table (child tables from `explode`).
 //! - [`table`]: output table schemas and the NDJSON row format between the
 //!   flattener and the sinks.
+//! - [`sink`]: the lake (`sink::lake`: the store, the raw archive, the
+//!   manifest) and the [`sink::warehouse::Warehouse`] contract with its
+//!   conformance suite. **A new warehouse** implements that trait in
+//!   `sink/warehouse/`, passes `sink::warehouse::conformance`, and gets one
+//!   arm in `engine/runtime.rs`.
+//! - [`engine`]: a run of many days (`engine/mod.rs`: retries, shutdown,
+//!   the ledger) and one day as stages: `extract`, `schemas` (resolve),
+//!   `rows` (flatten), the load, `reconcile`, in order in `engine/day.rs`.
+//!   **A new step of a day** is a stage module there, called from `day.rs`.
+//!
+//! Around them:
 //! - [`redact`]: display helpers that keep passwords out of every message.
 //! - [`secrets`]: `age`-encrypted secrets, decrypted in memory when used.
 //! - [`credentials`]: which Google credentials a connection uses: a
 //!   service-account secret, an emulator, or application defaults.
-//! - [`source`]: the MongoDB reader: raw documents off a cursor, retries
-//!   classified.
-//! - [`extjson`]: MongoDB Extended JSON written straight from raw BSON (the lake's lines).
-//! - [`flatten`]: pure and synchronous: documents into NDJSON rows and their
-//!   table schemas, one per output table (child tables from `explode`).
 //! - [`infer`]: `etl infer`'s profile of a collection and its draft spec.
-//! - [`lock`]: schema lock files, the reviewed columns of each output table.
 //! - [`testing`]: `etl test`, a spec's flatten test cases run offline.
-//! - [`sink`]: the lake (`object_store`), BigQuery, and Parquet datasets.
-//! - [`engine`]: the partition loop: extract, archive, flatten, load,
-//!   reconcile, and the run ledger.
 //! - [`demo`]: the deterministic demo-data generator behind `etl demo`.
 //! - [`cli`]: clap commands and diagnostic rendering; `main.rs` stays thin.
 //! - [`exit`]: the process exit codes, in one place.

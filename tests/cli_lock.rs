@@ -5,21 +5,11 @@ mod common;
 
 use common::{etl_in, transcript};
 
-const TODAY: &str = "2026-11-23";
+use common::TODAY;
 
 /// The project with its pipelines and locks, in a folder of its own.
-fn project() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let root = common::root();
-    std::fs::copy(root.join("etl.yaml"), dir.path().join("etl.yaml")).unwrap();
-    for sub in ["pipelines", "schemas/tables"] {
-        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        for e in std::fs::read_dir(root.join(sub)).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), dir.path().join(sub).join(e.file_name())).unwrap();
-        }
-    }
-    dir
+fn project() -> common::Project {
+    common::Project::with(&["etl.yaml", "pipelines", "schemas/tables"])
 }
 
 #[test]
@@ -38,16 +28,16 @@ fn the_committed_locks_are_up_to_date() {
 #[test]
 fn a_spec_change_shows_in_plan_fails_the_check_and_a_refresh_records_it() {
     let dir = project();
-    let spec = dir.path().join("pipelines/orders.yaml");
-    let text = std::fs::read_to_string(&spec).unwrap().replace(
+    dir.edit(
+        "pipelines/orders.yaml",
         "  columns:\n    # Some documents",
         "  columns:\n    - { name: shipping_fee, path: $.shipping.fee, type: numeric }\n    # Some documents",
     );
-    let text = text.replace(
+    dir.edit(
+        "pipelines/orders.yaml",
         "              - path: $.discounts\n                policy: repeated",
         "              - path: $.discounts\n                policy: explode",
     );
-    std::fs::write(&spec, text).unwrap();
 
     let plan = etl_in(
         dir.path(),

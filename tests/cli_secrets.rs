@@ -4,34 +4,18 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::text;
 
 const MARKER: &str = "Pa55-MARKER-7c1e";
 
 fn etl(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_etl"));
-    c.args(args).current_dir(dir).env("ETL_TODAY", "2026-11-23");
-    for k in [
-        "ETL_AGE_IDENTITY_FILE",
-        "ETL_AGE_IDENTITY",
-        "ETL_AGE_PASSPHRASE",
-        "ETL_PROFILE",
-        "ETL_PROJECT",
-    ] {
-        c.env_remove(k);
-    }
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    common::etl_command(dir)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
 }
 
 /// A project whose prod Mongo URI is an age secret holding a password.

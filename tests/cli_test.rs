@@ -5,7 +5,7 @@ mod common;
 
 use common::{etl, transcript};
 
-const TODAY: &str = "2026-11-23";
+use common::TODAY;
 
 #[test]
 fn the_shipped_pipelines_cases_pass() {

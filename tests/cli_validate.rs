@@ -4,7 +4,7 @@ mod common;
 
 use common::{etl, transcript};
 
-const TODAY: &str = "2026-11-23";
+use common::TODAY;
 
 #[test]
 fn shipped_specs_are_valid() {

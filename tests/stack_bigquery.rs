@@ -10,7 +10,7 @@ mod common;
 use std::path::PathBuf;
 
 use chrono::NaiveDate;
-use common::stack;
+use common::stack::{self, Emulator};
 use etl::sink::bigquery::{decorator_load_job, BigQueryError, BigQuerySink};
 use etl::spec::{ColumnType, ReplaceMode};
 use etl::table::{Column, TableSchema};
@@ -39,118 +39,11 @@ fn unique(tag: &str) -> String {
     format!("bq_{tag}_{}", std::process::id())
 }
 
-/// The emulator, through the raw REST API: independent of the sink.
-struct Emulator {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Emulator {
-    /// Fails with the stack hint unless the emulator answers.
-    async fn require() -> Self {
-        let e = Emulator {
-            http: reqwest::Client::new(),
-            base: format!(
-                "{}/bigquery/v2/projects/{}",
-                stack::bq_endpoint(),
-                stack::BQ_PROJECT
-            ),
-        };
-        let url = format!("{}/datasets/{}", e.base, stack::BQ_DATASET);
-        match e
-            .http
-            .get(&url)
-            .bearer_auth("t")
-            .timeout(std::time::Duration::from_secs(10))
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => e,
-            Ok(r) => panic!(
-                "bigquery-emulator answered {} for dataset `{}`\n{}",
-                r.status(),
-                stack::BQ_DATASET,
-                stack::HINT
-            ),
-            Err(err) => panic!(
-                "bigquery-emulator at {} is not reachable: {err}\n{}",
-                stack::bq_endpoint(),
-                stack::HINT
-            ),
-        }
-    }
-
-    async fn sink(&self) -> BigQuerySink {
-        BigQuerySink::connect(stack::BQ_PROJECT, None, Some(&stack::bq_endpoint()), None)
-            .await
-            .unwrap()
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}/{path}", self.base))
-            .bearer_auth("t");
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn table(&self, dataset: &str, table: &str) -> (u16, Value) {
-        self.send(
-            reqwest::Method::GET,
-            &format!("datasets/{dataset}/tables/{table}"),
-            None,
-        )
+/// The sink on the emulator.
+async fn sink() -> BigQuerySink {
+    BigQuerySink::connect(stack::BQ_PROJECT, None, Some(&stack::bq_endpoint()), None)
         .await
-    }
-
-    async fn drop_table(&self, dataset: &str, table: &str) {
-        self.send(
-            reqwest::Method::DELETE,
-            &format!("datasets/{dataset}/tables/{table}"),
-            None,
-        )
-        .await;
-    }
-
-    async fn drop_dataset(&self, dataset: &str) {
-        self.send(
-            reqwest::Method::DELETE,
-            &format!("datasets/{dataset}?deleteContents=true"),
-            None,
-        )
-        .await;
-    }
-
-    /// The rows of a query, as BigQuery's `f`/`v` cells.
-    async fn query(&self, sql: &str) -> Vec<Vec<Value>> {
-        let (status, resp) = self
-            .send(
-                reqwest::Method::POST,
-                "queries",
-                Some(json!({"query": sql, "useLegacySql": false})),
-            )
-            .await;
-        assert_eq!(status, 200, "{sql}: {resp}");
-        resp["rows"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| {
-                r["f"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|c| c["v"].clone())
-                    .collect()
-            })
-            .collect()
-    }
+        .unwrap()
 }
 
 /// An NDJSON rows file.
@@ -164,7 +57,7 @@ fn rows_file(dir: &tempfile::TempDir, name: &str, rows: &[Value]) -> (PathBuf, u
 #[tokio::test]
 async fn ensure_table_creates_a_partitioned_clustered_table_then_adds_columns() {
     let emu = Emulator::require().await;
-    let sink = emu.sink().await;
+    let sink = sink().await;
     // A dataset of its own, so its creation is covered too.
     let dataset = unique("ds");
     let table = "events";
@@ -245,7 +138,7 @@ async fn ensure_table_creates_a_partitioned_clustered_table_then_adds_columns() 
 #[tokio::test]
 async fn staging_mode_replaces_one_day_and_leaves_the_others() {
     let emu = Emulator::require().await;
-    let sink = emu.sink().await;
+    let sink = sink().await;
     let ds = stack::BQ_DATASET;
     let table = unique("staging");
     emu.drop_table(ds, &table).await;
@@ -300,15 +193,15 @@ async fn staging_mode_replaces_one_day_and_leaves_the_others() {
     )
     .await;
     counts.push((
-        sink.count_partition(ds, &table, d1).await.unwrap(),
-        sink.count_partition(ds, &table, d2).await.unwrap(),
+        sink.count_partition(ds, &table, d1, "_ds").await.unwrap(),
+        sink.count_partition(ds, &table, d2, "_ds").await.unwrap(),
     ));
 
     // The same day again, with one row: replaced, not appended.
     let reloaded = replace(rows_file(&dir, "c.ndjson", &[row("2020-06-01", 9)]), d1).await;
     counts.push((
-        sink.count_partition(ds, &table, d1).await.unwrap(),
-        sink.count_partition(ds, &table, d2).await.unwrap(),
+        sink.count_partition(ds, &table, d1, "_ds").await.unwrap(),
+        sink.count_partition(ds, &table, d2, "_ds").await.unwrap(),
     ));
     let ids = emu
         .query(&format!(
@@ -320,8 +213,8 @@ async fn staging_mode_replaces_one_day_and_leaves_the_others() {
     // Upstream deleted the day: an empty file empties the partition.
     let emptied = replace(rows_file(&dir, "d.ndjson", &[]), d1).await;
     counts.push((
-        sink.count_partition(ds, &table, d1).await.unwrap(),
-        sink.count_partition(ds, &table, d2).await.unwrap(),
+        sink.count_partition(ds, &table, d1, "_ds").await.unwrap(),
+        sink.count_partition(ds, &table, d2, "_ds").await.unwrap(),
     ));
 
     let (staging_status, _) = emu.table(ds, &format!("{table}__staging_20200601")).await;
@@ -342,7 +235,7 @@ async fn staging_mode_replaces_one_day_and_leaves_the_others() {
 #[tokio::test]
 async fn repeated_records_load_and_grow_fields() {
     let emu = Emulator::require().await;
-    let sink = emu.sink().await;
+    let sink = sink().await;
     let ds = stack::BQ_DATASET;
     let table = unique("records");
     emu.drop_table(ds, &table).await;
@@ -423,7 +316,7 @@ async fn repeated_records_load_and_grow_fields() {
 #[tokio::test]
 async fn every_column_type_round_trips_through_a_load() {
     let emu = Emulator::require().await;
-    let sink = emu.sink().await;
+    let sink = sink().await;
     let ds = stack::BQ_DATASET;
     let table = unique("types");
     emu.drop_table(ds, &table).await;
@@ -590,7 +483,7 @@ fn decorator_load_job_truncates_one_partition() {
 #[tokio::test]
 async fn a_row_that_does_not_fit_fails_naming_table_and_day() {
     let emu = Emulator::require().await;
-    let sink = emu.sink().await;
+    let sink = sink().await;
     let ds = stack::BQ_DATASET;
     let table = unique("badrow");
     emu.drop_table(ds, &table).await;
@@ -624,7 +517,7 @@ async fn a_row_that_does_not_fit_fails_naming_table_and_day() {
     let err = sink
         .replace_partition(ds, &table, d, &bad, n, &s, "_ds", ReplaceMode::Staging)
         .await;
-    let after = sink.count_partition(ds, &table, d).await;
+    let after = sink.count_partition(ds, &table, d, "_ds").await;
     let (staging_status, _) = emu.table(ds, &format!("{table}__staging_20200601")).await;
     let missing = sink
         .replace_partition(
@@ -666,7 +559,7 @@ async fn a_row_that_does_not_fit_fails_naming_table_and_day() {
 #[tokio::test]
 async fn the_emulator_rolls_back_a_failing_script() {
     let emu = Emulator::require().await;
-    let sink = emu.sink().await;
+    let sink = sink().await;
     let ds = stack::BQ_DATASET;
     let table = unique("rollback");
     emu.drop_table(ds, &table).await;
@@ -709,7 +602,9 @@ async fn the_emulator_rolls_back_a_failing_script() {
             Some(json!({"query": script, "useLegacySql": false})),
         )
         .await;
-    let after = sink.count_partition(ds, &table, day("2020-06-01")).await;
+    let after = sink
+        .count_partition(ds, &table, day("2020-06-01"), "_ds")
+        .await;
     emu.drop_table(ds, &table).await;
 
     assert_eq!(status, 400, "{resp}");
@@ -730,7 +625,7 @@ async fn the_warehouse_contract_holds_on_bigquery() {
     let ds = stack::BQ_DATASET;
     let name = unique("contract");
     emu.drop_table(ds, &name).await;
-    let warehouse = BigQuery::new(emu.sink().await, "_ds", &[], ReplaceMode::Staging);
+    let warehouse = BigQuery::new(sink().await, "_ds", &[], ReplaceMode::Staging);
     let table = Table {
         dataset: ds.to_owned(),
         name: name.clone(),

@@ -15,76 +15,54 @@ use chrono::NaiveDate;
 use common::stack;
 use serde_json::json;
 
-const TODAY: &str = "2026-11-23";
-
 /// A project folder: `etl.yaml` and the three shipped pipelines, pointed
 /// at a database and dataset of its own.
 struct Project {
-    dir: tempfile::TempDir,
+    project: common::Project,
     database: String,
     mongo_port: u16,
 }
 
 impl Project {
     fn new(tag: &str, mongo_port: u16) -> Self {
-        let dir = tempfile::tempdir().unwrap();
         let database = format!("it_{tag}_{}", std::process::id());
-        let root = common::root();
-        let project = std::fs::read_to_string(root.join("etl.yaml"))
-            .unwrap()
-            .replace(
-                "?directConnection=true",
-                "?directConnection=true&serverSelectionTimeoutMS=2000",
-            )
-            .replace(
-                "endpoint: http://127.0.0.1:9050",
-                &format!("endpoint: {}", stack::bq_endpoint()),
-            );
-        std::fs::write(dir.path().join("etl.yaml"), project).unwrap();
-        std::fs::create_dir(dir.path().join("pipelines")).unwrap();
-        for p in ["users", "orders", "products"] {
-            let spec = std::fs::read_to_string(root.join(format!("pipelines/{p}.yaml")))
-                .unwrap()
-                .replace("database: shop", &format!("database: {database}"))
-                .replace("dataset: etl_demo", &format!("dataset: {database}"));
-            std::fs::write(dir.path().join(format!("pipelines/{p}.yaml")), spec).unwrap();
-        }
         // The committed schema locks too: runs apply them, and a test
         // without them once missed that the demo rejected 95% of its
         // products (issue 10).
-        let locks = dir.path().join("schemas/tables");
-        std::fs::create_dir_all(&locks).unwrap();
+        let mut project = common::Project::with(&["etl.yaml", "pipelines", "schemas/tables"]);
+        project.edit(
+            "etl.yaml",
+            "?directConnection=true",
+            "?directConnection=true&serverSelectionTimeoutMS=2000",
+        );
         for p in ["users", "orders", "products"] {
-            std::fs::copy(
-                root.join(format!("schemas/tables/{p}.json")),
-                locks.join(format!("{p}.json")),
-            )
-            .unwrap();
+            let spec = format!("pipelines/{p}.yaml");
+            project.edit(&spec, "database: shop", &format!("database: {database}"));
+            if p != "products" {
+                project.edit(&spec, "dataset: etl_demo", &format!("dataset: {database}"));
+            }
         }
+        project.set_env("ETL_MONGO_PORT", &mongo_port.to_string());
+        project.set_env("ETL_BQ_ENDPOINT", &stack::bq_endpoint());
         Self {
-            dir,
+            project,
             database,
             mongo_port,
         }
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        self.project.path()
     }
 
     fn etl(&self, args: &[&str]) -> Output {
-        self.etl_with(args, &[])
+        self.project.etl(args)
     }
 
     /// [`Project::etl`] with more environment variables.
     fn etl_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
-            .args(args)
-            .current_dir(self.path())
-            .env("ETL_TODAY", TODAY)
-            .env("ETL_MONGO_PORT", self.mongo_port.to_string())
-            .env_remove("ETL_PROFILE")
-            .env_remove("ETL_PROJECT")
+        self.project
+            .command(args)
             .envs(env.iter().copied())
             .output()
             .unwrap()
@@ -118,23 +96,7 @@ impl Project {
 
     /// Every file under the lake, with its bytes.
     fn lake_files(&self) -> BTreeMap<String, Vec<u8>> {
-        fn walk(dir: &Path, base: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(&p, base, out);
-                } else {
-                    out.insert(
-                        p.strip_prefix(base).unwrap().display().to_string(),
-                        std::fs::read(&p).unwrap(),
-                    );
-                }
-            }
-        }
-        let mut out = BTreeMap::new();
-        let lake = self.path().join(".etl/lake");
-        walk(&lake, &lake, &mut out);
-        out
+        common::files_under(&self.path().join(".etl/lake"))
     }
 }
 
@@ -202,15 +164,7 @@ fn gunzip_lines(bytes: &[u8]) -> Vec<String> {
 }
 
 fn run_ok(p: &Project, args: &[&str]) -> String {
-    let out = p.etl(args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "etl {args:?} failed ({:?}):\n{stdout}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    p.project.ok(args)
 }
 
 async fn bq_count(dataset: &str, table: &str, day: NaiveDate) -> u64 {
@@ -665,8 +619,9 @@ async fn mongo_dying_mid_run_fails_partitions_and_a_rerun_recovers() {
     let p = Project::new("fail", port);
     p.seed(8000, 10, 10);
 
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
-        .args([
+    let child = p
+        .project
+        .command(&[
             "run",
             "pipelines/users.yaml",
             "--start",
@@ -676,9 +631,6 @@ async fn mongo_dying_mid_run_fails_partitions_and_a_rerun_recovers() {
             "--retries",
             "0",
         ])
-        .current_dir(p.path())
-        .env("ETL_TODAY", TODAY)
-        .env("ETL_MONGO_PORT", port.to_string())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -743,13 +695,17 @@ async fn iso_string_partitions_match_date_partitions() {
     stack::mongo().await;
     let p = Project::new("iso", stack::mongo_port());
     p.seed(400, 10, 10);
-    let users = std::fs::read_to_string(p.path().join("pipelines/users.yaml")).unwrap();
-    let iso = users
-        .replace(
-            "  field: created_at\n  kind: date\n",
-            "  field: created_at_iso\n  kind: iso_string\n",
-        )
-        .replace("raw/{{ collection }}/", "raw/{{ pipeline }}/");
+    let spec = "pipelines/users_iso.yaml";
+    p.project
+        .write(spec, &p.project.read("pipelines/users.yaml"));
+    p.project.edit(
+        spec,
+        "  field: created_at\n  kind: date\n",
+        "  field: created_at_iso\n  kind: iso_string\n",
+    );
+    p.project
+        .edit(spec, "raw/{{ collection }}/", "raw/{{ pipeline }}/");
+    let iso = p.project.read(spec);
     let warehouse_at = iso.find("  warehouse:\n").unwrap();
     let iso = format!(
         "{}  warehouse:\n    type: parquet\n    connection: warehouse_files\n    path: \"{{{{ pipeline }}}}\"\n",
@@ -987,18 +943,16 @@ sinks:
         &["run", "pipelines/events.yaml", "--date", "2020-06-02"],
     );
     assert_eq!(bq_count(&p.database, "events", d2).await, 1);
-    let schema = stack::bigquery()
+    let (status, table) = stack::Emulator::require()
         .await
-        .table()
-        .get(stack::BQ_PROJECT, &p.database, "events", None)
-        .await
+        .table(&p.database, "events")
+        .await;
+    assert_eq!(status, 200, "{table}");
+    let names: Vec<&str> = table["schema"]["fields"]
+        .as_array()
         .unwrap()
-        .schema;
-    let names: Vec<String> = schema
-        .fields
-        .unwrap_or_default()
-        .into_iter()
-        .map(|f| f.name)
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
         .collect();
     assert_eq!(
         names,
@@ -1199,14 +1153,11 @@ async fn infer_prefers_a_business_date_to_young_object_ids_and_refuses_empty_day
 async fn a_refused_query_fails_at_once_with_a_hint() {
     stack::mongo().await;
     let p = Project::new("refused", stack::mongo_port());
-    let spec = std::fs::read_to_string(p.path().join("pipelines/users.yaml"))
-        .unwrap()
-        .replace(
-            "  collection: users\n",
-            "  collection: users\n  filter: { $nosuchoperator: 1 }\n",
-        );
-    assert!(spec.contains("$nosuchoperator"), "{spec}");
-    std::fs::write(p.path().join("pipelines/users.yaml"), spec).unwrap();
+    p.project.edit(
+        "pipelines/users.yaml",
+        "  collection: users\n",
+        "  collection: users\n  filter: { $nosuchoperator: 1 }\n",
+    );
     // A server evaluates no filter over a collection that does not exist.
     p.seed(50, 1, 1);
     let started = std::time::Instant::now();
@@ -1234,18 +1185,16 @@ async fn a_refused_query_fails_at_once_with_a_hint() {
     );
 
     // `state.keep_staging: true` keeps a done day's folder too.
-    let project = std::fs::read_to_string(p.path().join("etl.yaml"))
-        .unwrap()
-        .replace(
-            "  staging_dir: .etl/staging\n",
-            "  staging_dir: .etl/staging\n  keep_staging: true\n",
-        );
-    assert!(project.contains("keep_staging: true"));
-    std::fs::write(p.path().join("etl.yaml"), project).unwrap();
-    let spec = std::fs::read_to_string(p.path().join("pipelines/users.yaml"))
-        .unwrap()
-        .replace("  filter: { $nosuchoperator: 1 }\n", "");
-    std::fs::write(p.path().join("pipelines/users.yaml"), spec).unwrap();
+    p.project.edit(
+        "etl.yaml",
+        "  staging_dir: .etl/staging\n",
+        "  staging_dir: .etl/staging\n  keep_staging: true\n",
+    );
+    p.project.edit(
+        "pipelines/users.yaml",
+        "  filter: { $nosuchoperator: 1 }\n",
+        "",
+    );
     run_ok(&p, &["run", "pipelines/users.yaml", "--date", "2020-06-01"]);
     // The spool is gone once flattened; the rows and the archive stay.
     assert!(
@@ -1452,13 +1401,9 @@ sinks:
         "2020-06-03",
     ];
 
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
-        .args(args)
-        .current_dir(p.path())
-        .env("ETL_TODAY", TODAY)
-        .env("ETL_MONGO_PORT", p.mongo_port.to_string())
-        .env_remove("ETL_PROFILE")
-        .env_remove("ETL_PROJECT")
+    let child = p
+        .project
+        .command(&args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

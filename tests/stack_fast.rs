@@ -24,8 +24,6 @@ use bson::RawDocumentBuf;
 use chrono::NaiveDate;
 use common::stack;
 
-const TODAY: &str = "2026-11-23";
-
 fn edge_documents() -> Vec<RawDocumentBuf> {
     let bytes = std::fs::read(common::root().join("tests/fixtures/bson/edge_cases.bson")).unwrap();
     let mut docs = Vec::new();
@@ -90,9 +88,9 @@ async fn bson_edge_cases_round_trip_through_the_fast_server_into_bigquery_and_pa
     );
 
     // A project whose `mongo` connection is the fast server.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(common::root().join("etl.yaml"), dir.path().join("etl.yaml")).unwrap();
-    std::fs::create_dir(dir.path().join("pipelines")).unwrap();
+    let mut project = common::Project::with(&["etl.yaml"]);
+    project.set_env("ETL_MONGO_FAST_PORT", &stack::mongo_fast_port().to_string());
+    project.set_env("ETL_BQ_ENDPOINT", &stack::bq_endpoint());
     // One BigQuery table per day: the fixture's days reuse field names with
     // other types on purpose (`negative_zero` is a Decimal128 on one day
     // and a double on the next), which one table refuses, rightly, as a
@@ -116,27 +114,9 @@ async fn bson_edge_cases_round_trip_through_the_fast_server_into_bigquery_and_pa
             Some(d) => spec.replace("\"2020-06-01\"", &format!("\"2020-06-0{d}\"")),
             None => spec,
         };
-        std::fs::write(dir.path().join(format!("pipelines/{name}.yaml")), spec).unwrap();
+        project.write(&format!("pipelines/{name}.yaml"), &spec);
     }
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
-            .args(["--profile", "fast", "run"])
-            .args(args)
-            .current_dir(dir.path())
-            .env("ETL_TODAY", TODAY)
-            .env("ETL_MONGO_FAST_PORT", stack::mongo_fast_port().to_string())
-            .env_remove("ETL_PROFILE")
-            .env_remove("ETL_PROJECT")
-            .output()
-            .unwrap();
-        let summary = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{summary}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        summary
-    };
+    let run = |args: &[&str]| project.ok(&[&["--profile", "fast", "run"], args].concat());
     let summary = run(&[
         "pipelines/edge_parquet.yaml",
         "--start",
@@ -178,13 +158,13 @@ async fn bson_edge_cases_round_trip_through_the_fast_server_into_bigquery_and_pa
         let ordered = read_day(&coll, *day).await;
         assert_eq!(ordered.len(), day_docs.len(), "{day}");
         *day_docs = ordered;
-        raw_archive_gives_back_the_bytes(dir.path(), *day, day_docs);
+        raw_archive_gives_back_the_bytes(project.path(), *day, day_docs);
 
         let flat = tables
             .flatten_all(day_docs, *day)
             .unwrap_or_else(|e| panic!("{day}: {e}"));
         let expected = &flat[0];
-        parquet_holds_the_rows(dir.path(), *day, &expected.schema, &expected.rows);
+        parquet_holds_the_rows(project.path(), *day, &expected.schema, &expected.rows);
         let table = format!("edge_{}", day.format("%-d"));
         bigquery_holds_the_rows(&database, &table, *day, &expected.schema, &expected.rows).await;
     }
@@ -398,31 +378,17 @@ async fn an_incompatible_server_fails_at_once_with_a_hint() {
     });
     assert!(up, "the wire-version-8 server did not start on {port}");
 
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(common::root().join("etl.yaml"), dir.path().join("etl.yaml")).unwrap();
-    std::fs::create_dir(dir.path().join("pipelines")).unwrap();
-    std::fs::copy(
-        common::root().join("pipelines/users.yaml"),
-        dir.path().join("pipelines/users.yaml"),
-    )
-    .unwrap();
+    let mut project = common::Project::with(&["etl.yaml", "pipelines/users.yaml"]);
+    project.set_env("ETL_MONGO_FAST_PORT", &port.to_string());
     let started = std::time::Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
-        .args([
-            "--profile",
-            "fast",
-            "run",
-            "pipelines/users.yaml",
-            "--date",
-            "2020-06-01",
-        ])
-        .current_dir(dir.path())
-        .env("ETL_TODAY", TODAY)
-        .env("ETL_MONGO_FAST_PORT", port.to_string())
-        .env_remove("ETL_PROFILE")
-        .env_remove("ETL_PROJECT")
-        .output()
-        .unwrap();
+    let out = project.etl(&[
+        "--profile",
+        "fast",
+        "run",
+        "pipelines/users.yaml",
+        "--date",
+        "2020-06-01",
+    ]);
     let elapsed = started.elapsed();
     let _ = server.kill();
     let _ = server.wait();
@@ -433,7 +399,7 @@ async fn an_incompatible_server_fails_at_once_with_a_hint() {
         summary.contains("hint: the server speaks an older protocol than the driver needs"),
         "{summary}"
     );
-    let record = common::ledger_record(dir.path(), "users", "2020-06-01");
+    let record = common::ledger_record(project.path(), "users", "2020-06-01");
     assert_eq!(record["attempts"], 1, "{record}");
     // Three retries would have waited 1 + 2 + 4 s.
     assert!(elapsed < std::time::Duration::from_secs(6), "{elapsed:?}");

@@ -8,11 +8,10 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-use common::stack;
+use common::{stack, text};
 
-const TODAY: &str = "2026-11-23";
 /// The MongoDB password.
 const PASSWORD: &str = "Pw-LEAK-5d3a91";
 /// Inside the service account's private key.
@@ -32,26 +31,14 @@ impl Project {
     }
 
     fn etl(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_etl"));
+        let mut c = common::etl_command(self.path());
         c.args(args)
-            .current_dir(self.path())
-            .env("ETL_TODAY", TODAY)
             .env("ETL_AGE_IDENTITY_FILE", &self.identity)
             // Every crate's debug lines: the driver's and HTTP clients' too.
             .env("ETL_LOG", "debug")
-            .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for k in [
-            "ETL_AGE_IDENTITY",
-            "ETL_AGE_PASSPHRASE",
-            "ETL_PROFILE",
-            "ETL_PROJECT",
-            "GOOGLE_APPLICATION_CREDENTIALS",
-        ] {
-            c.env_remove(k);
-        }
         let mut child = c.spawn().unwrap();
         let mut pipe = child.stdin.take().unwrap();
         pipe.write_all(stdin.unwrap_or_default()).unwrap();
@@ -79,26 +66,6 @@ impl Project {
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Every file under `dir`, with its bytes.
-fn files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            files(&p, out);
-        } else {
-            out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
-        }
-    }
-}
-
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -115,10 +82,19 @@ fn project() -> Project {
     std::fs::create_dir_all(p.join("pipelines")).unwrap();
     std::fs::create_dir_all(p.join("secrets")).unwrap();
     let database = format!("it_leak_{}", std::process::id());
-    let spec = std::fs::read_to_string(root.join("pipelines/users.yaml"))
-        .unwrap()
-        .replace("database: shop", &format!("database: {database}"))
-        .replace("dataset: etl_demo", &format!("dataset: {database}"));
+    let spec = std::fs::read_to_string(root.join("pipelines/users.yaml")).unwrap();
+    let spec = common::edited(
+        "users.yaml",
+        &spec,
+        "database: shop",
+        &format!("database: {database}"),
+    );
+    let spec = common::edited(
+        "users.yaml",
+        &spec,
+        "dataset: etl_demo",
+        &format!("dataset: {database}"),
+    );
     std::fs::write(p.join("pipelines/users.yaml"), spec).unwrap();
     let shipped = std::fs::read_to_string(root.join("etl.yaml")).unwrap();
     let endpoint = format!("endpoint: {}", stack::bq_endpoint());
@@ -261,14 +237,14 @@ fn secrets_reach_no_file_log_or_output() {
     let revealed = p.ok(&["secrets", "show", "mongo_uri", "--reveal"]);
     assert!(contains(revealed.as_bytes(), PASSWORD), "{revealed}");
 
-    let mut everything = Vec::new();
-    files(p.path(), &mut everything);
+    let mut everything: Vec<(String, Vec<u8>)> =
+        common::files_under(p.path()).into_iter().collect();
     let names: Vec<&str> = everything.iter().map(|(n, _)| n.as_str()).collect();
     for wanted in [
-        "/.etl/staging",
-        "/.etl/lake/",
-        "/.etl/state/",
-        "/secrets/gcp_sa.age",
+        ".etl/staging/",
+        ".etl/lake/",
+        ".etl/state/",
+        "secrets/gcp_sa.age",
     ] {
         assert!(
             names.iter().any(|n| n.contains(wanted)),

@@ -1,6 +1,6 @@
 //! Smoke tests of the local stack with the crates the engine uses: the
-//! `mongodb` driver against FerretDB, `gcp-bigquery-client` against
-//! bigquery-emulator, and a GCS JSON-API upload read back through
+//! `mongodb` driver against FerretDB, bigquery-emulator's REST API (the
+//! one `sink::bigquery` speaks), and a GCS JSON-API upload read back through
 //! `object_store`. They fail, never skip, when the stack is down.
 
 mod common;
@@ -74,61 +74,44 @@ async fn date_range_find_pages_through_several_get_mores() {
 
 #[tokio::test]
 async fn bigquery_emulator_creates_inserts_and_queries() {
-    use gcp_bigquery_client::model::{
-        query_request::QueryRequest, query_response::ResultSet, table::Table,
-        table_data_insert_all_request::TableDataInsertAllRequest,
-        table_field_schema::TableFieldSchema, table_schema::TableSchema,
-    };
-    let client = stack::bigquery().await;
+    use serde_json::json;
+    let emu = stack::Emulator::require().await;
     let table = format!("smoke_{}", std::process::id());
-    client
-        .table()
-        .create(Table::new(
-            stack::BQ_PROJECT,
-            stack::BQ_DATASET,
-            &table,
-            TableSchema::new(vec![
-                TableFieldSchema::integer("id"),
-                TableFieldSchema::string("name"),
-                TableFieldSchema::timestamp("ts"),
-            ]),
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", stack::HINT));
-    let mut rows = TableDataInsertAllRequest::new();
-    for (id, name) in [(1, "Zoë"), (2, "李雷"), (3, "José")] {
-        rows.add_row(
-            None,
-            serde_json::json!({"id": id, "name": name, "ts": "2020-06-01T00:00:00Z"}),
+    let (status, answer) = emu
+        .send(
+            reqwest::Method::POST,
+            &format!("datasets/{}/tables", stack::BQ_DATASET),
+            Some(json!({
+                "tableReference": {"projectId": stack::BQ_PROJECT, "datasetId": stack::BQ_DATASET, "tableId": table},
+                "schema": {"fields": [
+                    {"name": "id", "type": "INTEGER"},
+                    {"name": "name", "type": "STRING"},
+                    {"name": "ts", "type": "TIMESTAMP"},
+                ]},
+            })),
         )
-        .unwrap();
-    }
-    client
-        .tabledata()
-        .insert_all(stack::BQ_PROJECT, stack::BQ_DATASET, &table, rows)
-        .await
-        .unwrap();
+        .await;
+    assert_eq!(status, 200, "{answer}\n{}", stack::HINT);
+    let rows: Vec<_> = [(1, "Zoë"), (2, "李雷"), (3, "José")]
+        .iter()
+        .map(|(id, name)| json!({"json": {"id": id, "name": name, "ts": "2020-06-01T00:00:00Z"}}))
+        .collect();
+    let (status, answer) = emu
+        .send(
+            reqwest::Method::POST,
+            &format!("datasets/{}/tables/{table}/insertAll", stack::BQ_DATASET),
+            Some(json!({ "rows": rows })),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
 
     let sql = format!(
         "SELECT COUNT(*) AS n, SUM(id) AS s, MAX(name) AS m FROM `{}.{}.{table}`",
         stack::BQ_PROJECT,
         stack::BQ_DATASET
     );
-    let resp = client
-        .job()
-        .query(stack::BQ_PROJECT, QueryRequest::new(sql))
-        .await
-        .unwrap();
-    let mut rs = ResultSet::new_from_query_response(resp);
-    assert!(rs.next_row());
-    assert_eq!(rs.get_i64(0).unwrap(), Some(3));
-    assert_eq!(rs.get_i64(1).unwrap(), Some(6));
-    assert_eq!(rs.get_string(2).unwrap().as_deref(), Some("李雷"));
-    client
-        .table()
-        .delete(stack::BQ_PROJECT, stack::BQ_DATASET, &table)
-        .await
-        .unwrap();
+    assert_eq!(stack::bq_rows(&sql).await, [["3", "6", "李雷"]]);
+    emu.drop_table(stack::BQ_DATASET, &table).await;
 }
 
 #[tokio::test]

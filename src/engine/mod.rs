@@ -1,18 +1,23 @@
-//! The partition loop: extract, archive, flatten, load, reconcile, record.
+//! A run: many days of many pipelines, each day retried, recorded in the
+//! ledger, and stopped cleanly on a shutdown request.
 //!
-//! One partition is one day of one pipeline. Its steps:
-//! 1. extract the day's documents in `_id` order, writing three things in
-//!    one pass: a local BSON spool, the raw archive (canonical Extended
-//!    JSON lines, compressed, hashed), and the inferred table schema;
-//! 2. flatten the spool into a local rows file per table, conforming to the
-//!    schema merged with the warehouse's existing columns; when that schema
-//!    can be told before the extract (a schema lock, the warehouse table),
-//!    the rows are written during the extract instead and kept if the day's
-//!    schema turned out to be the one expected;
-//! 3. concurrently, upload the raw archive and its manifest to the lake,
-//!    and replace the warehouse partition with the rows;
-//! 4. reconcile the source count, the raw lines and the warehouse rows;
-//! 5. record the outcome in the ledger.
+//! One day is one partition of one pipeline, run as stages, each a module
+//! with typed inputs and outputs, called in order by [`day`]:
+//! 1. [`extract`]: the day's documents, read in `_id` order, written in one
+//!    pass to a local BSON spool and the raw archive (canonical Extended
+//!    JSON lines, compressed, hashed), the schema inferred on the way;
+//! 2. [`schemas`]: each table's schema, from the data, the warehouse table
+//!    and the schema lock;
+//! 3. [`rows`]: the documents flattened into a local rows file per table
+//!    (during the extract when the day's schemas can be told beforehand,
+//!    kept if they turn out to be those; else from the spool);
+//! 4. the load: concurrently, the raw archive and its manifest to the lake,
+//!    and the rows to the warehouse, replacing the day;
+//! 5. [`reconcile`]: the source count, the raw lines and the warehouse
+//!    rows checked against each other, purely;
+//!
+//! then [`Engine`] records the outcome in the [`ledger`]. The clients a
+//! pipeline's days share are opened by [`runtime`].
 //!
 //! Memory stays bounded: documents stream from the cursor to files, and
 //! every later step streams from those files. The clock is injected, and no

@@ -1,30 +1,56 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs `etl` from the repository root with "today" pinned.
+/// "Today" for every test: the day after the last one a catch-up runs.
+pub const TODAY: &str = "2026-11-23";
+
+/// Settings of the caller's shell that would change which project,
+/// profile, server, key or log level `etl` uses: no test inherits them.
+const CALLER_SETTINGS: [&str; 10] = [
+    "ETL_PROFILE",
+    "ETL_PROJECT",
+    "ETL_MONGO_PORT",
+    "ETL_MONGO_FAST_PORT",
+    "ETL_BQ_ENDPOINT",
+    "ETL_LOG",
+    "ETL_AGE_IDENTITY_FILE",
+    "ETL_AGE_IDENTITY",
+    "ETL_AGE_PASSPHRASE",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+];
+
+/// The one way tests start `etl`: in `dir`, "today" pinned to [`TODAY`],
+/// no colours, and none of [`CALLER_SETTINGS`]; a test sets what it needs.
+pub fn etl_command(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_etl"));
+    c.current_dir(dir)
+        .env("ETL_TODAY", TODAY)
+        .env("NO_COLOR", "1");
+    for k in CALLER_SETTINGS {
+        c.env_remove(k);
+    }
+    c
+}
+
+/// Runs `etl` from the repository root on `today`.
 pub fn etl(args: &[&str], today: &str) -> Output {
     etl_in(&root(), args, today)
 }
 
-/// Runs `etl` in `dir` with "today" pinned and no profile from the caller.
+/// Runs `etl` in `dir` on `today`.
 pub fn etl_in(dir: &Path, args: &[&str], today: &str) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_etl"))
+    etl_command(dir)
         .args(args)
-        .current_dir(dir)
         .env("ETL_TODAY", today)
-        .env_remove("ETL_PROFILE")
-        .env_remove("ETL_PROJECT")
-        .env_remove("ETL_MONGO_PORT")
-        .env_remove("ETL_BQ_ENDPOINT")
-        .env("NO_COLOR", "1")
         .output()
         .expect("etl runs")
 }
@@ -50,9 +76,147 @@ pub fn ledger_record(dir: &Path, pipeline: &str, day: &str) -> serde_json::Value
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// Both streams as text, stdout first.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Every file under `dir`, by its path relative to `dir`, with its bytes.
+pub fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(dir: &Path, base: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, base, out);
+            } else {
+                out.insert(
+                    p.strip_prefix(base).unwrap().display().to_string(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// `text` (of file `name`) with every `from` replaced by `to`; fails the
+/// test when there is no `from`, since the edit would change nothing.
+pub fn edited(name: &str, text: &str, from: &str, to: &str) -> String {
+    assert!(
+        text.contains(from),
+        "`{from}` is not in {name}: this edit of the test project would change nothing"
+    );
+    text.replace(from, to)
+}
+
+/// A project folder of a test's own: files copied from the repository,
+/// then edited. Every edit must match what it replaces, so no test runs on
+/// a file it only believes it changed.
+pub struct Project {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Project {
+    /// An empty project folder.
+    pub fn empty() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            env: Vec::new(),
+        }
+    }
+
+    /// A folder with these files or folders of the repository copied in.
+    pub fn with(paths: &[&str]) -> Self {
+        let p = Self::empty();
+        for rel in paths {
+            p.copy(rel);
+        }
+        p
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Copies the repository's file or folder `rel` to the same place.
+    pub fn copy(&self, rel: &str) {
+        let from = root().join(rel);
+        let to = self.path().join(rel);
+        if from.is_dir() {
+            for (file, bytes) in files_under(&from) {
+                let to = to.join(file);
+                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                std::fs::write(to, bytes).unwrap();
+            }
+        } else {
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+        }
+    }
+
+    /// Writes `text` to `rel`.
+    pub fn write(&self, rel: &str, text: &str) {
+        let to = self.path().join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(to, text).unwrap();
+    }
+
+    /// The text of `rel`.
+    pub fn read(&self, rel: &str) -> String {
+        let path = self.path().join(rel);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// Replaces every `from` in `rel` with `to`; fails the test when
+    /// `rel` holds no `from`.
+    pub fn edit(&self, rel: &str, from: &str, to: &str) {
+        self.write(rel, &edited(rel, &self.read(rel), from, to));
+    }
+
+    /// Sets `key` for every command the project runs.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// `etl args` in the project, not started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = etl_command(self.path());
+        c.args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c
+    }
+
+    /// Runs `etl args` in the project.
+    pub fn etl(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("etl runs")
+    }
+
+    /// Runs `etl args`, which must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.etl(args);
+        assert!(
+            out.status.success(),
+            "etl {args:?} failed ({:?}):\n{}",
+            out.status.code(),
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
 /// The local stack started by `stack/stack.sh up`, as `stack/stack.sh env`
 /// describes it.
 pub mod stack {
+    use serde_json::Value;
+
     /// What to do when a server is not there.
     pub const HINT: &str = "start the local stack with `stack/stack.sh up` (then `eval \"$(stack/stack.sh env)\"`), or run the tests through `stack/test.sh`";
     /// The emulator's project.
@@ -148,48 +312,134 @@ pub mod stack {
         client
     }
 
-    /// The emulator needs a bearer token, not a valid one.
-    #[derive(Clone)]
-    struct FixedToken;
-
-    #[async_trait::async_trait]
-    impl gcp_bigquery_client::auth::Authenticator for FixedToken {
-        async fn access_token(&self) -> Result<String, gcp_bigquery_client::error::BQError> {
-            Ok("emulator".to_owned())
-        }
+    /// bigquery-emulator through its REST API, independent of `etl`'s
+    /// BigQuery client.
+    pub struct Emulator {
+        http: reqwest::Client,
+        base: String,
     }
 
-    /// A BigQuery client for the emulator.
-    pub async fn bigquery() -> gcp_bigquery_client::Client {
-        gcp_bigquery_client::client_builder::ClientBuilder::new()
-            .with_v2_base_url(format!("{}/bigquery/v2", bq_endpoint()))
-            .build_from_authenticator(std::sync::Arc::new(FixedToken))
+    impl Emulator {
+        /// Fails with the stack hint unless the emulator answers.
+        pub async fn require() -> Self {
+            let e = Emulator {
+                http: reqwest::Client::new(),
+                base: format!("{}/bigquery/v2/projects/{BQ_PROJECT}", bq_endpoint()),
+            };
+            let url = format!("{}/datasets/{BQ_DATASET}", e.base);
+            let answer = e
+                .http
+                .get(&url)
+                .bearer_auth("t")
+                .timeout(std::time::Duration::from_secs(10))
+                .send()
+                .await;
+            match answer {
+                Ok(r) if r.status().is_success() => e,
+                Ok(r) => panic!(
+                    "bigquery-emulator answered {} for dataset `{BQ_DATASET}`\n{HINT}",
+                    r.status()
+                ),
+                Err(err) => panic!(
+                    "bigquery-emulator at {} is not reachable: {err}\n{HINT}",
+                    bq_endpoint()
+                ),
+            }
+        }
+
+        /// Sends a request to `path` under the project: the status and the
+        /// JSON answer (null when it is not JSON).
+        pub async fn send(
+            &self,
+            method: reqwest::Method,
+            path: &str,
+            body: Option<Value>,
+        ) -> (u16, Value) {
+            let mut req = self
+                .http
+                .request(method, format!("{}/{path}", self.base))
+                .bearer_auth("t");
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        }
+
+        /// The table's resource.
+        pub async fn table(&self, dataset: &str, table: &str) -> (u16, Value) {
+            self.send(
+                reqwest::Method::GET,
+                &format!("datasets/{dataset}/tables/{table}"),
+                None,
+            )
             .await
-            .unwrap()
+        }
+
+        /// Drops a table; a missing one is fine.
+        pub async fn drop_table(&self, dataset: &str, table: &str) {
+            self.send(
+                reqwest::Method::DELETE,
+                &format!("datasets/{dataset}/tables/{table}"),
+                None,
+            )
+            .await;
+        }
+
+        /// Drops a dataset and its tables.
+        pub async fn drop_dataset(&self, dataset: &str) {
+            self.send(
+                reqwest::Method::DELETE,
+                &format!("datasets/{dataset}?deleteContents=true"),
+                None,
+            )
+            .await;
+        }
+
+        /// The rows of a query, as BigQuery's `f`/`v` cells.
+        pub async fn query(&self, sql: &str) -> Vec<Vec<Value>> {
+            let (status, resp) = self
+                .send(
+                    reqwest::Method::POST,
+                    "queries",
+                    Some(serde_json::json!({"query": sql, "useLegacySql": false})),
+                )
+                .await;
+            assert_eq!(status, 200, "{sql}: {resp}");
+            resp["rows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    r["f"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| c["v"].clone())
+                        .collect()
+                })
+                .collect()
+        }
     }
 
     /// A query's rows on the emulator, every cell as text ("" for NULL).
     pub async fn bq_rows(sql: &str) -> Vec<Vec<String>> {
-        let client = bigquery().await;
-        let resp = client
-            .job()
-            .query(
-                BQ_PROJECT,
-                gcp_bigquery_client::model::query_request::QueryRequest::new(sql.to_owned()),
-            )
+        Emulator::require()
             .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        let mut rs =
-            gcp_bigquery_client::model::query_response::ResultSet::new_from_query_response(resp);
-        let n = rs.column_names().len();
-        let mut out = Vec::new();
-        while rs.next_row() {
-            out.push(
-                (0..n)
-                    .map(|i| rs.get_string(i).unwrap().unwrap_or_default())
-                    .collect(),
-            );
-        }
-        out
+            .query(sql)
+            .await
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|cell| match cell {
+                        Value::Null => String::new(),
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    })
+                    .collect()
+            })
+            .collect()
     }
 }

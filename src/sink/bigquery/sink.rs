@@ -22,7 +22,7 @@ use super::schema::{check_partitioning, check_schema, missing_fields, parse_colu
 use super::{BigQueryError, Target};
 use crate::credentials::ServiceAccount;
 use crate::spec::ReplaceMode;
-use crate::table::{TableSchema, DS_COLUMN};
+use crate::table::TableSchema;
 
 /// Google's BigQuery API host.
 const GOOGLE_ROOT: &str = "https://bigquery.googleapis.com";
@@ -321,16 +321,18 @@ impl BigQuerySink {
         Ok(now)
     }
 
-    /// Rows in day `day` (`` SELECT COUNT(*) ... WHERE `_ds` = DATE '...' ``),
-    /// for reconciliation and tests.
+    /// Rows in day `day`, by the table's partition column
+    /// (`` SELECT COUNT(*) ... WHERE `_ds` = DATE '...' ``), for
+    /// reconciliation and tests.
     pub async fn count_partition(
         &self,
         dataset: &str,
         table: &str,
         day: NaiveDate,
+        partition_column: &str,
     ) -> Result<u64, BigQueryError> {
         check_names(dataset, table)?;
-        self.count_rows(&self.target(dataset, table, Some(day)), DS_COLUMN)
+        self.count_rows(&self.target(dataset, table, Some(day)), partition_column)
             .await
     }
 

@@ -92,7 +92,7 @@ impl Warehouse for BigQuery {
     async fn count_day(&self, table: &Table, day: NaiveDate) -> Result<u64, WarehouseError> {
         Ok(self
             .sink
-            .count_partition(&table.dataset, &table.name, day)
+            .count_partition(&table.dataset, &table.name, day, &self.partition_column)
             .await?)
     }
 }
