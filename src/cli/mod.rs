@@ -287,6 +287,16 @@ pub struct Context {
 }
 
 impl Context {
+    /// The context of a command given `--project file` and nothing else.
+    #[cfg(test)]
+    pub(crate) fn for_project(file: PathBuf) -> Self {
+        Self {
+            project: Some(file),
+            profile: None,
+            today: None,
+        }
+    }
+
     /// The project file: `--project`, else the nearest `etl.yaml` upwards.
     fn project_file(&self) -> Result<PathBuf, String> {
         if let Some(p) = &self.project {

@@ -32,6 +32,8 @@ mod rows;
 mod runtime;
 mod schemas;
 pub mod shutdown;
+#[cfg(test)]
+mod tests_run;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -239,10 +241,31 @@ impl Engine {
         opts: &RunOptions,
         shutdown: &Shutdown,
     ) -> Result<RunReport, PartitionError> {
+        let runtimes = jobs
+            .into_iter()
+            .map(|(plan, range)| {
+                (
+                    Arc::new(PipelineRuntime::new(plan, self.templates.clone())),
+                    range,
+                )
+            })
+            .collect();
+        self.run_runtimes(runtimes, opts, shutdown).await
+    }
+
+    /// [`Self::run`] with the pipelines' runtimes built: tests give theirs
+    /// clients of their own ([`PipelineRuntime::with_source`]).
+    pub(crate) async fn run_runtimes(
+        &self,
+        jobs: Vec<(Arc<PipelineRuntime>, DayRange)>,
+        opts: &RunOptions,
+        shutdown: &Shutdown,
+    ) -> Result<RunReport, PartitionError> {
         let mut report = RunReport::default();
         let mut work = Vec::new();
         let mut runtimes = Vec::new();
-        for (i, (plan, range)) in jobs.iter().enumerate() {
+        for (i, (rt, range)) in jobs.iter().enumerate() {
+            let plan = &rt.plan;
             report
                 .notices
                 .extend(range.notices.iter().map(|n| format!("{}: {n}", plan.name)));
@@ -269,10 +292,7 @@ impl Engine {
                 }
                 work.push((i, day));
             }
-            runtimes.push(Arc::new(PipelineRuntime::new(
-                plan.clone(),
-                self.templates.clone(),
-            )));
+            runtimes.push(rt.clone());
         }
 
         let stop = Arc::new(AtomicBool::new(false));

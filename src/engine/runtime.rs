@@ -52,6 +52,22 @@ impl PipelineRuntime {
         }
     }
 
+    /// A runtime whose days read from `source` instead of the plan's
+    /// source connection.
+    #[cfg(test)]
+    pub(crate) fn with_source(
+        plan: PipelinePlan,
+        templates: Arc<Templates>,
+        source: Box<dyn Source>,
+    ) -> Self {
+        let rt = Self::new(plan, templates);
+        rt.source
+            .set(source)
+            .ok()
+            .expect("a new runtime has no source");
+        rt
+    }
+
     /// The credentials of the connections opened so far, by name.
     pub fn credentials(&self) -> BTreeMap<String, credentials::Source> {
         self.credentials.lock().expect("poisoned").clone()

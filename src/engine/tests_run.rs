@@ -1,0 +1,369 @@
+//! The engine's run logic with its time and its source injected: a
+//! [`Source`] of documents held in memory (a second source, as a replay
+//! from the lake would be, not a fake of MongoDB's protocol), the real
+//! lake and Parquet warehouse in a temporary folder, and a stopped clock.
+//! What only a real server shows (a signal sent to `etl run`, a cursor on
+//! FerretDB) is in `tests/stack_engine.rs`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bson::{doc, RawDocumentBuf};
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::future::BoxFuture;
+use tokio::sync::Notify;
+
+use super::*;
+use crate::plan::{PartitionTarget, RangeRequest};
+use crate::source::{Documents, Source, SourceError};
+
+/// Documents in memory, partitioned by `created_at` like MongoDB's filter
+/// would. `stall_after`: each read stops for good after that many
+/// documents, telling `stalled`. `fail_first`: that many reads fail with a
+/// transient error before any succeeds.
+struct MemorySource {
+    docs: Vec<RawDocumentBuf>,
+    stall_after: Option<usize>,
+    stalled: Arc<Notify>,
+    fail_first: u32,
+    reads: AtomicU32,
+}
+
+impl MemorySource {
+    fn new(docs: Vec<RawDocumentBuf>) -> Self {
+        Self {
+            docs,
+            stall_after: None,
+            stalled: Arc::new(Notify::new()),
+            fail_first: 0,
+            reads: AtomicU32::new(0),
+        }
+    }
+
+    fn of_day(&self, target: &PartitionTarget) -> Vec<RawDocumentBuf> {
+        let (start, end) = (
+            target.start.timestamp_millis(),
+            target.end.timestamp_millis(),
+        );
+        self.docs
+            .iter()
+            .filter(|d| {
+                let at = d.get_datetime("created_at").unwrap().timestamp_millis();
+                (start..end).contains(&at)
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+struct MemoryDocuments {
+    docs: Vec<RawDocumentBuf>,
+    at: Option<usize>,
+    stall_after: Option<usize>,
+    stalled: Arc<Notify>,
+}
+
+#[async_trait::async_trait]
+impl Documents for MemoryDocuments {
+    async fn advance(&mut self) -> Result<bool, SourceError> {
+        let next = self.at.map_or(0, |i| i + 1);
+        if Some(next) == self.stall_after {
+            self.stalled.notify_one();
+            std::future::pending::<()>().await;
+        }
+        self.at = Some(next);
+        Ok(next < self.docs.len())
+    }
+
+    fn current(&self) -> &bson::RawDocument {
+        &self.docs[self.at.expect("advanced")]
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for MemorySource {
+    async fn documents<'a>(
+        &'a self,
+        target: &PartitionTarget,
+    ) -> Result<Box<dyn Documents + 'a>, SourceError> {
+        if self.reads.fetch_add(1, Ordering::SeqCst) < self.fail_first {
+            return Err(SourceError::Server {
+                operation: "find",
+                namespace: "memory.events".into(),
+                uri: "memory://".into(),
+                message: "connection reset".into(),
+                transient: true,
+                hint: None,
+            });
+        }
+        Ok(Box::new(MemoryDocuments {
+            docs: self.of_day(target),
+            at: None,
+            stall_after: self.stall_after,
+            stalled: self.stalled.clone(),
+        }))
+    }
+
+    fn count(&self, target: &PartitionTarget) -> BoxFuture<'static, Result<u64, SourceError>> {
+        let n = self.of_day(target).len() as u64;
+        Box::pin(async move { Ok(n) })
+    }
+}
+
+/// The repository's `etl.yaml` in `dir`, with one pipeline, `events`,
+/// into the lake and a Parquet dataset under `dir/.etl`.
+fn project(dir: &Path) -> (ProjectPlan, PipelinePlan, Arc<crate::template::Templates>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("etl.yaml"), dir.join("etl.yaml")).unwrap();
+    std::fs::create_dir_all(dir.join("pipelines")).unwrap();
+    std::fs::write(
+        dir.join("pipelines/events.yaml"),
+        r#"version: 1
+name: events
+source: { connection: mongo, database: memory, collection: events }
+partition: { field: created_at, kind: date, start_date: "2020-06-01" }
+sinks:
+  lake: { connection: lake, path: "raw/events/dt={{ ds }}/events.jsonl.gz" }
+  warehouse: { type: parquet, connection: warehouse_files, path: "{{ pipeline }}" }
+"#,
+    )
+    .unwrap();
+    let ctx = crate::cli::Context::for_project(dir.join("etl.yaml"));
+    let loaded = crate::cli::load_plans(&ctx, &[dir.join("pipelines/events.yaml")], "run")
+        .unwrap_or_else(|_| panic!("the test project does not load"));
+    let plan = loaded.plans.into_iter().next().unwrap();
+    (loaded.project, plan, Arc::new(loaded.templates))
+}
+
+fn events(days: &[(&str, usize)]) -> Vec<RawDocumentBuf> {
+    let mut out = Vec::new();
+    for (day, n) in days {
+        let start: DateTime<Utc> = format!("{day}T00:00:00Z").parse().unwrap();
+        for i in 0..*n {
+            let at = start + chrono::Duration::seconds(60 * i as i64);
+            out.push(
+                RawDocumentBuf::from_document(&doc! {
+                    "_id": format!("{day}-{i:04}"),
+                    "created_at": bson::DateTime::from_millis(at.timestamp_millis()),
+                    "n": i as i64,
+                })
+                .unwrap(),
+            );
+        }
+    }
+    out
+}
+
+fn range(start: &str, end: &str) -> DayRange {
+    crate::plan::resolve_range(
+        RangeRequest {
+            start: Some(start.parse().unwrap()),
+            end: Some(end.parse().unwrap()),
+        },
+        "2020-06-01".parse().unwrap(),
+        "2026-11-23".parse().unwrap(),
+    )
+}
+
+struct Run {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    engine: Engine,
+    clock: Arc<FixedClock>,
+    plan: PipelinePlan,
+    templates: Arc<crate::template::Templates>,
+}
+
+impl Run {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let (project, plan, templates) = self::project(&root);
+        let clock = Arc::new(FixedClock::at("2026-11-23T00:00:05Z".parse().unwrap()));
+        let engine = Engine::new(
+            project,
+            templates.clone(),
+            clock.clone(),
+            Arc::new(progress::LogProgress),
+        )
+        .unwrap();
+        Self {
+            _dir: dir,
+            root,
+            engine,
+            clock,
+            plan,
+            templates,
+        }
+    }
+
+    fn runtime(&self, source: MemorySource) -> Arc<PipelineRuntime> {
+        Arc::new(PipelineRuntime::with_source(
+            self.plan.clone(),
+            self.templates.clone(),
+            Box::new(source),
+        ))
+    }
+
+    async fn record(&self, day: &str) -> Option<PartitionRecord> {
+        let day: NaiveDate = day.parse().unwrap();
+        self.engine.ledger().get("events", day).await.unwrap()
+    }
+}
+
+fn quick() -> RunOptions {
+    RunOptions {
+        backoff: Duration::from_millis(1),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn days_are_timed_by_the_injected_clock_and_reconciled() {
+    let run = Run::new();
+    let rt = run.runtime(MemorySource::new(events(&[
+        ("2020-06-01", 30),
+        ("2020-06-02", 5),
+    ])));
+    let report = run
+        .engine
+        .run_runtimes(
+            vec![(rt, range("2020-06-01", "2020-06-03"))],
+            &quick(),
+            &Shutdown::never(),
+        )
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.outcomes);
+    let at: DateTime<Utc> = "2026-11-23T00:00:05Z".parse().unwrap();
+    for (day, n) in [("2020-06-01", 30), ("2020-06-02", 5), ("2020-06-03", 0)] {
+        let r = run.record(day).await.expect("recorded");
+        assert_eq!(r.status, Status::Done, "{day}");
+        assert_eq!(
+            (r.source_count, r.raw_lines, r.warehouse_rows),
+            (Some(n), Some(n), Some(n)),
+            "{day}"
+        );
+        assert_eq!((r.started_at, r.finished_at, r.attempts), (at, at, 1));
+    }
+    // The clock moved on: a rerun's records say so, and only they.
+    run.clock.advance(chrono::Duration::hours(1));
+    let opts = RunOptions {
+        rerun: true,
+        ..quick()
+    };
+    let rt = run.runtime(MemorySource::new(events(&[("2020-06-01", 30)])));
+    run.engine
+        .run_runtimes(
+            vec![(rt, range("2020-06-01", "2020-06-01"))],
+            &opts,
+            &Shutdown::never(),
+        )
+        .await
+        .unwrap();
+    let r = run.record("2020-06-01").await.unwrap();
+    assert_eq!(r.started_at, at + chrono::Duration::hours(1));
+    assert_eq!(
+        run.record("2020-06-02").await.unwrap().started_at,
+        at,
+        "a day not rerun keeps its record"
+    );
+}
+
+#[tokio::test]
+async fn a_shutdown_stops_the_running_day_records_it_and_starts_no_other() {
+    let run = Run::new();
+    let mut source = MemorySource::new(events(&[("2020-06-01", 50), ("2020-06-02", 5)]));
+    source.stall_after = Some(20);
+    let stalled = source.stalled.clone();
+    let rt = run.runtime(source);
+    let (trigger, shutdown) = Shutdown::new();
+    let opts = quick();
+    let running = run.engine.run_runtimes(
+        vec![(rt, range("2020-06-01", "2020-06-03"))],
+        &opts,
+        &shutdown,
+    );
+    let stop = async {
+        // Mid-day: 20 documents read, the extract waiting on the 21st.
+        stalled.notified().await;
+        assert!(run.root.join(".etl/staging/events/2020-06-01").is_dir());
+        trigger.request();
+    };
+    let (report, ()) = tokio::join!(running, stop);
+    let report = report.unwrap();
+    assert!(report.interrupted && !report.ok());
+    let kinds: Vec<String> = report
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            DayOutcome::Interrupted(r) => format!("{} interrupted", r.day),
+            DayOutcome::NotStarted { day, .. } => format!("{day} not started"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "2020-06-01 interrupted",
+            "2020-06-02 not started",
+            "2020-06-03 not started"
+        ]
+    );
+    let r = run.record("2020-06-01").await.unwrap();
+    assert_eq!(r.status, Status::Interrupted);
+    assert!(r
+        .error
+        .as_deref()
+        .unwrap()
+        .starts_with("interrupted by a shutdown request"));
+    assert!(run.record("2020-06-02").await.is_none());
+    assert!(
+        !run.root.join(".etl/staging/events").exists(),
+        "the stopped day's staging folder is removed"
+    );
+    assert!(!run
+        .root
+        .join(".etl/warehouse/events/dt=2020-06-01")
+        .exists());
+
+    // The next run heals it.
+    let rt = run.runtime(MemorySource::new(events(&[
+        ("2020-06-01", 50),
+        ("2020-06-02", 5),
+    ])));
+    let report = run
+        .engine
+        .run_runtimes(
+            vec![(rt, range("2020-06-01", "2020-06-03"))],
+            &quick(),
+            &Shutdown::never(),
+        )
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.outcomes);
+    let r = run.record("2020-06-01").await.unwrap();
+    assert_eq!((r.status, r.warehouse_rows), (Status::Done, Some(50)));
+}
+
+#[tokio::test]
+async fn a_transient_source_failure_is_retried_and_the_attempts_recorded() {
+    let run = Run::new();
+    let mut source = MemorySource::new(events(&[("2020-06-01", 3)]));
+    source.fail_first = 2;
+    let rt = run.runtime(source);
+    let report = run
+        .engine
+        .run_runtimes(
+            vec![(rt, range("2020-06-01", "2020-06-01"))],
+            &quick(),
+            &Shutdown::never(),
+        )
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.outcomes);
+    let r = run.record("2020-06-01").await.unwrap();
+    assert_eq!((r.attempts, r.warehouse_rows), (3, Some(3)));
+}
