@@ -108,7 +108,7 @@ impl ExtJsonError {
 
 /// Appends one JSONPath segment for `key`: `.key` when the key is a plain
 /// identifier, else `['key']` (or `["key"]` when it holds a `'`), the forms
-/// `etl::plan::simple_path` reads back.
+/// [`crate::spec::names::simple_path`] reads back.
 pub(crate) fn push_key_segment(path: &mut String, key: &str) {
     let plain = key
         .bytes()
@@ -153,7 +153,7 @@ mod tests {
             let mut p = "$".to_owned();
             push_key_segment(&mut p, key);
             assert_eq!(
-                crate::plan::simple_path(&p),
+                crate::spec::names::simple_path(&p),
                 Some(vec![key.to_owned()]),
                 "{p}"
             );

@@ -188,8 +188,8 @@ mod tests {
                 (*name, *canonical),
                 "{keys:?}"
             );
-            assert!(crate::plan::is_column_name(&b.name), "{}", b.name);
-            assert!(crate::plan::is_column_name(&n.suffixed(&b)));
+            assert!(crate::spec::names::is_column_name(&b.name), "{}", b.name);
+            assert!(crate::spec::names::is_column_name(&n.suffixed(&b)));
         }
     }
 
@@ -222,7 +222,7 @@ mod tests {
     fn jsonpaths_read_back() {
         let keys = ["a", "with space", "it's"];
         assert_eq!(
-            crate::plan::simple_path(&jsonpath(&keys)),
+            crate::spec::names::simple_path(&jsonpath(&keys)),
             Some(keys.iter().map(|k| k.to_string()).collect())
         );
     }

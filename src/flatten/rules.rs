@@ -121,7 +121,7 @@ impl Rules {
         }
         let mut explicit = Vec::with_capacity(spec.columns.len());
         for c in &spec.columns {
-            if !crate::plan::is_column_name(&c.name)
+            if !crate::spec::names::is_column_name(&c.name)
                 || c.name.eq_ignore_ascii_case(crate::table::DS_COLUMN)
             {
                 return Err(FlattenError::InvalidColumnName {
@@ -147,19 +147,21 @@ impl Rules {
         let mut root = RuleNode::default();
         let mut any = false;
         for path in &spec.exclude {
-            let keys = crate::plan::simple_path(path).ok_or_else(|| FlattenError::InvalidPath {
-                field: "exclude",
-                path: path.clone(),
-            })?;
+            let keys =
+                crate::spec::names::simple_path(path).ok_or_else(|| FlattenError::InvalidPath {
+                    field: "exclude",
+                    path: path.clone(),
+                })?;
             root.descend(&keys).excluded = true;
             any = true;
         }
         for rule in &spec.arrays.rules {
-            let keys =
-                crate::plan::simple_path(&rule.path).ok_or_else(|| FlattenError::InvalidPath {
+            let keys = crate::spec::names::simple_path(&rule.path).ok_or_else(|| {
+                FlattenError::InvalidPath {
                     field: "arrays.rules",
                     path: rule.path.clone(),
-                })?;
+                }
+            })?;
             root.descend(&keys).array = Some(rule.policy);
             any = true;
         }
@@ -184,7 +186,7 @@ impl Rules {
 }
 
 fn compile_column(c: &ColumnSpec) -> Result<ExplicitColumn, FlattenError> {
-    let lookup = match crate::plan::simple_path(&c.path) {
+    let lookup = match crate::spec::names::simple_path(&c.path) {
         Some(keys) => Lookup::Keys(keys),
         None => {
             let query = jsonpath_rust::parser::parse_json_path(&c.path).map_err(|e| {

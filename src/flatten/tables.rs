@@ -145,18 +145,19 @@ impl Tables {
         // Paths inside an exploded array belong to the child's rules.
         let mut child_keys = Vec::with_capacity(explode.len());
         for rule in &explode {
-            let keys =
-                crate::plan::simple_path(&rule.path).ok_or_else(|| FlattenError::InvalidPath {
+            let keys = crate::spec::names::simple_path(&rule.path).ok_or_else(|| {
+                FlattenError::InvalidPath {
                     field: "arrays.rules",
                     path: rule.path.clone(),
-                })?;
+                }
+            })?;
             let inner = spec
                 .exclude
                 .iter()
                 .chain(spec.arrays.rules.iter().map(|r| &r.path))
                 .chain(spec.columns.iter().map(|c| &c.path))
                 .find(|p| {
-                    crate::plan::simple_path(p)
+                    crate::spec::names::simple_path(p)
                         .is_some_and(|k| k.len() > keys.len() && k.starts_with(&keys))
                 });
             if let Some(inner) = inner {

@@ -761,7 +761,7 @@ proptest! {
         let r = run(&FlattenSpec::default(), &docs);
         let mut seen = std::collections::BTreeSet::new();
         for c in &r.schema.columns {
-            prop_assert!(crate::plan::is_column_name(&c.name), "{}", c.name);
+            prop_assert!(crate::spec::names::is_column_name(&c.name), "{}", c.name);
             prop_assert!(seen.insert(c.name.to_ascii_lowercase()), "{} twice", c.name);
         }
     }
@@ -820,7 +820,7 @@ proptest! {
         for table in &out {
             let mut seen = std::collections::BTreeSet::new();
             for c in &table.schema.columns {
-                prop_assert!(crate::plan::is_column_name(&c.name), "{}", c.name);
+                prop_assert!(crate::spec::names::is_column_name(&c.name), "{}", c.name);
                 prop_assert!(seen.insert(c.name.to_ascii_lowercase()), "{} twice", c.name);
             }
             for line in String::from_utf8_lossy(&table.rows).lines() {

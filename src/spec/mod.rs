@@ -7,6 +7,7 @@
 //! in [`crate::plan`] report on the result. Each problem carries a YAML path;
 //! [`yaml::Locator`] turns it into a line and column.
 
+pub mod names;
 pub mod reference;
 pub mod types;
 pub mod yaml;

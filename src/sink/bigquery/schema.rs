@@ -165,7 +165,7 @@ pub(super) fn check_schema(
     partition_column: &str,
 ) -> Result<(), BigQueryError> {
     for c in &schema.columns {
-        if !crate::plan::is_column_name(&c.name) {
+        if !crate::spec::names::is_column_name(&c.name) {
             return Err(BigQueryError::InvalidName {
                 what: "column name",
                 name: c.name.clone(),

@@ -1,0 +1,196 @@
+//! [`check_project`]: the project file resolved, each profile's
+//! connections rendered with masked secrets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use chrono_tz::Tz;
+
+use super::{backticked, bad_timezone, check_cron, check_version, ConnectionPlan, ProjectPlan};
+use crate::redact::redact_uri;
+use crate::spec::*;
+use crate::template::{Templates, Vars};
+use crate::ypath;
+
+/// The secrets profile `profile` would decrypt, each with the first place
+/// that uses it (see [`ConnectionPlan::secrets`]).
+pub fn secrets_used(plan: &ProjectPlan, profile: &str) -> BTreeMap<String, (YamlPath, String)> {
+    let mut used = BTreeMap::new();
+    for (cname, conn) in plan.profiles.get(profile).into_iter().flatten() {
+        let at = ypath!("profiles", profile, "connections", cname.as_str());
+        for (field, name) in conn.secrets() {
+            used.entry(name).or_insert_with(|| (at.key(&field), field));
+        }
+    }
+    used
+}
+
+/// Checks the project file. Connection templates are rendered with masked
+/// secrets, so a bad template or an unknown secret fails here.
+pub fn check_project(
+    spec: &ProjectSpec,
+    root: &Path,
+    templates: &Templates,
+) -> Result<ProjectPlan, Vec<Problem>> {
+    let mut problems = Vec::new();
+    check_version(&mut problems, spec.version, "project files");
+    check_default_profile(&mut problems, spec);
+    check_defaults(&mut problems, &spec.defaults);
+    let mut profiles = BTreeMap::new();
+    for (pname, profile) in &spec.profiles {
+        let mut conns = BTreeMap::new();
+        for (cname, conn) in &profile.connections {
+            let at = ypath!("profiles", pname.as_str(), "connections", cname.as_str());
+            let plan = check_connection(&mut problems, spec, root, templates, &at, conn);
+            conns.insert(cname.clone(), plan);
+        }
+        profiles.insert(pname.clone(), conns);
+    }
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(ProjectPlan {
+        root: root.to_owned(),
+        default_profile: spec.default_profile.clone(),
+        profiles,
+        secrets: spec
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), root.join(&v.file)))
+            .collect(),
+        state_url: resolve_store_url(&spec.state.url, root),
+        staging_dir: root.join(&spec.state.staging_dir),
+        keep_staging: spec.state.keep_staging,
+        defaults: spec.defaults.clone(),
+    })
+}
+
+/// `default_profile` names a profile.
+fn check_default_profile(problems: &mut Vec<Problem>, spec: &ProjectSpec) {
+    if !spec.profiles.contains_key(&spec.default_profile) {
+        let names: Vec<&str> = spec.profiles.keys().map(String::as_str).collect();
+        let mut p = Problem::new(
+            ypath!("default_profile"),
+            format!(
+                "unknown profile `{}`, expected one of {}",
+                spec.default_profile,
+                backticked(&names)
+            ),
+        );
+        p.hint = did_you_mean(&spec.default_profile, names.iter().copied());
+        problems.push(p);
+    }
+}
+
+/// `defaults`: the timezone and schedule pipelines inherit.
+fn check_defaults(problems: &mut Vec<Problem>, defaults: &DefaultsSpec) {
+    if let Some(tz) = &defaults.timezone {
+        if tz.parse::<Tz>().is_err() {
+            problems.push(bad_timezone(ypath!("defaults", "timezone"), tz));
+        }
+    }
+    if let Some(cron) = &defaults.schedule {
+        if let Err(p) = check_cron(ypath!("defaults", "schedule"), cron) {
+            problems.push(p);
+        }
+    }
+}
+
+/// One connection at `at`: its templates rendered, its store URL and its
+/// `credentials` secret checked.
+fn check_connection(
+    problems: &mut Vec<Problem>,
+    spec: &ProjectSpec,
+    root: &Path,
+    templates: &Templates,
+    at: &YamlPath,
+    conn: &ConnectionSpec,
+) -> ConnectionPlan {
+    let vars = Vars::default();
+    let mut render = |field: &str, t: &str| -> String {
+        templates.render(t, &vars).unwrap_or_else(|m| {
+            problems.push(Problem::new(at.key(field), m));
+            String::new()
+        })
+    };
+    let (plan, creds) = match conn {
+        ConnectionSpec::Mongodb(m) => {
+            let shown = render("uri", &m.uri);
+            let plan = ConnectionPlan::Mongodb {
+                uri_template: m.uri.clone(),
+                uri_display: redact_uri(&shown),
+                app_name: m.app_name.clone(),
+            };
+            (plan, None)
+        }
+        ConnectionSpec::ObjectStore(o) => {
+            let url = render("url", &o.url);
+            for (k, v) in &o.options {
+                render(&format!("options.{k}"), v);
+            }
+            let url = resolve_store_url(&url, root);
+            if let Err(m) = check_store_url(&url) {
+                problems.push(Problem::new(at.key("url"), m).hint(STORE_URL_HINT));
+            }
+            if o.credentials.is_some() && !url.starts_with("gs://") {
+                problems.push(
+                    Problem::new(at.key("credentials"), "`credentials` is a GCP service-account key, used by `gs://` stores only")
+                        .hint("for s3:// or az:// set the keys in `options` with `{{ secret(\"name\") }}`"),
+                );
+            }
+            let plan = ConnectionPlan::ObjectStore {
+                url,
+                options: o.options.clone(),
+                credentials: o.credentials.clone(),
+            };
+            (plan, o.credentials.as_ref())
+        }
+        ConnectionSpec::Bigquery(b) => {
+            let plan = ConnectionPlan::Bigquery {
+                project: render("project", &b.project),
+                location: b.location.clone(),
+                endpoint: b.endpoint.as_ref().map(|e| render("endpoint", e)),
+                credentials: b.credentials.clone(),
+            };
+            (plan, b.credentials.as_ref())
+        }
+    };
+    if let Some(name) = creds {
+        if !spec.secrets.contains_key(name) {
+            let known: BTreeSet<String> = spec.secrets.keys().cloned().collect();
+            problems.push(
+                Problem::new(at.key("credentials"), crate::template::unknown_secret(name, &known))
+                    .hint("add it under `secrets:` in etl.yaml, or remove `credentials` to use default credentials"),
+            );
+        }
+    }
+    plan
+}
+
+const STORE_URL_HINT: &str =
+    "use gs://bucket/prefix, s3://bucket, az://container, file:///abs/dir, memory:// or a path relative to etl.yaml";
+
+/// A plain path (no scheme) is a folder relative to the project root.
+fn resolve_store_url(url: &str, root: &Path) -> String {
+    if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("file://{}", root.join(url).display())
+    }
+}
+
+fn check_store_url(url: &str) -> Result<(), String> {
+    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
+    const KNOWN: [&str; 9] = [
+        "file", "memory", "gs", "s3", "s3a", "az", "abfs", "abfss", "azure",
+    ];
+    if KNOWN.contains(&scheme) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unsupported object store URL `{}`",
+            redact_uri(url)
+        ))
+    }
+}
