@@ -632,6 +632,11 @@ async fn the_warehouse_contract_holds_on_bigquery() {
         root: true,
     };
     let scratch = tempfile::tempdir().unwrap();
-    conformance::run(&warehouse, &table, scratch.path()).await;
+    // The emulator's tables.patch leaves its SQL table without the added
+    // column (docs/local-stack.md); the widening itself is still checked.
+    let skip = conformance::Skip {
+        loads_into_added_columns: true,
+    };
+    conformance::run(&warehouse, &table, scratch.path(), skip).await;
     emu.drop_table(ds, &name).await;
 }

@@ -60,8 +60,27 @@ fn users(day: NaiveDate, ids: &[i64]) -> Vec<String> {
         .collect()
 }
 
-/// Runs every clause of the contract against `warehouse`.
-pub async fn run(warehouse: &dyn Warehouse, table: &Table, scratch: &Path) {
+/// Clauses a stand-in for a warehouse cannot keep, so the suite leaves
+/// them out; a real warehouse leaves out nothing ([`Skip::NOTHING`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Skip {
+    /// Loading rows into a column that [`Warehouse::prepare`] added:
+    /// bigquery-emulator's `tables.patch` changes the table's metadata
+    /// only, so its SQL then finds no such column and loads fail unless
+    /// they name the old columns alone (real BigQuery adds the column).
+    pub loads_into_added_columns: bool,
+}
+
+impl Skip {
+    /// Every clause runs.
+    pub const NOTHING: Skip = Skip {
+        loads_into_added_columns: false,
+    };
+}
+
+/// Runs every clause of the contract against `warehouse`, but those
+/// `skip` names.
+pub async fn run(warehouse: &dyn Warehouse, table: &Table, scratch: &Path, skip: Skip) {
     let d1: NaiveDate = "2020-06-01".parse().expect("a date");
     let d2: NaiveDate = "2020-06-02".parse().expect("a date");
     let narrow = schema(false);
@@ -146,16 +165,22 @@ pub async fn run(warehouse: &dyn Warehouse, table: &Table, scratch: &Path) {
             );
         }
     }
-    let noted = rows(
-        scratch,
-        "noted",
-        &[format!(
-            r#"{{"_ds":"{d1}","id":10,"name":"user 10","note":"new"}}"#
-        )],
-        None,
-    );
-    let n = warehouse.replace_day(table, d1, &noted, &wide).await;
-    assert_eq!(n.expect("replace with the new column"), 1);
+    if skip.loads_into_added_columns {
+        // Rows load into the columns the table had.
+        let n = warehouse.replace_day(table, d1, &claims_more, &narrow).await;
+        assert_eq!(n.expect("replace after widening"), 1);
+    } else {
+        let noted = rows(
+            scratch,
+            "noted",
+            &[format!(
+                r#"{{"_ds":"{d1}","id":10,"name":"user 10","note":"new"}}"#
+            )],
+            None,
+        );
+        let n = warehouse.replace_day(table, d1, &noted, &wide).await;
+        assert_eq!(n.expect("replace with the new column"), 1);
+    }
 
     let empty = rows(scratch, "empty", &[], None);
     let n = warehouse.replace_day(table, d1, &empty, &wide).await;

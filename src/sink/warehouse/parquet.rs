@@ -132,6 +132,7 @@ impl Warehouse for ParquetDatasets {
 
 #[cfg(test)]
 mod tests {
+    use super::super::conformance;
     use super::*;
     use crate::spec::ColumnType;
     use crate::table::Column;
@@ -155,7 +156,13 @@ mod tests {
             name: "users".into(),
             root: true,
         };
-        super::super::conformance::run(&datasets, &table, scratch.path()).await;
+        conformance::run(
+            &datasets,
+            &table,
+            scratch.path(),
+            conformance::Skip::NOTHING,
+        )
+        .await;
     }
 
     #[tokio::test]
