@@ -82,11 +82,7 @@ pub fn run_case(
         let Some(at) = names.iter().position(|n| n == table) else {
             result.differences.push(format!(
                 "no table `{table}`: this spec makes {}",
-                names
-                    .iter()
-                    .map(|n| format!("`{n}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                crate::spec::backticked(&names)
             ));
             continue;
         };

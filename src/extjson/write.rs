@@ -345,12 +345,7 @@ fn write_value_through_crate<const CANONICAL: bool>(
     out: &mut Vec<u8>,
 ) -> Result<(), ExtJsonError> {
     let bson = bson::Bson::try_from(value).map_err(ExtJsonError::malformed)?;
-    let json = if CANONICAL {
-        bson.into_canonical_extjson()
-    } else {
-        bson.into_relaxed_extjson()
-    };
-    serde_json::to_writer(&mut *out, &json).expect("a JSON value serializes into a Vec");
+    write_bson_through_crate::<CANONICAL>(bson, out);
     Ok(())
 }
 
@@ -359,14 +354,19 @@ fn write_doc_through_crate<const CANONICAL: bool>(
     out: &mut Vec<u8>,
 ) -> Result<(), ExtJsonError> {
     let doc = bson::Document::try_from(doc).map_err(ExtJsonError::malformed)?;
-    let bson = bson::Bson::Document(doc);
+    write_bson_through_crate::<CANONICAL>(bson::Bson::Document(doc), out);
+    Ok(())
+}
+
+/// `bson` as the crate writes it: its Extended JSON value, serialized by
+/// serde_json.
+fn write_bson_through_crate<const CANONICAL: bool>(bson: bson::Bson, out: &mut Vec<u8>) {
     let json = if CANONICAL {
         bson.into_canonical_extjson()
     } else {
         bson.into_relaxed_extjson()
     };
     serde_json::to_writer(&mut *out, &json).expect("a JSON value serializes into a Vec");
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------

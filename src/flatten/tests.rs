@@ -66,6 +66,15 @@ fn columns(schema: &TableSchema) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// Name, type and REPEATED of each column.
+fn repeated_columns(schema: &TableSchema) -> Vec<(&str, &str, bool)> {
+    schema
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.kind.bigquery_name(), c.repeated))
+        .collect()
+}
+
 #[test]
 fn nested_objects_join_their_keys() {
     let r = run(
@@ -160,12 +169,7 @@ fn repeated_arrays_are_repeated_columns_and_exploded_arrays_leave_the_parent() {
             doc! { "tags": "lone", "objs": [{"a": 1}] },
         ],
     );
-    let cols: Vec<_> = r
-        .schema
-        .columns
-        .iter()
-        .map(|c| (c.name.as_str(), c.kind.bigquery_name(), c.repeated))
-        .collect();
+    let cols = repeated_columns(&r.schema);
     assert_eq!(
         cols[1..],
         [
@@ -1190,12 +1194,7 @@ mod records {
             &s,
             &[doc! { "mixed": [{"a": 1}, 2], "clash": [{"A b": 1, "a_b": 2}] }],
         );
-        let cols: Vec<_> = r
-            .schema
-            .columns
-            .iter()
-            .map(|c| (c.name.as_str(), c.kind.bigquery_name(), c.repeated))
-            .collect();
+        let cols = repeated_columns(&r.schema);
         assert_eq!(
             cols[1..],
             [("mixed", "STRING", true), ("clash", "JSON", true)]

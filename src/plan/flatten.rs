@@ -82,14 +82,7 @@ fn check_tests(problems: &mut Vec<Problem>, spec: &PipelineSpec, tables: &[Strin
                         at.key("expect").key(table),
                         format!("no table `{table}` in this pipeline"),
                     )
-                    .hint(format!(
-                        "its tables are {}",
-                        tables
-                            .iter()
-                            .map(|t| format!("`{t}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
+                    .hint(format!("its tables are {}", backticked(tables))),
                 );
             }
         }

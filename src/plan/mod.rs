@@ -395,13 +395,6 @@ fn bad_timezone(at: YamlPath, tz: &str) -> Problem {
     p.hint = did_you_mean(tz, names);
     p
 }
-fn backticked(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// sha256 of the spec's JSON form. Struct fields serialize in declaration
 /// order and maps are sorted, so equal specs hash equally whatever the YAML's

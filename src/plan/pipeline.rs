@@ -15,8 +15,8 @@ use chrono_tz::Tz;
 
 use super::flatten::{check_flatten, compile_flatten};
 use super::{
-    backticked, bad_timezone, check_cron, check_version, spec_hash, ConnectionPlan, LakePlan,
-    PartitionPlan, PipelinePlan, ProjectPlan, SourcePlan, WarehousePlan, COLUMN_HINT,
+    bad_timezone, check_cron, check_version, spec_hash, ConnectionPlan, LakePlan, PartitionPlan,
+    PipelinePlan, ProjectPlan, SourcePlan, WarehousePlan, COLUMN_HINT,
 };
 use crate::spec::names::{is_bq_name, is_column_name, is_identifier};
 use crate::spec::*;

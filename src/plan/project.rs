@@ -6,7 +6,7 @@ use std::path::Path;
 
 use chrono_tz::Tz;
 
-use super::{backticked, bad_timezone, check_cron, check_version, ConnectionPlan, ProjectPlan};
+use super::{bad_timezone, check_cron, check_version, ConnectionPlan, ProjectPlan};
 use crate::redact::redact_uri;
 use crate::spec::*;
 use crate::template::{Templates, Vars};

@@ -352,7 +352,10 @@ fn schema_problems(kind: SpecKind, json: &serde_json::Value) -> Vec<Problem> {
                 for key in unexpected {
                     let mut p = Problem::new(
                         path.clone(),
-                        format!("unknown field `{key}`, expected one of {}", list(&allowed)),
+                        format!(
+                            "unknown field `{key}`, expected one of {}",
+                            backticked(&allowed)
+                        ),
                     );
                     p.key = Some(key.clone());
                     p.hint = did_you_mean(key, allowed.iter().map(String::as_str));
@@ -405,7 +408,7 @@ fn enum_problem(path: YamlPath, got: &serde_json::Value, names: &[String]) -> Pr
         format!(
             "unknown value `{}`, expected one of {}",
             display_value(got),
-            list(names)
+            backticked(names)
         ),
     );
     p.hint = did_you_mean(
@@ -465,10 +468,11 @@ fn allowed_properties(root: &serde_json::Value, schema_path: &str) -> Vec<String
         .unwrap_or_default()
 }
 
-fn list(names: &[String]) -> String {
+/// Names as a message lists them: `` `a`, `b`, `c` ``.
+pub fn backticked<S: AsRef<str>>(names: &[S]) -> String {
     names
         .iter()
-        .map(|n| format!("`{n}`"))
+        .map(|n| format!("`{}`", n.as_ref()))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -201,6 +201,15 @@ impl Target {
     fn boxed(&self) -> Box<Target> {
         Box::new(self.clone())
     }
+
+    /// What a failed request of `op` on this target becomes.
+    fn request_failed(&self, op: &'static str) -> impl FnOnce(ApiError) -> BigQueryError + '_ {
+        move |error| BigQueryError::Request {
+            op,
+            target: self.boxed(),
+            error,
+        }
+    }
 }
 
 impl std::fmt::Display for Target {

@@ -175,13 +175,7 @@ impl BigQuerySink {
                                 message: "table exists, then is not found".into(),
                             })?
                     }
-                    Err(error) => {
-                        return Err(BigQueryError::Request {
-                            op: "creating",
-                            target: target.boxed(),
-                            error,
-                        })
-                    }
+                    Err(error) => return Err(target.request_failed("creating")(error)),
                 }
             }
         };
@@ -222,11 +216,7 @@ impl BigQuerySink {
         self.api
             .json(Method::PATCH, &self.table_url(dataset, table), Some(&body))
             .await
-            .map_err(|error| BigQueryError::Request {
-                op: "adding columns to",
-                target: target.boxed(),
-                error,
-            })?;
+            .map_err(target.request_failed("adding columns to"))?;
         info!(project = %self.project, dataset, table, added = ?names, "columns added");
         Ok(())
     }
@@ -381,11 +371,7 @@ impl BigQuerySink {
         self.api
             .json(Method::POST, &url, Some(&body))
             .await
-            .map_err(|error| BigQueryError::Request {
-                op: "creating",
-                target: st.boxed(),
-                error,
-            })?;
+            .map_err(st.request_failed("creating"))?;
 
         let result = async {
             let job = staging_load_job(&self.project, &st.dataset, &staging, schema);
@@ -414,13 +400,7 @@ impl BigQuerySink {
         match self.api.json(Method::GET, &url, None).await {
             Ok(_) => return Ok(()),
             Err(e) if e.is_status(StatusCode::NOT_FOUND) => {}
-            Err(error) => {
-                return Err(BigQueryError::Request {
-                    op: "reading dataset",
-                    target: target.boxed(),
-                    error,
-                })
-            }
+            Err(error) => return Err(target.request_failed("reading dataset")(error)),
         }
         let mut body =
             json!({ "datasetReference": {"projectId": self.project, "datasetId": dataset} });
@@ -441,52 +421,34 @@ impl BigQuerySink {
                 Ok(())
             }
             Err(e) if e.is_status(StatusCode::CONFLICT) => Ok(()),
-            Err(error) => Err(BigQueryError::Request {
-                op: "creating dataset",
-                target: target.boxed(),
-                error,
-            }),
+            Err(error) => Err(target.request_failed("creating dataset")(error)),
         }
     }
 
     async fn get_table(&self, target: &Target) -> Result<Option<Value>, BigQueryError> {
-        match self
-            .api
-            .json(
-                Method::GET,
-                &self.table_url(&target.dataset, &target.table),
-                None,
-            )
-            .await
-        {
-            Ok(t) => Ok(Some(t)),
-            Err(e) if e.is_status(StatusCode::NOT_FOUND) => Ok(None),
-            Err(error) => Err(BigQueryError::Request {
-                op: "reading",
-                target: target.boxed(),
-                error,
-            }),
-        }
+        self.table_request(Method::GET, "reading", target).await
     }
 
     /// Deletes a table; a missing one is fine.
     async fn delete_table(&self, target: &Target) -> Result<(), BigQueryError> {
-        match self
-            .api
-            .json(
-                Method::DELETE,
-                &self.table_url(&target.dataset, &target.table),
-                None,
-            )
+        self.table_request(Method::DELETE, "deleting", target)
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_status(StatusCode::NOT_FOUND) => Ok(()),
-            Err(error) => Err(BigQueryError::Request {
-                op: "deleting",
-                target: target.boxed(),
-                error,
-            }),
+            .map(drop)
+    }
+
+    /// `method` on the table of `target`: its answer, or None when the
+    /// table does not exist.
+    async fn table_request(
+        &self,
+        method: Method,
+        op: &'static str,
+        target: &Target,
+    ) -> Result<Option<Value>, BigQueryError> {
+        let url = self.table_url(&target.dataset, &target.table);
+        match self.api.json(method, &url, None).await {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.is_status(StatusCode::NOT_FOUND) => Ok(None),
+            Err(error) => Err(target.request_failed(op)(error)),
         }
     }
 
@@ -518,11 +480,7 @@ impl BigQuerySink {
             async move { self.api.upload(&body, file, size).await }
         })
         .await
-        .map_err(|error| BigQueryError::Request {
-            op,
-            target: target.boxed(),
-            error,
-        })?;
+        .map_err(target.request_failed(op))?;
         let done = self.wait_job(op, target, resp).await?;
         debug!(
             job_id = done["jobReference"]["jobId"].as_str().unwrap_or("?"),
@@ -572,11 +530,7 @@ impl BigQuerySink {
             .api
             .json(Method::POST, &url, Some(&req))
             .await
-            .map_err(|error| BigQueryError::Request {
-                op,
-                target: target.boxed(),
-                error,
-            })?;
+            .map_err(target.request_failed(op))?;
         if resp["jobComplete"].as_bool() == Some(true) {
             return Ok(resp);
         }
@@ -594,11 +548,7 @@ impl BigQuerySink {
         self.api
             .json(Method::GET, &url, None)
             .await
-            .map_err(|error| BigQueryError::Request {
-                op,
-                target: target.boxed(),
-                error,
-            })
+            .map_err(target.request_failed(op))
     }
 
     /// Polls `jobs.get` until the job is DONE, within the job timeout.
@@ -655,11 +605,7 @@ impl BigQuerySink {
                 .api
                 .json(Method::GET, &url, None)
                 .await
-                .map_err(|error| BigQueryError::Request {
-                    op,
-                    target: target.boxed(),
-                    error,
-                })?;
+                .map_err(target.request_failed(op))?;
         }
     }
 }
