@@ -67,7 +67,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         eprintln!("error: {m}\n\nhint: {hint}");
         Ok(Exit::Usage)
     };
-    let Some(ConnectionPlan::Mongodb {
+    let Some(crate::plan::MongoConnection {
         uri_template,
         uri_display,
         ..
@@ -75,6 +75,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         .profiles
         .get(&profile)
         .and_then(|c| c.get(&args.connection))
+        .and_then(|c| c.mongodb())
     else {
         return usage(
             format!(

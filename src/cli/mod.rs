@@ -439,11 +439,11 @@ fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
         .profiles
         .get(&profile)
         .and_then(|c| c.get(&args.connection));
-    let Some(crate::plan::ConnectionPlan::Mongodb {
+    let Some(crate::plan::MongoConnection {
         uri_template,
         uri_display,
         ..
-    }) = conn
+    }) = conn.and_then(|c| c.mongodb())
     else {
         eprintln!(
             "error: {}: profile `{profile}` has no `mongodb` connection named `{}`\n\nhint: pass `--connection NAME` or `--profile NAME`",

@@ -133,12 +133,7 @@ fn render(
         range.start,
         range.end
     );
-    let lake_base = match &p.lake.connection {
-        crate::plan::ConnectionPlan::ObjectStore { url, .. } => {
-            crate::redact::redact_uri(url.trim_end_matches('/'))
-        }
-        _ => String::new(),
-    };
+    let lake_base = crate::redact::redact_uri(p.lake.connection.url.trim_end_matches('/'));
     for day in range.days() {
         let t = p.target(day, templates)?;
         let filter = bson::Bson::Document(t.filter.clone()).into_relaxed_extjson();

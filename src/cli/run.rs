@@ -106,11 +106,8 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
     let store = crate::secrets::SecretStore::new(project.secrets.clone(), key);
     // Every secret the run will need opens now, or nothing starts: a wrong
     // key is a usage error, not ten failed partitions.
-    let needed: std::collections::BTreeSet<String> = jobs
-        .iter()
-        .flat_map(|(p, _)| p.connections())
-        .flat_map(|c| c.secret_names())
-        .collect();
+    let needed: std::collections::BTreeSet<String> =
+        jobs.iter().flat_map(|(p, _)| p.secret_names()).collect();
     let mut unusable = 0;
     for name in &needed {
         if let Err(e) = store.decrypt(name) {

@@ -138,7 +138,7 @@ impl PipelineRuntime {
             std::fs::remove_dir_all(dir).map_err(|e| io("cannot clear", dir, e))?;
         }
         std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
-        let tables = self.tables().await?.clone();
+        let tables = self.tables().clone();
         let source = self.source().await?;
         let out_tables = self.warehouse_tables(target, &tables)?;
         let names: Vec<String> = out_tables.iter().map(|t| t.name.clone()).collect();

@@ -14,7 +14,9 @@ use super::day::PartitionError;
 use super::extract::{doc_id, DayReader};
 use crate::credentials::{self, ServiceAccount};
 use crate::flatten::Tables;
-use crate::plan::{ConnectionPlan, PartitionTarget, PipelinePlan, WarehousePlan};
+use crate::plan::{
+    BigqueryConnection, PartitionTarget, PipelinePlan, Secrets, StoreConnection, WarehousePlan,
+};
 use crate::sink::bigquery::BigQuerySink;
 use crate::sink::lake::Store;
 use crate::sink::warehouse::{self, Table, Warehouse};
@@ -26,7 +28,6 @@ use crate::template::{Templates, Vars};
 pub struct PipelineRuntime {
     pub plan: PipelinePlan,
     templates: Arc<Templates>,
-    tables: OnceCell<Arc<Tables>>,
     source: OnceCell<Box<dyn Source>>,
     lake: OnceCell<Store>,
     warehouse: OnceCell<Box<dyn Warehouse>>,
@@ -43,7 +44,6 @@ impl PipelineRuntime {
         Self {
             plan,
             templates,
-            tables: OnceCell::new(),
             source: OnceCell::new(),
             lake: OnceCell::new(),
             warehouse: OnceCell::new(),
@@ -106,32 +106,20 @@ impl PipelineRuntime {
             .map_err(PartitionError::fatal)
     }
 
-    pub(super) async fn tables(&self) -> Result<&Arc<Tables>, PartitionError> {
-        self.tables
-            .get_or_try_init(|| async {
-                Tables::new(&self.plan.flatten)
-                    .map(Arc::new)
-                    .map_err(|e| PartitionError::fatal(format!("flatten rules: {e}")))
-            })
-            .await
+    /// The flatten rules, compiled when the plan was checked.
+    pub(super) fn tables(&self) -> &Arc<Tables> {
+        &self.plan.tables
     }
 
     pub(super) async fn source(&self) -> Result<&dyn Source, PartitionError> {
         let source = self
             .source
             .get_or_try_init(|| async {
-                let ConnectionPlan::Mongodb {
-                    uri_template,
-                    app_name,
-                    ..
-                } = &self.plan.source.connection
-                else {
-                    unreachable!("checked by plan::check_pipeline")
-                };
-                let uri = self.render(uri_template)?;
+                let connection = &self.plan.source.connection;
+                let uri = self.render(&connection.uri_template)?;
                 let source = MongoSource::connect(
                     &uri,
-                    app_name,
+                    &connection.app_name,
                     &self.plan.source.database,
                     &self.plan.source.collection,
                 )
@@ -151,15 +139,12 @@ impl PipelineRuntime {
         Ok(source.as_ref())
     }
 
-    fn open_store(&self, name: &str, conn: &ConnectionPlan) -> Result<Store, PartitionError> {
-        let ConnectionPlan::ObjectStore {
+    fn open_store(&self, name: &str, conn: &StoreConnection) -> Result<Store, PartitionError> {
+        let StoreConnection {
             url,
             options,
             credentials,
-        } = conn
-        else {
-            unreachable!("checked by plan::check_pipeline")
-        };
+        } = conn;
         let mut rendered = BTreeMap::new();
         for (k, v) in options {
             rendered.insert(k.clone(), self.render(v)?);
@@ -204,15 +189,12 @@ impl PipelineRuntime {
                         replace,
                         ..
                     } => {
-                        let ConnectionPlan::Bigquery {
+                        let BigqueryConnection {
                             project,
                             location,
                             endpoint,
                             credentials,
-                        } = connection
-                        else {
-                            unreachable!("checked by plan::check_pipeline")
-                        };
+                        } = connection;
                         let account = self.service_account(credentials.as_ref())?;
                         let source = credentials::Source::bigquery(
                             account.as_ref(),
@@ -258,7 +240,7 @@ impl PipelineRuntime {
         day: NaiveDate,
         builders: &mut [crate::flatten::SchemaBuilder],
     ) -> Result<u64, PartitionError> {
-        let tables = self.tables().await?.clone();
+        let tables = self.tables().clone();
         self.scan_day(day, &mut |doc| {
             tables.infer(doc, builders).map_err(|e| {
                 PartitionError::fatal(format!("flattening document {}: {e}", doc_id(doc)))
@@ -284,7 +266,7 @@ impl PipelineRuntime {
 
     /// The compiled flatten rules of every table.
     pub async fn flatten_tables(&self) -> Result<Arc<Tables>, PartitionError> {
-        Ok(self.tables().await?.clone())
+        Ok(self.tables().clone())
     }
 
     /// Day `target`'s warehouse tables, root first: BigQuery tables of the

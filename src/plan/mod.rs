@@ -56,103 +56,180 @@ pub struct ProjectPlan {
     /// Inherited defaults.
     pub defaults: DefaultsSpec,
 }
+
 /// A connection, with its templates kept for the engine and a display form
 /// (secrets masked, passwords redacted) for people.
 #[derive(Debug, Clone)]
 pub enum ConnectionPlan {
     /// MongoDB.
-    Mongodb {
-        /// The `uri` template, rendered with real secrets only by the engine.
-        uri_template: String,
-        /// The URI with secrets and passwords masked.
-        uri_display: String,
-        /// Application name.
-        app_name: String,
-    },
+    Mongodb(MongoConnection),
     /// An object store.
-    ObjectStore {
-        /// Root URL, resolved: relative paths become `file://` URLs.
-        url: String,
-        /// `object_store` options, as templates.
-        options: BTreeMap<String, String>,
-        /// Secret with credentials.
-        credentials: Option<String>,
-    },
+    ObjectStore(StoreConnection),
     /// BigQuery.
-    Bigquery {
-        /// Project id.
-        project: String,
-        /// Dataset location.
-        location: Option<String>,
-        /// API base URL (emulators).
-        endpoint: Option<String>,
-        /// Secret with a service-account JSON.
-        credentials: Option<String>,
-    },
+    Bigquery(BigqueryConnection),
+}
+
+/// A MongoDB connection: what a source opens.
+#[derive(Debug, Clone)]
+pub struct MongoConnection {
+    /// The `uri` template, rendered with real secrets only by the engine.
+    pub uri_template: String,
+    /// The URI with secrets and passwords masked.
+    pub uri_display: String,
+    /// Application name.
+    pub app_name: String,
+}
+
+/// An object store connection: what the lake and a Parquet warehouse
+/// open.
+#[derive(Debug, Clone)]
+pub struct StoreConnection {
+    /// Root URL, resolved: relative paths become `file://` URLs.
+    pub url: String,
+    /// `object_store` options, as templates.
+    pub options: BTreeMap<String, String>,
+    /// Secret with credentials.
+    pub credentials: Option<String>,
+}
+
+/// A BigQuery connection: what a BigQuery warehouse opens.
+#[derive(Debug, Clone)]
+pub struct BigqueryConnection {
+    /// Project id.
+    pub project: String,
+    /// Dataset location.
+    pub location: Option<String>,
+    /// API base URL (emulators).
+    pub endpoint: Option<String>,
+    /// Secret with a service-account JSON.
+    pub credentials: Option<String>,
+}
+
+/// The secrets a connection decrypts when it is opened, each with the
+/// field that names it: `secret("name")` in `uri` or an `options` value,
+/// or `credentials`.
+pub trait Secrets {
+    /// `(field, secret name)` pairs.
+    fn secrets(&self) -> Vec<(String, String)>;
+
+    /// The names alone.
+    fn secret_names(&self) -> Vec<String> {
+        self.secrets().into_iter().map(|(_, name)| name).collect()
+    }
+}
+
+fn in_template(field: String, t: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    crate::template::secret_names(t)
+        .into_iter()
+        .map(move |name| (field.clone(), name))
+}
+
+fn in_credentials(credentials: &Option<String>) -> impl Iterator<Item = (String, String)> + '_ {
+    credentials
+        .iter()
+        .map(|c| ("credentials".to_owned(), c.clone()))
+}
+
+impl Secrets for MongoConnection {
+    fn secrets(&self) -> Vec<(String, String)> {
+        in_template("uri".into(), &self.uri_template).collect()
+    }
+}
+
+impl Secrets for StoreConnection {
+    fn secrets(&self) -> Vec<(String, String)> {
+        self.options
+            .iter()
+            .flat_map(|(k, v)| in_template(format!("options.{k}"), v))
+            .chain(in_credentials(&self.credentials))
+            .collect()
+    }
+}
+
+impl Secrets for BigqueryConnection {
+    fn secrets(&self) -> Vec<(String, String)> {
+        in_credentials(&self.credentials).collect()
+    }
+}
+
+impl Secrets for ConnectionPlan {
+    fn secrets(&self) -> Vec<(String, String)> {
+        match self {
+            ConnectionPlan::Mongodb(c) => c.secrets(),
+            ConnectionPlan::ObjectStore(c) => c.secrets(),
+            ConnectionPlan::Bigquery(c) => c.secrets(),
+        }
+    }
+}
+
+impl MongoConnection {
+    /// A one-line description that is safe to print.
+    pub fn display(&self) -> String {
+        self.uri_display.clone()
+    }
+}
+
+impl StoreConnection {
+    /// A one-line description that is safe to print.
+    pub fn display(&self) -> String {
+        redact_uri(&self.url)
+    }
+}
+
+impl BigqueryConnection {
+    /// A one-line description that is safe to print.
+    pub fn display(&self) -> String {
+        match &self.endpoint {
+            Some(e) => format!("project {} at {e}", self.project),
+            None => format!("project {}", self.project),
+        }
+    }
 }
 
 impl ConnectionPlan {
-    /// The secrets this connection decrypts when it is opened, each with
-    /// the field that names it: `secret("name")` in `uri` or an `options`
-    /// value, or `credentials`.
-    pub fn secrets(&self) -> Vec<(String, String)> {
-        let in_template = |field: String, t: &str| {
-            crate::template::secret_names(t)
-                .into_iter()
-                .map(move |name| (field.clone(), name))
-        };
-        match self {
-            ConnectionPlan::Mongodb { uri_template, .. } => {
-                in_template("uri".into(), uri_template).collect()
-            }
-            ConnectionPlan::ObjectStore {
-                options,
-                credentials,
-                ..
-            } => options
-                .iter()
-                .flat_map(|(k, v)| in_template(format!("options.{k}"), v))
-                .chain(
-                    credentials
-                        .iter()
-                        .map(|c| ("credentials".into(), c.clone())),
-                )
-                .collect(),
-            ConnectionPlan::Bigquery { credentials, .. } => credentials
-                .iter()
-                .map(|c| ("credentials".into(), c.clone()))
-                .collect(),
-        }
-    }
-
-    /// The names alone of [`ConnectionPlan::secrets`].
-    pub fn secret_names(&self) -> Vec<String> {
-        self.secrets().into_iter().map(|(_, name)| name).collect()
-    }
-
     /// The kind, for type checks.
     pub fn kind(&self) -> ConnectionKind {
         match self {
-            ConnectionPlan::Mongodb { .. } => ConnectionKind::Mongodb,
-            ConnectionPlan::ObjectStore { .. } => ConnectionKind::ObjectStore,
-            ConnectionPlan::Bigquery { .. } => ConnectionKind::Bigquery,
+            ConnectionPlan::Mongodb(_) => ConnectionKind::Mongodb,
+            ConnectionPlan::ObjectStore(_) => ConnectionKind::ObjectStore,
+            ConnectionPlan::Bigquery(_) => ConnectionKind::Bigquery,
         }
     }
 
     /// A one-line description that is safe to print.
     pub fn display(&self) -> String {
         match self {
-            ConnectionPlan::Mongodb { uri_display, .. } => uri_display.clone(),
-            ConnectionPlan::ObjectStore { url, .. } => redact_uri(url),
-            ConnectionPlan::Bigquery {
-                project, endpoint, ..
-            } => match endpoint {
-                Some(e) => format!("project {project} at {e}"),
-                None => format!("project {project}"),
-            },
+            ConnectionPlan::Mongodb(c) => c.display(),
+            ConnectionPlan::ObjectStore(c) => c.display(),
+            ConnectionPlan::Bigquery(c) => c.display(),
+        }
+    }
+
+    /// The MongoDB connection, if it is one.
+    pub fn mongodb(&self) -> Option<&MongoConnection> {
+        match self {
+            ConnectionPlan::Mongodb(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The object store connection, if it is one.
+    pub fn object_store(&self) -> Option<&StoreConnection> {
+        match self {
+            ConnectionPlan::ObjectStore(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The BigQuery connection, if it is one.
+    pub fn bigquery(&self) -> Option<&BigqueryConnection> {
+        match self {
+            ConnectionPlan::Bigquery(c) => Some(c),
+            _ => None,
         }
     }
 }
+
 /// A pipeline, resolved against one profile.
 #[derive(Debug, Clone)]
 pub struct PipelinePlan {
@@ -190,7 +267,7 @@ pub struct SourcePlan {
     /// Connection name.
     pub connection_name: String,
     /// The MongoDB connection.
-    pub connection: ConnectionPlan,
+    pub connection: MongoConnection,
     /// Database.
     pub database: String,
     /// Collection.
@@ -212,7 +289,7 @@ pub struct LakePlan {
     /// Connection name.
     pub connection_name: String,
     /// The object store.
-    pub connection: ConnectionPlan,
+    pub connection: StoreConnection,
     /// Object path template.
     pub path: String,
     /// Format.
@@ -229,7 +306,7 @@ pub enum WarehousePlan {
         /// Connection name.
         connection_name: String,
         /// The project.
-        connection: ConnectionPlan,
+        connection: BigqueryConnection,
         /// Dataset template.
         dataset: String,
         /// Table template.
@@ -246,7 +323,7 @@ pub enum WarehousePlan {
         /// Connection name.
         connection_name: String,
         /// The object store.
-        connection: ConnectionPlan,
+        connection: StoreConnection,
         /// Dataset folder template.
         path: String,
     },
@@ -276,13 +353,17 @@ pub struct PartitionTarget {
 }
 
 impl PipelinePlan {
-    /// The connections a run opens: source, lake, warehouse.
-    pub fn connections(&self) -> [&ConnectionPlan; 3] {
+    /// The secrets a run decrypts: those of the source, the lake and the
+    /// warehouse connections.
+    pub fn secret_names(&self) -> Vec<String> {
         let warehouse = match &self.warehouse {
-            WarehousePlan::Bigquery { connection, .. }
-            | WarehousePlan::Parquet { connection, .. } => connection,
+            WarehousePlan::Bigquery { connection, .. } => connection.secret_names(),
+            WarehousePlan::Parquet { connection, .. } => connection.secret_names(),
         };
-        [&self.source.connection, &self.lake.connection, warehouse]
+        let mut names = self.source.connection.secret_names();
+        names.extend(self.lake.connection.secret_names());
+        names.extend(warehouse);
+        names
     }
 
     /// Renders everything one partition needs.
@@ -306,10 +387,7 @@ impl PipelinePlan {
                 replace,
                 ..
             } => {
-                let project = match connection {
-                    ConnectionPlan::Bigquery { project, .. } => project.as_str(),
-                    _ => "?",
-                };
+                let project = &connection.project;
                 let ds = templates.render(dataset, &vars)?;
                 let t = templates.render(table, &vars)?;
                 let how = match replace {
@@ -324,10 +402,7 @@ impl PipelinePlan {
             WarehousePlan::Parquet {
                 connection, path, ..
             } => {
-                let base = match connection {
-                    ConnectionPlan::ObjectStore { url, .. } => url.trim_end_matches('/').to_owned(),
-                    _ => String::new(),
-                };
+                let base = connection.url.trim_end_matches('/');
                 let p = templates.render(path, &vars)?;
                 format!("parquet {}/{}/dt={}/", base, p.trim_matches('/'), day)
             }

@@ -15,8 +15,9 @@ use chrono_tz::Tz;
 
 use super::flatten::{check_flatten, compile_flatten};
 use super::{
-    bad_timezone, check_cron, check_version, spec_hash, ConnectionPlan, LakePlan, PartitionPlan,
-    PipelinePlan, ProjectPlan, SourcePlan, WarehousePlan, COLUMN_HINT,
+    bad_timezone, check_cron, check_version, spec_hash, ConnectionPlan, LakePlan, MongoConnection,
+    PartitionPlan, PipelinePlan, ProjectPlan, SourcePlan, StoreConnection, WarehousePlan,
+    COLUMN_HINT,
 };
 use crate::spec::names::{is_bq_name, is_column_name, is_identifier};
 use crate::spec::*;
@@ -50,20 +51,24 @@ pub fn check_pipeline(
         )]);
     };
     let connections = Connections { conns, profile };
-    let source_conn = connections.get(
-        &mut problems,
-        ypath!("source", "connection"),
-        &spec.source.connection,
-        ConnectionKind::Mongodb,
-        "the source",
-    );
-    let lake_conn = connections.get(
-        &mut problems,
-        ypath!("sinks", "lake", "connection"),
-        &spec.sinks.lake.connection,
-        ConnectionKind::ObjectStore,
-        "the lake sink",
-    );
+    let source_conn = connections
+        .get(
+            &mut problems,
+            ypath!("source", "connection"),
+            &spec.source.connection,
+            ConnectionKind::Mongodb,
+            "the source",
+        )
+        .and_then(|c| c.mongodb().cloned());
+    let lake_conn = connections
+        .get(
+            &mut problems,
+            ypath!("sinks", "lake", "connection"),
+            &spec.sinks.lake.connection,
+            ConnectionKind::ObjectStore,
+            "the lake sink",
+        )
+        .and_then(|c| c.object_store().cloned());
     let warehouse_conn = match &spec.sinks.warehouse {
         WarehouseSinkSpec::Bigquery(b) => connections.get(
             &mut problems,
@@ -112,13 +117,11 @@ pub fn check_pipeline(
     );
     let schedule = check_schedule(&mut problems, spec, &project.defaults);
 
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let (Some(source), Some(lake), Some(warehouse), Some(tables)) =
-        (source, lake, warehouse, tables)
+    // A part is missing only where a problem says why.
+    let (Some(source), Some(lake), Some(warehouse), Some(tables), true) =
+        (source, lake, warehouse, tables, problems.is_empty())
     else {
-        unreachable!("a missing connection or invalid flatten rules were reported as a problem")
+        return Err(problems);
     };
     Ok(PipelinePlan {
         spec_hash: spec_hash(spec),
@@ -207,7 +210,7 @@ fn check_source(
     problems: &mut Vec<Problem>,
     source: &SourceSpec,
     defaults: &DefaultsSpec,
-    connection: Option<ConnectionPlan>,
+    connection: Option<MongoConnection>,
 ) -> Option<SourcePlan> {
     for (key, value) in [
         ("database", &source.database),
@@ -373,7 +376,7 @@ fn check_lake(
     lake: &LakeSinkSpec,
     defaults: &DefaultsSpec,
     sample: &Sample,
-    connection: Option<ConnectionPlan>,
+    connection: Option<StoreConnection>,
 ) -> Option<LakePlan> {
     let at = ypath!("sinks", "lake", "path");
     if let Some(p) = sample.render(problems, at.clone(), &lake.path) {
@@ -448,7 +451,7 @@ fn check_warehouse(
             }
             Some(WarehousePlan::Bigquery {
                 connection_name: b.connection.clone(),
-                connection: connection?,
+                connection: connection?.bigquery()?.clone(),
                 dataset: b.dataset.clone(),
                 table: b.table.clone(),
                 partition_column,
@@ -460,7 +463,7 @@ fn check_warehouse(
             sample.render(problems, at.key("path"), &p.path);
             Some(WarehousePlan::Parquet {
                 connection_name: p.connection.clone(),
-                connection: connection?,
+                connection: connection?.object_store()?.clone(),
                 path: p.path.clone(),
             })
         }

@@ -6,7 +6,10 @@ use std::path::Path;
 
 use chrono_tz::Tz;
 
-use super::{bad_timezone, check_cron, check_version, ConnectionPlan, ProjectPlan};
+use super::{
+    bad_timezone, check_cron, check_version, BigqueryConnection, ConnectionPlan, MongoConnection,
+    ProjectPlan, Secrets, StoreConnection,
+};
 use crate::redact::redact_uri;
 use crate::spec::*;
 use crate::template::{Templates, Vars};
@@ -117,11 +120,11 @@ fn check_connection(
     let (plan, creds) = match conn {
         ConnectionSpec::Mongodb(m) => {
             let shown = render("uri", &m.uri);
-            let plan = ConnectionPlan::Mongodb {
+            let plan = ConnectionPlan::Mongodb(MongoConnection {
                 uri_template: m.uri.clone(),
                 uri_display: redact_uri(&shown),
                 app_name: m.app_name.clone(),
-            };
+            });
             (plan, None)
         }
         ConnectionSpec::ObjectStore(o) => {
@@ -139,20 +142,20 @@ fn check_connection(
                         .hint("for s3:// or az:// set the keys in `options` with `{{ secret(\"name\") }}`"),
                 );
             }
-            let plan = ConnectionPlan::ObjectStore {
+            let plan = ConnectionPlan::ObjectStore(StoreConnection {
                 url,
                 options: o.options.clone(),
                 credentials: o.credentials.clone(),
-            };
+            });
             (plan, o.credentials.as_ref())
         }
         ConnectionSpec::Bigquery(b) => {
-            let plan = ConnectionPlan::Bigquery {
+            let plan = ConnectionPlan::Bigquery(BigqueryConnection {
                 project: render("project", &b.project),
                 location: b.location.clone(),
                 endpoint: b.endpoint.as_ref().map(|e| render("endpoint", e)),
                 credentials: b.credentials.clone(),
-            };
+            });
             (plan, b.credentials.as_ref())
         }
     };

@@ -167,7 +167,9 @@ pub async fn run(warehouse: &dyn Warehouse, table: &Table, scratch: &Path, skip:
     }
     if skip.loads_into_added_columns {
         // Rows load into the columns the table had.
-        let n = warehouse.replace_day(table, d1, &claims_more, &narrow).await;
+        let n = warehouse
+            .replace_day(table, d1, &claims_more, &narrow)
+            .await;
         assert_eq!(n.expect("replace after widening"), 1);
     } else {
         let noted = rows(
