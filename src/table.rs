@@ -34,6 +34,12 @@ pub struct Column {
 }
 
 impl Column {
+    /// The same column, REPEATED when `repeated`.
+    pub fn repeated(mut self, repeated: bool) -> Self {
+        self.repeated = repeated;
+        self
+    }
+
     /// The type as people read it: `STRING`, `REPEATED INT64`,
     /// `REPEATED RECORD<at TIMESTAMP, price FLOAT64>`.
     pub fn type_label(&self) -> String {
@@ -73,7 +79,29 @@ pub struct TableSchema {
     pub columns: Vec<Column>,
 }
 
+/// A column as `(name, type)` or `(name, type, repeated)`, for
+/// [`TableSchema::of`].
+impl From<(&str, ColumnType)> for Column {
+    fn from((name, kind): (&str, ColumnType)) -> Self {
+        Column::new(name, kind)
+    }
+}
+
+impl From<(&str, ColumnType, bool)> for Column {
+    fn from((name, kind, repeated): (&str, ColumnType, bool)) -> Self {
+        Column::new(name, kind).repeated(repeated)
+    }
+}
+
 impl TableSchema {
+    /// A schema of columns given as `(name, type)` or
+    /// `(name, type, repeated)`: `TableSchema::of(&[("id", ColumnType::Int64)])`.
+    pub fn of<C: Into<Column> + Copy>(columns: &[C]) -> Self {
+        Self {
+            columns: columns.iter().map(|&c| c.into()).collect(),
+        }
+    }
+
     /// The column named `name`.
     pub fn get(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)

@@ -20,23 +20,18 @@ fn day(d: &str) -> NaiveDate {
     d.parse().unwrap()
 }
 
-fn schema(cols: &[(&str, ColumnType, bool)]) -> TableSchema {
-    TableSchema {
-        columns: cols
-            .iter()
-            .map(|(n, k, r)| Column {
-                name: (*n).into(),
-                kind: *k,
-                repeated: *r,
-                fields: Vec::new(),
-            })
-            .collect(),
-    }
-}
-
 /// A table name no other test or run uses.
 fn unique(tag: &str) -> String {
     format!("bq_{tag}_{}", std::process::id())
+}
+
+/// The emulator, the sink on it, the stack's dataset, and a table name
+/// no other test or run uses, dropped if a run before left it.
+async fn fresh_table(tag: &str) -> (Emulator, BigQuerySink, &'static str, String) {
+    let emu = Emulator::require().await;
+    let table = unique(tag);
+    emu.drop_table(stack::BQ_DATASET, &table).await;
+    (emu, sink().await, stack::BQ_DATASET, table)
 }
 
 /// The sink on the emulator.
@@ -63,7 +58,7 @@ async fn ensure_table_creates_a_partitioned_clustered_table_then_adds_columns() 
     let table = "events";
     emu.drop_dataset(&dataset).await;
 
-    let v1 = schema(&[
+    let v1 = TableSchema::of(&[
         ("_ds", ColumnType::Date, false),
         ("id", ColumnType::Int64, false),
         ("name", ColumnType::String, false),
@@ -137,12 +132,8 @@ async fn ensure_table_creates_a_partitioned_clustered_table_then_adds_columns() 
 
 #[tokio::test]
 async fn staging_mode_replaces_one_day_and_leaves_the_others() {
-    let emu = Emulator::require().await;
-    let sink = sink().await;
-    let ds = stack::BQ_DATASET;
-    let table = unique("staging");
-    emu.drop_table(ds, &table).await;
-    let s = schema(&[
+    let (emu, sink, ds, table) = fresh_table("staging").await;
+    let s = TableSchema::of(&[
         ("_ds", ColumnType::Date, false),
         ("id", ColumnType::Int64, false),
         ("tags", ColumnType::String, true),
@@ -234,18 +225,14 @@ async fn staging_mode_replaces_one_day_and_leaves_the_others() {
 /// loaded, queried, and grows a field on a later day.
 #[tokio::test]
 async fn repeated_records_load_and_grow_fields() {
-    let emu = Emulator::require().await;
-    let sink = sink().await;
-    let ds = stack::BQ_DATASET;
-    let table = unique("records");
-    emu.drop_table(ds, &table).await;
+    let (emu, sink, ds, table) = fresh_table("records").await;
     let lines = |fields: &[(&str, ColumnType)]| Column {
         name: "lines".into(),
         kind: ColumnType::Record,
         repeated: true,
         fields: fields.iter().map(|(n, k)| Column::new(*n, *k)).collect(),
     };
-    let mut s = schema(&[("_ds", ColumnType::Date, false)]);
+    let mut s = TableSchema::of(&[("_ds", ColumnType::Date, false)]);
     s.columns.push(lines(&[
         ("sku", ColumnType::String),
         ("qty", ColumnType::Int64),
@@ -286,7 +273,7 @@ async fn repeated_records_load_and_grow_fields() {
         .await;
 
     // A later day's objects have a new key: the RECORD gains a field.
-    let mut grown = schema(&[("_ds", ColumnType::Date, false)]);
+    let mut grown = TableSchema::of(&[("_ds", ColumnType::Date, false)]);
     grown.columns.push(lines(&[
         ("sku", ColumnType::String),
         ("qty", ColumnType::Int64),
@@ -315,12 +302,8 @@ async fn repeated_records_load_and_grow_fields() {
 
 #[tokio::test]
 async fn every_column_type_round_trips_through_a_load() {
-    let emu = Emulator::require().await;
-    let sink = sink().await;
-    let ds = stack::BQ_DATASET;
-    let table = unique("types");
-    emu.drop_table(ds, &table).await;
-    let s = schema(&[
+    let (emu, sink, ds, table) = fresh_table("types").await;
+    let s = TableSchema::of(&[
         ("_ds", ColumnType::Date, false),
         ("i", ColumnType::Int64, false),
         ("f", ColumnType::Float64, false),
@@ -440,7 +423,7 @@ async fn every_column_type_round_trips_through_a_load() {
 fn decorator_load_job_truncates_one_partition() {
     // bigquery-emulator takes `t$20200601` as a literal table name, so this
     // mode is tested on the request it sends.
-    let s = schema(&[
+    let s = TableSchema::of(&[
         ("_ds", ColumnType::Date, false),
         ("id", ColumnType::Int64, false),
         ("tags", ColumnType::String, true),
@@ -482,12 +465,8 @@ fn decorator_load_job_truncates_one_partition() {
 
 #[tokio::test]
 async fn a_row_that_does_not_fit_fails_naming_table_and_day() {
-    let emu = Emulator::require().await;
-    let sink = sink().await;
-    let ds = stack::BQ_DATASET;
-    let table = unique("badrow");
-    emu.drop_table(ds, &table).await;
-    let s = schema(&[
+    let (emu, sink, ds, table) = fresh_table("badrow").await;
+    let s = TableSchema::of(&[
         ("_ds", ColumnType::Date, false),
         ("id", ColumnType::Int64, false),
     ]);
@@ -558,12 +537,8 @@ async fn a_row_that_does_not_fit_fails_naming_table_and_day() {
 /// changes this, staging mode is no longer atomic there.
 #[tokio::test]
 async fn the_emulator_rolls_back_a_failing_script() {
-    let emu = Emulator::require().await;
-    let sink = sink().await;
-    let ds = stack::BQ_DATASET;
-    let table = unique("rollback");
-    emu.drop_table(ds, &table).await;
-    let s = schema(&[
+    let (emu, sink, ds, table) = fresh_table("rollback").await;
+    let s = TableSchema::of(&[
         ("_ds", ColumnType::Date, false),
         ("id", ColumnType::Int64, false),
     ]);
@@ -621,11 +596,8 @@ async fn the_emulator_rolls_back_a_failing_script() {
 #[tokio::test]
 async fn the_warehouse_contract_holds_on_bigquery() {
     use etl::sink::warehouse::{bigquery::BigQuery, conformance, Table};
-    let emu = Emulator::require().await;
-    let ds = stack::BQ_DATASET;
-    let name = unique("contract");
-    emu.drop_table(ds, &name).await;
-    let warehouse = BigQuery::new(sink().await, "_ds", &[], ReplaceMode::Staging);
+    let (emu, sink, ds, name) = fresh_table("contract").await;
+    let warehouse = BigQuery::new(sink, "_ds", &[], ReplaceMode::Staging);
     let table = Table {
         dataset: ds.to_owned(),
         name: name.clone(),

@@ -68,6 +68,33 @@ impl Project {
             .unwrap()
     }
 
+    /// [`Project::new`] on the stack's MongoDB, once it answers.
+    async fn on_stack(tag: &str) -> Self {
+        stack::mongo().await;
+        Self::new(tag, stack::mongo_port())
+    }
+
+    /// A client of the project's server.
+    async fn client(&self) -> mongodb::Client {
+        mongodb::Client::with_uri_str(self.mongo_uri())
+            .await
+            .unwrap()
+    }
+
+    /// The collection `name` of the project's database.
+    async fn collection(&self, name: &str) -> mongodb::Collection<bson::Document> {
+        self.client()
+            .await
+            .database(&self.database)
+            .collection(name)
+    }
+
+    /// Drops the project's database.
+    async fn drop_database(&self) {
+        let db = self.client().await.database(&self.database);
+        db.drop().await.unwrap();
+    }
+
     fn seed(&self, users: usize, orders: usize, products: usize) {
         let out = self.etl(&[
             "demo",
@@ -205,8 +232,7 @@ fn parquet_rows(p: &Project, table: &str, day: NaiveDate) -> u64 {
 /// MongoDB; boundaries; then idempotency and a shrinking rerun.
 #[tokio::test(flavor = "multi_thread")]
 async fn three_pipelines_ten_days_reconciled_idempotent() {
-    stack::mongo().await;
-    let p = Project::new("main", stack::mongo_port());
+    let p = Project::on_stack("main").await;
     p.seed(600, 900, 300);
     let pipelines = [
         "pipelines/users.yaml",
@@ -333,10 +359,7 @@ async fn three_pipelines_ten_days_reconciled_idempotent() {
     // Boundaries: a document at exactly 00:00:00.000 and one at
     // 23:59:59.999 land in their own day; documents before the range and
     // "today" appear in no archive.
-    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
-    let users = client
-        .database(&p.database)
-        .collection::<bson::Document>("users");
+    let users = p.collection("users").await;
     let all_raw: Vec<(String, Vec<String>)> = lake
         .iter()
         .filter(|(k, _)| k.starts_with("raw/users/") && k.ends_with(".gz"))
@@ -421,9 +444,7 @@ async fn three_pipelines_ten_days_reconciled_idempotent() {
     // Deleted upstream: a rerun of the day shrinks the warehouse to match.
     let d3 = days()[2];
     let before = mongo_count(&uri, &p.database, "orders", d3).await;
-    let orders = client
-        .database(&p.database)
-        .collection::<bson::Document>("orders");
+    let orders = p.collection("orders").await;
     let victims: Vec<bson::Document> = orders
         .find(doc! {"created_at": {"$gte": bson::DateTime::from_millis(ms(d3)), "$lt": bson::DateTime::from_millis(ms(d3) + 86_400_000)}})
         .limit(5)
@@ -464,24 +485,20 @@ async fn three_pipelines_ten_days_reconciled_idempotent() {
     assert!(status.contains("  2020-06-11 missing"), "{status}");
     assert_eq!(out.status.code(), Some(1), "gaps make `etl status` exit 1");
 
-    client.database(&p.database).drop().await.unwrap();
+    p.drop_database().await;
 }
 
 /// A day with no documents is recorded, and its warehouse partition is
 /// emptied.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_day_is_recorded_and_empties_its_partition() {
-    stack::mongo().await;
-    let p = Project::new("empty", stack::mongo_port());
+    let p = Project::on_stack("empty").await;
     p.seed(200, 200, 100);
     run_ok(&p, &["run", "pipelines/users.yaml", "--date", "2020-06-04"]);
-    let uri = p.mongo_uri();
-    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
     let d = days()[3];
     assert!(bq_count(&p.database, "users", d).await > 0);
-    client
-        .database(&p.database)
-        .collection::<bson::Document>("users")
+    p.collection("users")
+        .await
         .delete_many(doc! {"created_at": {"$gte": bson::DateTime::from_millis(ms(d)), "$lt": bson::DateTime::from_millis(ms(d) + 86_400_000)}})
         .await
         .unwrap();
@@ -507,7 +524,7 @@ async fn an_empty_day_is_recorded_and_empties_its_partition() {
     let m: serde_json::Value =
         serde_json::from_slice(&p.lake_files()["raw/users/dt=2020-06-04/_manifest.json"]).unwrap();
     assert_eq!(m["documents"], 0);
-    client.database(&p.database).drop().await.unwrap();
+    p.drop_database().await;
 }
 
 fn regex_escape(s: &str) -> String {
@@ -692,8 +709,7 @@ async fn mongo_dying_mid_run_fails_partitions_and_a_rerun_recovers() {
 /// field holds exactly the documents the BSON Date selects.
 #[tokio::test(flavor = "multi_thread")]
 async fn iso_string_partitions_match_date_partitions() {
-    stack::mongo().await;
-    let p = Project::new("iso", stack::mongo_port());
+    let p = Project::on_stack("iso").await;
     p.seed(400, 10, 10);
     let spec = "pipelines/users_iso.yaml";
     p.project
@@ -762,12 +778,8 @@ async fn bq_non_null(dataset: &str, table: &str, column: &str, day: NaiveDate) -
 /// whole to `_rejects.jsonl`, and source = loaded + rejected.
 #[tokio::test(flavor = "multi_thread")]
 async fn type_conflicts_follow_the_policy_and_reconcile() {
-    stack::mongo().await;
-    let p = Project::new("policies", stack::mongo_port());
-    let client = mongodb::Client::with_uri_str(p.mongo_uri()).await.unwrap();
-    let events = client
-        .database(&p.database)
-        .collection::<bson::Document>("events");
+    let p = Project::on_stack("policies").await;
+    let events = p.collection("events").await;
     let day = NaiveDate::from_ymd_opt(2020, 6, 1).unwrap();
     let at = |i: i64| bson::DateTime::from_millis(ms(day) + i * 60_000);
     let mut docs = Vec::new();
@@ -862,7 +874,7 @@ sinks:
     let out = p.etl(&["status", "pipelines/events_reject.yaml"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("2020-06-01 done"));
 
-    client.database(&p.database).drop().await.unwrap();
+    p.drop_database().await;
 }
 
 /// The schema lock from data, then `on_new_field`: `fail` stops a day whose
@@ -870,14 +882,9 @@ sinks:
 /// without it.
 #[tokio::test(flavor = "multi_thread")]
 async fn new_fields_follow_the_lock_and_the_policy() {
-    stack::mongo().await;
-    let p = Project::new("newfields", stack::mongo_port());
-    let client = mongodb::Client::with_uri_str(p.mongo_uri()).await.unwrap();
-    let events = client
-        .database(&p.database)
-        .collection::<bson::Document>("events");
-    let d1 = NaiveDate::from_ymd_opt(2020, 6, 1).unwrap();
-    let d2 = d1.succ_opt().unwrap();
+    let p = Project::on_stack("newfields").await;
+    let events = p.collection("events").await;
+    let [d1, d2] = [days()[0], days()[1]];
     let at = |d: NaiveDate, i: i64| bson::DateTime::from_millis(ms(d) + i * 60_000);
     events
         .insert_many([
@@ -960,7 +967,7 @@ sinks:
         "the new field is left out"
     );
 
-    client.database(&p.database).drop().await.unwrap();
+    p.drop_database().await;
 }
 
 /// `etl infer` on a collection seeded only here: it reads every document
@@ -968,14 +975,9 @@ sinks:
 /// and loads every document and array element without edits.
 #[tokio::test(flavor = "multi_thread")]
 async fn infer_drafts_a_spec_that_runs_without_edits() {
-    stack::mongo().await;
-    let p = Project::new("infer", stack::mongo_port());
-    let client = mongodb::Client::with_uri_str(p.mongo_uri()).await.unwrap();
-    let reviews = client
-        .database(&p.database)
-        .collection::<bson::Document>("reviews");
-    let d1 = NaiveDate::from_ymd_opt(2020, 6, 1).unwrap();
-    let d2 = d1.succ_opt().unwrap();
+    let p = Project::on_stack("infer").await;
+    let reviews = p.collection("reviews").await;
+    let [d1, d2] = [days()[0], days()[1]];
     let mut docs = Vec::new();
     let mut photos = [0u64; 2];
     for i in 0..40i64 {
@@ -1064,7 +1066,7 @@ async fn infer_drafts_a_spec_that_runs_without_edits() {
     assert_eq!(bq_non_null(&p.database, "reviews", "rating", d1).await, 25);
     assert_eq!(bq_non_null(&p.database, "reviews", "rating", d2).await, 15);
 
-    client.database(&p.database).drop().await.unwrap();
+    p.drop_database().await;
 }
 
 /// Issue 10: a collection imported today, whose ObjectIds are younger than
@@ -1073,12 +1075,8 @@ async fn infer_drafts_a_spec_that_runs_without_edits() {
 /// hold none, naming the candidates.
 #[tokio::test(flavor = "multi_thread")]
 async fn infer_prefers_a_business_date_to_young_object_ids_and_refuses_empty_days() {
-    stack::mongo().await;
-    let p = Project::new("infer_ms", stack::mongo_port());
-    let client = mongodb::Client::with_uri_str(p.mongo_uri()).await.unwrap();
-    let reviews = client
-        .database(&p.database)
-        .collection::<bson::Document>("reviews");
+    let p = Project::on_stack("infer_ms").await;
+    let reviews = p.collection("reviews").await;
     let first = NaiveDate::from_ymd_opt(2020, 6, 1).unwrap();
     let docs: Vec<_> = (0..100i64)
         .map(|i| {
@@ -1144,15 +1142,14 @@ async fn infer_prefers_a_business_date_to_young_object_ids_and_refuses_empty_day
         "{draft}"
     );
 
-    client.database(&p.database).drop().await.unwrap();
+    p.drop_database().await;
 }
 
 /// Issue 10: a query the server refuses fails the partition at once, with
 /// a hint, instead of being retried as if it were a network fault.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_query_fails_at_once_with_a_hint() {
-    stack::mongo().await;
-    let p = Project::new("refused", stack::mongo_port());
+    let p = Project::on_stack("refused").await;
     p.project.edit(
         "pipelines/users.yaml",
         "  collection: users\n",
@@ -1209,13 +1206,9 @@ async fn a_refused_query_fails_at_once_with_a_hint() {
 /// ways must write the same bytes: the same Parquet files, the same rejects.
 #[tokio::test(flavor = "multi_thread")]
 async fn rows_written_during_the_extract_equal_those_written_after_it() {
-    stack::mongo().await;
-    let p = Project::new("speculate", stack::mongo_port());
-    let client = mongodb::Client::with_uri_str(p.mongo_uri()).await.unwrap();
-    let events = client
-        .database(&p.database)
-        .collection::<bson::Document>("events");
-    let d1 = NaiveDate::from_ymd_opt(2020, 6, 1).unwrap();
+    let p = Project::on_stack("speculate").await;
+    let events = p.collection("events").await;
+    let d1 = days()[0];
     let docs: Vec<bson::Document> = (0..60i64)
         .map(|i| {
             let mut d = doc! {
@@ -1352,7 +1345,7 @@ sinks:
         assert!(after[name] == *bytes, "{name} differs between the two ways");
     }
 
-    client.database(&p.database).drop().await.unwrap();
+    p.drop_database().await;
 }
 
 /// A SIGTERM during a day: no new day starts, the running one is recorded
@@ -1360,13 +1353,9 @@ sinks:
 /// code says so, and the next run does the day and the rest.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signal_stops_the_run_and_the_next_run_heals_it() {
-    stack::mongo().await;
-    let p = Project::new("signal", stack::mongo_port());
-    let client = mongodb::Client::with_uri_str(p.mongo_uri()).await.unwrap();
-    let events = client
-        .database(&p.database)
-        .collection::<bson::Document>("events");
-    let d1 = NaiveDate::from_ymd_opt(2020, 6, 1).unwrap();
+    let p = Project::on_stack("signal").await;
+    let events = p.collection("events").await;
+    let d1 = days()[0];
     // A first day long enough to be caught running; two short ones after.
     let big = 20_000i64;
     let docs: Vec<bson::Document> = (0..big + 20)

@@ -26,14 +26,9 @@ use common::stack;
 
 fn edge_documents() -> Vec<RawDocumentBuf> {
     let bytes = std::fs::read(common::root().join("tests/fixtures/bson/edge_cases.bson")).unwrap();
-    let mut docs = Vec::new();
-    let mut at = 0;
-    while at < bytes.len() {
-        let len = i32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        docs.push(RawDocumentBuf::from_bytes(bytes[at..at + len].to_vec()).unwrap());
-        at += len;
-    }
-    docs
+    etl::extjson::concatenated(&bytes)
+        .map(|d| d.unwrap().to_raw_document_buf())
+        .collect()
 }
 
 fn day_of(doc: &RawDocumentBuf) -> NaiveDate {

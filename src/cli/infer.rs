@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 
-use super::{diagnostics, load_project, templates_for, Context, RangeArgs};
+use super::{diagnostics, templates_for, Context, RangeArgs};
 use crate::engine::{PartitionError, PipelineRuntime};
 use crate::exit::Exit;
 use crate::infer::{Candidates, Draft, Kind, Profile};
@@ -50,19 +50,15 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
-    let file = match ctx.project_file_or_usage() {
-        Ok(f) => f,
+    let super::CheckedProject {
+        plan,
+        spec: pspec,
+        profile,
+        ..
+    } = match ctx.checked_project() {
+        Ok(p) => p,
         Err(code) => return Ok(code),
     };
-    let project = load_project(&file, EnvMode::Strict);
-    let (Some(plan), Some(pspec)) = (project.plan, &project.loaded.spec) else {
-        diagnostics::print_human(&project.diagnostics);
-        return Ok(Exit::Usage);
-    };
-    let profile = ctx
-        .profile
-        .clone()
-        .unwrap_or_else(|| plan.default_profile.clone());
     let usage = |m: String, hint: &str| {
         eprintln!("error: {m}\n\nhint: {hint}");
         Ok(Exit::Usage)
@@ -122,7 +118,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
             }
         }
     }
-    let templates = templates_for(pspec, EnvMode::Strict);
+    let templates = templates_for(&pspec, EnvMode::Strict);
     let uri = templates
         .render(uri_template, &Default::default())
         .map_err(anyhow::Error::msg)?;

@@ -227,17 +227,13 @@ pub(crate) fn load_plans(
     files: &[PathBuf],
     verb: &str,
 ) -> Result<LoadedPlans, Exit> {
-    let project_file = ctx.project_file_or_usage()?;
-    let project = load_project(&project_file, EnvMode::Strict);
-    let (Some(plan), Some(pspec)) = (project.plan, &project.loaded.spec) else {
-        diagnostics::print_human(&project.diagnostics);
-        return Err(Exit::Usage);
-    };
-    let profile = ctx
-        .profile
-        .clone()
-        .unwrap_or_else(|| plan.default_profile.clone());
-    let templates = templates_for(pspec, EnvMode::Strict);
+    let CheckedProject {
+        plan,
+        spec: pspec,
+        profile,
+        ..
+    } = ctx.checked_project()?;
+    let templates = templates_for(&pspec, EnvMode::Strict);
     let mut plans = Vec::new();
     let mut diags = Vec::new();
     for file in files {
@@ -327,6 +323,27 @@ impl Context {
         }
     }
 
+    /// The project file, loaded and checked, and the profile in use; its
+    /// problems printed and the usage exit code when it has any.
+    fn checked_project(&self) -> Result<CheckedProject, Exit> {
+        let file = self.project_file_or_usage()?;
+        let project = load_project(&file, EnvMode::Strict);
+        let (Some(plan), Some(spec)) = (project.plan, project.loaded.spec) else {
+            diagnostics::print_human(&project.diagnostics);
+            return Err(Exit::Usage);
+        };
+        let profile = self
+            .profile
+            .clone()
+            .unwrap_or_else(|| plan.default_profile.clone());
+        Ok(CheckedProject {
+            file,
+            plan,
+            spec,
+            profile,
+        })
+    }
+
     /// Today in `tz`, by [`Self::clock`].
     fn today(&self, tz: Tz) -> NaiveDate {
         self.clock().today(tz)
@@ -337,6 +354,14 @@ fn relative_to(p: &Path, base: &Path) -> PathBuf {
     p.strip_prefix(base)
         .map(Path::to_owned)
         .unwrap_or_else(|_| p.to_owned())
+}
+
+/// A project file without problems ([`Context::checked_project`]).
+pub(crate) struct CheckedProject {
+    pub file: PathBuf,
+    pub plan: crate::plan::ProjectPlan,
+    pub spec: ProjectSpec,
+    pub profile: String,
 }
 
 /// The project file, loaded and checked, with its diagnostics placed.
@@ -422,19 +447,15 @@ fn schema(args: SchemaArgs) -> anyhow::Result<Exit> {
 }
 
 fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
-    let file = match ctx.project_file_or_usage() {
-        Ok(f) => f,
+    let CheckedProject {
+        file,
+        plan,
+        spec: pspec,
+        profile,
+    } = match ctx.checked_project() {
+        Ok(p) => p,
         Err(code) => return Ok(code),
     };
-    let project = load_project(&file, EnvMode::Strict);
-    let Some(plan) = project.plan else {
-        diagnostics::print_human(&project.diagnostics);
-        return Ok(Exit::Usage);
-    };
-    let profile = ctx
-        .profile
-        .clone()
-        .unwrap_or_else(|| plan.default_profile.clone());
     let conn = plan
         .profiles
         .get(&profile)
@@ -452,7 +473,7 @@ fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
         );
         return Ok(Exit::Usage);
     };
-    let spec = project.loaded.spec.as_ref().expect("a plan implies a spec");
+    let spec = &pspec;
     if uri_template.contains("secret(") {
         eprintln!(
             "error: connection `{}` reads a secret, and `etl demo` only fills local, secret-free servers\n\nhint: use `--profile local`",

@@ -182,23 +182,6 @@ pub(super) fn doc_id(doc: &bson::RawDocument) -> String {
     }
 }
 
-/// The documents of a chunk of concatenated BSON documents.
-pub(super) fn chunk_documents(
-    chunk: &[u8],
-) -> impl Iterator<Item = Result<&bson::RawDocument, bson::raw::Error>> + '_ {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let head = chunk.get(at..at + 4)?;
-        let len = i32::from_le_bytes(head.try_into().expect("4 bytes")) as usize;
-        let doc = chunk.get(at..at + len).map_or_else(
-            || bson::RawDocument::from_bytes(&chunk[at..]),
-            bson::RawDocument::from_bytes,
-        );
-        at = if doc.is_ok() { at + len } else { chunk.len() };
-        Some(doc)
-    })
-}
-
 /// The extract's writer thread: appends chunks of concatenated BSON
 /// documents to the spool, and each document's canonical Extended JSON
 /// line to the compressed, hashed raw archive.
@@ -228,7 +211,7 @@ impl ExtractWriter {
                 spool
                     .write_all(&chunk)
                     .map_err(|e| io("cannot write", &spool_path, e))?;
-                for doc in chunk_documents(&chunk) {
+                for doc in crate::extjson::concatenated(&chunk) {
                     let doc =
                         doc.map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;
                     line.clear();

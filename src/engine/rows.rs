@@ -15,7 +15,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 
 use super::day::{io, PartitionError};
-use super::extract::{chunk_documents, doc_id, CHUNKS_IN_FLIGHT};
+use super::extract::{doc_id, CHUNKS_IN_FLIGHT};
 use crate::flatten::{FlattenError, RowError, Tables};
 use crate::sink::lake::records::reject_record;
 use crate::table::TableSchema;
@@ -296,7 +296,7 @@ impl Speculation {
                     if stop.load(std::sync::atomic::Ordering::Relaxed) {
                         return None;
                     }
-                    for doc in chunk_documents(&chunk) {
+                    for doc in crate::extjson::concatenated(&chunk) {
                         out.document(doc.ok()?).ok()?;
                     }
                 }

@@ -214,30 +214,15 @@ fn fits(data: ColumnType, column: ColumnType) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::Column;
-
-    fn schema(cols: &[(&str, ColumnType)]) -> TableSchema {
-        TableSchema {
-            columns: cols
-                .iter()
-                .map(|(n, k)| Column {
-                    name: (*n).into(),
-                    kind: *k,
-                    repeated: false,
-                    fields: Vec::new(),
-                })
-                .collect(),
-        }
-    }
 
     #[test]
     fn merge_keeps_wider_table_types_and_appends_new_columns() {
-        let table = schema(&[
+        let table = TableSchema::of(&[
             ("_ds", ColumnType::Date),
             ("points", ColumnType::String),
             ("score", ColumnType::Float64),
         ]);
-        let data = schema(&[
+        let data = TableSchema::of(&[
             ("_ds", ColumnType::Date),
             ("points", ColumnType::Int64),
             ("score", ColumnType::Int64),
@@ -246,7 +231,7 @@ mod tests {
         let merged = merge_schema(Some(&table), data, &[]).unwrap();
         assert_eq!(
             merged,
-            schema(&[
+            TableSchema::of(&[
                 ("_ds", ColumnType::Date),
                 ("points", ColumnType::String),
                 ("score", ColumnType::Float64),
@@ -257,10 +242,10 @@ mod tests {
 
     #[test]
     fn columns_null_all_day_take_the_table_type() {
-        let table = schema(&[("points", ColumnType::Int64)]);
+        let table = TableSchema::of(&[("points", ColumnType::Int64)]);
         let merged = merge_schema(
             Some(&table),
-            schema(&[("points", ColumnType::String)]),
+            TableSchema::of(&[("points", ColumnType::String)]),
             &["points".to_owned()],
         )
         .unwrap();
@@ -269,9 +254,13 @@ mod tests {
 
     #[test]
     fn merge_refuses_to_narrow_a_column() {
-        let table = schema(&[("points", ColumnType::Int64)]);
-        let e =
-            merge_schema(Some(&table), schema(&[("points", ColumnType::String)]), &[]).unwrap_err();
+        let table = TableSchema::of(&[("points", ColumnType::Int64)]);
+        let e = merge_schema(
+            Some(&table),
+            TableSchema::of(&[("points", ColumnType::String)]),
+            &[],
+        )
+        .unwrap_err();
         assert!(e.message.starts_with("type conflict in column `points`: the table has INT64, this partition's data needs STRING"), "{}", e.message);
     }
 }

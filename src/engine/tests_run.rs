@@ -207,6 +207,21 @@ impl Run {
         ))
     }
 
+    /// Runs days `start` to `end` of `source`, never shut down.
+    async fn days(
+        &self,
+        source: MemorySource,
+        start: &str,
+        end: &str,
+        opts: &RunOptions,
+    ) -> RunReport {
+        let jobs = vec![(self.runtime(source), range(start, end))];
+        self.engine
+            .run_runtimes(jobs, opts, &Shutdown::never())
+            .await
+            .unwrap()
+    }
+
     async fn record(&self, day: &str) -> Option<PartitionRecord> {
         let day: NaiveDate = day.parse().unwrap();
         self.engine.ledger().get("events", day).await.unwrap()
@@ -223,19 +238,14 @@ fn quick() -> RunOptions {
 #[tokio::test]
 async fn days_are_timed_by_the_injected_clock_and_reconciled() {
     let run = Run::new();
-    let rt = run.runtime(MemorySource::new(events(&[
-        ("2020-06-01", 30),
-        ("2020-06-02", 5),
-    ])));
     let report = run
-        .engine
-        .run_runtimes(
-            vec![(rt, range("2020-06-01", "2020-06-03"))],
+        .days(
+            MemorySource::new(events(&[("2020-06-01", 30), ("2020-06-02", 5)])),
+            "2020-06-01",
+            "2020-06-03",
             &quick(),
-            &Shutdown::never(),
         )
-        .await
-        .unwrap();
+        .await;
     assert!(report.ok(), "{:?}", report.outcomes);
     let at: DateTime<Utc> = "2026-11-23T00:00:05Z".parse().unwrap();
     for (day, n) in [("2020-06-01", 30), ("2020-06-02", 5), ("2020-06-03", 0)] {
@@ -254,15 +264,13 @@ async fn days_are_timed_by_the_injected_clock_and_reconciled() {
         rerun: true,
         ..quick()
     };
-    let rt = run.runtime(MemorySource::new(events(&[("2020-06-01", 30)])));
-    run.engine
-        .run_runtimes(
-            vec![(rt, range("2020-06-01", "2020-06-01"))],
-            &opts,
-            &Shutdown::never(),
-        )
-        .await
-        .unwrap();
+    run.days(
+        MemorySource::new(events(&[("2020-06-01", 30)])),
+        "2020-06-01",
+        "2020-06-01",
+        &opts,
+    )
+    .await;
     let r = run.record("2020-06-01").await.unwrap();
     assert_eq!(r.started_at, at + chrono::Duration::hours(1));
     assert_eq!(
@@ -330,19 +338,14 @@ async fn a_shutdown_stops_the_running_day_records_it_and_starts_no_other() {
         .exists());
 
     // The next run heals it.
-    let rt = run.runtime(MemorySource::new(events(&[
-        ("2020-06-01", 50),
-        ("2020-06-02", 5),
-    ])));
     let report = run
-        .engine
-        .run_runtimes(
-            vec![(rt, range("2020-06-01", "2020-06-03"))],
+        .days(
+            MemorySource::new(events(&[("2020-06-01", 50), ("2020-06-02", 5)])),
+            "2020-06-01",
+            "2020-06-03",
             &quick(),
-            &Shutdown::never(),
         )
-        .await
-        .unwrap();
+        .await;
     assert!(report.ok(), "{:?}", report.outcomes);
     let r = run.record("2020-06-01").await.unwrap();
     assert_eq!((r.status, r.warehouse_rows), (Status::Done, Some(50)));
@@ -353,16 +356,7 @@ async fn a_transient_source_failure_is_retried_and_the_attempts_recorded() {
     let run = Run::new();
     let mut source = MemorySource::new(events(&[("2020-06-01", 3)]));
     source.fail_first = 2;
-    let rt = run.runtime(source);
-    let report = run
-        .engine
-        .run_runtimes(
-            vec![(rt, range("2020-06-01", "2020-06-01"))],
-            &quick(),
-            &Shutdown::never(),
-        )
-        .await
-        .unwrap();
+    let report = run.days(source, "2020-06-01", "2020-06-01", &quick()).await;
     assert!(report.ok(), "{:?}", report.outcomes);
     let r = run.record("2020-06-01").await.unwrap();
     assert_eq!((r.attempts, r.warehouse_rows), (3, Some(3)));

@@ -36,6 +36,7 @@ mod raw;
 mod time;
 mod write;
 
+pub use raw::concatenated;
 pub(crate) use raw::{elements, has_key_before, KeyFilter, Value};
 pub(crate) use time::{civil_from_days, write_date_parts, write_datetime_seconds};
 pub use write::{

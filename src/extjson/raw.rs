@@ -8,6 +8,25 @@ use bson::spec::BinarySubtype;
 
 use super::ExtJsonError;
 
+/// The documents of concatenated BSON documents: a `.bson` file (what
+/// `mongodump` writes), the engine's spool, a chunk of an extract. A
+/// document that does not parse ends the iteration after its error.
+pub fn concatenated(
+    bytes: &[u8],
+) -> impl Iterator<Item = Result<&RawDocument, bson::raw::Error>> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let head = bytes.get(at..at + 4)?;
+        let len = i32::from_le_bytes(head.try_into().expect("4 bytes")) as usize;
+        let doc = bytes.get(at..at + len).map_or_else(
+            || RawDocument::from_bytes(&bytes[at..]),
+            RawDocument::from_bytes,
+        );
+        at = if doc.is_ok() { at + len } else { bytes.len() };
+        Some(doc)
+    })
+}
+
 /// One borrowed BSON value, as [`elements`] reads it: [`RawBsonRef`], except
 /// that an array is its raw document (a `RawArray` cannot be built outside
 /// the bson crate) and dates are their milliseconds.

@@ -466,14 +466,9 @@ mod tests {
             "/tests/fixtures/bson/edge_cases.bson"
         );
         let bytes = std::fs::read(path).unwrap();
-        let mut docs = Vec::new();
-        let mut at = 0;
-        while at < bytes.len() {
-            let len = i32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-            docs.push(RawDocumentBuf::from_bytes(bytes[at..at + len].to_vec()).unwrap());
-            at += len;
-        }
-        docs
+        crate::extjson::concatenated(&bytes)
+            .map(|d| d.unwrap().to_raw_document_buf())
+            .collect()
     }
 
     #[test]

@@ -174,32 +174,18 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::Column;
 
     fn schema() -> TableSchema {
-        let col = |n: &str, k| Column {
-            name: n.into(),
-            kind: k,
-            repeated: false,
-            fields: Vec::new(),
-        };
-        TableSchema {
-            columns: vec![
-                col("_ds", ColumnType::Date),
-                col("id", ColumnType::Int64),
-                col("name", ColumnType::String),
-                col("ts", ColumnType::Timestamp),
-                col("price", ColumnType::Numeric),
-                col("score", ColumnType::Float64),
-                col("ok", ColumnType::Bool),
-                Column {
-                    name: "tags".into(),
-                    kind: ColumnType::String,
-                    repeated: true,
-                    fields: Vec::new(),
-                },
-            ],
-        }
+        TableSchema::of(&[
+            ("_ds", ColumnType::Date, false),
+            ("id", ColumnType::Int64, false),
+            ("name", ColumnType::String, false),
+            ("ts", ColumnType::Timestamp, false),
+            ("price", ColumnType::Numeric, false),
+            ("score", ColumnType::Float64, false),
+            ("ok", ColumnType::Bool, false),
+            ("tags", ColumnType::String, true),
+        ])
     }
 
     #[test]

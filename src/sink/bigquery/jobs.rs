@@ -196,13 +196,13 @@ pub(super) fn is_transient_reason(reason: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::schema;
     use super::*;
     use crate::spec::ColumnType;
+    use crate::table::TableSchema;
 
     #[test]
     fn the_script_replaces_one_day_in_a_transaction() {
-        let s = schema(&[
+        let s = TableSchema::of(&[
             ("_ds", ColumnType::Date, false),
             ("tags", ColumnType::String, true),
         ]);

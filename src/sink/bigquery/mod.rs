@@ -228,27 +228,11 @@ impl std::fmt::Display for Target {
 
 #[cfg(test)]
 mod fixtures {
-    //! Schemas and targets shared by the tests of this folder.
+    //! Targets shared by the tests of this folder.
 
     use chrono::NaiveDate;
 
     use super::Target;
-    use crate::spec::ColumnType;
-    use crate::table::{Column, TableSchema};
-
-    pub(super) fn schema(cols: &[(&str, ColumnType, bool)]) -> TableSchema {
-        TableSchema {
-            columns: cols
-                .iter()
-                .map(|(n, k, r)| Column {
-                    name: (*n).into(),
-                    kind: *k,
-                    repeated: *r,
-                    fields: Vec::new(),
-                })
-                .collect(),
-        }
-    }
 
     pub(super) fn target() -> Target {
         Target {

@@ -191,7 +191,7 @@ pub(super) fn check_schema(
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{schema, target};
+    use super::super::fixtures::target;
     use super::*;
 
     #[test]
@@ -201,7 +201,7 @@ mod tests {
             json!({"name": "n", "type": "INTEGER"}),
             json!({"name": "tags", "type": "STRING", "mode": "REPEATED"}),
         ];
-        let wanted = schema(&[
+        let wanted = TableSchema::of(&[
             ("_ds", ColumnType::Date, false),
             ("n", ColumnType::Int64, false),
             ("tags", ColumnType::String, true),
@@ -212,13 +212,13 @@ mod tests {
             vec![json!({"name": "new", "type": "JSON", "mode": "NULLABLE"})]
         );
 
-        let retyped = schema(&[("n", ColumnType::String, false)]);
+        let retyped = TableSchema::of(&[("n", ColumnType::String, false)]);
         let e = missing_fields(&target(), &existing, &retyped).unwrap_err();
         assert_eq!(
             e.to_string(),
             "column `n` of `p.d.t` day 2020-06-01 is INT64, the rows need STRING: BigQuery cannot change a column's type in place"
         );
-        let unrepeated = schema(&[("tags", ColumnType::String, false)]);
+        let unrepeated = TableSchema::of(&[("tags", ColumnType::String, false)]);
         assert!(matches!(
             missing_fields(&target(), &existing, &unrepeated),
             Err(BigQueryError::Retype { existing, wanted, .. }) if existing == "REPEATED STRING" && wanted == "STRING"
@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn column_names_must_be_safe_in_sql_and_hold_the_partition() {
-        let bad = schema(&[
+        let bad = TableSchema::of(&[
             ("_ds", ColumnType::Date, false),
             ("a`b", ColumnType::String, false),
         ]);
@@ -251,7 +251,7 @@ mod tests {
             check_schema(&target(), &bad, "_ds"),
             Err(BigQueryError::InvalidName { .. })
         ));
-        let no_ds = schema(&[("a", ColumnType::String, false)]);
+        let no_ds = TableSchema::of(&[("a", ColumnType::String, false)]);
         assert_eq!(
             check_schema(&target(), &no_ds, "_ds")
                 .unwrap_err()

@@ -15,26 +15,17 @@ use super::{DayRows, Table, Warehouse};
 use crate::spec::ColumnType;
 use crate::table::{Column, TableSchema};
 
-fn column(name: &str, kind: ColumnType) -> Column {
-    Column {
-        name: name.to_owned(),
-        kind,
-        repeated: false,
-        fields: Vec::new(),
-    }
-}
-
 /// The suite's table: `_ds`, `id`, `name`, and `note` when `widened`.
 pub fn schema(widened: bool) -> TableSchema {
-    let mut columns = vec![
-        column("_ds", ColumnType::Date),
-        column("id", ColumnType::Int64),
-        column("name", ColumnType::String),
-    ];
+    let mut schema = TableSchema::of(&[
+        ("_ds", ColumnType::Date),
+        ("id", ColumnType::Int64),
+        ("name", ColumnType::String),
+    ]);
     if widened {
-        columns.push(column("note", ColumnType::String));
+        schema.columns.push(Column::new("note", ColumnType::String));
     }
-    TableSchema { columns }
+    schema
 }
 
 /// Writes `lines` as the rows file `name` in `scratch`; the rows it

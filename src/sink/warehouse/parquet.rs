@@ -135,7 +135,6 @@ mod tests {
     use super::super::conformance;
     use super::*;
     use crate::spec::ColumnType;
-    use crate::table::Column;
     use object_store::memory::InMemory;
     use std::sync::Arc;
 
@@ -167,20 +166,12 @@ mod tests {
 
     #[tokio::test]
     async fn values_arrive_with_their_types_and_stale_files_go() {
-        let col = |n: &str, k| Column {
-            name: n.into(),
-            kind: k,
-            repeated: false,
-            fields: Vec::new(),
-        };
-        let schema = TableSchema {
-            columns: vec![
-                col("_ds", ColumnType::Date),
-                col("id", ColumnType::Int64),
-                col("name", ColumnType::String),
-                col("price", ColumnType::Numeric),
-            ],
-        };
+        let schema = TableSchema::of(&[
+            ("_ds", ColumnType::Date),
+            ("id", ColumnType::Int64),
+            ("name", ColumnType::String),
+            ("price", ColumnType::Numeric),
+        ]);
         let dir = tempfile::tempdir().unwrap();
         let ndjson = dir.path().join("rows.ndjson");
         std::fs::write(
