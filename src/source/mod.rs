@@ -28,6 +28,14 @@ pub trait Documents: Send {
 }
 
 /// Where documents come from.
+///
+/// # Contract
+///
+/// [`Self::documents`] yields each of the day's documents once, in `_id`
+/// order, so that the same data gives the same lake bytes; [`Self::count`]
+/// counts the same documents independently, so that a day whose documents
+/// changed while it was read is caught by reconciliation; every error says
+/// by [`SourceError::is_transient`] whether a retry may help.
 #[async_trait::async_trait]
 pub trait Source: Send + Sync {
     /// The documents of day `target`, in `_id` order, so that the same

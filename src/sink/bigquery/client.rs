@@ -280,12 +280,12 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    /// Under paused time, with the sink's own backoff: 5 attempts, waits
+    /// of 0.2, 0.4, 0.8 and 1.6 s between them.
+    #[tokio::test(start_paused = true)]
     async fn transient_failures_are_retried_a_bounded_number_of_times() {
-        let fast = Backoff {
-            attempts: 5,
-            first_delay: Duration::from_millis(1),
-        };
+        let fast = RETRIES;
+        let started = tokio::time::Instant::now();
         let calls = AtomicU32::new(0);
         let r: Result<(), _> = retry(fast, "test", || async {
             calls.fetch_add(1, Ordering::SeqCst);
@@ -301,7 +301,12 @@ mod tests {
             (r.unwrap_err().status, calls.load(Ordering::SeqCst)),
             (Some(503), 5)
         );
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(200 + 400 + 800 + 1600)
+        );
 
+        let started = tokio::time::Instant::now();
         calls.store(0, Ordering::SeqCst);
         let r: Result<(), _> = retry(fast, "test", || async {
             calls.fetch_add(1, Ordering::SeqCst);
@@ -315,6 +320,11 @@ mod tests {
         .await;
         assert!(r.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "a permanent failure waits for nothing"
+        );
 
         calls.store(0, Ordering::SeqCst);
         let r = retry(fast, "test", || async {

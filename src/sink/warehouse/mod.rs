@@ -87,8 +87,16 @@ impl WarehouseError {
     }
 }
 
-/// Where a pipeline's rows go; see the module documentation for the
-/// contract.
+/// Where a pipeline's rows go.
+///
+/// # Contract
+///
+/// For every table and day: [`Self::replace_day`] replaces the day
+/// atomically (a failed replace leaves it as it was), returns the rows the
+/// day holds read back from the warehouse, and is idempotent; other days
+/// are never touched; [`Self::prepare`] is idempotent and only adds
+/// columns; every error says by [`WarehouseError::is_transient`] whether a
+/// retry may help. [`conformance::run`] checks each clause.
 #[async_trait::async_trait]
 pub trait Warehouse: Send + Sync {
     /// Whether [`DayRows::parquet`] is what this warehouse loads, so that
