@@ -121,6 +121,18 @@ impl Project {
         )
     }
 
+    /// The staging folders of `pipeline`'s `day`, in every run's folder
+    /// (`.etl/staging/<run>/<pipeline>/<day>`).
+    fn staged(&self, pipeline: &str, day: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(self.path().join(".etl/staging"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|run| run.path().join(pipeline).join(day))
+            .filter(|d| d.is_dir())
+            .collect()
+    }
+
     /// Every file under the lake, with its bytes.
     fn lake_files(&self) -> BTreeMap<String, Vec<u8>> {
         common::files_under(&self.path().join(".etl/lake"))
@@ -1171,8 +1183,9 @@ async fn a_refused_query_fails_at_once_with_a_hint() {
     // Three retries would have waited 1 + 2 + 4 s.
     assert!(started.elapsed() < std::time::Duration::from_secs(6));
     // A failed day keeps its staging folder, and says where.
-    let kept = p.path().join(".etl/staging/users/2020-06-01");
-    assert!(kept.is_dir());
+    let kept = p.staged("users", "2020-06-01");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let kept = &kept[0];
     assert!(
         record["error"].as_str().unwrap().contains(&format!(
             "this day's staging files are kept in `{}`",
@@ -1193,9 +1206,18 @@ async fn a_refused_query_fails_at_once_with_a_hint() {
         "",
     );
     run_ok(&p, &["run", "pipelines/users.yaml", "--date", "2020-06-01"]);
-    // The spool is gone once flattened; the rows and the archive stay.
+    // The run has a folder of its own; in it the spool is gone once
+    // flattened, and the rows and the archive stay.
+    let done: Vec<PathBuf> = p
+        .staged("users", "2020-06-01")
+        .into_iter()
+        .filter(|d| d != kept)
+        .collect();
+    assert_eq!(done.len(), 1, "{done:?}");
     assert!(
-        kept.join("rows-0.ndjson").is_file() && kept.join("users-20200601.jsonl.gz").is_file(),
+        done[0].join("rows-0.ndjson").is_file()
+            && done[0].join("users-20200601.jsonl.gz").is_file()
+            && !done[0].join("spool.bson").exists(),
         "keep_staging keeps the rows and the raw archive"
     );
 }
@@ -1397,15 +1419,20 @@ sinks:
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The first day has started once its staging folder exists.
-    let staging = p.path().join(".etl/staging/events/2020-06-01");
+    // The first day has started once its spool exists.
     for _ in 0..3000 {
-        if staging.join("spool.bson").exists() {
+        if p.staged("events", "2020-06-01")
+            .iter()
+            .any(|d| d.join("spool.bson").exists())
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert!(staging.exists(), "the first day never started");
+    assert!(
+        !p.staged("events", "2020-06-01").is_empty(),
+        "the first day never started"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -1446,7 +1473,7 @@ sinks:
         .join(".etl/state/ledger/events/2020-06-02.json")
         .exists());
     assert!(
-        !staging.exists(),
+        p.staged("events", "2020-06-01").is_empty(),
         "the stopped day's staging folder is removed"
     );
     assert!(
@@ -1470,4 +1497,104 @@ sinks:
     );
     assert_eq!(parquet_rows(&p, "events", d1), big as u64);
     assert_eq!(parquet_rows(&p, "events", d1.succ_opt().unwrap()), 10);
+}
+
+/// Four workers started at once on the same ten days of two pipelines
+/// (issue 12): leases in the shared ledger give each day to one of them,
+/// which loads it once; the others leave it, and none fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn four_workers_share_one_backfill_through_leases() {
+    let p = Project::on_stack("workers").await;
+    p.seed(1000, 1000, 10);
+    let args = [
+        "run",
+        "pipelines/users.yaml",
+        "pipelines/orders.yaml",
+        "--start",
+        "2020-06-01",
+        "--end",
+        "2020-06-10",
+    ];
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            p.project
+                .command(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<Output> = workers
+        .into_iter()
+        .map(|w| w.wait_with_output().unwrap())
+        .collect();
+    let mut done: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut left = 0;
+    for out in &outs {
+        assert_eq!(out.status.code(), Some(0), "{}", common::text(out));
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if let [pipeline @ ("users" | "orders"), day, status, ..] = fields[..] {
+                match status {
+                    "done" => *done.entry((pipeline.into(), day.into())).or_default() += 1,
+                    "skipped" | "elsewhere" => left += 1,
+                    other => panic!("{line}: {other}\n{}", common::text(out)),
+                }
+            }
+        }
+    }
+    assert_eq!(done.len(), 20, "every day is done by some worker: {done:?}");
+    assert!(
+        done.values().all(|&n| n == 1),
+        "no day is done twice: {done:?}"
+    );
+    assert_eq!(left, 60, "the other three workers leave each day");
+    // What the workers retried, for the messages below.
+    let retried: Vec<String> = outs
+        .iter()
+        .flat_map(|o| {
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .filter(|l| l.contains("retrying"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+
+    let uri = p.mongo_uri();
+    for day in days() {
+        for pipeline in ["users", "orders"] {
+            let rows = stack::bq_rows(&format!(
+                "SELECT COUNT(*), COUNT(DISTINCT _id) FROM `{}.{}.{pipeline}` WHERE _ds = DATE '{day}'",
+                stack::BQ_PROJECT,
+                p.database
+            ))
+            .await;
+            let expected = mongo_count(&uri, &p.database, pipeline, day).await;
+            assert_eq!(
+                rows[0],
+                [expected.to_string(), expected.to_string()],
+                "{pipeline} {day}: rows, distinct _id"
+            );
+            let record = common::ledger_record(p.path(), pipeline, &day.to_string());
+            assert_eq!(
+                (record["status"].as_str(), record["attempts"].as_u64()),
+                (Some("done"), Some(1)),
+                "{record}\nretries: {retried:#?}"
+            );
+        }
+    }
+    // Each day's lease ends as one released generation.
+    for day in days() {
+        let folder = p.path().join(format!(".etl/state/leases/orders/{day}"));
+        let leases: Vec<_> = std::fs::read_dir(&folder).unwrap().flatten().collect();
+        assert_eq!(leases.len(), 1, "{}", folder.display());
+        let lease: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(leases[0].path()).unwrap()).unwrap();
+        let until: chrono::DateTime<chrono::Utc> =
+            lease["expires_at"].as_str().unwrap().parse().unwrap();
+        assert!(until <= chrono::Utc::now(), "released: {lease}");
+    }
+    p.drop_database().await;
 }

@@ -197,7 +197,7 @@ pub fn summary(report: &crate::engine::RunReport) -> String {
         "{:<10} {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  lake / warehouse",
         "pipeline", "day", "status", "source", "rows", "raw bytes", "time"
     );
-    let (mut done, mut skipped, mut failed, mut interrupted) = (0, 0, 0, 0);
+    let (mut done, mut skipped, mut failed, mut interrupted, mut elsewhere) = (0, 0, 0, 0, 0);
     for out in &report.outcomes {
         let (r, status) = match out {
             DayOutcome::Done(r) => {
@@ -215,6 +215,15 @@ pub fn summary(report: &crate::engine::RunReport) -> String {
             DayOutcome::Interrupted(r) => {
                 interrupted += 1;
                 (r, "STOPPED")
+            }
+            DayOutcome::Elsewhere {
+                pipeline,
+                day,
+                note,
+            } => {
+                elsewhere += 1;
+                let _ = writeln!(o, "{pipeline:<10} {day:<10} {:<8} {note}", "elsewhere");
+                continue;
             }
             DayOutcome::NotStarted { pipeline, day } => {
                 if !report.interrupted {
@@ -262,10 +271,14 @@ pub fn summary(report: &crate::engine::RunReport) -> String {
     for (name, source) in &report.credentials {
         let _ = writeln!(o, "credentials  {name:<16} {source}");
     }
-    let _ = writeln!(
+    let _ = write!(
         o,
         "{done} done, {skipped} skipped (already done), {failed} failed"
     );
+    if elsewhere > 0 {
+        let _ = write!(o, ", {elsewhere} left to other workers");
+    }
+    let _ = writeln!(o);
     if report.interrupted {
         let not_run = report
             .outcomes

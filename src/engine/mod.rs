@@ -25,6 +25,7 @@
 
 mod day;
 mod extract;
+pub mod lease;
 pub mod ledger;
 pub mod progress;
 mod reconcile;
@@ -146,6 +147,16 @@ pub enum DayOutcome {
     Failed(PartitionRecord),
     /// Stopped by a shutdown request; the record says so.
     Interrupted(PartitionRecord),
+    /// Another worker holds the day's lease, or took it over: not run or
+    /// not recorded here.
+    Elsewhere {
+        /// Pipeline.
+        pipeline: String,
+        /// Day.
+        day: NaiveDate,
+        /// Which worker, or what happened.
+        note: String,
+    },
     /// Not started because of `--fail-fast` or a shutdown request.
     NotStarted {
         /// Pipeline.
@@ -163,7 +174,8 @@ impl DayOutcome {
             | DayOutcome::Skipped(r)
             | DayOutcome::Failed(r)
             | DayOutcome::Interrupted(r) => (&r.pipeline, r.day),
-            DayOutcome::NotStarted { pipeline, day } => (pipeline, *day),
+            DayOutcome::NotStarted { pipeline, day }
+            | DayOutcome::Elsewhere { pipeline, day, .. } => (pipeline, *day),
         }
     }
 }
@@ -201,10 +213,17 @@ pub struct Engine {
     templates: Arc<Templates>,
     clock: Arc<dyn Clock>,
     ledger: Ledger,
+    leases: lease::Leases,
     progress: Arc<dyn progress::Progress>,
+    /// This run's staging folder: `<staging_dir>/<run>/`, so that two runs
+    /// on one machine never share a file.
     staging: PathBuf,
     keep_staging: bool,
 }
+
+/// How long a day's lease lasts unless renewed; it is renewed every third
+/// of that while the day runs.
+const LEASE_TTL: chrono::Duration = chrono::Duration::seconds(120);
 
 impl Engine {
     /// An engine for `project`. `templates` render connection fields and
@@ -217,9 +236,17 @@ impl Engine {
     ) -> Result<Self, PartitionError> {
         let store = crate::sink::lake::Store::open(&project.state_url, &BTreeMap::new())
             .map_err(|e| PartitionError::fatal(format!("the ledger's store: {e}")))?;
+        let worker = lease::worker_name(clock.now());
+        // The worker's name without the host, as a folder name.
+        let run = worker
+            .splitn(2, ':')
+            .nth(1)
+            .unwrap_or(&worker)
+            .replace(':', "-");
         Ok(Self {
-            staging: project.staging_dir.clone(),
+            staging: project.staging_dir.join(format!("run-{run}")),
             keep_staging: project.keep_staging,
+            leases: lease::Leases::new(store.clone(), worker, LEASE_TTL, clock.clone()),
             ledger: Ledger::new(store),
             templates,
             clock,
@@ -326,25 +353,129 @@ impl Engine {
         Ok(report)
     }
 
-    /// Removes a done day's staging folder, and its pipeline's folder once
-    /// empty. A failure is only logged: the day is done and recorded.
+    /// Removes a day's staging folder, and its pipeline's and this run's
+    /// folders once empty. A failure is only logged: the day is recorded.
     fn remove_staging(&self, pipeline: &str, dir: &std::path::Path) {
         if let Err(e) = std::fs::remove_dir_all(dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(pipeline, dir = %dir.display(), error = %e, "could not remove the staging folder of a done day");
             }
         }
-        // Fails while another day of the pipeline still has its folder.
+        // Each fails while another day still has its folder.
         let _ = std::fs::remove_dir(self.staging.join(pipeline));
+        let _ = std::fs::remove_dir(&self.staging);
     }
 
-    /// One day with retries, recorded in the ledger whatever happens.
+    /// One day, run under its lease: skipped when another worker holds
+    /// the day or has finished it since this run read the ledger.
     async fn run_day(
         &self,
         rt: &PipelineRuntime,
         day: NaiveDate,
         opts: &RunOptions,
         shutdown: &Shutdown,
+    ) -> DayOutcome {
+        let pipeline = rt.plan.name.clone();
+        let mut lease = match self.leases.acquire(&pipeline, day).await {
+            Ok(lease::Acquired::Held(l)) => l,
+            Ok(lease::Acquired::Busy(holder)) => {
+                tracing::info!(%pipeline, partition = %day, owner = %holder.owner, until = %holder.expires_at, "another worker runs this day: skipped");
+                return DayOutcome::Elsewhere {
+                    pipeline,
+                    day,
+                    note: format!(
+                        "run by {} (its lease lasts until {})",
+                        holder.owner,
+                        holder.expires_at.to_rfc3339()
+                    ),
+                };
+            }
+            Err(e) => {
+                let now = self.clock.now();
+                let mut record =
+                    self.record(rt, day, Status::Failed, Stats::default(), (now, now, 0));
+                record.error = Some(format!(
+                    "cannot take the day's lease in the state store: {e}"
+                ));
+                return DayOutcome::Failed(record);
+            }
+        };
+        if !opts.rerun {
+            // Done by another worker since this run listed the ledger.
+            if let Ok(Some(r)) = self.ledger.get(&pipeline, day).await {
+                if r.status == Status::Done && r.spec_hash == rt.plan.spec_hash {
+                    let _ = self.leases.release(lease).await;
+                    return DayOutcome::Skipped(r);
+                }
+            }
+        }
+        let outcome = self.run_leased(rt, day, opts, shutdown, &mut lease).await;
+        if let Err(e) = self.leases.release(lease).await {
+            tracing::warn!(%pipeline, partition = %day, error = %e, "could not release the day's lease; it expires by itself");
+        }
+        outcome
+    }
+
+    /// Renews `lease` while the day runs; returns why it was lost.
+    async fn keep_lease(&self, lease: &mut lease::Lease) -> String {
+        let every = (self.leases.ttl() / 3)
+            .to_std()
+            .unwrap_or(Duration::from_secs(40));
+        loop {
+            tokio::time::sleep(every).await;
+            match self.leases.renew(lease).await {
+                Ok(true) => {}
+                Ok(false) => return "another worker took the day over".to_owned(),
+                Err(e) if self.clock.now() >= lease.expires_at => {
+                    return format!("its lease could not be renewed before it expired: {e}")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not renew a day's lease; trying again");
+                }
+            }
+        }
+    }
+
+    /// The ledger record of a day.
+    fn record(
+        &self,
+        rt: &PipelineRuntime,
+        day: NaiveDate,
+        status: Status,
+        stats: Stats,
+        (started_at, finished_at, attempts): (DateTime<Utc>, DateTime<Utc>, u32),
+    ) -> PartitionRecord {
+        PartitionRecord {
+            pipeline: rt.plan.name.clone(),
+            day,
+            status,
+            spec_hash: rt.plan.spec_hash.clone(),
+            engine_version: env!("CARGO_PKG_VERSION").to_owned(),
+            source_count: stats.source_count,
+            raw_lines: stats.raw_lines,
+            raw_bytes: stats.raw_bytes,
+            raw_sha256: stats.raw_sha256,
+            warehouse_rows: stats.warehouse_rows,
+            child_rows: stats.child_rows,
+            rejected: stats.rejected.filter(|&n| n > 0),
+            lake_object: stats.lake_object,
+            warehouse_target: stats.warehouse_target,
+            started_at,
+            finished_at,
+            attempts,
+            error: None,
+        }
+    }
+
+    /// One day with retries, recorded in the ledger whatever happens,
+    /// unless the day's lease was lost to another worker meanwhile.
+    async fn run_leased(
+        &self,
+        rt: &PipelineRuntime,
+        day: NaiveDate,
+        opts: &RunOptions,
+        shutdown: &Shutdown,
+        lease: &mut lease::Lease,
     ) -> DayOutcome {
         let started_at = self.clock.now();
         let bar = self.progress.start(&rt.plan.name, day);
@@ -364,6 +495,14 @@ impl Engine {
         let result = tokio::select! {
             r = tries => Some(r),
             () = shutdown.requested() => None,
+            lost = self.keep_lease(lease) => {
+                self.remove_staging(&rt.plan.name, &dir);
+                return DayOutcome::Elsewhere {
+                    pipeline: rt.plan.name.clone(),
+                    day,
+                    note: format!("stopped: {lost}"),
+                };
+            }
         };
         let attempts = attempts.load(Ordering::SeqCst);
         let finished_at = self.clock.now();
@@ -389,27 +528,17 @@ impl Engine {
                 (Status::Failed, Some(message), *e.stats)
             }
         };
-        let record = PartitionRecord {
-            pipeline: rt.plan.name.clone(),
-            day,
-            status,
-            spec_hash: rt.plan.spec_hash.clone(),
-            engine_version: env!("CARGO_PKG_VERSION").to_owned(),
-            source_count: stats.source_count,
-            raw_lines: stats.raw_lines,
-            raw_bytes: stats.raw_bytes,
-            raw_sha256: stats.raw_sha256.clone(),
-            warehouse_rows: stats.warehouse_rows,
-            child_rows: stats.child_rows.clone(),
-            rejected: stats.rejected.filter(|&n| n > 0),
-            lake_object: stats.lake_object.clone(),
-            warehouse_target: stats.warehouse_target.clone(),
-            started_at,
-            finished_at,
-            attempts,
-            error,
-        };
+        let mut record = self.record(rt, day, status, stats, (started_at, finished_at, attempts));
+        record.error = error;
         bar.finish(&record);
+        if !matches!(self.leases.holds(lease).await, Ok(true)) {
+            // The worker that took the day over records it.
+            return DayOutcome::Elsewhere {
+                pipeline: rt.plan.name.clone(),
+                day,
+                note: "not recorded: another worker took the day over before it ended".to_owned(),
+            };
+        }
         if let Err(e) = self.ledger.put(&record).await {
             let mut failed = record;
             failed.status = Status::Failed;

@@ -222,6 +222,30 @@ impl Run {
             .unwrap()
     }
 
+    /// The staging folders of `pipeline`'s `day`, in every run's folder.
+    fn staged(&self, pipeline: &str, day: &str) -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(self.root.join(".etl/staging"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|run| run.path().join(pipeline).join(day))
+            .filter(|d| d.is_dir())
+            .collect()
+    }
+
+    /// Another worker on the same project: its own engine, ledger reader
+    /// and leases, as a second `etl run` would have.
+    fn second_worker(&self) -> Engine {
+        let (project, _, templates) = self::project(&self.root);
+        Engine::new(
+            project,
+            templates,
+            self.clock.clone(),
+            Arc::new(progress::LogProgress),
+        )
+        .unwrap()
+    }
+
     async fn record(&self, day: &str) -> Option<PartitionRecord> {
         let day: NaiveDate = day.parse().unwrap();
         self.engine.ledger().get("events", day).await.unwrap()
@@ -297,7 +321,7 @@ async fn a_shutdown_stops_the_running_day_records_it_and_starts_no_other() {
     let stop = async {
         // Mid-day: 20 documents read, the extract waiting on the 21st.
         stalled.notified().await;
-        assert!(run.root.join(".etl/staging/events/2020-06-01").is_dir());
+        assert_eq!(run.staged("events", "2020-06-01").len(), 1);
         trigger.request();
     };
     let (report, ()) = tokio::join!(running, stop);
@@ -328,9 +352,12 @@ async fn a_shutdown_stops_the_running_day_records_it_and_starts_no_other() {
         .unwrap()
         .starts_with("interrupted by a shutdown request"));
     assert!(run.record("2020-06-02").await.is_none());
-    assert!(
-        !run.root.join(".etl/staging/events").exists(),
-        "the stopped day's staging folder is removed"
+    assert_eq!(
+        std::fs::read_dir(run.root.join(".etl/staging"))
+            .unwrap()
+            .count(),
+        0,
+        "the stopped day's staging folder is removed, and the run's with it"
     );
     assert!(!run
         .root
@@ -360,4 +387,59 @@ async fn a_transient_source_failure_is_retried_and_the_attempts_recorded() {
     assert!(report.ok(), "{:?}", report.outcomes);
     let r = run.record("2020-06-01").await.unwrap();
     assert_eq!((r.attempts, r.warehouse_rows), (3, Some(3)));
+}
+
+#[tokio::test]
+async fn a_day_another_worker_holds_is_left_to_it() {
+    let run = Run::new();
+    let mut source = MemorySource::new(events(&[("2020-06-01", 50), ("2020-06-02", 5)]));
+    source.stall_after = Some(10);
+    let stalled = source.stalled.clone();
+    let (trigger, shutdown) = Shutdown::new();
+    let opts = quick();
+    let first = run.engine.run_runtimes(
+        vec![(run.runtime(source), range("2020-06-01", "2020-06-01"))],
+        &opts,
+        &shutdown,
+    );
+    let second = async {
+        stalled.notified().await;
+        let other = run.second_worker();
+        let rt = run.runtime(MemorySource::new(events(&[
+            ("2020-06-01", 50),
+            ("2020-06-02", 5),
+        ])));
+        let report = other
+            .run_runtimes(
+                vec![(rt, range("2020-06-01", "2020-06-02"))],
+                &opts,
+                &Shutdown::never(),
+            )
+            .await
+            .unwrap();
+        trigger.request();
+        report
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert!(first.unwrap().interrupted);
+    assert!(second.ok(), "a day left to another worker is no failure");
+    match &second.outcomes[..] {
+        [DayOutcome::Elsewhere { day, note, .. }, DayOutcome::Done(r)] => {
+            assert_eq!(day.to_string(), "2020-06-01");
+            assert!(
+                note.starts_with(&format!("run by {}", run.engine.leases.owner())),
+                "{note}"
+            );
+            assert_eq!(
+                (r.day.to_string(), r.warehouse_rows),
+                ("2020-06-02".into(), Some(5))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        run.record("2020-06-01").await.unwrap().status,
+        Status::Interrupted,
+        "recorded by the worker that held it"
+    );
 }

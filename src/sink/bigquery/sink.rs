@@ -421,7 +421,12 @@ impl BigQuerySink {
                 Ok(())
             }
             Err(e) if e.is_status(StatusCode::CONFLICT) => Ok(()),
-            Err(error) => Err(target.request_failed("creating dataset")(error)),
+            // Created meanwhile by another worker: BigQuery says 409, the
+            // emulator 500 "already created". What counts is that it exists.
+            Err(error) => match self.api.json(Method::GET, &url, None).await {
+                Ok(_) => Ok(()),
+                Err(_) => Err(target.request_failed("creating dataset")(error)),
+            },
         }
     }
 

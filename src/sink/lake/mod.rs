@@ -193,6 +193,29 @@ impl Store {
         Ok(())
     }
 
+    /// Writes `bytes` to `rel` unless something is there already: true
+    /// when this call created it. The store must support conditional puts
+    /// (`PutMode::Create`: local files, GCS, Azure, and S3 with
+    /// `aws_conditional_put`); one that does not is an error saying so.
+    pub async fn put_if_absent(&self, rel: &str, bytes: Vec<u8>) -> Result<bool, LakeError> {
+        let path = self.path(rel);
+        let mode: object_store::PutOptions = object_store::PutMode::Create.into();
+        match self.store.put_opts(&path, bytes.into(), mode).await {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e @ object_store::Error::NotImplemented) => Err(self.io(
+                "create",
+                &path,
+                format!("{e}: this store has no conditional puts, which leases need"),
+                false,
+            )),
+            Err(e) => Err(self.store_error("create", &path, e)),
+        }
+    }
+
     /// Reads `rel`, or None when it does not exist.
     pub async fn get(&self, rel: &str) -> Result<Option<bytes::Bytes>, LakeError> {
         let path = self.path(rel);
