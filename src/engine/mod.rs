@@ -1,5 +1,6 @@
-//! A run: many days of many pipelines, each day retried, recorded in the
-//! ledger, and stopped cleanly on a shutdown request.
+//! A run: many days of many pipelines, each day run under a [`lease`] so
+//! that workers share a backfill, retried, recorded in the [`ledger`], and
+//! stopped cleanly on a shutdown request.
 //!
 //! One day is one partition of one pipeline, run as stages, each a module
 //! with typed inputs and outputs, called in order by [`day`]:
