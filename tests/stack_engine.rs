@@ -121,6 +121,24 @@ impl Project {
         )
     }
 
+    /// `pipelines/events.yaml`: the `events` collection of the project's
+    /// database, by `created_at`, into the lake and a Parquet dataset,
+    /// with `flatten` (top-level YAML, or empty) in between.
+    fn write_events_spec(&self, flatten: &str) {
+        let spec = format!(
+            "version: 1
+name: events
+source: {{ connection: mongo, database: {db}, collection: events }}
+partition: {{ field: created_at, kind: date, start_date: \"2020-06-01\" }}
+{flatten}sinks:
+  lake: {{ connection: lake, path: \"raw/events/dt={{{{ ds }}}}/events.jsonl.gz\" }}
+  warehouse: {{ type: parquet, connection: warehouse_files, path: \"{{{{ pipeline }}}}\" }}
+",
+            db = self.database
+        );
+        self.project.write("pipelines/events.yaml", &spec);
+    }
+
     /// The staging folders of `pipeline`'s `day`, in every run's folder
     /// (`.etl/staging/<run>/<pipeline>/<day>`).
     fn staged(&self, pipeline: &str, day: &str) -> Vec<PathBuf> {
@@ -1248,23 +1266,14 @@ async fn rows_written_during_the_extract_equal_those_written_after_it() {
         })
         .collect();
     events.insert_many(docs).await.unwrap();
-    let spec = format!(
-        "version: 1
-name: events
-source: {{ connection: mongo, database: {db}, collection: events }}
-partition: {{ field: created_at, kind: date, start_date: \"2020-06-01\" }}
-flatten:
+    p.write_events_spec(
+        "flatten:
   on_type_conflict: reject
   arrays:
     rules:
-      - {{ path: $.items, policy: explode, table: events__items }}
-sinks:
-  lake: {{ connection: lake, path: \"raw/events/dt={{{{ ds }}}}/events.jsonl.gz\" }}
-  warehouse: {{ type: parquet, connection: warehouse_files, path: \"{{{{ pipeline }}}}\" }}
+      - { path: $.items, policy: explode, table: events__items }
 ",
-        db = p.database
     );
-    std::fs::write(p.path().join("pipelines/events.yaml"), spec).unwrap();
     // The lock, from documents without the conflicting values: drafted
     // from the day itself, `n` would be STRING.
     let lock_path = p.path().join("schemas/tables/events.json");
@@ -1391,18 +1400,7 @@ async fn a_signal_stops_the_run_and_the_next_run_heals_it() {
         })
         .collect();
     events.insert_many(docs).await.unwrap();
-    let spec = format!(
-        "version: 1
-name: events
-source: {{ connection: mongo, database: {db}, collection: events }}
-partition: {{ field: created_at, kind: date, start_date: \"2020-06-01\" }}
-sinks:
-  lake: {{ connection: lake, path: \"raw/events/dt={{{{ ds }}}}/events.jsonl.gz\" }}
-  warehouse: {{ type: parquet, connection: warehouse_files, path: \"{{{{ pipeline }}}}\" }}
-",
-        db = p.database
-    );
-    std::fs::write(p.path().join("pipelines/events.yaml"), spec).unwrap();
+    p.write_events_spec("");
     let args = [
         "run",
         "pipelines/events.yaml",
