@@ -42,6 +42,8 @@
 //! - [`infer`]: `etl infer`'s profile of a collection and its draft spec.
 //! - [`testing`]: `etl test`, a spec's flatten test cases run offline.
 //! - [`demo`]: the deterministic demo-data generator behind `etl demo`.
+//! - [`schedule`]: `etl schedule`'s daemon: each pipeline's cron, and a
+//!   catch-up run when one falls due, on an injected timeline.
 //! - [`cli`]: clap commands and diagnostic rendering; `main.rs` stays thin.
 //! - [`exit`]: the process exit codes, in one place.
 
@@ -56,6 +58,7 @@ pub mod infer;
 pub mod lock;
 pub mod plan;
 pub mod redact;
+pub mod schedule;
 pub mod secrets;
 pub mod sink;
 pub mod source;

@@ -25,6 +25,10 @@ phase "install (Go servers)"
 stack/stack.sh install
 phase_end
 
+phase "install (Python tools: Airflow, kubernetes-validate, moto)"
+stack/python.sh
+phase_end
+
 phase "start"
 if ! stack/stack.sh status >/dev/null 2>&1; then started_here=1; fi
 stack/stack.sh up

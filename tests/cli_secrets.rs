@@ -186,7 +186,7 @@ fn secret_errors_name_the_secret_and_exit_2() {
         "{run}"
     );
     assert!(
-        run.contains("nothing was run: 2 of the 2 secrets the run needs cannot be decrypted"),
+        run.contains("nothing was run: 2 of the 2 secrets its pipelines need cannot be decrypted"),
         "{run}"
     );
     assert!(

@@ -1497,6 +1497,115 @@ async fn a_signal_stops_the_run_and_the_next_run_heals_it() {
     assert_eq!(parquet_rows(&p, "events", d1.succ_opt().unwrap()), 10);
 }
 
+/// `etl schedule` as systemd runs it, its clock a day every six seconds:
+/// on start it catches up the days missed, then loads each day once when
+/// the cron falls due, logging each decision; SIGTERM stops it with 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_loads_each_day_when_it_falls_due_and_stops_on_sigterm() {
+    let p = Project::on_stack("schedule").await;
+    let events = p.collection("events").await;
+    // 10 + i documents on the i-th day.
+    let docs: Vec<bson::Document> = days()
+        .iter()
+        .enumerate()
+        .flat_map(|(i, d)| {
+            (0..10 + i as i64).map(move |j| {
+                doc! { "_id": format!("{d}-{j}"), "created_at": bson::DateTime::from_millis(ms(*d) + j * 60_000), "n": j }
+            })
+        })
+        .collect();
+    events.insert_many(docs).await.unwrap();
+    p.write_events_spec("");
+    let log_path = p.path().join("schedule.log");
+    let mut child = p
+        .project
+        .command(&[
+            "schedule",
+            "pipelines/events.yaml",
+            "--clock-start",
+            "2020-06-03T12:00:00Z",
+            "--clock-speed",
+            "14400",
+        ])
+        // The daemon follows its clock; it refuses a pinned "today".
+        .env_remove("ETL_TODAY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap();
+    let done = |day: &str| {
+        let path = p
+            .path()
+            .join(format!(".etl/state/ledger/events/{day}.json"));
+        std::fs::read_to_string(path).is_ok_and(|t| t.contains("\"status\": \"done\""))
+    };
+    // 2020-06-05 falls due at 06-06 00:00 of its clock: 42 virtual hours,
+    // about ten seconds, after it starts.
+    let started = std::time::Instant::now();
+    while !done("2020-06-05") {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("etl schedule ended by itself ({status}):\n{}", log());
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "2020-06-05 was never loaded:\n{}",
+            log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let stopping = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            stopping.elapsed() < std::time::Duration::from_secs(30),
+            "SIGTERM did not stop it:\n{}",
+            log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let log = log();
+    assert_eq!(status.code(), Some(0), "{log}");
+    for line in [
+        // Its clock starts when the process does, a moment before this line.
+        "schedule: started at 2020-06-03 12:00:",
+        "with 1 pipeline(s); catching up the days missed so far",
+        "events: catch-up on start: running every day not done through 2020-06-02",
+        "events: done 2 days, 2020-06-01..2020-06-02; 0 already done; 0 failed",
+        "events: next run at 2020-06-04 00:00:00 UTC (cron `0 0 * * *`, UTC); it loads through 2020-06-03",
+        "events: due at 2020-06-05 00:00:00 UTC: running every day not done through 2020-06-04",
+        "events: done 2020-06-04; 3 already done; 0 failed",
+        "events: due at 2020-06-06 00:00:00 UTC: running every day not done through 2020-06-05",
+        "schedule: stopping on a signal",
+    ] {
+        assert!(log.contains(line), "no `{line}` in:\n{log}");
+    }
+    assert!(
+        log.trim_end().ends_with("schedule: stopped")
+            || log.contains("schedule: stopped; the running days were recorded `interrupted`"),
+        "{log}"
+    );
+    // Each day up to the clock's yesterday loaded once, with every row.
+    for (i, day) in days().iter().take(5).enumerate() {
+        let record = common::ledger_record(p.path(), "events", &day.to_string());
+        assert_eq!(record["status"], "done", "{record}");
+        assert_eq!(record["attempts"], 1, "{record}");
+        assert_eq!(parquet_rows(&p, "events", *day), 10 + i as u64, "{day}");
+    }
+    // Nothing past what had fallen due: the clock had not reached 06-08.
+    for day in ["2020-06-07", "2020-06-08", "2020-06-09"] {
+        assert!(!done(day), "{day} was loaded before it fell due:\n{log}");
+    }
+    p.drop_database().await;
+}
+
 /// Four workers started at once on the same ten days of two pipelines
 /// (issue 12), one into BigQuery and one into Parquet: leases in the
 /// shared ledger give each day to one of them, which loads it once; the

@@ -8,6 +8,7 @@ mod infer;
 mod lock;
 mod plan;
 mod run;
+mod schedule;
 mod secrets;
 mod test;
 mod validate;
@@ -69,6 +70,9 @@ pub enum Command {
     Run(run::RunArgs),
     /// Show the ledger per day, with failures and missing days.
     Status(run::StatusArgs),
+    /// Run each pipeline's days as its cron schedule makes them due, until
+    /// stopped: a daemon for machines with no orchestrator.
+    Schedule(schedule::Args),
     /// Fill MongoDB with deterministic demo data (users, orders, products).
     Demo(DemoArgs),
     /// Manage age-encrypted secrets.
@@ -180,6 +184,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Infer(args) => infer::run(&ctx, args),
         Command::Run(args) => run::run(&ctx, args),
         Command::Status(args) => run::status(&ctx, args),
+        Command::Schedule(args) => schedule::run(&ctx, args),
         Command::Demo(args) => demo(&ctx, args),
         Command::Secrets(cmd) => secrets::run(&ctx, cmd),
     }

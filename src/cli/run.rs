@@ -63,7 +63,7 @@ pub struct StatusArgs {
 
 /// Logs go to stderr. Under progress bars only warnings print: info lines
 /// would tear the bars, and the bars already say what they would.
-fn init_logging(format: LogFormat, bars: bool) {
+pub(super) fn init_logging(format: LogFormat, bars: bool) {
     let default = if bars { "warn" } else { "etl=info,warn" };
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("ETL_LOG").unwrap_or_else(|_| default.into());
@@ -95,34 +95,10 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
             (p, range)
         })
         .collect();
-    // Secrets are decrypted in memory when a template first needs one.
-    let key = match crate::secrets::Key::from_env() {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("error: {e}\n\nhint: see docs/security.md for how etl finds its age key");
-            return Ok(Exit::Usage);
-        }
+    let templates = match open_secrets(&project, jobs.iter().map(|(p, _)| p), "run") {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
     };
-    let store = crate::secrets::SecretStore::new(project.secrets.clone(), key);
-    // Every secret the run will need opens now, or nothing starts: a wrong
-    // key is a usage error, not ten failed partitions.
-    let needed: std::collections::BTreeSet<String> =
-        jobs.iter().flat_map(|(p, _)| p.secret_names()).collect();
-    let mut unusable = 0;
-    for name in &needed {
-        if let Err(e) = store.decrypt(name) {
-            eprintln!("error: {e}\n\nhint: {}\n", e.hint());
-            unusable += 1;
-        }
-    }
-    if unusable > 0 {
-        eprintln!(
-            "nothing was run: {unusable} of the {} secrets the run needs cannot be decrypted",
-            needed.len()
-        );
-        return Ok(Exit::Usage);
-    }
-    let templates = Arc::new(Templates::from_process(Arc::new(store), EnvMode::Strict));
     let progress: Arc<dyn crate::engine::progress::Progress> = if bars {
         Arc::new(crate::engine::progress::TerminalProgress::new())
     } else {
@@ -168,9 +144,47 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
     })
 }
 
+/// Templates that decrypt the project's secrets in memory when first used,
+/// once every secret `plans` need has been opened: a wrong key is a usage
+/// error before anything starts, not ten failed partitions. `verb` ends
+/// the message: "nothing was {verb}".
+pub(super) fn open_secrets<'a>(
+    project: &crate::plan::ProjectPlan,
+    plans: impl Iterator<Item = &'a crate::plan::PipelinePlan>,
+    verb: &str,
+) -> Result<Arc<Templates>, Exit> {
+    let key = match crate::secrets::Key::from_env() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}\n\nhint: see docs/security.md for how etl finds its age key");
+            return Err(Exit::Usage);
+        }
+    };
+    let store = crate::secrets::SecretStore::new(project.secrets.clone(), key);
+    let needed: std::collections::BTreeSet<String> = plans.flat_map(|p| p.secret_names()).collect();
+    let mut unusable = 0;
+    for name in &needed {
+        if let Err(e) = store.decrypt(name) {
+            eprintln!("error: {e}\n\nhint: {}\n", e.hint());
+            unusable += 1;
+        }
+    }
+    if unusable > 0 {
+        eprintln!(
+            "nothing was {verb}: {unusable} of the {} secrets its pipelines need cannot be decrypted",
+            needed.len()
+        );
+        return Err(Exit::Usage);
+    }
+    Ok(Arc::new(Templates::from_process(
+        Arc::new(store),
+        EnvMode::Strict,
+    )))
+}
+
 /// Resolves at the next Ctrl-C or SIGTERM (what Kubernetes and Airflow
 /// send to stop a task).
-async fn on_signal() {
+pub(super) async fn on_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {

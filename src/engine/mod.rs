@@ -260,6 +260,11 @@ impl Engine {
         &self.ledger
     }
 
+    /// The clock the engine tells "today" by.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// Runs every day of every pipeline in its range. Once `shutdown` is
     /// requested no day starts, and the running ones stop and are
     /// recorded `interrupted`, their staging folders removed.

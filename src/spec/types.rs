@@ -230,6 +230,29 @@ pub struct DefaultsSpec {
     /// Cron schedule. Built-in default: `0 0 * * *` (daily at midnight).
     #[serde(default)]
     pub schedule: Option<String>,
+
+    /// Times `etl schedule` runs a pipeline's failed days again before the
+    /// next cron fire. (Within one run, `--retries` already retries
+    /// transient errors.) Built-in default: 2.
+    #[serde(default)]
+    pub retries: Option<u32>,
+
+    /// Seconds `etl schedule` waits before it runs failed days again.
+    /// Built-in default: 300.
+    #[serde(default)]
+    pub retry_delay_seconds: Option<u32>,
+}
+
+impl DefaultsSpec {
+    /// [`Self::retries`], or its built-in default.
+    pub fn task_retries(&self) -> u32 {
+        self.retries.unwrap_or(2)
+    }
+
+    /// [`Self::retry_delay_seconds`], or its built-in default.
+    pub fn task_retry_delay_seconds(&self) -> u32 {
+        self.retry_delay_seconds.unwrap_or(300)
+    }
 }
 
 // ---------------------------------------------------------------------------
