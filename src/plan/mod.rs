@@ -30,7 +30,7 @@ pub use crate::spec::names::{is_column_name, simple_path};
 pub use partition::PartitionPlan;
 pub use pipeline::check_pipeline;
 pub use project::{check_project, secrets_used};
-pub use range::{resolve_range, DayRange, RangeRequest};
+pub use range::{nth_day, resolve_range, DayIndexError, DayRange, RangeRequest};
 
 use crate::redact::redact_uri;
 use crate::spec::*;
