@@ -5,6 +5,7 @@
 
 mod diagnostics;
 mod infer;
+mod k8s;
 mod lock;
 mod plan;
 mod run;
@@ -73,6 +74,9 @@ pub enum Command {
     /// Run each pipeline's days as its cron schedule makes them due, until
     /// stopped: a daemon for machines with no orchestrator.
     Schedule(schedule::Args),
+    /// Write Kubernetes manifests: daily CronJobs, a backfill Indexed Job, a
+    /// ConfigMap of the specs.
+    K8s(k8s::Args),
     /// Fill MongoDB with deterministic demo data (users, orders, products).
     Demo(DemoArgs),
     /// Manage age-encrypted secrets.
@@ -185,30 +189,112 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Run(args) => run::run(&ctx, args),
         Command::Status(args) => run::status(&ctx, args),
         Command::Schedule(args) => schedule::run(&ctx, args),
+        Command::K8s(args) => k8s::run(&ctx, args),
         Command::Demo(args) => demo(&ctx, args),
         Command::Secrets(cmd) => secrets::run(&ctx, cmd),
     }
 }
 
 /// The days a command covers.
-#[derive(Debug, clap::Args)]
+///
+/// Parsed through [`RangeFlags`] so that a `--day-index` past the range's
+/// end is a usage error at parse time (exit 2), for every command that
+/// takes a range.
+#[derive(Debug, Clone)]
 pub struct RangeArgs {
+    /// `--start`.
+    pub start: Option<NaiveDate>,
+    /// `--end`.
+    pub end: Option<NaiveDate>,
+    /// `--date`.
+    pub date: Option<NaiveDate>,
+    /// `--day-index`, and the day it picks in `--start..=--end`.
+    pub day_index: Option<(u32, NaiveDate)>,
+}
+
+/// The flags of [`RangeArgs`], as clap parses them.
+#[derive(Debug, clap::Args)]
+struct RangeFlags {
     /// First day, inclusive. Default: the spec's `start_date`.
     #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "date")]
-    pub start: Option<NaiveDate>,
+    start: Option<NaiveDate>,
 
     /// Last day, inclusive. Default: yesterday.
     #[arg(long, value_name = "YYYY-MM-DD", conflicts_with = "date")]
-    pub end: Option<NaiveDate>,
+    end: Option<NaiveDate>,
 
     /// One day: the same as `--start D --end D`.
     #[arg(long, value_name = "YYYY-MM-DD")]
-    pub date: Option<NaiveDate>,
+    date: Option<NaiveDate>,
+
+    /// With `--start` and `--end`, only the N-th day (0-based) of that
+    /// range. For a Kubernetes Indexed Job: `--day-index
+    /// $(JOB_COMPLETION_INDEX)` (see docs/kubernetes.md).
+    #[arg(long, value_name = "N", requires_all = ["start", "end"])]
+    day_index: Option<u32>,
+}
+
+impl clap::FromArgMatches for RangeArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let f = RangeFlags::from_arg_matches(m)?;
+        let day_index = match (f.day_index, f.start, f.end) {
+            (Some(i), Some(start), Some(end)) => {
+                let day = crate::plan::nth_day(start, end, i).map_err(|e| {
+                    let hint = if e.days > 0 {
+                        format!(
+                            "an Indexed Job over this range has `completions: {}`, one per day",
+                            e.days
+                        )
+                    } else {
+                        "`--start` is after `--end`".to_owned()
+                    };
+                    clap::Error::raw(
+                        clap::error::ErrorKind::ValueValidation,
+                        format!("{e}\n\nhint: {hint}\n"),
+                    )
+                })?;
+                Some((i, day))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            start: f.start,
+            end: f.end,
+            date: f.date,
+            day_index,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for RangeArgs {
+    fn group_id() -> Option<clap::Id> {
+        RangeFlags::group_id()
+    }
+
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        RangeFlags::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        RangeFlags::augment_args_for_update(cmd)
+    }
 }
 
 impl RangeArgs {
-    /// The request, before clamping to yesterday.
+    /// The request, before clamping to yesterday: `--day-index`'s one day
+    /// when it is given.
     pub fn request(&self) -> crate::plan::RangeRequest {
+        if let Some((_, day)) = self.day_index {
+            return crate::plan::RangeRequest {
+                start: Some(day),
+                end: Some(day),
+            };
+        }
         crate::plan::RangeRequest {
             start: self.date.or(self.start),
             end: self.date.or(self.end),
