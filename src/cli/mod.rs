@@ -3,6 +3,7 @@
 //! Commands return an [`Exit`]; nothing below `main` calls
 //! `std::process::exit`, so tests can drive commands in-process.
 
+mod airflow;
 mod diagnostics;
 mod infer;
 mod k8s;
@@ -77,6 +78,9 @@ pub enum Command {
     /// Write Kubernetes manifests: daily CronJobs, a backfill Indexed Job, a
     /// ConfigMap of the specs.
     K8s(k8s::Args),
+    /// Write an Airflow 3 DAG file: each pipeline's cron as its schedule,
+    /// one task per pipeline running `etl run SPEC --date DAY`.
+    Airflow(airflow::Args),
     /// Fill MongoDB with deterministic demo data (users, orders, products).
     Demo(DemoArgs),
     /// Manage age-encrypted secrets.
@@ -190,6 +194,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Status(args) => run::status(&ctx, args),
         Command::Schedule(args) => schedule::run(&ctx, args),
         Command::K8s(args) => k8s::run(&ctx, args),
+        Command::Airflow(args) => airflow::run(&ctx, args),
         Command::Demo(args) => demo(&ctx, args),
         Command::Secrets(cmd) => secrets::run(&ctx, cmd),
     }

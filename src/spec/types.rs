@@ -232,13 +232,15 @@ pub struct DefaultsSpec {
     pub schedule: Option<String>,
 
     /// Times `etl schedule` runs a pipeline's failed days again before the
-    /// next cron fire. (Within one run, `--retries` already retries
-    /// transient errors.) Built-in default: 2.
+    /// next cron fire; also the `retries` of the tasks `etl airflow` writes
+    /// and the `backoffLimit` of those `etl k8s` writes. (Within one run,
+    /// `--retries` already retries transient errors.) Built-in default: 2.
     #[serde(default)]
     pub retries: Option<u32>,
 
-    /// Seconds `etl schedule` waits before it runs failed days again.
-    /// Built-in default: 300.
+    /// Seconds `etl schedule` waits before it runs failed days again; also
+    /// the `retry_delay` of the tasks `etl airflow` writes. Built-in
+    /// default: 300.
     #[serde(default)]
     pub retry_delay_seconds: Option<u32>,
 }
