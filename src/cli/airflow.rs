@@ -248,8 +248,10 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 def etl_day(data_interval_end, timezone):
     """The partition day a run loads: the day before its cron fire, in `timezone`."""
+    # Date arithmetic, not datetime: pendulum subtracts in UTC when the
+    # zone is a ZoneInfo, which gave the day before.
     end = data_interval_end.astimezone(ZoneInfo(timezone))
-    return (end - timedelta(days=1)).strftime("%Y-%m-%d")
+    return (end.date() - timedelta(days=1)).isoformat()
 
 
 with DAG(
