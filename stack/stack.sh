@@ -2,7 +2,10 @@
 # The local stack: FerretDB (MongoDB protocol, SQLite backend), fake-gcs-server
 # (GCS JSON API) and bigquery-emulator, built from pinned Go modules, plus
 # mongo-fast (mongo-java-server, a fast in-memory MongoDB protocol server) built
-# from the pinned Maven module stack/mongo-fast/. All run on 127.0.0.1 only.
+# from the pinned Maven module stack/mongo-fast/, and s3 (moto_server, an S3
+# API with conditional puts, for state stores on an object-store URL) from
+# stack/venv/, which stack/python.sh installs; `up` leaves s3 out until it
+# has. All run on 127.0.0.1 only.
 # No Docker needed (see docker-compose.yml for the Docker path).
 #
 #   stack/stack.sh install   build the three binaries and mongo-fast.jar into stack/bin/
@@ -10,12 +13,13 @@
 #                            for health, create bucket + dataset, print settings
 #   stack/stack.sh down      stop exactly the processes in the pid files
 #   stack/stack.sh reset [server...]  stop and delete the data of the servers
-#                            (mongo, gcs, bigquery, mongo-fast; default all); then run `up`
+#                            (mongo, gcs, bigquery, mongo-fast, s3; default all); then run `up`
 #   stack/stack.sh status    one line per server; exit 0 if all healthy, 3 if not
 #   stack/stack.sh env       export lines:  eval "$(stack/stack.sh env)"
 #
 # Ports (env): ETL_MONGO_PORT (27017), ETL_GCS_PORT (4443), ETL_BQ_PORT (9050),
-# ETL_BQ_GRPC_PORT (9060), ETL_MONGO_FAST_PORT (27018). mongo-fast also takes
+# ETL_BQ_GRPC_PORT (9060), ETL_MONGO_FAST_PORT (27018), ETL_S3_PORT (9070).
+# mongo-fast also takes
 # ETL_MONGO_FAST_HEAP (java -Xmx, 4g) and ETL_MONGO_FAST_OPLOG (on|off, on:
 # change streams need it; turn it off for bulk loads of ~1M documents).
 # ETL_STACK_TIMEOUT: health wait per server (60 s).
@@ -33,6 +37,7 @@ GCS_PORT="${ETL_GCS_PORT:-4443}"
 BQ_PORT="${ETL_BQ_PORT:-9050}"
 BQ_GRPC_PORT="${ETL_BQ_GRPC_PORT:-9060}"
 MONGO_FAST_PORT="${ETL_MONGO_FAST_PORT:-27018}"
+S3_PORT="${ETL_S3_PORT:-9070}"
 MONGO_FAST_HEAP="${ETL_MONGO_FAST_HEAP:-4g}"
 MONGO_FAST_OPLOG="${ETL_MONGO_FAST_OPLOG:-on}"
 HEALTH_TIMEOUT="${ETL_STACK_TIMEOUT:-60}"
@@ -40,13 +45,16 @@ HEALTH_TIMEOUT="${ETL_STACK_TIMEOUT:-60}"
 BQ_PROJECT=etl-local
 BQ_DATASET=etl_demo
 GCS_BUCKET=etl-lake
+S3_BUCKET=etl-state
+MOTO="$STACK_DIR/venv/bin/moto_server"
 
 MONGO_URI="mongodb://$HOST:$MONGO_PORT/?directConnection=true"
 MONGO_FAST_URI="mongodb://$HOST:$MONGO_FAST_PORT/?directConnection=true"
 GCS_URL="http://$HOST:$GCS_PORT"
 BQ_URL="http://$HOST:$BQ_PORT"
+S3_URL="http://$HOST:$S3_PORT"
 
-SERVERS=(mongo gcs bigquery mongo-fast)
+SERVERS=(mongo gcs bigquery mongo-fast s3)
 
 log() { printf '%s\n' "$*" >&2; }
 die() { printf 'stack.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -68,6 +76,7 @@ binary_of() {
     gcs) echo fake-gcs-server ;;
     bigquery) echo bigquery-emulator ;;
     mongo-fast) echo mongo-fast.jar ;;
+    s3) echo moto_server ;;
   esac
 }
 
@@ -111,6 +120,7 @@ port_of() {
     gcs) echo "$GCS_PORT" ;;
     bigquery) echo "$BQ_PORT" ;;
     mongo-fast) echo "$MONGO_FAST_PORT" ;;
+    s3) echo "$S3_PORT" ;;
   esac
 }
 
@@ -145,6 +155,10 @@ command_of() {
       printf '%s\n' java -Xmx"$MONGO_FAST_HEAP" -XX:+ExitOnOutOfMemoryError -jar "$bin" \
         --host "$HOST" --port "$MONGO_FAST_PORT" --oplog "$MONGO_FAST_OPLOG"
       ;;
+    s3)
+      # In memory only; it checks no signatures, so any key pair works.
+      printf '%s\n' "$STACK_DIR/venv/bin/python" "$MOTO" -H "$HOST" -p "$S3_PORT"
+      ;;
   esac
 }
 
@@ -168,6 +182,7 @@ healthy() {
     bigquery) curl -fsS -m 3 -o /dev/null "$BQ_URL/bigquery/v2/projects/$BQ_PROJECT/datasets" 2>/dev/null ;;
     # A real {ping: 1} OP_MSG from the jar's --ping mode (one JVM start, ~0.4 s).
     mongo-fast) java -jar "$BIN_DIR/mongo-fast.jar" --ping "$HOST:$MONGO_FAST_PORT" --timeout 2 >/dev/null 2>&1 ;;
+    s3) curl -fsS -m 3 -o /dev/null "$S3_URL/" 2>/dev/null ;;
   esac
 }
 
@@ -187,11 +202,13 @@ live_pid() {
   pid="$(<"$f")"
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   alive "$pid" || return 1
-  if [[ $1 == mongo-fast ]]; then
-    # Its exe is the java binary: the command line must name our jar instead.
-    local args
+  if [[ $1 == mongo-fast || $1 == s3 ]]; then
+    # Its exe is java or python: the command line must name our jar or
+    # moto_server instead.
+    local args want="$BIN_DIR/mongo-fast.jar"
+    [[ $1 == s3 ]] && want="$MOTO"
     args="$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null || true)"
-    if [[ -n $args ]] && ! grep -qxF "$BIN_DIR/mongo-fast.jar" <<<"$args"; then
+    if [[ -n $args ]] && ! grep -qxF "$want" <<<"$args"; then
       return 1
     fi
     echo "$pid"
@@ -220,6 +237,7 @@ port_taken() {
 
 needs_build() {
   local name="$1" bin f
+  [[ $name == s3 ]] && return 1 # stack/python.sh installs it
   bin="$BIN_DIR/$(binary_of "$name")"
   if [[ $name == mongo-fast ]]; then
     [[ -f $bin ]] || return 0
@@ -335,7 +353,7 @@ ensure_started() {
     die "bigquery: gRPC port $BQ_GRPC_PORT on $HOST is already taken; set ETL_BQ_GRPC_PORT"
   fi
 
-  if [[ $name != mongo-fast ]]; then # mongo-fast keeps nothing on disk
+  if [[ $name != mongo-fast && $name != s3 ]]; then # these keep nothing on disk
     mkdir -p "$(data_dir "$name")"
   fi
   logf="$(log_file "$name")"
@@ -391,6 +409,17 @@ ensure_bucket() {
   rm -f "$RUN_DIR/.bucket.out"
 }
 
+ensure_s3_bucket() {
+  local code
+  code="$(curl -sS -m 10 -o "$RUN_DIR/.s3.out" -w '%{http_code}' -X PUT "$S3_URL/$S3_BUCKET")" ||
+    die "could not reach moto_server to create bucket $S3_BUCKET"
+  case "$code" in
+    200) log "s3: bucket $S3_BUCKET ready" ;;
+    *) die "creating S3 bucket $S3_BUCKET: HTTP $code: $(cat "$RUN_DIR/.s3.out")" ;;
+  esac
+  rm -f "$RUN_DIR/.s3.out"
+}
+
 ensure_dataset() {
   local code base="$BQ_URL/bigquery/v2/projects/$BQ_PROJECT/datasets"
   code="$(curl -sS -m 10 -o /dev/null -w '%{http_code}' "$base/$BQ_DATASET")" ||
@@ -423,7 +452,15 @@ cmd_up() {
   mkdir -p "$RUN_DIR"
 
   # gcs first: the emulator reads gs:// load sources from it.
-  for name in gcs mongo bigquery mongo-fast; do
+  local servers=(gcs mongo bigquery mongo-fast) s3_line
+  if [[ -x $MOTO ]]; then
+    servers+=(s3)
+    s3_line="$S3_URL   bucket: $S3_BUCKET   (moto, in memory)"
+  else
+    s3_line="not started: run stack/python.sh first (it installs moto into stack/venv/)"
+    log "s3: not started (no $MOTO; stack/python.sh installs it)"
+  fi
+  for name in "${servers[@]}"; do
     ensure_started "$name"
     if ((STARTED)); then started+=("$name"); fi
   done
@@ -432,6 +469,7 @@ cmd_up() {
   done
   ensure_bucket
   ensure_dataset
+  if [[ -x $MOTO ]]; then ensure_s3_bucket; fi
 
   cat <<EOF
 local stack is up:
@@ -440,6 +478,7 @@ local stack is up:
   GCS (fake-gcs-server) $GCS_URL   bucket: $GCS_BUCKET   (STORAGE_EMULATOR_HOST)
   BigQuery (emulator)   $BQ_URL   gRPC: $HOST:$BQ_GRPC_PORT
                         project: $BQ_PROJECT   dataset: $BQ_DATASET
+  S3 (moto)             $s3_line
   logs and data         ${RUN_DIR}/
   for tests             eval "\$($STACK_DIR/stack.sh env)"
 up took $(elapsed "$t0") s
@@ -466,7 +505,7 @@ stop_server() {
 
 cmd_down() {
   local name
-  for name in bigquery mongo-fast mongo gcs; do
+  for name in bigquery mongo-fast mongo gcs s3; do
     stop_server "$name"
   done
 }
@@ -478,16 +517,16 @@ cmd_down() {
 # in memory, so stopping it is the reset.
 cmd_reset() {
   local name names=("$@")
-  if ((${#names[@]} == 0)); then names=(bigquery mongo-fast mongo gcs); fi
+  if ((${#names[@]} == 0)); then names=(bigquery mongo-fast mongo gcs s3); fi
   for name in "${names[@]}"; do
     case "$name" in
-      mongo | gcs | bigquery | mongo-fast) ;;
-      *) die "unknown server '$name' (mongo, gcs, bigquery, mongo-fast)" ;;
+      mongo | gcs | bigquery | mongo-fast | s3) ;;
+      *) die "unknown server '$name' (mongo, gcs, bigquery, mongo-fast, s3)" ;;
     esac
   done
   for name in "${names[@]}"; do
     stop_server "$name"
-    if [[ $name == mongo-fast ]]; then
+    if [[ $name == mongo-fast || $name == s3 ]]; then
       log "$name: data gone (it was in memory)"
       continue
     fi
@@ -503,6 +542,10 @@ cmd_status() {
   local name pid rc=0 port was
   for name in "${SERVERS[@]}"; do
     port="$(port_of "$name")"
+    if [[ $name == s3 && ! -x $MOTO ]]; then
+      printf '%-10s not installed (stack/python.sh installs it)\n' "$name"
+      continue
+    fi
     if pid="$(live_pid "$name")"; then
       was="$(started_conf "$name")"
       if [[ -n $was && $was != "$(conf_of "$name")" ]]; then
@@ -539,11 +582,14 @@ export ETL_BQ_GRPC_PORT=$BQ_GRPC_PORT
 export ETL_BQ_ENDPOINT=$BQ_URL
 export ETL_BQ_PROJECT=$BQ_PROJECT
 export ETL_BQ_DATASET=$BQ_DATASET
+export ETL_S3_PORT=$S3_PORT
+export ETL_S3_ENDPOINT=$S3_URL
+export ETL_S3_BUCKET=$S3_BUCKET
 EOF
 }
 
 usage() {
-  sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit "${1:-2}"
 }
 

@@ -241,3 +241,26 @@ fn committed_schemas_are_fresh() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Leases need conditional puts, which `object_store` gives on S3 only
+/// when told: a shared `s3://` ledger without `aws_conditional_put` is
+/// refused where it is written, not discovered as a failure of every day.
+#[test]
+fn an_s3_state_store_without_conditional_puts_is_refused_with_the_option_to_add() {
+    let p = common::Project::with(&["etl.yaml", "pipelines", "schemas/tables"]);
+    p.edit(
+        "etl.yaml",
+        "  url: .etl/state\n",
+        "  url: s3://acme-etl-state/etl\n",
+    );
+    let out = p.etl(&["validate", "pipelines/users.yaml"]);
+    insta::assert_snapshot!(transcript(&out));
+
+    p.edit(
+        "etl.yaml",
+        "  url: s3://acme-etl-state/etl\n",
+        "  url: s3://acme-etl-state/etl\n  options:\n    aws_region: eu-west-1\n    aws_conditional_put: etag\n",
+    );
+    let out = p.etl(&["validate", "pipelines/users.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+}

@@ -222,7 +222,7 @@ fn check_state(
     allow: bool,
     scratch: &mut Scratches,
 ) -> Option<Refusal> {
-    let url = &project.state_url;
+    let url = &project.state.url;
     let place = if let Some(path) = url.strip_prefix("file://") {
         scratch.add("state", &container_path(&project.root, Path::new(path)));
         "a folder on the pod's own disk"

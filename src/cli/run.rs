@@ -161,7 +161,10 @@ pub(super) fn open_secrets<'a>(
         }
     };
     let store = crate::secrets::SecretStore::new(project.secrets.clone(), key);
-    let needed: std::collections::BTreeSet<String> = plans.flat_map(|p| p.secret_names()).collect();
+    let needed: std::collections::BTreeSet<String> = plans
+        .flat_map(|p| p.secret_names())
+        .chain(crate::plan::Secrets::secret_names(&project.state))
+        .collect();
     let mut unusable = 0;
     for name in &needed {
         if let Err(e) = store.decrypt(name) {
@@ -324,7 +327,13 @@ pub fn status(ctx: &Context, args: StatusArgs) -> anyhow::Result<Exit> {
         Ok(l) => (l.project, l.plans),
         Err(code) => return Ok(code),
     };
-    let store = crate::sink::lake::Store::open(&project.state_url, &Default::default())?;
+    // Only the state store's own secrets, if any: status needs no other.
+    let templates = match open_secrets(&project, std::iter::empty(), "shown") {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
+    let (store, _) = crate::engine::open_store_connection(&templates, &project.state)
+        .map_err(|e| anyhow::anyhow!("the ledger's store: {e}"))?;
     let ledger = crate::engine::Ledger::new(store);
     let rt = tokio::runtime::Runtime::new()?;
     use std::fmt::Write;

@@ -48,7 +48,7 @@ use futures::StreamExt;
 
 pub use day::{PartitionError, Stats};
 pub use ledger::{Ledger, PartitionRecord, Status};
-pub use runtime::PipelineRuntime;
+pub use runtime::{open_store_connection, PipelineRuntime};
 pub use shutdown::{Shutdown, Trigger};
 
 use crate::plan::{DayRange, PipelinePlan, ProjectPlan};
@@ -235,7 +235,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
         progress: Arc<dyn progress::Progress>,
     ) -> Result<Self, PartitionError> {
-        let store = crate::sink::lake::Store::open(&project.state_url, &BTreeMap::new())
+        let (store, _) = runtime::open_store_connection(&templates, &project.state)
             .map_err(|e| PartitionError::fatal(format!("the ledger's store: {e}")))?;
         let worker = lease::worker_name(clock.now());
         // The worker's name without the host, as a folder name.

@@ -86,11 +86,7 @@ impl PipelineRuntime {
         &self,
         name: Option<&String>,
     ) -> Result<Option<ServiceAccount>, PartitionError> {
-        let Some(name) = name else { return Ok(None) };
-        let json = self.templates.secret(name).map_err(PartitionError::fatal)?;
-        ServiceAccount::from_secret(name, json)
-            .map(Some)
-            .map_err(|e| PartitionError::fatal(format!("{e}; {}", credentials::KeyError::HINT)))
+        service_account(&self.templates, name)
     }
 
     fn render(&self, t: &str) -> Result<String, PartitionError> {
@@ -140,30 +136,7 @@ impl PipelineRuntime {
     }
 
     fn open_store(&self, name: &str, conn: &StoreConnection) -> Result<Store, PartitionError> {
-        let StoreConnection {
-            url,
-            options,
-            credentials,
-        } = conn;
-        let mut rendered = BTreeMap::new();
-        for (k, v) in options {
-            rendered.insert(k.clone(), self.render(v)?);
-        }
-        let account = self.service_account(credentials.as_ref())?;
-        if let Some(a) = &account {
-            // object_store takes the key's JSON itself: no file is written.
-            rendered.insert(
-                "google_service_account_key".to_owned(),
-                a.json.expose().to_owned(),
-            );
-        }
-        let source = credentials::Source::object_store(
-            account.as_ref(),
-            url,
-            credentials::Adc::from_process,
-        );
-        let store =
-            Store::open(url, &rendered).map_err(|e| PartitionError::fatal(e.to_string()))?;
+        let (store, source) = open_store_connection(&self.templates, conn)?;
         self.used(name, source);
         Ok(store)
     }
@@ -311,4 +284,49 @@ impl PipelineRuntime {
             })
             .collect())
     }
+}
+
+/// The service account in secret `name`, decrypted now, in memory.
+fn service_account(
+    templates: &Templates,
+    name: Option<&String>,
+) -> Result<Option<ServiceAccount>, PartitionError> {
+    let Some(name) = name else { return Ok(None) };
+    let json = templates.secret(name).map_err(PartitionError::fatal)?;
+    ServiceAccount::from_secret(name, json)
+        .map(Some)
+        .map_err(|e| PartitionError::fatal(format!("{e}; {}", credentials::KeyError::HINT)))
+}
+
+/// An object-store connection opened: its options rendered (secrets
+/// decrypted now, in memory), its service account handed to
+/// `object_store`; and where its credentials came from.
+pub fn open_store_connection(
+    templates: &Templates,
+    conn: &StoreConnection,
+) -> Result<(Store, credentials::Source), PartitionError> {
+    let StoreConnection {
+        url,
+        options,
+        credentials,
+    } = conn;
+    let mut rendered = BTreeMap::new();
+    for (k, v) in options {
+        let value = templates
+            .render(v, &Vars::default())
+            .map_err(PartitionError::fatal)?;
+        rendered.insert(k.clone(), value);
+    }
+    let account = service_account(templates, credentials.as_ref())?;
+    if let Some(a) = &account {
+        // object_store takes the key's JSON itself: no file is written.
+        rendered.insert(
+            "google_service_account_key".to_owned(),
+            a.json.expose().to_owned(),
+        );
+    }
+    let source =
+        credentials::Source::object_store(account.as_ref(), url, credentials::Adc::from_process);
+    let store = Store::open(url, &rendered).map_err(|e| PartitionError::fatal(e.to_string()))?;
+    Ok((store, source))
 }

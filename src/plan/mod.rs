@@ -47,8 +47,9 @@ pub struct ProjectPlan {
     pub profiles: BTreeMap<String, BTreeMap<String, ConnectionPlan>>,
     /// Secret names and their files.
     pub secrets: BTreeMap<String, PathBuf>,
-    /// Where the ledger lives (URL or absolute path).
-    pub state_url: String,
+    /// Where the ledger and the leases live: `state.url` resolved (a
+    /// plain path becomes a `file://` URL), with its options.
+    pub state: StoreConnection,
     /// Local staging folder (absolute).
     pub staging_dir: PathBuf,
     /// Keep a done day's staging folder.

@@ -25,6 +25,10 @@ pub fn secrets_used(plan: &ProjectPlan, profile: &str) -> BTreeMap<String, (Yaml
             used.entry(name).or_insert_with(|| (at.key(&field), field));
         }
     }
+    for (field, name) in plan.state.secrets() {
+        used.entry(name)
+            .or_insert_with(|| (ypath!("state").key(&field), field));
+    }
     used
 }
 
@@ -50,6 +54,24 @@ pub fn check_project(
         profiles.insert(pname.clone(), conns);
     }
 
+    // The state store is checked as a connection would be, at `state`.
+    let state = check_connection(
+        &mut problems,
+        spec,
+        root,
+        templates,
+        &ypath!("state"),
+        &ConnectionSpec::ObjectStore(ObjectStoreConnectionSpec {
+            url: spec.state.url.clone(),
+            options: spec.state.options.clone(),
+            credentials: spec.state.credentials.clone(),
+        }),
+    );
+    let ConnectionPlan::ObjectStore(state) = state else {
+        unreachable!("an object store spec plans as an object store")
+    };
+    check_state_leases(&mut problems, &state);
+
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -62,7 +84,7 @@ pub fn check_project(
             .iter()
             .map(|(k, v)| (k.clone(), root.join(&v.file)))
             .collect(),
-        state_url: resolve_store_url(&spec.state.url, root),
+        state,
         staging_dir: root.join(&spec.state.staging_dir),
         keep_staging: spec.state.keep_staging,
         defaults: spec.defaults.clone(),
@@ -169,6 +191,26 @@ fn check_connection(
         }
     }
     plan
+}
+
+/// Leases take conditional creates, which `object_store` gives on S3 only
+/// when told which kind the store has: without it every day would fail
+/// at run time, so say it here.
+fn check_state_leases(problems: &mut Vec<Problem>, state: &StoreConnection) {
+    use object_store::aws::AmazonS3ConfigKey;
+    let told = state.options.keys().any(|k| {
+        k.parse::<AmazonS3ConfigKey>()
+            .is_ok_and(|k| k == AmazonS3ConfigKey::ConditionalPut)
+    });
+    if state.url.starts_with("s3://") && !told {
+        problems.push(
+            Problem::new(
+                ypath!("state", "url"),
+                "an `s3://` state store needs conditional puts for the day leases, and `state.options` has no `aws_conditional_put`",
+            )
+            .hint("add `aws_conditional_put: etag` under `state.options` (AWS S3 and most S3-compatible stores give it; docs/operations.md)"),
+        );
+    }
 }
 
 const STORE_URL_HINT: &str =

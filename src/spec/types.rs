@@ -173,10 +173,23 @@ pub struct SecretSpec {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct StateSpec {
-    /// Object-store URL or local path of the run ledger. Point several
-    /// machines at one shared URL to share the ledger. Default: `.etl/state`.
+    /// Object-store URL or local path of the run ledger and the day
+    /// leases, a template. Point several machines at one shared URL to
+    /// share the ledger; the store must give conditional puts (GCS, S3,
+    /// local files do; `docs/operations.md`). Default: `.etl/state`.
     #[serde(default = "default_state_url")]
     pub url: String,
+
+    /// Extra `object_store` options for `url`, values as templates: an S3
+    /// endpoint, `aws_conditional_put: etag` for S3-compatible stores,
+    /// keys with `{{ secret("name") }}`. As a connection's `options`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+
+    /// Name of a secret holding a GCP service-account JSON, for a `gs://`
+    /// `url`. Without it, the store uses its usual default credentials.
+    #[serde(default)]
+    pub credentials: Option<String>,
 
     /// Local folder for raw extracts and flattened rows before upload.
     /// Default: `.etl/staging`.
@@ -196,6 +209,8 @@ impl Default for StateSpec {
     fn default() -> Self {
         Self {
             url: default_state_url(),
+            options: BTreeMap::new(),
+            credentials: None,
             staging_dir: default_staging_dir(),
             keep_staging: false,
         }

@@ -31,7 +31,13 @@ const CALLER_SETTINGS: [&str; 10] = [
 /// The one way tests start `etl`: in `dir`, "today" pinned to [`TODAY`],
 /// no colours, and none of [`CALLER_SETTINGS`]; a test sets what it needs.
 pub fn etl_command(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_etl"));
+    command_in(env!("CARGO_BIN_EXE_etl"), dir)
+}
+
+/// `program` in `dir` as [`etl_command`] starts `etl`: for a program that
+/// runs `etl` itself, such as Airflow.
+pub fn command_in(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
+    let mut c = Command::new(program);
     c.current_dir(dir)
         .env("ETL_TODAY", TODAY)
         .env("NO_COLOR", "1");
@@ -188,9 +194,16 @@ impl Project {
 
     /// `etl args` in the project, not started.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = etl_command(self.path());
-        c.args(args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut c = self.program(env!("CARGO_BIN_EXE_etl"));
+        c.args(args);
+        c
+    }
+
+    /// `program` in the project, with the environment its `etl` commands
+    /// get, not started.
+    pub fn program(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = command_in(program, self.path());
+        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         c
     }
 
@@ -279,6 +292,18 @@ pub mod stack {
     pub fn gcs_endpoint() -> String {
         var("STORAGE_EMULATOR_HOST", "http://127.0.0.1:4443")
     }
+
+    /// moto's S3 endpoint, and the bucket `stack.sh up` creates there.
+    pub fn s3_endpoint() -> String {
+        var("ETL_S3_ENDPOINT", "http://127.0.0.1:9070")
+    }
+
+    /// The bucket `stack.sh up` creates on moto.
+    pub const S3_BUCKET: &str = "etl-state";
+
+    /// A key pair for moto, which checks none: not a secret.
+    pub const S3_KEY_ID: &str = "moto-test";
+    pub const S3_KEY: &str = "moto-test";
 
     /// bigquery-emulator's base URL.
     pub fn bq_endpoint() -> String {
