@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Python tools some tests need, in a venv of their own: stack/venv/.
-#   apache-airflow       tests/stack_airflow.rs imports and runs a generated DAG
-#   kubernetes-validate  tests/k8s.rs checks generated manifests offline
+#   apache-airflow       tests/stack_engine.rs imports and runs a generated DAG
+#   kubernetes-validate  tests/cli_k8s.rs checks generated manifests offline
 #   moto[server]         an S3 server with conditional puts, for leases
 # The pins are in stack/python-requirements.txt. A venv built from the same
 # pins is kept; otherwise it is built again. Prints the venv's path.

@@ -37,7 +37,12 @@ pub struct Args {
     pub per_pipeline: bool,
 
     /// The project DAG's id.
-    #[arg(long, value_name = "ID", default_value = "etl", conflicts_with = "per_pipeline")]
+    #[arg(
+        long,
+        value_name = "ID",
+        default_value = "etl",
+        conflicts_with = "per_pipeline"
+    )]
     pub dag_id: String,
 
     /// The `etl` binary the workers run: the default of the DAG's `etl`
@@ -202,8 +207,8 @@ impl Setting<'_> {
 
     /// The project file's path relative to the project folder.
     fn project_file(&self) -> String {
-        let file = std::fs::canonicalize(&self.checked.file)
-            .unwrap_or_else(|_| self.checked.file.clone());
+        let file =
+            std::fs::canonicalize(&self.checked.file).unwrap_or_else(|_| self.checked.file.clone());
         file.strip_prefix(&self.project.root)
             .map(Path::to_path_buf)
             .unwrap_or(file)
@@ -302,9 +307,8 @@ with DAG(
             } else {
                 String::new()
             };
-            let command = format!(
-                r#"{guard}exec "$ETL_BIN" run "$PIPELINE_SPEC" --date "$PARTITION_DAY""#
-            );
+            let command =
+                format!(r#"{guard}exec "$ETL_BIN" run "$PIPELINE_SPEC" --date "$PARTITION_DAY""#);
             let day = format!(
                 "{{{{ etl_day(data_interval_end, {}) }}}}",
                 py(p.partition.timezone.name())
