@@ -9,9 +9,11 @@ mod infer;
 mod k8s;
 mod lock;
 mod plan;
+mod preview;
 mod run;
 mod schedule;
 mod secrets;
+mod status;
 mod test;
 mod validate;
 
@@ -71,7 +73,10 @@ pub enum Command {
     /// Extract, archive, flatten and load each day (catch-up by default).
     Run(run::RunArgs),
     /// Show the ledger per day, with failures and missing days.
-    Status(run::StatusArgs),
+    Status(status::Args),
+    /// Show a day's rows as the warehouse holds them (a BigQuery query, or
+    /// the day's Parquet files), in key order.
+    Preview(preview::Args),
     /// Run each pipeline's days as its cron schedule makes them due, until
     /// stopped: a daemon for machines with no orchestrator.
     Schedule(schedule::Args),
@@ -191,7 +196,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Test(args) => Ok(test::run(&ctx, args)),
         Command::Infer(args) => infer::run(&ctx, args),
         Command::Run(args) => run::run(&ctx, args),
-        Command::Status(args) => run::status(&ctx, args),
+        Command::Status(args) => status::run(&ctx, args),
+        Command::Preview(args) => preview::run(&ctx, args),
         Command::Schedule(args) => schedule::run(&ctx, args),
         Command::K8s(args) => k8s::run(&ctx, args),
         Command::Airflow(args) => airflow::run(&ctx, args),

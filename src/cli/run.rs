@@ -1,16 +1,15 @@
-//! `etl run` and `etl status`.
+//! `etl run`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::NaiveDate;
 use clap::ValueEnum;
 
 use super::{load_plans, Context, RangeArgs};
-use crate::engine::{DayOutcome, Engine, RunOptions, Shutdown, Status};
+use crate::engine::{DayOutcome, Engine, RunOptions, Shutdown};
 use crate::exit::Exit;
-use crate::plan::{resolve_range, RangeRequest};
+use crate::plan::resolve_range;
 use crate::template::{EnvMode, Templates};
 
 /// `etl run`.
@@ -51,14 +50,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
-}
-
-/// `etl status`.
-#[derive(Debug, clap::Args)]
-pub struct StatusArgs {
-    /// Pipeline specs.
-    #[arg(required = true)]
-    pub files: Vec<PathBuf>,
 }
 
 /// Logs go to stderr. Under progress bars only warnings print: info lines
@@ -319,107 +310,4 @@ pub fn summary(report: &crate::engine::RunReport) -> String {
         }
     }
     o
-}
-
-/// `etl status`: the ledger per day, gaps included.
-pub fn status(ctx: &Context, args: StatusArgs) -> anyhow::Result<Exit> {
-    let (project, plans) = match load_plans(ctx, &args.files, "shown") {
-        Ok(l) => (l.project, l.plans),
-        Err(code) => return Ok(code),
-    };
-    // Only the state store's own secrets, if any: status needs no other.
-    let templates = match open_secrets(&project, std::iter::empty(), "shown") {
-        Ok(t) => t,
-        Err(code) => return Ok(code),
-    };
-    let (store, _) = crate::engine::open_store_connection(&templates, &project.state)
-        .map_err(|e| anyhow::anyhow!("the ledger's store: {e}"))?;
-    let ledger = crate::engine::Ledger::new(store);
-    let rt = tokio::runtime::Runtime::new()?;
-    use std::fmt::Write;
-    let mut o = String::new();
-    let mut gaps_or_failures = false;
-    for p in &plans {
-        let today = ctx.today(p.partition.timezone);
-        let range = resolve_range(RangeRequest::default(), p.partition.start_date, today);
-        let records = rt.block_on(ledger.list(&p.name))?;
-        let _ = writeln!(o, "pipeline {} ({} to {}):", p.name, range.start, range.end);
-        let _ = writeln!(
-            o,
-            "  {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  note",
-            "day", "status", "source", "rows", "raw bytes", "time"
-        );
-        let (mut done, mut failed, mut missing) = (0, 0, 0);
-        // Consecutive missing days print as one line: a catch-up backlog of
-        // years stays readable.
-        let mut gap: Option<(NaiveDate, NaiveDate)> = None;
-        let flush_gap = |o: &mut String, gap: &mut Option<(NaiveDate, NaiveDate)>| {
-            if let Some((from, to)) = gap.take() {
-                if from == to {
-                    let _ = writeln!(o, "  {:<10} {:<8}", from.to_string(), "missing");
-                } else {
-                    let n = (to - from).num_days() + 1;
-                    let _ = writeln!(
-                        o,
-                        "  {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  through {to} ({n} days)",
-                        from.to_string(),
-                        "missing",
-                        "",
-                        "",
-                        "",
-                        ""
-                    );
-                }
-            }
-        };
-        for day in range.days() {
-            let Some(r) = records.get(&day) else {
-                missing += 1;
-                gap = Some(gap.map_or((day, day), |(from, _)| (from, day)));
-                continue;
-            };
-            flush_gap(&mut o, &mut gap);
-            let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
-            let note = match (&r.status, &r.error) {
-                (Status::Failed | Status::Interrupted, Some(e)) => e.clone(),
-                _ if r.spec_hash != p.spec_hash => {
-                    "spec changed since; the next run redoes it".to_owned()
-                }
-                _ => String::new(),
-            };
-            let status = match r.status {
-                Status::Done => {
-                    done += 1;
-                    "done"
-                }
-                Status::Failed => {
-                    failed += 1;
-                    "failed"
-                }
-                Status::Interrupted => {
-                    failed += 1;
-                    "stopped"
-                }
-            };
-            let _ = writeln!(
-                o,
-                "  {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  {note}",
-                day.to_string(),
-                status,
-                num(r.source_count),
-                num(r.warehouse_rows),
-                num(r.raw_bytes),
-                format!("{:.1}s", r.duration().num_milliseconds() as f64 / 1000.0)
-            );
-        }
-        flush_gap(&mut o, &mut gap);
-        gaps_or_failures |= failed + missing > 0;
-        let _ = writeln!(o, "  {done} done, {failed} failed, {missing} missing");
-    }
-    print!("{o}");
-    Ok(if gaps_or_failures {
-        Exit::RunFailed
-    } else {
-        Exit::Success
-    })
 }

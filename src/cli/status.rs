@@ -1,0 +1,235 @@
+//! `etl status`: each pipeline's days from `start_date` to yesterday, as
+//! the ledger has them, gaps included; as a table for people or as JSON
+//! for scripts and dashboards.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::ValueEnum;
+use serde::Serialize;
+
+use super::run::open_secrets;
+use super::{load_plans, Context};
+use crate::engine::{PartitionRecord, Status};
+use crate::exit::Exit;
+use crate::plan::{resolve_range, PipelinePlan, RangeRequest};
+
+/// `etl status`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Pipeline specs.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// A table per pipeline, a run of missing days on one line.
+    Human,
+    /// One JSON object: every pipeline, every day (missing ones too).
+    Json,
+}
+
+/// One pipeline's days, as `--format json` prints them.
+#[derive(Debug, Serialize)]
+struct PipelineStatus<'a> {
+    pipeline: &'a str,
+    /// The first and the last day expected: `start_date` and yesterday.
+    start: NaiveDate,
+    end: NaiveDate,
+    done: usize,
+    /// Failed or interrupted days.
+    failed: usize,
+    missing: usize,
+    days: Vec<DayStatus>,
+}
+
+/// One day: its ledger record, or `missing`.
+#[derive(Debug, Serialize)]
+struct DayStatus {
+    day: NaiveDate,
+    /// `done`, `failed`, `interrupted` or `missing`.
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<RecordSummary>,
+}
+
+/// What a person or a dashboard reads of a ledger record.
+#[derive(Debug, Serialize)]
+struct RecordSummary {
+    source_count: Option<u64>,
+    warehouse_rows: Option<u64>,
+    rejected: u64,
+    child_rows: std::collections::BTreeMap<String, u64>,
+    raw_bytes: Option<u64>,
+    seconds: f64,
+    attempts: u32,
+    started_at: chrono::DateTime<chrono::Utc>,
+    finished_at: chrono::DateTime<chrono::Utc>,
+    lake_object: String,
+    warehouse_target: String,
+    error: Option<String>,
+    /// The spec changed since the day ran: the next run redoes it.
+    spec_changed: bool,
+}
+
+impl DayStatus {
+    fn of(day: NaiveDate, record: Option<&PartitionRecord>, plan: &PipelinePlan) -> Self {
+        let Some(r) = record else {
+            return Self {
+                day,
+                status: "missing",
+                record: None,
+            };
+        };
+        let status = match r.status {
+            Status::Done => "done",
+            Status::Failed => "failed",
+            Status::Interrupted => "interrupted",
+        };
+        Self {
+            day,
+            status,
+            record: Some(RecordSummary {
+                source_count: r.source_count,
+                warehouse_rows: r.warehouse_rows,
+                rejected: r.rejected.unwrap_or(0),
+                child_rows: r.child_rows.clone(),
+                raw_bytes: r.raw_bytes,
+                seconds: r.duration().num_milliseconds() as f64 / 1000.0,
+                attempts: r.attempts,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                lake_object: r.lake_object.clone(),
+                warehouse_target: r.warehouse_target.clone(),
+                error: r.error.clone(),
+                spec_changed: r.spec_hash != plan.spec_hash,
+            }),
+        }
+    }
+}
+
+/// `etl status`: exit 1 when a day between `start_date` and yesterday
+/// failed, was stopped or is missing.
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
+    let (project, plans) = match load_plans(ctx, &args.files, "shown") {
+        Ok(l) => (l.project, l.plans),
+        Err(code) => return Ok(code),
+    };
+    // Only the state store's own secrets, if any: status needs no other.
+    let templates = match open_secrets(&project, std::iter::empty(), "shown") {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
+    let (store, _) = crate::engine::open_store_connection(&templates, &project.state)
+        .map_err(|e| anyhow::anyhow!("the ledger's store: {e}"))?;
+    let ledger = crate::engine::Ledger::new(store);
+    let rt = tokio::runtime::Runtime::new()?;
+    let mut pipelines = Vec::new();
+    for p in &plans {
+        let today = ctx.today(p.partition.timezone);
+        let range = resolve_range(RangeRequest::default(), p.partition.start_date, today);
+        let records = rt.block_on(ledger.list(&p.name))?;
+        let days: Vec<DayStatus> = range
+            .days()
+            .map(|day| DayStatus::of(day, records.get(&day), p))
+            .collect();
+        let count = |s: &[&str]| days.iter().filter(|d| s.contains(&d.status)).count();
+        pipelines.push(PipelineStatus {
+            pipeline: &p.name,
+            start: range.start,
+            end: range.end,
+            done: count(&["done"]),
+            failed: count(&["failed", "interrupted"]),
+            missing: count(&["missing"]),
+            days,
+        });
+    }
+    match args.format {
+        Format::Human => print!("{}", human(&pipelines)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "pipelines": pipelines }))?
+        ),
+    }
+    Ok(if pipelines.iter().any(|p| p.failed + p.missing > 0) {
+        Exit::RunFailed
+    } else {
+        Exit::Success
+    })
+}
+
+/// The tables for people. Consecutive missing days print as one line, so
+/// a catch-up backlog of years stays readable.
+fn human(pipelines: &[PipelineStatus]) -> String {
+    let mut o = String::new();
+    for p in pipelines {
+        let _ = writeln!(o, "pipeline {} ({} to {}):", p.pipeline, p.start, p.end);
+        let _ = writeln!(
+            o,
+            "  {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  note",
+            "day", "status", "source", "rows", "raw bytes", "time"
+        );
+        let mut gap: Option<(NaiveDate, NaiveDate)> = None;
+        let flush_gap = |o: &mut String, gap: &mut Option<(NaiveDate, NaiveDate)>| {
+            if let Some((from, to)) = gap.take() {
+                if from == to {
+                    let _ = writeln!(o, "  {:<10} {:<8}", from.to_string(), "missing");
+                } else {
+                    let n = (to - from).num_days() + 1;
+                    let _ = writeln!(
+                        o,
+                        "  {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  through {to} ({n} days)",
+                        from.to_string(),
+                        "missing",
+                        "",
+                        "",
+                        "",
+                        ""
+                    );
+                }
+            }
+        };
+        for d in &p.days {
+            let Some(r) = &d.record else {
+                gap = Some(gap.map_or((d.day, d.day), |(from, _)| (from, d.day)));
+                continue;
+            };
+            flush_gap(&mut o, &mut gap);
+            let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+            let note = match (&r.error, r.spec_changed) {
+                (Some(e), _) if d.status != "done" => e.clone(),
+                (_, true) => "spec changed since; the next run redoes it".to_owned(),
+                _ => String::new(),
+            };
+            let status = if d.status == "interrupted" {
+                "stopped"
+            } else {
+                d.status
+            };
+            let _ = writeln!(
+                o,
+                "  {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  {note}",
+                d.day.to_string(),
+                status,
+                num(r.source_count),
+                num(r.warehouse_rows),
+                num(r.raw_bytes),
+                format!("{:.1}s", r.seconds)
+            );
+        }
+        flush_gap(&mut o, &mut gap);
+        let _ = writeln!(
+            o,
+            "  {} done, {} failed, {} missing",
+            p.done, p.failed, p.missing
+        );
+    }
+    o
+}
