@@ -25,8 +25,9 @@
 //! - [`table`]: output table schemas and the NDJSON row format between the
 //!   flattener and the sinks.
 //! - [`sink`]: the lake (`sink::lake`: the store, the raw archive, the
-//!   manifest) and the [`sink::warehouse::Warehouse`] contract with its
-//!   conformance suite. **A new warehouse** implements that trait in
+//!   manifest) and the [`sink::warehouse::Warehouse`] contract (replace a
+//!   day, count it, read it back for `etl preview`) with its conformance
+//!   suite. **A new warehouse** implements that trait in
 //!   `sink/warehouse/`, passes `sink::warehouse::conformance`, and gets one
 //!   arm in `engine/runtime.rs`.
 //! - [`engine`]: a run of many days (`engine/mod.rs`: retries, shutdown,

@@ -514,6 +514,32 @@ async fn three_pipelines_ten_days_reconciled_idempotent() {
     assert!(status.contains("  2020-06-01 done"), "{status}");
     assert!(status.contains("  2020-06-11 missing"), "{status}");
     assert_eq!(out.status.code(), Some(1), "gaps make `etl status` exit 1");
+    // As JSON: every day listed, missing ones too, with the warehouse rows.
+    let out = p.etl(&["status", "pipelines/users.yaml", "--format", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the same exit code as the table"
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let users = &status["pipelines"][0];
+    let listed = users["days"].as_array().unwrap();
+    assert_eq!(users["pipeline"], "users");
+    assert_eq!(
+        listed.len() as u64,
+        users["done"].as_u64().unwrap()
+            + users["failed"].as_u64().unwrap()
+            + users["missing"].as_u64().unwrap()
+    );
+    assert_eq!(listed[0]["status"], "done");
+    assert_eq!(
+        listed[0]["record"]["warehouse_rows"].as_u64(),
+        Some(bq_count(&p.database, "users", days()[0]).await)
+    );
+    assert_eq!(
+        listed[10],
+        json!({"day": "2020-06-11", "status": "missing"})
+    );
 
     p.drop_database().await;
 }
@@ -903,6 +929,29 @@ sinks:
     );
     let out = p.etl(&["status", "pipelines/events_reject.yaml"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("2020-06-01 done"));
+    // The same day for a script: the 9 documents read, 6 rows, 3 rejects.
+    let out = p.etl(&["status", "pipelines/events_reject.yaml", "--format", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &status["pipelines"][0]["days"][0];
+    assert_eq!(
+        (
+            &first["day"],
+            &first["status"],
+            &first["record"]["source_count"],
+            &first["record"]["warehouse_rows"],
+            &first["record"]["rejected"],
+            &first["record"]["attempts"],
+        ),
+        (
+            &json!("2020-06-01"),
+            &json!("done"),
+            &json!(9),
+            &json!(6),
+            &json!(3),
+            &json!(1)
+        ),
+        "{status}"
+    );
 
     p.drop_database().await;
 }
@@ -1980,5 +2029,135 @@ async fn an_airflow_dag_loads_each_day_once_and_a_second_pass_skips_them() {
             );
         }
     }
+    p.drop_database().await;
+}
+
+/// `etl preview` reads a loaded day back (issue 13): orders and their
+/// items from BigQuery, products from Parquet, in `_id` order, with the
+/// values MongoDB holds; and names a table that does not exist.
+#[tokio::test(flavor = "multi_thread")]
+async fn preview_reads_a_day_back_from_bigquery_and_from_parquet() {
+    let p = Project::on_stack("preview").await;
+    p.seed(40, 60, 40);
+    let day = days()[1];
+    let date = day.to_string();
+    run_ok(
+        &p,
+        &[
+            "run",
+            "pipelines/orders.yaml",
+            "pipelines/products.yaml",
+            "--date",
+            &date,
+        ],
+    );
+    let shown = |out: &Output| {
+        common::transcript(out)
+            .replace(&p.database, "[DB]")
+            .replace(&p.path().display().to_string(), "[PROJECT]")
+    };
+    let preview = |args: &[&str]| {
+        let mut all = vec!["preview", args[0], "--date", &date];
+        all.extend(&args[1..]);
+        p.etl(&all)
+    };
+
+    let out = preview(&[
+        "pipelines/orders.yaml",
+        "--limit",
+        "3",
+        "--columns",
+        "_id,order_id,status,total,created_at,customer__address__country",
+    ]);
+    insta::assert_snapshot!("preview_orders", shown(&out));
+    let out = preview(&[
+        "pipelines/orders.yaml",
+        "--table",
+        "orders__items",
+        "--limit",
+        "4",
+        "--columns",
+        "_root_id,_idx,sku,quantity,unit_price",
+    ]);
+    insta::assert_snapshot!("preview_orders_items", shown(&out));
+    let out = preview(&["pipelines/orders.yaml", "--table", "items"]);
+    insta::assert_snapshot!("preview_unknown_table", shown(&out));
+    let out = preview(&[
+        "pipelines/products.yaml",
+        "--limit",
+        "3",
+        "--columns",
+        "_id,product_id,name,price,in_stock,price_history",
+    ]);
+    insta::assert_snapshot!("preview_products", shown(&out));
+
+    // Every row of the day, as JSON: the documents MongoDB holds for it,
+    // in `_id` order, with their values.
+    let uri = p.mongo_uri();
+    let orders = p.collection("orders").await;
+    let next = day.succ_opt().unwrap();
+    let mut cursor = orders
+        .find(doc! { "status": { "$ne": "test" }, "created_at": {
+        "$gte": bson::DateTime::from_millis(ms(day)),
+        "$lt": bson::DateTime::from_millis(ms(next)) } })
+        .sort(doc! { "_id": 1 })
+        .await
+        .unwrap();
+    let mut want = Vec::new();
+    while cursor.advance().await.unwrap() {
+        let d = cursor.deserialize_current().unwrap();
+        want.push(json!([
+            d.get_object_id("_id").unwrap().to_hex(),
+            d.get("order_id")
+                .and_then(bson::Bson::as_i64)
+                .or_else(|| d.get_i32("order_id").ok().map(i64::from)),
+            d.get_str("status").unwrap(),
+        ]));
+    }
+    assert!(
+        want.len() > 3,
+        "the seed has orders that day: {}",
+        want.len()
+    );
+    assert_eq!(
+        want.len() as u64,
+        mongo_count(&uri, &p.database, "orders", day).await
+    );
+    let out = preview(&[
+        "pipelines/orders.yaml",
+        "--limit",
+        "10000",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(read["rows_in_day"], want.len());
+    let got: Vec<serde_json::Value> = read["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| json!([r["_id"], r["order_id"], r["status"]]))
+        .collect();
+    assert_eq!(
+        got, want,
+        "BigQuery's rows are MongoDB's documents, in `_id` order"
+    );
+
+    let out = preview(&[
+        "pipelines/products.yaml",
+        "--limit",
+        "10000",
+        "--format",
+        "json",
+    ]);
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = read["rows"].as_array().unwrap();
+    assert_eq!(rows.len() as u64, parquet_count(&p, day));
+    assert_eq!(read["rows_in_day"], rows.len());
+    let ids: Vec<&str> = rows.iter().map(|r| r["_id"].as_str().unwrap()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "Parquet rows come back in `_id` order");
     p.drop_database().await;
 }

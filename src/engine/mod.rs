@@ -48,7 +48,7 @@ use futures::StreamExt;
 
 pub use day::{PartitionError, Stats};
 pub use ledger::{Ledger, PartitionRecord, Status};
-pub use runtime::{open_store_connection, PipelineRuntime};
+pub use runtime::{open_store_connection, PipelineRuntime, Preview};
 pub use shutdown::{Shutdown, Trigger};
 
 use crate::plan::{DayRange, PipelinePlan, ProjectPlan};

@@ -242,6 +242,60 @@ impl PipelineRuntime {
         Ok(self.tables().clone())
     }
 
+    /// The names of the pipeline's warehouse tables on day `day`, root
+    /// first: what [`Self::preview`] takes the index of.
+    pub fn table_names(&self, day: NaiveDate) -> Result<Vec<String>, PartitionError> {
+        let target = self.target(day)?;
+        Ok(self
+            .warehouse_tables(&target, self.tables())?
+            .into_iter()
+            .map(|t| t.name)
+            .collect())
+    }
+
+    /// Up to `limit` rows of warehouse table `i` (of [`Self::table_names`])
+    /// on day `day`, read back from the warehouse in key order, with the
+    /// rows the day holds: what `etl preview` shows.
+    pub async fn preview(
+        &self,
+        day: NaiveDate,
+        i: usize,
+        limit: usize,
+    ) -> Result<Preview, PartitionError> {
+        let target = self.target(day)?;
+        let tables = self.warehouse_tables(&target, self.tables())?;
+        let table = &tables[i];
+        let order_by = self.tables().key_columns(i);
+        let warehouse = self.warehouse().await?;
+        let failed = |e: warehouse::WarehouseError| {
+            PartitionError::fatal(format!("reading `{}` back: {e}", table.name))
+        };
+        let rows = warehouse
+            .read_day(table, day, &order_by, limit)
+            .await
+            .map_err(failed)?;
+        let count = warehouse.count_day(table, day).await.map_err(failed)?;
+        let place = match &self.plan.warehouse {
+            WarehousePlan::Bigquery { connection, .. } => format!(
+                "BigQuery table `{}.{}.{}`",
+                connection.project, table.dataset, table.name
+            ),
+            WarehousePlan::Parquet { connection, .. } => format!(
+                "Parquet files in `{}/{}{}/dt={day}`",
+                connection.url.trim_end_matches('/'),
+                table.dataset,
+                table.name
+            ),
+        };
+        Ok(Preview {
+            table: table.name.clone(),
+            place,
+            count,
+            order_by,
+            rows,
+        })
+    }
+
     /// Day `target`'s warehouse tables, root first: BigQuery tables of the
     /// rendered dataset; for Parquet, datasets in the rendered path's
     /// folder, so that child tables are its siblings.
@@ -329,4 +383,19 @@ pub fn open_store_connection(
         credentials::Source::object_store(account.as_ref(), url, credentials::Adc::from_process);
     let store = Store::open(url, &rendered).map_err(|e| PartitionError::fatal(e.to_string()))?;
     Ok((store, source))
+}
+
+/// Rows of one table and day, read back from the warehouse.
+#[derive(Debug)]
+pub struct Preview {
+    /// The table's name.
+    pub table: String,
+    /// Where the rows were read, for people.
+    pub place: String,
+    /// Rows the day holds.
+    pub count: u64,
+    /// The key columns the rows are ordered by.
+    pub order_by: Vec<&'static str>,
+    /// The rows read: the first of the day's, in key order.
+    pub rows: warehouse::ReadRows,
 }

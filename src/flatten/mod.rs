@@ -84,6 +84,8 @@ mod rules;
 mod schema;
 mod tables;
 mod value;
+
+pub(crate) use value::write_timestamp_micros;
 mod walk;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -236,6 +236,18 @@ impl Tables {
         self.tables.iter().map(|t| t.name(root, self)).collect()
     }
 
+    /// The columns that order table `i`'s rows as a run loads them: `_id`
+    /// for the root table, whose documents are read in `_id` order; the
+    /// row key (`_root_id`, `_parent_key` below the first level, `_idx`)
+    /// for a child table.
+    pub fn key_columns(&self, i: usize) -> Vec<&'static str> {
+        match self.tables[i].level {
+            0 => vec!["_id"],
+            1 => vec![ROOT_ID_COLUMN, INDEX_COLUMN],
+            _ => vec![ROOT_ID_COLUMN, PARENT_KEY_COLUMN, INDEX_COLUMN],
+        }
+    }
+
     /// One schema builder per table, seeded with its explicit columns.
     pub fn schema_builders(&self) -> Vec<SchemaBuilder> {
         self.tables

@@ -44,6 +44,7 @@
 //! - `auth`: tokens for an emulator, a service account or application
 //!   default credentials;
 //! - `jobs`: load jobs and SQL, built without a server, and name checks;
+//! - `rows`: query answers back into rows, for `etl preview`;
 //! - `schema`: [`TableSchema`](crate::table::TableSchema) to and from BigQuery fields, and the checks of
 //!   an existing table;
 //! - `sink`: [`BigQuerySink`], which strings them together.
@@ -51,6 +52,7 @@
 mod auth;
 mod client;
 mod jobs;
+mod rows;
 mod schema;
 mod sink;
 

@@ -326,6 +326,64 @@ impl BigQuerySink {
             .await
     }
 
+    /// Up to `limit` rows of day `day`, ordered by `order_by`, in the row
+    /// format of [`crate::table`], and the table's columns.
+    pub async fn read_partition(
+        &self,
+        dataset: &str,
+        table: &str,
+        day: NaiveDate,
+        partition_column: &str,
+        order_by: &[&str],
+        limit: usize,
+    ) -> Result<crate::sink::warehouse::ReadRows, BigQueryError> {
+        const OP: &str = "reading rows of";
+        check_names(dataset, table)?;
+        let target = self.target(dataset, table, Some(day));
+        let order = if order_by.is_empty() {
+            String::new()
+        } else {
+            let keys: Vec<String> = order_by.iter().map(|c| format!("`{c}`")).collect();
+            format!(" ORDER BY {}", keys.join(", "))
+        };
+        let sql = format!(
+            "SELECT * FROM {} WHERE `{partition_column}` = DATE '{day}'{order} LIMIT {limit}",
+            table_path(&target.project, &target.dataset, &target.table)
+        );
+        let unexpected = |message: String| BigQueryError::Unexpected {
+            op: OP,
+            target: target.boxed(),
+            message,
+        };
+        let mut resp = self.run_query(OP, &target, &sql).await?;
+        let (columns, mut rows) = super::rows::decode(&resp).map_err(unexpected)?;
+        // A large answer comes in pages: read on until the limit.
+        while rows.len() < limit {
+            let Some(token) = resp["pageToken"].as_str().map(str::to_owned) else {
+                break;
+            };
+            let job = &resp["jobReference"];
+            let mut url = url::Url::parse(&format!(
+                "{}/queries/{}",
+                self.api.project_url,
+                job["jobId"].as_str().unwrap_or_default()
+            ))
+            .map_err(|e| unexpected(e.to_string()))?;
+            url.query_pairs_mut().append_pair("pageToken", &token);
+            if let Some(l) = job["location"].as_str() {
+                url.query_pairs_mut().append_pair("location", l);
+            }
+            resp = self
+                .api
+                .json(Method::GET, url.as_str(), None)
+                .await
+                .map_err(target.request_failed(OP))?;
+            rows.extend(super::rows::decode(&resp).map_err(unexpected)?.1);
+        }
+        rows.truncate(limit);
+        Ok(crate::sink::warehouse::ReadRows { columns, rows })
+    }
+
     async fn count_rows(&self, target: &Target, column: &str) -> Result<u64, BigQueryError> {
         let day = target.day.expect("a count is for one day");
         let sql = format!(

@@ -125,6 +125,12 @@ impl Store {
         Self { store, prefix, url }
     }
 
+    /// The `object_store` behind it, for readers that take one (Parquet's
+    /// range reads); paths from [`Self::path`].
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
     /// The full path of `rel` under the prefix.
     pub fn path(&self, rel: &str) -> Path {
         let mut p = self.prefix.clone();

@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 use tokio::sync::Mutex;
 
-use super::{DayRows, Table, Warehouse, WarehouseError};
+use super::{DayRows, ReadRows, Table, Warehouse, WarehouseError};
 use crate::sink::bigquery::{BigQueryError, BigQuerySink};
 use crate::spec::ReplaceMode;
 use crate::table::TableSchema;
@@ -85,6 +85,35 @@ impl Warehouse for BigQuery {
                 schema,
                 &self.partition_column,
                 self.replace,
+            )
+            .await?)
+    }
+
+    async fn read_day(
+        &self,
+        table: &Table,
+        day: NaiveDate,
+        order_by: &[&str],
+        limit: usize,
+    ) -> Result<ReadRows, WarehouseError> {
+        // Ordering by a column the table lacks would fail the query.
+        let Some(schema) = self.sink.table_schema(&table.dataset, &table.name).await? else {
+            return Ok(ReadRows::default());
+        };
+        let order_by: Vec<&str> = order_by
+            .iter()
+            .copied()
+            .filter(|c| schema.get(c).is_some())
+            .collect();
+        Ok(self
+            .sink
+            .read_partition(
+                &table.dataset,
+                &table.name,
+                day,
+                &self.partition_column,
+                &order_by,
+                limit,
             )
             .await?)
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 
-use super::{DayRows, Table, Warehouse};
+use super::{DayRows, ReadRows, Table, Warehouse};
 use crate::spec::ColumnType;
 use crate::table::{Column, TableSchema};
 
@@ -106,6 +106,27 @@ pub async fn run(warehouse: &dyn Warehouse, table: &Table, scratch: &Path, skip:
         );
     }
 
+    assert!(
+        read(warehouse, table, d2, 10).await.rows.is_empty(),
+        "a day never loaded reads as no rows"
+    );
+    let back = read(warehouse, table, d1, 10).await;
+    assert_eq!(
+        back.columns,
+        ["_ds", "id", "name"],
+        "read_day gives the table's columns in order"
+    );
+    assert_eq!(
+        back.rows,
+        parsed(&users(d1, &[4, 5])),
+        "read_day gives back the rows the replace loaded, as they were loaded"
+    );
+    assert_eq!(
+        read(warehouse, table, d1, 1).await.rows,
+        parsed(&users(d1, &[4])),
+        "read_day stops at its limit, in the key order"
+    );
+
     let other = rows(scratch, "other", &users(d2, &[7]), None);
     let n = warehouse.replace_day(table, d2, &other, &narrow).await;
     assert_eq!(n.expect("replace another day"), 1);
@@ -191,4 +212,19 @@ async fn count(warehouse: &dyn Warehouse, table: &Table, day: NaiveDate) -> u64 
         .count_day(table, day)
         .await
         .unwrap_or_else(|e| panic!("count_day {day}: {e}"))
+}
+
+async fn read(warehouse: &dyn Warehouse, table: &Table, day: NaiveDate, limit: usize) -> ReadRows {
+    warehouse
+        .read_day(table, day, &["id"], limit)
+        .await
+        .unwrap_or_else(|e| panic!("read_day {day}: {e}"))
+}
+
+/// NDJSON lines as the objects `read_day` returns.
+fn parsed(lines: &[String]) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("a row is a JSON object"))
+        .collect()
 }

@@ -20,6 +20,8 @@
 //! Parquet dataset runs it in the unit tests, BigQuery on the emulator in
 //! `tests/stack_bigquery.rs`. Adding a warehouse means implementing the
 //! trait, opening it in `engine::runtime`, and passing that suite.
+//! [`Warehouse::read_day`] is how `etl preview` reads rows back; the suite
+//! checks that it returns the rows a replace loaded.
 //!
 //! - [`bigquery`]: BigQuery tables, one DAY partition per day.
 //! - [`parquet`]: a Hive-style Parquet dataset in an object store.
@@ -61,6 +63,17 @@ pub struct DayRows {
     pub parquet: Option<PathBuf>,
 }
 
+/// Rows read back from a day: its columns in the table's order, and each
+/// row in the format of [`crate::table`] (a NULL column left out), as a
+/// load would take them again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReadRows {
+    /// The table's columns, in order.
+    pub columns: Vec<String>,
+    /// The rows.
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
 /// Why a warehouse step failed.
 #[derive(Debug, thiserror::Error)]
 #[error("{source}")]
@@ -94,7 +107,8 @@ impl WarehouseError {
 /// For every table and day: [`Self::replace_day`] replaces the day
 /// atomically (a failed replace leaves it as it was), returns the rows the
 /// day holds read back from the warehouse, and is idempotent; other days
-/// are never touched; [`Self::prepare`] is idempotent and only adds
+/// are never touched; [`Self::read_day`] gives back the rows the last
+/// replace loaded; [`Self::prepare`] is idempotent and only adds
 /// columns; every error says by [`WarehouseError::is_transient`] whether a
 /// retry may help. [`conformance::run`] checks each clause.
 #[async_trait::async_trait]
@@ -126,4 +140,18 @@ pub trait Warehouse: Send + Sync {
 
     /// The rows day `day` of the table holds.
     async fn count_day(&self, table: &Table, day: NaiveDate) -> Result<u64, WarehouseError>;
+
+    /// Up to `limit` rows of day `day`, read back from the warehouse in
+    /// the order of the columns `order_by` that the table has. A dataset
+    /// that keeps its rows in the order they were loaded (Parquet) may
+    /// return that order: the engine loads a day sorted by its keys. A day
+    /// or a table that does not exist reads as no rows (and perhaps no
+    /// columns).
+    async fn read_day(
+        &self,
+        table: &Table,
+        day: NaiveDate,
+        order_by: &[&str],
+        limit: usize,
+    ) -> Result<ReadRows, WarehouseError>;
 }

@@ -10,9 +10,9 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 
-use super::{DayRows, Table, Warehouse, WarehouseError};
+use super::{DayRows, ReadRows, Table, Warehouse, WarehouseError};
 use crate::sink::lake::Store;
-use crate::sink::parquet::{write_local, ParquetError};
+use crate::sink::parquet::{read_rows, write_local, ParquetError};
 use crate::table::TableSchema;
 
 /// A pipeline's Parquet datasets, under one store.
@@ -77,7 +77,7 @@ impl From<ParquetError> for WarehouseError {
     fn from(e: ParquetError) -> Self {
         let transient = match &e {
             ParquetError::Store(lake) => lake.is_transient(),
-            ParquetError::Convert { .. } => false,
+            ParquetError::Convert { .. } | ParquetError::Read { .. } => false,
         };
         WarehouseError::new(e, transient)
     }
@@ -127,6 +127,35 @@ impl Warehouse for ParquetDatasets {
 
     async fn count_day(&self, table: &Table, day: NaiveDate) -> Result<u64, WarehouseError> {
         Ok(self.count(table, day).await?)
+    }
+
+    /// The day's files in name order, each in the order it was written:
+    /// the order the engine loaded, so `order_by` is already kept.
+    async fn read_day(
+        &self,
+        table: &Table,
+        day: NaiveDate,
+        _order_by: &[&str],
+        limit: usize,
+    ) -> Result<ReadRows, WarehouseError> {
+        let mut out = ReadRows::default();
+        let mut files = self
+            .store
+            .list(&Self::folder(table, day))
+            .await
+            .map_err(ParquetError::from)?;
+        files.sort();
+        for rel in files {
+            if out.rows.len() >= limit {
+                break;
+            }
+            let (columns, rows) = read_rows(&self.store, &rel, limit - out.rows.len()).await?;
+            if out.columns.is_empty() {
+                out.columns = columns;
+            }
+            out.rows.extend(rows);
+        }
+        Ok(out)
     }
 }
 
