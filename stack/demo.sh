@@ -25,7 +25,15 @@ echo
 echo
 "$etl" status pipelines/users.yaml pipelines/orders.yaml pipelines/products.yaml
 echo
+echo "== what landed: the first rows of 2020-06-03, read back from the warehouses"
+"$etl" preview pipelines/orders.yaml --date 2020-06-03 --limit 5 \
+  --columns _id,order_id,status,total,created_at,customer__address__country
+echo
+"$etl" preview pipelines/products.yaml --date 2020-06-03 --limit 5 \
+  --columns _id,product_id,name,category,price,in_stock
+echo
 echo "Lake (raw archives and manifests): .etl/lake/raw/"
 echo "Warehouse: BigQuery emulator at $ETL_BQ_ENDPOINT (dataset etl_demo: users, orders);"
 echo "           Parquet dataset at .etl/warehouse/products/"
+echo "More rows: target/release/etl preview PIPELINE --date DAY [--table NAME] [--format json]."
 echo "The stack is still running: stop it with 'stack/stack.sh down'."

@@ -2161,3 +2161,97 @@ async fn preview_reads_a_day_back_from_bigquery_and_from_parquet() {
     assert_eq!(ids, sorted, "Parquet rows come back in `_id` order");
     p.drop_database().await;
 }
+
+/// What a person sees in a real terminal (issue 13): `etl run` inside
+/// tmux, its screen read with `capture-pane` while it runs and once it
+/// ended. The day's line goes through its phases (`extract` with the
+/// documents read, then `load`), and the final screen, times blanked, is snapshotted: the
+/// finished line and the summary, counts with thousands separators.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_shows_each_phase_and_counts_with_separators() {
+    let p = Project::on_stack("terminal").await;
+    let out = p.etl(&[
+        "demo",
+        "--database",
+        &p.database,
+        "--users",
+        "1",
+        "--products",
+        "1",
+        "--orders",
+        "3000",
+        "--start",
+        "2020-06-01",
+        "--end",
+        "2020-06-01",
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let socket = format!("etl-test-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        p.project
+            .program("tmux")
+            .args(["-L", &socket])
+            .args(args)
+            .output()
+            .expect("tmux runs (Debian's tmux package)")
+    };
+    let command = format!(
+        "{} run pipelines/orders.yaml --date 2020-06-01; echo \"exit: $?\"; sleep 30",
+        env!("CARGO_BIN_EXE_etl")
+    );
+    let dir = p.path().display().to_string();
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-x",
+        "320",
+        "-y",
+        "30",
+        "-s",
+        "run",
+        "-c",
+        &dir,
+        &command,
+    ]);
+    assert!(started.status.success(), "{}", common::text(&started));
+    let screen =
+        || String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", "run"]).stdout).into_owned();
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let last = loop {
+        let s = screen();
+        for line in s.lines().filter(|l| l.contains("orders 2020-06-01")) {
+            for phase in ["extract ", "load ", "done "] {
+                if line.contains(phase) {
+                    seen.insert(phase.trim_end());
+                }
+            }
+        }
+        if s.contains("exit: ") {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "etl run did not end:\n{s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    };
+    tmux(&["kill-server"]);
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["done", "extract", "load"],
+        "phases seen on the day's line; the screen at the end:\n{last}"
+    );
+    let shown = last
+        .replace(&p.database, "[DB]")
+        .replace(&p.path().display().to_string(), "[PROJECT]");
+    let shown: Vec<&str> = shown
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
+    insta::with_settings!({filters => vec![(r"\d+\.\ds", "[T]")]}, {
+        insta::assert_snapshot!(shown.join("\n"));
+    });
+    p.drop_database().await;
+}

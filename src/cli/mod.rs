@@ -28,6 +28,47 @@ use crate::exit::Exit;
 use crate::spec::{self, Diagnostic, Loaded, ProjectSpec, SpecKind};
 use crate::template::{EnvMode, RedactedSecrets, Templates};
 
+/// How counts print: with thousands separators for a person at a terminal
+/// (`1,234,567`), plain for pipes, files and scripts (`1234567`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// Thousands separators.
+    pub human: bool,
+}
+
+impl Counts {
+    /// Separators when stdout is a terminal.
+    pub(crate) fn for_stdout() -> Self {
+        use std::io::IsTerminal;
+        Self {
+            human: std::io::stdout().is_terminal(),
+        }
+    }
+
+    /// `n` as this prints it.
+    pub(crate) fn show(self, n: u64) -> String {
+        if self.human {
+            indicatif::HumanCount(n).to_string()
+        } else {
+            n.to_string()
+        }
+    }
+
+    /// `n`, or `-` when unknown.
+    pub(crate) fn maybe(self, n: Option<u64>) -> String {
+        n.map_or_else(|| "-".to_owned(), |n| self.show(n))
+    }
+
+    /// A column width that fits what `plain` digits print as.
+    pub(crate) fn width(self, plain: usize) -> usize {
+        if self.human {
+            plain + plain.saturating_sub(1) / 3
+        } else {
+            plain
+        }
+    }
+}
+
 /// Declarative ETL from MongoDB into a data lake and a warehouse.
 #[derive(Debug, Parser)]
 #[command(name = "etl", version, about, max_term_width = 100)]

@@ -125,7 +125,7 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
             return Ok(Exit::RunFailed);
         }
     };
-    print!("{}", summary(&report));
+    print!("{}", summary(&report, super::Counts::for_stdout()));
     Ok(if report.interrupted {
         Exit::Interrupted
     } else if report.ok() {
@@ -194,15 +194,18 @@ pub(super) async fn on_signal() {
 }
 
 /// The closing table: one line per day, then the failures in full.
-pub fn summary(report: &crate::engine::RunReport) -> String {
+pub fn summary(report: &crate::engine::RunReport, counts: super::Counts) -> String {
     use std::fmt::Write;
     let mut o = String::new();
     for n in &report.notices {
         let _ = writeln!(o, "notice: {n}");
     }
+    // Eight digits of documents and ten of bytes line up; separators widen
+    // the columns on a terminal.
+    let (n, b) = (counts.width(8), counts.width(10));
     let _ = writeln!(
         o,
-        "{:<10} {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  lake / warehouse",
+        "{:<10} {:<10} {:<8} {:>n$} {:>n$} {:>b$} {:>7}  lake / warehouse",
         "pipeline", "day", "status", "source", "rows", "raw bytes", "time"
     );
     let (mut done, mut skipped, mut failed, mut interrupted, mut elsewhere) = (0, 0, 0, 0, 0);
@@ -241,7 +244,7 @@ pub fn summary(report: &crate::engine::RunReport) -> String {
                 continue;
             }
         };
-        let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+        let num = |v: Option<u64>| counts.maybe(v);
         let secs = if matches!(out, DayOutcome::Skipped(_)) {
             "-".to_owned()
         } else {
@@ -249,7 +252,7 @@ pub fn summary(report: &crate::engine::RunReport) -> String {
         };
         let _ = writeln!(
             o,
-            "{:<10} {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  {} / {}",
+            "{:<10} {:<10} {:<8} {:>n$} {:>n$} {:>b$} {:>7}  {} / {}",
             r.pipeline,
             r.day.to_string(),
             status,
@@ -261,13 +264,19 @@ pub fn summary(report: &crate::engine::RunReport) -> String {
             r.warehouse_target
         );
         for (table, rows) in &r.child_rows {
-            let _ = writeln!(o, "{:<30} {rows:>8}  child table {table}", "");
-        }
-        if let Some(n) = r.rejected {
             let _ = writeln!(
                 o,
-                "{:<30} {n:>8}  rejected (type conflicts), kept whole in {}",
+                "{:<30} {:>n$}  child table {table}",
                 "",
+                counts.show(*rows),
+            );
+        }
+        if let Some(rejected) = r.rejected {
+            let _ = writeln!(
+                o,
+                "{:<30} {:>n$}  rejected (type conflicts), kept whole in {}",
+                "",
+                counts.show(rejected),
                 r.lake_object
                     .rsplit_once('/')
                     .map_or("_rejects.jsonl".to_owned(), |(dir, _)| format!(

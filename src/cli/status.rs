@@ -152,7 +152,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         });
     }
     match args.format {
-        Format::Human => print!("{}", human(&pipelines)),
+        Format::Human => print!("{}", human(&pipelines, super::Counts::for_stdout())),
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "pipelines": pipelines }))?
@@ -167,13 +167,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
 
 /// The tables for people. Consecutive missing days print as one line, so
 /// a catch-up backlog of years stays readable.
-fn human(pipelines: &[PipelineStatus]) -> String {
+fn human(pipelines: &[PipelineStatus], counts: super::Counts) -> String {
+    let (n, b) = (counts.width(8), counts.width(10));
     let mut o = String::new();
     for p in pipelines {
         let _ = writeln!(o, "pipeline {} ({} to {}):", p.pipeline, p.start, p.end);
         let _ = writeln!(
             o,
-            "  {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  note",
+            "  {:<10} {:<8} {:>n$} {:>n$} {:>b$} {:>7}  note",
             "day", "status", "source", "rows", "raw bytes", "time"
         );
         let mut gap: Option<(NaiveDate, NaiveDate)> = None;
@@ -182,10 +183,10 @@ fn human(pipelines: &[PipelineStatus]) -> String {
                 if from == to {
                     let _ = writeln!(o, "  {:<10} {:<8}", from.to_string(), "missing");
                 } else {
-                    let n = (to - from).num_days() + 1;
+                    let days = (to - from).num_days() + 1;
                     let _ = writeln!(
                         o,
-                        "  {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  through {to} ({n} days)",
+                        "  {:<10} {:<8} {:>n$} {:>n$} {:>b$} {:>7}  through {to} ({days} days)",
                         from.to_string(),
                         "missing",
                         "",
@@ -202,7 +203,7 @@ fn human(pipelines: &[PipelineStatus]) -> String {
                 continue;
             };
             flush_gap(&mut o, &mut gap);
-            let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+            let num = |v: Option<u64>| counts.maybe(v);
             let note = match (&r.error, r.spec_changed) {
                 (Some(e), _) if d.status != "done" => e.clone(),
                 (_, true) => "spec changed since; the next run redoes it".to_owned(),
@@ -215,7 +216,7 @@ fn human(pipelines: &[PipelineStatus]) -> String {
             };
             let _ = writeln!(
                 o,
-                "  {:<10} {:<8} {:>8} {:>8} {:>10} {:>7}  {note}",
+                "  {:<10} {:<8} {:>n$} {:>n$} {:>b$} {:>7}  {note}",
                 d.day.to_string(),
                 status,
                 num(r.source_count),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 
 use super::extract::extract;
-use super::progress::Bar;
+use super::progress::{Bar, Phase};
 use super::reconcile;
 use super::rows::{flatten_spool, parquet_file, Flattening, Speculation, SpoolOutput};
 use super::runtime::PipelineRuntime;
@@ -213,6 +213,9 @@ impl PipelineRuntime {
                 (flattening, encoded)
             }
             None => {
+                bar.phase(Phase::Flatten {
+                    documents: extracted.count,
+                });
                 if output.rejects.exists() {
                     std::fs::remove_file(&output.rejects)
                         .map_err(|e| io("cannot remove", &output.rejects, e))?;
@@ -246,6 +249,10 @@ impl PipelineRuntime {
                 rejected,
             },
         );
+        bar.phase(Phase::Load {
+            bytes: extracted.archived.bytes,
+            rows: rows.iter().sum(),
+        });
         let upload = async {
             lake.upload(&extracted.raw_path, &target.lake_path).await?;
             if rejected > 0 {
@@ -254,7 +261,9 @@ impl PipelineRuntime {
                 // A rerun after the data or the rules were fixed.
                 lake.delete(&target.rejects_path).await?;
             }
-            lake.put(&target.manifest_path, manifest).await
+            lake.put(&target.manifest_path, manifest).await?;
+            bar.uploaded();
+            Ok::<(), LakeError>(())
         };
         let load = async {
             let mut loaded = Vec::with_capacity(names.len());
