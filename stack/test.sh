@@ -29,6 +29,10 @@ phase "install (Python tools: Airflow, kubernetes-validate, moto)"
 stack/python.sh
 phase_end
 
+phase "install (Debian packages: tmux)"
+stack/debian.sh
+phase_end
+
 phase "start"
 if ! stack/stack.sh status >/dev/null 2>&1; then started_here=1; fi
 stack/stack.sh up

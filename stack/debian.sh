@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The Debian packages some tests need, installed when missing:
+#   tmux   tests/stack_engine.rs runs `etl run` in a real terminal and reads
+#          its screen (capture-pane)
+# Needs root (as CI and the developers' machines run) only when a package
+# is missing; otherwise it changes nothing.
+set -euo pipefail
+
+PACKAGES=(tmux)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  command -v "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "debian.sh: ${PACKAGES[*]} already installed" >&2
+  exit 0
+fi
+if [[ $(id -u) != 0 ]]; then
+  echo "debian.sh: error: ${missing[*]} missing; install with: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "debian.sh: installing ${missing[*]}" >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
