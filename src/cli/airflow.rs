@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 
 use chrono::Datelike;
 
-use super::{load_plans, LoadedPlans};
 use super::{CheckedProject, Context};
 use crate::exit::Exit;
 use crate::plan::{PipelinePlan, ProjectPlan};
@@ -78,17 +77,10 @@ struct Dag<'a> {
 
 /// `etl airflow`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
-    let LoadedPlans {
-        project, mut plans, ..
-    } = match load_plans(ctx, &args.files, "written") {
-        Ok(l) => l,
+    let (project, plans, checked) = match super::load_for_generator(ctx, &args.files) {
+        Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
-    let checked = match ctx.checked_project() {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    plans.sort_by(|a, b| a.name.cmp(&b.name));
 
     let mut refusals: Vec<(String, String)> = Vec::new();
     let dags: Vec<Dag> = if args.per_pipeline {

@@ -22,7 +22,7 @@ use std::path::{Component, Path, PathBuf};
 
 use chrono::NaiveDate;
 
-use super::{load_plans, CheckedProject, Context, LoadedPlans};
+use super::{CheckedProject, Context};
 use crate::exit::Exit;
 use crate::plan::{resolve_range, PipelinePlan, ProjectPlan, RangeRequest, WarehousePlan};
 use crate::spec::ConnectionSpec;
@@ -103,17 +103,10 @@ fn refuse(message: impl Into<String>, hint: impl Into<String>) -> Refusal {
 
 /// `etl k8s`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
-    let LoadedPlans {
-        project, mut plans, ..
-    } = match load_plans(ctx, &args.files, "written") {
-        Ok(l) => l,
+    let (project, plans, checked) = match super::load_for_generator(ctx, &args.files) {
+        Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
-    let checked = match ctx.checked_project() {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    plans.sort_by(|a, b| a.name.cmp(&b.name));
 
     let mut refusals = check_flags(&args);
     let mut scratch = Scratches::default();

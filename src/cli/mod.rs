@@ -362,6 +362,28 @@ pub(crate) struct LoadedPlans {
     pub templates: Templates,
 }
 
+/// What a writer of files for an orchestrator (`etl k8s`, `etl airflow`)
+/// starts from: the project, its checked file, and the pipelines in name
+/// order, so that the files do not depend on the order of the arguments.
+pub(crate) fn load_for_generator(
+    ctx: &Context,
+    files: &[PathBuf],
+) -> Result<
+    (
+        crate::plan::ProjectPlan,
+        Vec<crate::plan::PipelinePlan>,
+        CheckedProject,
+    ),
+    Exit,
+> {
+    let LoadedPlans {
+        project, mut plans, ..
+    } = load_plans(ctx, files, "written")?;
+    let checked = ctx.checked_project()?;
+    plans.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((project, plans, checked))
+}
+
 /// Loads and checks the project and `files`; prints every problem and
 /// returns the usage exit code when there is one. `verb` ends the hint:
 /// "nothing was {verb}".
