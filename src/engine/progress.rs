@@ -67,13 +67,8 @@ pub struct TerminalProgress {
 impl TerminalProgress {
     /// Bars drawn on stderr.
     pub fn new() -> Self {
-        Self::to(indicatif::ProgressDrawTarget::stderr())
-    }
-
-    /// Bars drawn on `target` (tests draw on an in-memory terminal).
-    pub fn to(target: indicatif::ProgressDrawTarget) -> Self {
         Self {
-            multi: indicatif::MultiProgress::with_draw_target(target),
+            multi: indicatif::MultiProgress::new(),
         }
     }
 }
