@@ -43,6 +43,8 @@
 //! - [`infer`]: `etl infer`'s profile of a collection and its draft spec.
 //! - [`testing`]: `etl test`, a spec's flatten test cases run offline.
 //! - [`demo`]: the deterministic demo-data generator behind `etl demo`.
+//! - [`notify`]: after a run, an email and a Slack-shaped webhook saying
+//!   how it went, as `notify:` in `etl.yaml` sets them.
 //! - [`schedule`]: `etl schedule`'s daemon: each pipeline's cron, and a
 //!   catch-up run when one falls due, on an injected timeline.
 //! - [`cli`]: clap commands and diagnostic rendering; `main.rs` stays thin.
@@ -57,6 +59,7 @@ pub mod extjson;
 pub mod flatten;
 pub mod infer;
 pub mod lock;
+pub mod notify;
 pub mod plan;
 pub mod redact;
 pub mod schedule;

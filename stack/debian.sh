@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # The Debian packages some tests need, installed when missing:
-#   tmux   tests/stack_engine.rs runs `etl run` in a real terminal and reads
-#          its screen (capture-pane)
+#   tmux               tests/stack_engine.rs runs `etl run` in a real
+#                      terminal and reads its screen (capture-pane)
+#   chromium           tests/stack_report.rs renders `etl report`'s page
+#                      headless: its DOM (--dump-dom) and a screenshot
+#   fonts-dejavu-core  the fonts that page is drawn with
 # Needs root (as CI and the developers' machines run) only when a package
 # is missing; otherwise it changes nothing.
 set -euo pipefail
 
-PACKAGES=(tmux)
+PACKAGES=(tmux chromium fonts-dejavu-core)
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 missing=()
 for p in "${PACKAGES[@]}"; do
-  command -v "$p" >/dev/null 2>&1 || missing+=("$p")
+  installed "$p" || missing+=("$p")
 done
 if ((${#missing[@]} == 0)); then
   echo "debian.sh: ${PACKAGES[*]} already installed" >&2

@@ -21,7 +21,8 @@ echo
 echo
 "$etl" demo --seed 42
 echo
-"$etl" run pipelines/users.yaml pipelines/orders.yaml pipelines/products.yaml --parallel 3 --rerun
+"$etl" run pipelines/users.yaml pipelines/orders.yaml pipelines/products.yaml --parallel 3 --rerun \
+  --report .etl/report.html
 echo
 "$etl" status pipelines/users.yaml pipelines/orders.yaml pipelines/products.yaml
 echo
@@ -32,6 +33,7 @@ echo
 "$etl" preview pipelines/products.yaml --date 2020-06-03 --limit 5 \
   --columns _id,product_id,name,category,price,in_stock
 echo
+echo "Report (a page of every day, open it in a browser): .etl/report.html"
 echo "Lake (raw archives and manifests): .etl/lake/raw/"
 echo "Warehouse: BigQuery emulator at $ETL_BQ_ENDPOINT (dataset etl_demo: users, orders);"
 echo "           Parquet dataset at .etl/warehouse/products/"

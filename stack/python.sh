@@ -3,6 +3,7 @@
 #   apache-airflow       tests/stack_engine.rs imports and runs a generated DAG
 #   kubernetes-validate  tests/cli_k8s.rs checks generated manifests offline
 #   moto[server]         an S3 server with conditional puts, for leases
+#   aiosmtpd             an SMTP server, for tests/stack_report.rs notifications
 # The pins are in stack/python-requirements.txt. A venv built from the same
 # pins is kept; otherwise it is built again. Prints the venv's path.
 #

@@ -25,11 +25,11 @@ phase "install (Go servers)"
 stack/stack.sh install
 phase_end
 
-phase "install (Python tools: Airflow, kubernetes-validate, moto)"
+phase "install (Python tools: Airflow, kubernetes-validate, moto, aiosmtpd)"
 stack/python.sh
 phase_end
 
-phase "install (Debian packages: tmux)"
+phase "install (Debian packages: tmux, chromium)"
 stack/debian.sh
 phase_end
 

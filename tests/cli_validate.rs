@@ -264,3 +264,52 @@ fn an_s3_state_store_without_conditional_puts_is_refused_with_the_option_to_add(
     let out = p.etl(&["validate", "pipelines/users.yaml"]);
     assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
 }
+
+/// `notify:` mistakes are found before a run, each where it is written:
+/// an address that is not one, a login without its secret, a secret that
+/// is not declared, triggers that never fire.
+#[test]
+fn notify_mistakes_are_located_with_a_hint() {
+    let p = common::Project::with(&["etl.yaml", "pipelines", "schemas/tables"]);
+    let yaml = p.read("etl.yaml")
+        + "
+notify:
+  - type: email
+    host: smtp.example.com
+    username: etl-bot
+    from: etl at example.com
+    to: []
+  - type: webhook
+    on: []
+    url_secret: slack_hook
+";
+    p.write("etl.yaml", &yaml);
+    let out = p.etl(&["validate", "pipelines/users.yaml"]);
+    insta::assert_snapshot!(transcript(&out));
+
+    // Fixed: a relay that needs no login, and a declared secret.
+    let fixed = p
+        .read("etl.yaml")
+        .replace("    username: etl-bot\n", "")
+        .replace("etl at example.com", "etl <etl@example.com>")
+        .replace("to: []", "to: [data@example.com]")
+        .replace("on: []", "on: [failure, success]")
+        .replace(
+            "secrets:\n",
+            "secrets:\n  slack_hook:\n    file: secrets/slack_hook.age\n",
+        );
+    p.write("etl.yaml", &fixed);
+    let keygen = p.etl(&["secrets", "keygen"]);
+    let recipient = String::from_utf8_lossy(&keygen.stderr)
+        .trim()
+        .strip_prefix("recipient: ")
+        .unwrap()
+        .to_owned();
+    p.write("hook.txt", "http://127.0.0.1:9/hook");
+    let sealed = p.etl(&["secrets", "encrypt", "--recipient", &recipient, "hook.txt"]);
+    assert!(sealed.status.success(), "{}", common::text(&sealed));
+    std::fs::create_dir_all(p.path().join("secrets")).unwrap();
+    std::fs::write(p.path().join("secrets/slack_hook.age"), &sealed.stdout).unwrap();
+    let out = p.etl(&["validate", "pipelines/users.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+}

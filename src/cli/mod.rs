@@ -10,6 +10,7 @@ mod k8s;
 mod lock;
 mod plan;
 mod preview;
+mod report;
 mod run;
 mod schedule;
 mod secrets;
@@ -118,6 +119,9 @@ pub enum Command {
     /// Show a day's rows as the warehouse holds them (a BigQuery query, or
     /// the day's Parquet files), in key order.
     Preview(preview::Args),
+    /// Write an HTML page of each pipeline's days, from the ledger and the
+    /// schema locks: self-contained, no server, no script.
+    Report(report::Args),
     /// Run each pipeline's days as its cron schedule makes them due, until
     /// stopped: a daemon for machines with no orchestrator.
     Schedule(schedule::Args),
@@ -239,6 +243,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Run(args) => run::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
         Command::Preview(args) => preview::run(&ctx, args),
+        Command::Report(args) => report::run(&ctx, args),
         Command::Schedule(args) => schedule::run(&ctx, args),
         Command::K8s(args) => k8s::run(&ctx, args),
         Command::Airflow(args) => airflow::run(&ctx, args),

@@ -41,6 +41,11 @@ pub struct RunArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Also write `etl report`'s page of these pipelines to FILE once the
+    /// run ends, whatever its outcome.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 /// Log formats.
@@ -79,6 +84,8 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
         Err(code) => return Ok(code),
     };
     let req = args.range.request();
+    // The report and the notifications read them once the run is over.
+    let (after_project, after_plans) = (project.clone(), plans.clone());
     let jobs: Vec<_> = plans
         .into_iter()
         .map(|p| {
@@ -103,7 +110,7 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
         ..Default::default()
     };
     let rt = tokio::runtime::Runtime::new()?;
-    let engine = match Engine::new(project, templates, ctx.clock(), progress) {
+    let engine = match Engine::new(project, templates.clone(), ctx.clock(), progress) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
@@ -126,6 +133,39 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
         }
     };
     print!("{}", summary(&report, super::Counts::for_stdout()));
+    // The page and the notifications are by-products: failing to make
+    // one is said, and the run's exit code stays the run's.
+    let mut page = None;
+    if let Some(path) = &args.report {
+        match super::report::write(ctx, &after_project, &after_plans, path) {
+            Ok(Ok(())) => {
+                println!("report: {}", path.display());
+                page = Some(path.display().to_string());
+            }
+            Ok(Err(_)) => {}
+            Err(e) => eprintln!("warning: the report was not written: {e}"),
+        }
+    }
+    let rerun = after_plans
+        .iter()
+        .map(|p| {
+            (
+                p.name.clone(),
+                super::report::rerun_command(&after_project, p),
+            )
+        })
+        .collect();
+    let message = crate::notify::Message::of(&report, &rerun, page.as_deref(), ctx.clock().now());
+    for sent in rt.block_on(crate::notify::send(
+        &after_project.notify,
+        &templates,
+        &message,
+    )) {
+        match sent.error {
+            None => println!("notified: {}", sent.channel),
+            Some(e) => eprintln!("warning: notification not sent: {}: {e}", sent.channel),
+        }
+    }
     Ok(if report.interrupted {
         Exit::Interrupted
     } else if report.ok() {

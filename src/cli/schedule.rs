@@ -107,6 +107,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         }
     };
     let runner = EngineRunner {
+        notify: loaded.project.notify.clone(),
+        rerun: loaded
+            .plans
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    super::report::rerun_command(&loaded.project, p),
+                )
+            })
+            .collect(),
+        templates: templates.clone(),
         runtimes: loaded
             .plans
             .into_iter()
@@ -134,11 +146,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Runs the due pipelines' catch-ups with the engine.
+/// Runs the due pipelines' catch-ups with the engine, and says how each
+/// went through `notify:`.
 struct EngineRunner {
     engine: Engine,
     runtimes: Vec<Arc<PipelineRuntime>>,
     opts: RunOptions,
+    notify: Vec<crate::spec::NotifySpec>,
+    rerun: crate::notify::RerunCommands,
+    templates: Arc<crate::template::Templates>,
 }
 
 impl Runner for EngineRunner {
@@ -163,10 +179,23 @@ impl Runner for EngineRunner {
                     (rt, range)
                 })
                 .collect();
-            self.engine
+            let report = self
+                .engine
                 .run_runtimes(jobs, &self.opts, shutdown)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            if !self.notify.is_empty() {
+                let message = crate::notify::Message::of(&report, &self.rerun, None, clock.now());
+                for sent in crate::notify::send(&self.notify, &self.templates, &message).await {
+                    match sent.error {
+                        None => tracing::info!(channel = %sent.channel, "notification sent"),
+                        Some(e) => {
+                            tracing::warn!(channel = %sent.channel, error = %e, "notification not sent")
+                        }
+                    }
+                }
+            }
+            Ok(report)
         })
     }
 }

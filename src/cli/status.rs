@@ -36,47 +36,48 @@ pub enum Format {
     Json,
 }
 
-/// One pipeline's days, as `--format json` prints them.
+/// One pipeline's days, as `--format json` prints them and `etl report`
+/// draws them.
 #[derive(Debug, Serialize)]
-struct PipelineStatus<'a> {
-    pipeline: &'a str,
+pub(super) struct PipelineStatus {
+    pub pipeline: String,
     /// The first and the last day expected: `start_date` and yesterday.
-    start: NaiveDate,
-    end: NaiveDate,
-    done: usize,
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    pub done: usize,
     /// Failed or interrupted days.
-    failed: usize,
-    missing: usize,
-    days: Vec<DayStatus>,
+    pub failed: usize,
+    pub missing: usize,
+    pub days: Vec<DayStatus>,
 }
 
 /// One day: its ledger record, or `missing`.
 #[derive(Debug, Serialize)]
-struct DayStatus {
-    day: NaiveDate,
+pub(super) struct DayStatus {
+    pub day: NaiveDate,
     /// `done`, `failed`, `interrupted` or `missing`.
-    status: &'static str,
+    pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    record: Option<RecordSummary>,
+    pub record: Option<RecordSummary>,
 }
 
 /// What a person or a dashboard reads of a ledger record.
 #[derive(Debug, Serialize)]
-struct RecordSummary {
-    source_count: Option<u64>,
-    warehouse_rows: Option<u64>,
-    rejected: u64,
-    child_rows: std::collections::BTreeMap<String, u64>,
-    raw_bytes: Option<u64>,
-    seconds: f64,
-    attempts: u32,
-    started_at: chrono::DateTime<chrono::Utc>,
-    finished_at: chrono::DateTime<chrono::Utc>,
-    lake_object: String,
-    warehouse_target: String,
-    error: Option<String>,
+pub(super) struct RecordSummary {
+    pub source_count: Option<u64>,
+    pub warehouse_rows: Option<u64>,
+    pub rejected: u64,
+    pub child_rows: std::collections::BTreeMap<String, u64>,
+    pub raw_bytes: Option<u64>,
+    pub seconds: f64,
+    pub attempts: u32,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    pub lake_object: String,
+    pub warehouse_target: String,
+    pub error: Option<String>,
     /// The spec changed since the day ran: the next run redoes it.
-    spec_changed: bool,
+    pub spec_changed: bool,
 }
 
 impl DayStatus {
@@ -122,35 +123,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         Ok(l) => (l.project, l.plans),
         Err(code) => return Ok(code),
     };
-    // Only the state store's own secrets, if any: status needs no other.
-    let templates = match open_secrets(&project, std::iter::empty(), "shown") {
-        Ok(t) => t,
+    let pipelines = match collect(ctx, &project, &plans)? {
+        Ok(p) => p,
         Err(code) => return Ok(code),
     };
-    let (store, _) = crate::engine::open_store_connection(&templates, &project.state)
-        .map_err(|e| anyhow::anyhow!("the ledger's store: {e}"))?;
-    let ledger = crate::engine::Ledger::new(store);
-    let rt = tokio::runtime::Runtime::new()?;
-    let mut pipelines = Vec::new();
-    for p in &plans {
-        let today = ctx.today(p.partition.timezone);
-        let range = resolve_range(RangeRequest::default(), p.partition.start_date, today);
-        let records = rt.block_on(ledger.list(&p.name))?;
-        let days: Vec<DayStatus> = range
-            .days()
-            .map(|day| DayStatus::of(day, records.get(&day), p))
-            .collect();
-        let count = |s: &[&str]| days.iter().filter(|d| s.contains(&d.status)).count();
-        pipelines.push(PipelineStatus {
-            pipeline: &p.name,
-            start: range.start,
-            end: range.end,
-            done: count(&["done"]),
-            failed: count(&["failed", "interrupted"]),
-            missing: count(&["missing"]),
-            days,
-        });
-    }
     match args.format {
         Format::Human => print!("{}", human(&pipelines, super::Counts::for_stdout())),
         Format::Json => println!(
@@ -163,6 +139,46 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     } else {
         Exit::Success
     })
+}
+
+/// Every pipeline's days from `start_date` to yesterday, as the ledger
+/// has them. The inner `Err` is a usage error already printed (a state
+/// store secret that cannot be opened).
+pub(super) fn collect(
+    ctx: &Context,
+    project: &crate::plan::ProjectPlan,
+    plans: &[PipelinePlan],
+) -> anyhow::Result<Result<Vec<PipelineStatus>, Exit>> {
+    // Only the state store's own secrets, if any: status needs no other.
+    let templates = match open_secrets(project, std::iter::empty(), "shown") {
+        Ok(t) => t,
+        Err(code) => return Ok(Err(code)),
+    };
+    let (store, _) = crate::engine::open_store_connection(&templates, &project.state)
+        .map_err(|e| anyhow::anyhow!("the ledger's store: {e}"))?;
+    let ledger = crate::engine::Ledger::new(store);
+    let rt = tokio::runtime::Runtime::new()?;
+    let mut pipelines = Vec::new();
+    for p in plans {
+        let today = ctx.today(p.partition.timezone);
+        let range = resolve_range(RangeRequest::default(), p.partition.start_date, today);
+        let records = rt.block_on(ledger.list(&p.name))?;
+        let days: Vec<DayStatus> = range
+            .days()
+            .map(|day| DayStatus::of(day, records.get(&day), p))
+            .collect();
+        let count = |s: &[&str]| days.iter().filter(|d| s.contains(&d.status)).count();
+        pipelines.push(PipelineStatus {
+            pipeline: p.name.clone(),
+            start: range.start,
+            end: range.end,
+            done: count(&["done"]),
+            failed: count(&["failed", "interrupted"]),
+            missing: count(&["missing"]),
+            days,
+        });
+    }
+    Ok(Ok(pipelines))
 }
 
 /// The tables for people. Consecutive missing days print as one line, so

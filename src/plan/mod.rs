@@ -56,6 +56,8 @@ pub struct ProjectPlan {
     pub keep_staging: bool,
     /// Inherited defaults.
     pub defaults: DefaultsSpec,
+    /// Who to tell how a run went.
+    pub notify: Vec<crate::spec::NotifySpec>,
 }
 
 /// A connection, with its templates kept for the engine and a display form

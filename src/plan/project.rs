@@ -29,6 +29,12 @@ pub fn secrets_used(plan: &ProjectPlan, profile: &str) -> BTreeMap<String, (Yaml
         used.entry(name)
             .or_insert_with(|| (ypath!("state").key(&field), field));
     }
+    for (i, n) in plan.notify.iter().enumerate() {
+        if let Some((field, name)) = n.secret() {
+            used.entry(name.to_owned())
+                .or_insert_with(|| (ypath!("notify").index(i).key(field), field.to_owned()));
+        }
+    }
     used
 }
 
@@ -71,6 +77,15 @@ pub fn check_project(
         unreachable!("an object store spec plans as an object store")
     };
     check_state_leases(&mut problems, &state);
+    for (i, n) in spec.notify.iter().enumerate() {
+        check_notify(
+            &mut problems,
+            spec,
+            templates,
+            &ypath!("notify").index(i),
+            n,
+        );
+    }
 
     if !problems.is_empty() {
         return Err(problems);
@@ -88,7 +103,75 @@ pub fn check_project(
         staging_dir: root.join(&spec.state.staging_dir),
         keep_staging: spec.state.keep_staging,
         defaults: spec.defaults.clone(),
+        notify: spec.notify.clone(),
     })
+}
+
+/// One `notify` entry: when, to whom, and that its secret is declared.
+fn check_notify(
+    problems: &mut Vec<Problem>,
+    spec: &ProjectSpec,
+    templates: &Templates,
+    at: &YamlPath,
+    n: &NotifySpec,
+) {
+    if n.on().is_empty() {
+        problems.push(
+            Problem::new(
+                at.key("on"),
+                "`on` is empty: this notification would never be sent",
+            )
+            .hint("use [failure], [failure, success] or [always]"),
+        );
+    }
+    if let NotifySpec::Email(e) = n {
+        if let Err(m) = templates.render(&e.host, &Vars::default()) {
+            problems.push(Problem::new(at.key("host"), m));
+        }
+        if let Some(u) = &e.username {
+            if let Err(m) = templates.render(u, &Vars::default()) {
+                problems.push(Problem::new(at.key("username"), m));
+            }
+        }
+        let mailbox = |field: YamlPath, value: &str, problems: &mut Vec<Problem>| {
+            if let Err(err) = value.parse::<lettre::message::Mailbox>() {
+                problems.push(
+                    Problem::new(field, format!("`{value}` is not an email address: {err}"))
+                        .hint("write `name@example.com` or `Name <name@example.com>`"),
+                );
+            }
+        };
+        mailbox(at.key("from"), &e.from, problems);
+        if e.to.is_empty() {
+            problems.push(Problem::new(
+                at.key("to"),
+                "`to` is empty: nobody would get this email",
+            ));
+        }
+        for (j, to) in e.to.iter().enumerate() {
+            mailbox(at.key("to").index(j), to, problems);
+        }
+        match (&e.username, &e.password_secret) {
+            (Some(_), None) => problems.push(
+                Problem::new(at.key("username"), "`username` is set without `password_secret`")
+                    .hint("name the secret that holds the password: `password_secret: smtp_password`, declared under `secrets:`"),
+            ),
+            (None, Some(_)) => problems.push(
+                Problem::new(at.key("password_secret"), "`password_secret` is set without `username`")
+                    .hint("add the user name to log in with"),
+            ),
+            _ => {}
+        }
+    }
+    if let Some((field, name)) = n.secret() {
+        if !spec.secrets.contains_key(name) {
+            let known: BTreeSet<String> = spec.secrets.keys().cloned().collect();
+            problems.push(
+                Problem::new(at.key(field), crate::template::unknown_secret(name, &known))
+                    .hint("add it under `secrets:` in etl.yaml, its file written by `etl secrets encrypt`"),
+            );
+        }
+    }
 }
 
 /// `default_profile` names a profile.

@@ -42,6 +42,12 @@ pub struct ProjectSpec {
     /// Values that pipelines inherit when they do not set their own.
     #[serde(default)]
     pub defaults: DefaultsSpec,
+
+    /// Who to tell how each `etl run` and each `etl schedule` fire went: an
+    /// email, a Slack-shaped webhook, or both. A notification that cannot
+    /// be sent is logged and never changes the run's exit code.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifySpec>,
 }
 
 fn default_profile_name() -> String {
@@ -270,6 +276,125 @@ impl DefaultsSpec {
     pub fn task_retry_delay_seconds(&self) -> u32 {
         self.retry_delay_seconds.unwrap_or(300)
     }
+}
+
+/// One way to tell people how a run went. The `type` says which.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NotifySpec {
+    /// An email over SMTP.
+    Email(EmailNotifySpec),
+    /// A JSON POST in the shape of a Slack incoming webhook (`text` and
+    /// `blocks`), which Slack, Mattermost and most chat tools accept.
+    Webhook(WebhookNotifySpec),
+}
+
+impl NotifySpec {
+    /// When it is sent.
+    pub fn on(&self) -> &[NotifyOn] {
+        match self {
+            NotifySpec::Email(e) => &e.on,
+            NotifySpec::Webhook(w) => &w.on,
+        }
+    }
+
+    /// The secret it needs, with its field.
+    pub fn secret(&self) -> Option<(&'static str, &str)> {
+        match self {
+            NotifySpec::Email(e) => e.password_secret.as_deref().map(|s| ("password_secret", s)),
+            NotifySpec::Webhook(w) => Some(("url_secret", w.url_secret.as_str())),
+        }
+    }
+}
+
+/// When a notification is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyOn {
+    /// A run with a failed, stopped or unstarted day.
+    Failure,
+    /// A run whose every day is done (or was already).
+    Success,
+    /// Every run.
+    Always,
+}
+
+fn default_notify_on() -> Vec<NotifyOn> {
+    vec![NotifyOn::Failure]
+}
+
+/// An email over SMTP.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct EmailNotifySpec {
+    /// When to send: `[failure]`, `[failure, success]` or `[always]`.
+    /// Default: `[failure]`.
+    #[serde(default = "default_notify_on")]
+    pub on: Vec<NotifyOn>,
+
+    /// The SMTP server's host name, a template.
+    pub host: String,
+
+    /// The SMTP server's port. Default: 587, the submission port.
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+
+    /// How the connection is secured: `auto` (STARTTLS when the server
+    /// offers it), `starttls` (STARTTLS or nothing is sent), `tls`
+    /// (implicit TLS, usually port 465) or `none` (a relay on loopback).
+    /// Default: `auto`.
+    #[serde(default)]
+    pub tls: SmtpTls,
+
+    /// The user name to log in with, a template. Omit it for a relay that
+    /// needs no login; set `password_secret` with it.
+    #[serde(default)]
+    pub username: Option<String>,
+
+    /// Name of the secret (under `secrets:`) holding the SMTP password.
+    /// Never the password itself: nothing on disk holds it in plain text.
+    #[serde(default)]
+    pub password_secret: Option<String>,
+
+    /// The sender: `etl@example.com` or `etl <etl@example.com>`.
+    pub from: String,
+
+    /// The recipients, at least one.
+    pub to: Vec<String>,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+/// How an SMTP connection is secured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// STARTTLS when the server offers it, plain text otherwise.
+    #[default]
+    Auto,
+    /// STARTTLS, required: a server that does not offer it gets nothing.
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+    /// Never TLS: for a relay on loopback.
+    None,
+}
+
+/// A JSON POST shaped like a Slack incoming webhook's.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct WebhookNotifySpec {
+    /// When to send: `[failure]`, `[failure, success]` or `[always]`.
+    /// Default: `[failure]`.
+    #[serde(default = "default_notify_on")]
+    pub on: Vec<NotifyOn>,
+
+    /// Name of the secret (under `secrets:`) holding the webhook's URL: a
+    /// Slack webhook URL is itself a credential, so it is never written
+    /// in plain text, and never logged.
+    pub url_secret: String,
 }
 
 // ---------------------------------------------------------------------------
