@@ -233,7 +233,7 @@ pub async fn send(
 fn email(e: &EmailNotifySpec, templates: &Templates, message: &Message) -> Result<(), String> {
     use lettre::message::{header::ContentType, Mailbox};
     use lettre::transport::smtp::authentication::Credentials;
-    use lettre::transport::smtp::client::{Tls, TlsParameters};
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
     use lettre::{SmtpTransport, Transport};
 
     let vars = Vars::default();
@@ -253,8 +253,18 @@ fn email(e: &EmailNotifySpec, templates: &Templates, message: &Message) -> Resul
         .body(message.text.clone())
         .map_err(|err| format!("cannot build the email: {err}"))?;
 
-    let tls_params =
-        || TlsParameters::new(host.clone()).map_err(|err| format!("TLS set-up for {host}: {err}"));
+    let tls_params = || {
+        let mut params = TlsParameters::builder(host.clone());
+        if let Some(file) = &e.ca_file {
+            let pem = std::fs::read(file).map_err(|err| format!("cannot read {file}: {err}"))?;
+            let ca = Certificate::from_pem(&pem)
+                .map_err(|err| format!("{file} is not a PEM certificate: {err}"))?;
+            params = params.add_root_certificate(ca);
+        }
+        params
+            .build()
+            .map_err(|err| format!("TLS set-up for {host}: {err}"))
+    };
     let tls = match e.tls {
         SmtpTls::Auto => Tls::Opportunistic(tls_params()?),
         SmtpTls::Starttls => Tls::Required(tls_params()?),

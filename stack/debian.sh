@@ -5,11 +5,13 @@
 #   chromium           tests/stack_report.rs renders `etl report`'s page
 #                      headless: its DOM (--dump-dom) and a screenshot
 #   fonts-dejavu-core  the fonts that page is drawn with
+#   openssl            the same test makes a CA and a certificate for its
+#                      SMTP server's STARTTLS
 # Needs root (as CI and the developers' machines run) only when a package
 # is missing; otherwise it changes nothing.
 set -euo pipefail
 
-PACKAGES=(tmux chromium fonts-dejavu-core)
+PACKAGES=(tmux chromium fonts-dejavu-core openssl)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 

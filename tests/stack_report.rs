@@ -29,8 +29,71 @@ struct Sinks {
     out: PathBuf,
 }
 
+/// A certificate authority and a certificate for 127.0.0.1 that it
+/// signs, made with openssl in `dir`: `ca.pem`, `server.pem`, `server.key`.
+fn certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs (stack/debian.sh installs it)");
+        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=etl test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+}
+
 impl Sinks {
     fn start(dir: &Path) -> Self {
+        certificates(dir);
         let python = common::root().join("stack/venv/bin/python");
         assert!(
             python.is_file(),
@@ -41,6 +104,8 @@ impl Sinks {
         let mut child = Command::new(python)
             .arg(common::root().join("tests/notify/sinks.py"))
             .args([out.to_str().unwrap(), USER, PASSWORD, HOOK])
+            .arg(dir.join("server.pem"))
+            .arg(dir.join("server.key"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -209,7 +274,7 @@ impl Project {
 
 /// The shipped `products` pipeline (a Parquet warehouse) on a database of
 /// its own, seeded with demo data, notifying `sinks`.
-fn project(sinks: &Sinks) -> Project {
+fn project(sinks: &Sinks, ca: &Path) -> Project {
     let database = format!("it_report_{}", std::process::id());
     let mut project = common::Project::with(&[
         "etl.yaml",
@@ -238,6 +303,7 @@ notify:
     on: [always]
     host: 127.0.0.1
     port: {}
+    ca_file: ca.pem
     username: {USER}
     password_secret: smtp_password
     from: etl <etl@example.com>
@@ -251,6 +317,7 @@ notify:
     let yaml = project.read("etl.yaml") + &notify;
     project.write("etl.yaml", &yaml);
     project.set_env("ETL_MONGO_PORT", &stack::mongo_port().to_string());
+    std::fs::copy(ca, project.path().join("ca.pem")).unwrap();
 
     let keys = tempfile::tempdir().unwrap();
     let identity = keys.path().join("identity.txt");
@@ -295,7 +362,7 @@ async fn a_run_tells_people_by_page_email_and_webhook_and_keeps_its_exit_code() 
     stack::mongo().await;
     let dir = tempfile::tempdir().unwrap();
     let mut sinks = Sinks::start(dir.path());
-    let p = project(&sinks);
+    let p = project(&sinks, &dir.path().join("ca.pem"));
 
     // A file where 2020-06-05's lake folder goes: that day fails, with an
     // error naming the path; the nine others land.

@@ -77,15 +77,15 @@ pub fn check_project(
         unreachable!("an object store spec plans as an object store")
     };
     check_state_leases(&mut problems, &state);
-    for (i, n) in spec.notify.iter().enumerate() {
-        check_notify(
-            &mut problems,
-            spec,
-            templates,
-            &ypath!("notify").index(i),
-            n,
-        );
-    }
+    let notify = spec
+        .notify
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let at = ypath!("notify").index(i);
+            check_notify(&mut problems, spec, root, templates, &at, n)
+        })
+        .collect();
 
     if !problems.is_empty() {
         return Err(problems);
@@ -103,18 +103,46 @@ pub fn check_project(
         staging_dir: root.join(&spec.state.staging_dir),
         keep_staging: spec.state.keep_staging,
         defaults: spec.defaults.clone(),
-        notify: spec.notify.clone(),
+        notify,
     })
 }
 
 /// One `notify` entry: when, to whom, and that its secret is declared.
+/// Returns it with its `ca_file` made absolute.
 fn check_notify(
     problems: &mut Vec<Problem>,
     spec: &ProjectSpec,
+    root: &Path,
     templates: &Templates,
     at: &YamlPath,
     n: &NotifySpec,
-) {
+) -> NotifySpec {
+    let mut resolved = n.clone();
+    if let NotifySpec::Email(EmailNotifySpec {
+        ca_file: Some(file),
+        ..
+    }) = &mut resolved
+    {
+        let path = root.join(&*file);
+        match std::fs::read(&path) {
+            Ok(pem) => {
+                if let Err(e) = lettre::transport::smtp::client::Certificate::from_pem(&pem) {
+                    problems.push(
+                        Problem::new(
+                            at.key("ca_file"),
+                            format!("{} is not a PEM certificate: {e}", path.display()),
+                        )
+                        .hint("give the CA's certificate, `-----BEGIN CERTIFICATE-----` and all"),
+                    );
+                }
+            }
+            Err(e) => problems.push(Problem::new(
+                at.key("ca_file"),
+                format!("cannot read {}: {e}", path.display()),
+            )),
+        }
+        *file = path.display().to_string();
+    }
     if n.on().is_empty() {
         problems.push(
             Problem::new(
@@ -172,6 +200,7 @@ fn check_notify(
             );
         }
     }
+    resolved
 }
 
 /// `default_profile` names a profile.

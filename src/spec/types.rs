@@ -346,6 +346,12 @@ pub struct EmailNotifySpec {
     #[serde(default)]
     pub tls: SmtpTls,
 
+    /// A PEM file of the certificate authority that signs the server's
+    /// certificate, relative to the project file's folder: for a relay
+    /// with a private CA. Default: the public web roots only.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+
     /// The user name to log in with, a template. Omit it for a relay that
     /// needs no login; set `password_secret` with it.
     #[serde(default)]

@@ -2,9 +2,10 @@
 that takes one user's login, and an HTTP server that takes webhook POSTs
 on one path.
 
-Usage: sinks.py OUT USER PASSWORD HOOK_PATH
+Usage: sinks.py OUT USER PASSWORD HOOK_PATH CERT KEY
 
-Every message received is appended to OUT as one JSON line, decoded as a
+The SMTP server offers STARTTLS with CERT (PEM, with KEY) and takes a
+login only once the session is encrypted. Every message received is appended to OUT as one JSON line, decoded as a
 mail reader would (headers, body) or as the webhook's JSON. Prints
 "smtp PORT" and "http PORT", then serves until its stdin closes.
 Both servers listen on 127.0.0.1 only.
@@ -14,6 +15,7 @@ import email
 import email.policy
 import json
 import socket
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-OUT, USER, PASSWORD, HOOK_PATH = sys.argv[1:5]
+OUT, USER, PASSWORD, HOOK_PATH, CERT, KEY = sys.argv[1:7]
 LOCK = threading.Lock()
 
 
@@ -46,6 +48,7 @@ class Mail:
             {
                 "kind": "email",
                 "login": session.auth_data if session.authenticated else None,
+                "tls": session.ssl is not None,
                 "mail_from": envelope.mail_from,
                 "rcpt_tos": envelope.rcpt_tos,
                 "headers": {k.lower(): str(v) for k, v in message.items()},
@@ -85,14 +88,16 @@ def free_port():
 
 
 def main():
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(CERT, KEY)
     smtp = Controller(
         Mail(),
         hostname="127.0.0.1",
         port=free_port(),
         authenticator=authenticate,
-        # No STARTTLS here (no certificate a client would trust), so the
-        # login goes in the clear, on loopback only.
-        auth_require_tls=False,
+        tls_context=tls,
+        # AUTH only after STARTTLS (aiosmtpd's default, said here).
+        auth_require_tls=True,
     )
     smtp.start()
     http = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
