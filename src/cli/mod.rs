@@ -114,6 +114,9 @@ pub enum Command {
     Infer(infer::Args),
     /// Extract, archive, flatten and load each day (catch-up by default).
     Run(run::RunArgs),
+    /// Rebuild warehouse partitions from the lake's raw objects, each
+    /// checked against its manifest, without reading MongoDB.
+    Replay(run::ReplayArgs),
     /// Show the ledger per day, with failures and missing days.
     Status(status::Args),
     /// Show a day's rows as the warehouse holds them (a BigQuery query, or
@@ -241,6 +244,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Test(args) => Ok(test::run(&ctx, args)),
         Command::Infer(args) => infer::run(&ctx, args),
         Command::Run(args) => run::run(&ctx, args),
+        Command::Replay(args) => run::replay(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
         Command::Preview(args) => preview::run(&ctx, args),
         Command::Report(args) => report::run(&ctx, args),

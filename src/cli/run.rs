@@ -48,6 +48,57 @@ pub struct RunArgs {
     pub report: Option<PathBuf>,
 }
 
+/// `etl replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Pipeline specs.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// The days to rebuild: `--date D`, or `--start`/`--end` (required:
+    /// a replay replaces warehouse partitions, so it names them).
+    #[command(flatten)]
+    pub range: RangeArgs,
+
+    /// Partitions to run at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+
+    /// Extra attempts for a partition that fails with a transient error.
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
+
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Also write `etl report`'s page to FILE once the replay ends.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+/// `etl replay`: `etl run` of days read back from the lake.
+pub fn replay(ctx: &Context, args: ReplayArgs) -> anyhow::Result<Exit> {
+    if args.range.start.is_none() && args.range.end.is_none() && args.range.date.is_none() {
+        eprintln!("error: `etl replay` needs the days to rebuild\n\nhint: add `--date D` or `--start D --end D`; a replay replaces those warehouse partitions");
+        return Ok(Exit::Usage);
+    }
+    execute(
+        ctx,
+        RunArgs {
+            files: args.files,
+            range: args.range,
+            rerun: true,
+            parallel: args.parallel,
+            fail_fast: false,
+            retries: args.retries,
+            log_format: args.log_format,
+            report: args.report,
+        },
+        true,
+    )
+}
+
 /// Log formats.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
@@ -77,6 +128,11 @@ pub(super) fn init_logging(format: LogFormat, bars: bool) {
 
 /// `etl run`.
 pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
+    execute(ctx, args, false)
+}
+
+/// A run, or with `replay` a replay from the lake.
+fn execute(ctx: &Context, args: RunArgs, replay: bool) -> anyhow::Result<Exit> {
     let bars = std::io::stderr().is_terminal() && matches!(args.log_format, LogFormat::Text);
     init_logging(args.log_format, bars);
     let (project, plans) = match load_plans(ctx, &args.files, "run") {
@@ -125,7 +181,12 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
         on_signal().await;
         std::process::exit(Exit::Interrupted as i32);
     });
-    let report = match rt.block_on(engine.run(jobs, &opts, &shutdown)) {
+    let ran = if replay {
+        rt.block_on(engine.replay(jobs, &opts, &shutdown))
+    } else {
+        rt.block_on(engine.run(jobs, &opts, &shutdown))
+    };
+    let report = match ran {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");

@@ -286,6 +286,27 @@ impl Engine {
         self.run_runtimes(runtimes, opts, shutdown).await
     }
 
+    /// [`Self::run`], reading each day back from the lake's raw object
+    /// instead of MongoDB (`etl replay`): the raw objects and manifests
+    /// are left as they are, and the warehouse partitions replaced.
+    pub async fn replay(
+        &self,
+        jobs: Vec<(PipelinePlan, DayRange)>,
+        opts: &RunOptions,
+        shutdown: &Shutdown,
+    ) -> Result<RunReport, PartitionError> {
+        let runtimes = jobs
+            .into_iter()
+            .map(|(plan, range)| {
+                (
+                    Arc::new(PipelineRuntime::replay(plan, self.templates.clone())),
+                    range,
+                )
+            })
+            .collect();
+        self.run_runtimes(runtimes, opts, shutdown).await
+    }
+
     /// [`Self::run`] with the pipelines' runtimes built: tests give theirs
     /// clients of their own ([`PipelineRuntime::with_source`]).
     pub(crate) async fn run_runtimes(

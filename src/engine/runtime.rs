@@ -37,6 +37,9 @@ pub struct PipelineRuntime {
     /// one's guess when there is no better one
     /// ([`Self::expected_schemas`]).
     pub(super) last_schemas: std::sync::Mutex<Option<Vec<TableSchema>>>,
+    /// Days read back from the lake's raw objects (`etl replay`) instead
+    /// of MongoDB: the raw object and its manifest are left as they are.
+    pub(super) replay: bool,
 }
 
 impl PipelineRuntime {
@@ -49,6 +52,16 @@ impl PipelineRuntime {
             warehouse: OnceCell::new(),
             credentials: Default::default(),
             last_schemas: Default::default(),
+            replay: false,
+        }
+    }
+
+    /// A runtime whose days are read back from the lake's raw objects, each
+    /// checked against its manifest, and never from MongoDB (`etl replay`).
+    pub fn replay(plan: PipelinePlan, templates: Arc<Templates>) -> Self {
+        Self {
+            replay: true,
+            ..Self::new(plan, templates)
         }
     }
 
@@ -111,6 +124,10 @@ impl PipelineRuntime {
         let source = self
             .source
             .get_or_try_init(|| async {
+                if self.replay {
+                    let lake = self.lake().await?.clone();
+                    return Ok(Box::new(crate::source::LakeSource::new(lake)) as Box<dyn Source>);
+                }
                 let connection = &self.plan.source.connection;
                 let uri = self.render(&connection.uri_template)?;
                 let source = MongoSource::connect(

@@ -5,14 +5,15 @@
 //! implementation is opened from the plan in `engine::runtime`.
 //!
 //! - [`mongo`]: a MongoDB collection (the first source).
-//!
-//! A replay from the lake would be the second: the raw object of the day
-//! read back, line by line, as documents.
+//! - [`lake`]: a day's raw object in the lake read back, checked against
+//!   its manifest, for `etl replay`.
 
+pub mod lake;
 pub mod mongo;
 
 use futures::future::BoxFuture;
 
+pub use lake::LakeSource;
 pub use mongo::{MongoSource, ReadOptions};
 
 use crate::plan::PartitionTarget;
@@ -77,6 +78,16 @@ pub enum SourceError {
         /// What to do about a permanent failure.
         hint: Option<&'static str>,
     },
+    /// A raw object or its manifest cannot be used (`etl replay`).
+    #[error("{message}")]
+    Lake {
+        /// The object, as the store shows it.
+        object: String,
+        /// What is wrong, naming the object.
+        message: String,
+        /// Whether retrying may help: the store's network, not a mismatch.
+        transient: bool,
+    },
 }
 
 impl SourceError {
@@ -85,6 +96,9 @@ impl SourceError {
         matches!(
             self,
             SourceError::Server {
+                transient: true,
+                ..
+            } | SourceError::Lake {
                 transient: true,
                 ..
             }

@@ -236,6 +236,22 @@ impl Store {
         }
     }
 
+    /// Streams `rel`'s bytes, or None when it does not exist: for objects
+    /// too large to hold, such as a raw archive read back.
+    pub async fn read_stream(
+        &self,
+        rel: &str,
+    ) -> Result<Option<futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>>, LakeError>
+    {
+        use futures::{StreamExt, TryStreamExt};
+        let path = self.path(rel);
+        match self.store.get(&path).await {
+            Ok(r) => Ok(Some(r.into_stream().map_err(std::io::Error::other).boxed())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.store_error("read", &path, e)),
+        }
+    }
+
     /// The relative paths of every object under `rel`, sorted.
     pub async fn list(&self, rel: &str) -> Result<Vec<String>, LakeError> {
         use futures::TryStreamExt;
