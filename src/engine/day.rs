@@ -269,6 +269,7 @@ impl PipelineRuntime {
             if !self.replay {
                 lake.put(&target.manifest_path, manifest).await?;
             }
+            super::crash::point("lake_uploaded");
             bar.uploaded();
             Ok::<(), LakeError>(())
         };
@@ -298,6 +299,8 @@ impl PipelineRuntime {
             .cloned()
             .zip(loaded[1..].iter().copied())
             .collect();
+
+        super::crash::point("loaded");
 
         // 5. Reconcile.
         let counted: Vec<(String, u64, u64)> = names

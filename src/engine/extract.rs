@@ -57,6 +57,7 @@ impl<'a> DayReader<'a> {
             return Ok(None);
         }
         self.read += 1;
+        super::crash::point("extract");
         if self.read % 1000 == 0 {
             if let Some(c) = self.counting.as_mut().filter(|c| c.is_finished()) {
                 self.count = Some(join_count(c).await?);

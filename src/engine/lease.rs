@@ -18,6 +18,11 @@
 //! - the holder releases by creating a generation that has expired
 //!   already, then removes the older ones.
 //!
+//! A worker that was killed (SIGKILL, the OOM killer) cannot release its
+//! days. When its lease names this host and this PID namespace and its
+//! process is gone, the next worker takes the day at once instead of
+//! waiting for the lease to expire; elsewhere the expiry decides.
+//!
 //! What a lease does not guarantee: a holder stopped for longer than the
 //! lease (a paused VM) can lose the day to another worker and still finish
 //! before it notices. Each day's work replaces whole objects and whole
@@ -147,7 +152,10 @@ impl Leases {
             let now = self.clock.now();
             let (generation, record) = self.latest(pipeline, day).await?;
             if let Some(r) = record.filter(|r| r.expires_at > now) {
-                return Ok(Acquired::Busy(r));
+                if !owner_is_gone(&r.owner) {
+                    return Ok(Acquired::Busy(r));
+                }
+                tracing::info!(%pipeline, %day, owner = %r.owner, "taking over a lease whose process is gone from this host");
             }
             let expires_at = now + self.ttl;
             if self
@@ -211,28 +219,111 @@ impl Leases {
     }
 }
 
-/// This worker's name in its leases: host, process id, the instant it
-/// started and a count of the runs this process started, so that no two
-/// runs share one.
-pub fn worker_name(started: DateTime<Utc>) -> String {
-    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_owned());
-    format!(
-        "{host}:{}:{}:{run}",
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// The inode of this process's PID namespace (`/proc/self/ns/pid`), which
+/// tells two containers with the same host name apart; None off Linux.
+fn pid_namespace() -> Option<String> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let link = link.to_str()?;
+    Some(link.strip_prefix("pid:[")?.strip_suffix(']')?.to_owned())
+}
+
+/// This worker's name in its leases: host, process id, the instant it
+/// started, a count of the runs this process started (so that no two runs
+/// share one) and, on Linux, its PID namespace.
+pub fn worker_name(started: DateTime<Utc>) -> String {
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let mut name = format!(
+        "{}:{}:{}:{run}",
+        host_name(),
         std::process::id(),
         started.format("%Y%m%dT%H%M%S%.3fZ")
-    )
+    );
+    if let Some(ns) = pid_namespace() {
+        name.push_str(&format!(":pidns{ns}"));
+    }
+    name
+}
+
+/// Whether `owner` (a [`worker_name`]) is a process of this host and PID
+/// namespace that no longer exists: killed without releasing its days.
+/// Anything it cannot tell (another host, another namespace, an old name
+/// without a namespace) is not gone; a reused PID looks alive, which only
+/// means waiting for the lease to expire.
+pub fn owner_is_gone(owner: &str) -> bool {
+    let fields: Vec<&str> = owner.split(':').collect();
+    let [host, pid, _, _, ns] = fields[..] else {
+        return false;
+    };
+    let (Some(ns), Some(here), Ok(pid)) = (
+        ns.strip_prefix("pidns"),
+        pid_namespace(),
+        pid.parse::<u32>(),
+    ) else {
+        return false;
+    };
+    host == host_name() && ns == here && process_is_gone(pid)
+}
+
+/// Whether process `pid` of this PID namespace is gone (and is not this
+/// one).
+fn process_is_gone(pid: u32) -> bool {
+    pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Whether the staging folder `name` (`run-<pid>-<started>-<n>-pidns<ns>`,
+/// from [`worker_name`]) belongs to a process of this PID namespace that
+/// is gone. A folder without a namespace is never judged gone.
+pub fn staging_run_is_gone(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("run-") else {
+        return false;
+    };
+    let (Some((pid, _)), Some((_, ns))) = (rest.split_once('-'), rest.rsplit_once("-pidns")) else {
+        return false;
+    };
+    match (pid.parse::<u32>(), pid_namespace()) {
+        (Ok(pid), Some(here)) => ns == here && process_is_gone(pid),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_killed_worker_of_this_host_is_gone_and_others_are_not() {
+        let me = worker_name(Utc::now());
+        assert!(!owner_is_gone(&me), "this process is alive: {me}");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let dead = me.replacen(&format!(":{}:", std::process::id()), &format!(":{pid}:"), 1);
+        assert!(owner_is_gone(&dead), "{dead}");
+        let elsewhere = dead.replacen(&host_name(), "another-host", 1);
+        assert!(!owner_is_gone(&elsewhere), "{elsewhere}");
+        let other_namespace = format!("{}:pidns1", dead.rsplit_once(':').unwrap().0);
+        assert!(!owner_is_gone(&other_namespace), "{other_namespace}");
+        let old_name = dead.rsplit_once(':').unwrap().0.to_owned();
+        assert!(!owner_is_gone(&old_name), "{old_name}");
+
+        // Staging folders are named after the worker, without the host.
+        let folder =
+            |owner: &str| format!("run-{}", owner.split_once(':').unwrap().1.replace(':', "-"));
+        assert!(staging_run_is_gone(&folder(&dead)), "{}", folder(&dead));
+        assert!(!staging_run_is_gone(&folder(&me)));
+        assert!(!staging_run_is_gone(&folder(&other_namespace)));
+        assert!(!staging_run_is_gone(&folder(&old_name)));
+    }
     use crate::engine::FixedClock;
 
     fn day() -> NaiveDate {

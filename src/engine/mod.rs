@@ -24,6 +24,7 @@
 //! every later step streams from those files. The clock is injected, and no
 //! lake object depends on it, so reruns give byte-identical objects.
 
+pub mod crash;
 mod day;
 mod extract;
 pub mod lease;
@@ -222,6 +223,9 @@ pub struct Engine {
     keep_staging: bool,
 }
 
+/// The file that marks a run's staging folder as in use.
+const RUNNING: &str = ".running";
+
 /// How long a day's lease lasts unless renewed; it is renewed every third
 /// of that while the day runs.
 const LEASE_TTL: chrono::Duration = chrono::Duration::seconds(120);
@@ -310,6 +314,55 @@ impl Engine {
     /// [`Self::run`] with the pipelines' runtimes built: tests give theirs
     /// clients of their own ([`PipelineRuntime::with_source`]).
     pub(crate) async fn run_runtimes(
+        &self,
+        jobs: Vec<(Arc<PipelineRuntime>, DayRange)>,
+        opts: &RunOptions,
+        shutdown: &Shutdown,
+    ) -> Result<RunReport, PartitionError> {
+        self.begin_staging();
+        let report = self.run_jobs(jobs, opts, shutdown).await;
+        self.end_staging();
+        report
+    }
+
+    /// Marks this run's staging folder as in use (`.running`, removed when
+    /// the run ends, even with failed days kept for inspection), and
+    /// removes the folders of runs of this machine that were killed: still
+    /// marked, and their process gone.
+    fn begin_staging(&self) {
+        if let Some(root) = self.staging.parent() {
+            for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+                let dir = entry.path();
+                if dir == self.staging || !dir.join(RUNNING).exists() {
+                    continue;
+                }
+                let name = entry.file_name();
+                if lease::staging_run_is_gone(&name.to_string_lossy()) {
+                    match std::fs::remove_dir_all(&dir) {
+                        Ok(()) => {
+                            tracing::info!(dir = %dir.display(), "removed the staging folder of a run that was killed")
+                        }
+                        Err(e) => {
+                            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the staging folder of a run that was killed")
+                        }
+                    }
+                }
+            }
+        }
+        if let Err(e) = std::fs::create_dir_all(&self.staging)
+            .and_then(|()| std::fs::write(self.staging.join(RUNNING), b""))
+        {
+            tracing::warn!(dir = %self.staging.display(), error = %e, "cannot mark the staging folder in use");
+        }
+    }
+
+    /// Unmarks this run's staging folder, and removes it when empty.
+    fn end_staging(&self) {
+        let _ = std::fs::remove_file(self.staging.join(RUNNING));
+        let _ = std::fs::remove_dir(&self.staging);
+    }
+
+    async fn run_jobs(
         &self,
         jobs: Vec<(Arc<PipelineRuntime>, DayRange)>,
         opts: &RunOptions,

@@ -443,7 +443,12 @@ impl BigQuerySink {
                 schema,
                 partition_column,
             );
-            self.run_query("replacing", target, &sql).await.map(|_| ())
+            crate::engine::crash::during(
+                "bigquery_script",
+                self.run_query("replacing", target, &sql),
+            )
+            .await
+            .map(|_| ())
         }
         .await;
         if let Err(e) = self.delete_table(&st).await {
