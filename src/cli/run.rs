@@ -26,13 +26,20 @@ pub struct RunArgs {
     #[arg(long)]
     pub rerun: bool,
 
-    /// Partitions to run at once.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub parallel: u16,
-
     /// Stop starting new partitions after the first failure.
     #[arg(long)]
     pub fail_fast: bool,
+
+    #[command(flatten)]
+    pub flags: RunFlags,
+}
+
+/// The flags `etl run` and `etl replay` share.
+#[derive(Debug, clap::Args)]
+pub struct RunFlags {
+    /// Partitions to run at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
 
     /// Extra attempts for a partition that fails with a transient error.
     #[arg(long, default_value_t = 3)]
@@ -60,21 +67,8 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub range: RangeArgs,
 
-    /// Partitions to run at once.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub parallel: u16,
-
-    /// Extra attempts for a partition that fails with a transient error.
-    #[arg(long, default_value_t = 3)]
-    pub retries: u32,
-
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// Also write `etl report`'s page to FILE once the replay ends.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: RunFlags,
 }
 
 /// `etl replay`: `etl run` of days read back from the lake.
@@ -89,11 +83,8 @@ pub fn replay(ctx: &Context, args: ReplayArgs) -> anyhow::Result<Exit> {
             files: args.files,
             range: args.range,
             rerun: true,
-            parallel: args.parallel,
             fail_fast: false,
-            retries: args.retries,
-            log_format: args.log_format,
-            report: args.report,
+            flags: args.flags,
         },
         true,
     )
@@ -133,8 +124,8 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
 
 /// A run, or with `replay` a replay from the lake.
 fn execute(ctx: &Context, args: RunArgs, replay: bool) -> anyhow::Result<Exit> {
-    let bars = std::io::stderr().is_terminal() && matches!(args.log_format, LogFormat::Text);
-    init_logging(args.log_format, bars);
+    let bars = std::io::stderr().is_terminal() && matches!(args.flags.log_format, LogFormat::Text);
+    init_logging(args.flags.log_format, bars);
     let (project, plans) = match load_plans(ctx, &args.files, "run") {
         Ok(l) => (l.project, l.plans),
         Err(code) => return Ok(code),
@@ -160,9 +151,9 @@ fn execute(ctx: &Context, args: RunArgs, replay: bool) -> anyhow::Result<Exit> {
     };
     let opts = RunOptions {
         rerun: args.rerun,
-        parallel: args.parallel as usize,
+        parallel: args.flags.parallel as usize,
         fail_fast: args.fail_fast,
-        retries: args.retries,
+        retries: args.flags.retries,
         ..Default::default()
     };
     let rt = tokio::runtime::Runtime::new()?;
@@ -197,7 +188,7 @@ fn execute(ctx: &Context, args: RunArgs, replay: bool) -> anyhow::Result<Exit> {
     // The page and the notifications are by-products: failing to make
     // one is said, and the run's exit code stays the run's.
     let mut page = None;
-    if let Some(path) = &args.report {
+    if let Some(path) = &args.flags.report {
         match super::report::write(ctx, &after_project, &after_plans, path) {
             Ok(Ok(())) => {
                 println!("report: {}", path.display());

@@ -278,16 +278,19 @@ impl Engine {
         opts: &RunOptions,
         shutdown: &Shutdown,
     ) -> Result<RunReport, PartitionError> {
-        let runtimes = jobs
-            .into_iter()
-            .map(|(plan, range)| {
-                (
-                    Arc::new(PipelineRuntime::new(plan, self.templates.clone())),
-                    range,
-                )
-            })
-            .collect();
+        let runtimes = self.runtimes(jobs, PipelineRuntime::new);
         self.run_runtimes(runtimes, opts, shutdown).await
+    }
+
+    /// Each job's runtime, made by `make` (read MongoDB, or replay).
+    fn runtimes(
+        &self,
+        jobs: Vec<(PipelinePlan, DayRange)>,
+        make: fn(PipelinePlan, Arc<Templates>) -> PipelineRuntime,
+    ) -> Vec<(Arc<PipelineRuntime>, DayRange)> {
+        jobs.into_iter()
+            .map(|(plan, range)| (Arc::new(make(plan, self.templates.clone())), range))
+            .collect()
     }
 
     /// [`Self::run`], reading each day back from the lake's raw object
@@ -299,15 +302,7 @@ impl Engine {
         opts: &RunOptions,
         shutdown: &Shutdown,
     ) -> Result<RunReport, PartitionError> {
-        let runtimes = jobs
-            .into_iter()
-            .map(|(plan, range)| {
-                (
-                    Arc::new(PipelineRuntime::replay(plan, self.templates.clone())),
-                    range,
-                )
-            })
-            .collect();
+        let runtimes = self.runtimes(jobs, PipelineRuntime::replay);
         self.run_runtimes(runtimes, opts, shutdown).await
     }
 

@@ -46,6 +46,15 @@ fn fatal(object: String, message: String) -> SourceError {
     }
 }
 
+/// A store operation that failed, as a source error.
+fn store_error(shown: &str, e: crate::sink::lake::LakeError) -> SourceError {
+    SourceError::Lake {
+        object: shown.to_owned(),
+        transient: e.is_transient(),
+        message: e.to_string(),
+    }
+}
+
 impl LakeSource {
     /// Reads from `store`, the pipeline's lake.
     pub fn new(store: Store) -> Self {
@@ -57,11 +66,7 @@ impl LakeSource {
         let bytes = store
             .get(&target.manifest_path)
             .await
-            .map_err(|e| SourceError::Lake {
-                object: shown.clone(),
-                transient: e.is_transient(),
-                message: e.to_string(),
-            })?
+            .map_err(|e| store_error(&shown, e))?
             .ok_or_else(|| {
                 fatal(
                     shown.clone(),
@@ -206,11 +211,7 @@ impl Source for LakeSource {
             .store
             .read_stream(&target.lake_path)
             .await
-            .map_err(|e| SourceError::Lake {
-                object: shown.clone(),
-                transient: e.is_transient(),
-                message: e.to_string(),
-            })?
+            .map_err(|e| store_error(&shown, e))?
             .ok_or_else(|| {
                 fatal(
                     shown.clone(),
