@@ -595,90 +595,6 @@ fn regex_escape(s: &str) -> String {
         .collect()
 }
 
-/// A MongoDB server of the test's own, so stopping it disturbs no other
-/// test: FerretDB, or mongo-java-server when the suite runs on it
-/// (`ETL_TEST_MONGO=fast`). The latter keeps nothing across a restart.
-struct OwnMongo {
-    child: std::process::Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl OwnMongo {
-    fn start(port: u16, dir: &Path) -> Self {
-        let root = common::root();
-        let mut cmd = if stack::on_fast_server() {
-            let mut c = std::process::Command::new("java");
-            c.args(["-Xmx1g", "-jar"])
-                .arg(root.join("stack/bin/mongo-fast.jar"))
-                .args([
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    &port.to_string(),
-                    "--oplog",
-                    "off",
-                ]);
-            c
-        } else {
-            let mut c = std::process::Command::new(root.join("stack/bin/ferretdb-embedded"));
-            c.args([
-                "-listen",
-                &format!("127.0.0.1:{port}"),
-                "-dir",
-                &dir.display().to_string(),
-            ]);
-            c
-        };
-        let child = cmd
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{cmd:?}: {e}\n{}", stack::HINT));
-        Self {
-            child,
-            port,
-            dir: dir.to_owned(),
-        }
-    }
-
-    /// Whether the server keeps its data across a restart.
-    fn durable() -> bool {
-        !stack::on_fast_server()
-    }
-
-    async fn wait_ready(&self) {
-        let uri = format!(
-            "mongodb://127.0.0.1:{}/?directConnection=true&serverSelectionTimeoutMS=500",
-            self.port
-        );
-        for _ in 0..200 {
-            if let Ok(c) = mongodb::Client::with_uri_str(&uri).await {
-                if c.database("admin")
-                    .run_command(doc! {"ping": 1})
-                    .await
-                    .is_ok()
-                {
-                    return;
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("the test's own MongoDB on port {} did not start", self.port);
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnMongo {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Stopping MongoDB in the middle of a run fails the remaining partitions
 /// (exit 1, recorded in the ledger); a catch-up run after the restart
 /// completes everything without duplicates.
@@ -687,7 +603,7 @@ async fn mongo_dying_mid_run_fails_partitions_and_a_rerun_recovers() {
     stack::mongo().await;
     let data = tempfile::tempdir().unwrap();
     let port = 27300 + (std::process::id() % 500) as u16;
-    let mut ferret = OwnMongo::start(port, data.path());
+    let mut ferret = stack::OwnMongo::start(port, data.path());
     ferret.wait_ready().await;
     let p = Project::new("fail", port);
     p.seed(8000, 10, 10);
@@ -733,9 +649,9 @@ async fn mongo_dying_mid_run_fails_partitions_and_a_rerun_recovers() {
         String::from_utf8_lossy(&p.etl(&["status", "pipelines/users.yaml"]).stdout).into_owned();
     assert!(status.contains("  2020-06-10 failed"), "{status}");
 
-    let ferret = OwnMongo::start(port, &ferret.dir.clone());
+    let ferret = stack::OwnMongo::start(port, &ferret.dir.clone());
     ferret.wait_ready().await;
-    if !OwnMongo::durable() {
+    if !stack::OwnMongo::durable() {
         // The same deterministic data again.
         p.seed(8000, 10, 10);
     }

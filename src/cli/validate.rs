@@ -92,7 +92,15 @@ pub(super) fn check_pipeline_file(
     file: &std::path::Path,
     project: &super::LoadedProject,
 ) -> Vec<Diagnostic> {
-    let loaded: Loaded<PipelineSpec> = spec::load(file, SpecKind::Pipeline);
+    check_pipeline_loaded(&spec::load(file, SpecKind::Pipeline), project)
+}
+
+/// [`check_pipeline_file`] of a spec already read.
+fn check_pipeline_loaded(
+    loaded: &Loaded<PipelineSpec>,
+    project: &super::LoadedProject,
+) -> Vec<Diagnostic> {
+    let file = loaded.file.as_path();
     let mut diags = loaded.diagnostics.clone();
     let (Some(spec), Some(plan), Some(pspec)) = (&loaded.spec, &project.plan, &project.loaded.spec)
     else {
@@ -141,3 +149,6 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
         _ => a == b,
     }
 }
+
+#[cfg(test)]
+mod props;

@@ -11,6 +11,12 @@
 //! - `bigquery_script`: the staging script that replaces a BigQuery
 //!   partition has been sent, and is running on the server;
 //! - `loaded`: the lake and the warehouse are done, the ledger not yet.
+//!
+//! The outage tests (`tests/stack_outage.rs`) need a day stopped half way
+//! instead: with `ETL_HOLD_AT=NAME[:N]` and `ETL_HOLD_FILE=PATH`, the
+//! process creates PATH at that arrival and waits, holding its cursor and
+//! its staging files, until PATH is removed. The test stops a server in
+//! between.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -19,26 +25,65 @@ use std::time::Duration;
 /// The points a trial may name.
 pub const POINTS: [&str; 4] = ["extract", "lake_uploaded", "bigquery_script", "loaded"];
 
-fn armed() -> Option<&'static (String, u64)> {
-    static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
-    ARMED
-        .get_or_init(|| {
-            let v = std::env::var("ETL_CRASH_AT").ok()?;
-            let (name, n) = match v.split_once(':') {
-                Some((name, n)) => (name.to_owned(), n.parse().ok()?),
-                None => (v, 1),
-            };
-            Some((name, n))
-        })
-        .as_ref()
+/// `NAME[:N]`, as `ETL_CRASH_AT` and `ETL_HOLD_AT` give it.
+fn parse_arrival(v: String) -> Option<(String, u64)> {
+    match v.split_once(':') {
+        Some((name, n)) => Some((name.to_owned(), n.parse().ok()?)),
+        None => Some((v, 1)),
+    }
 }
+
+/// One armed point: where it is, read once, and how often it was reached.
+struct Armed {
+    at: OnceLock<Option<(String, u64)>>,
+    hits: AtomicU64,
+}
+
+impl Armed {
+    const fn new() -> Self {
+        Self {
+            at: OnceLock::new(),
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this arrival at `name` is the one `var` names.
+    fn due(&self, var: &str, name: &str) -> bool {
+        let at = self
+            .at
+            .get_or_init(|| parse_arrival(std::env::var(var).ok()?));
+        match at {
+            Some((armed, n)) if armed == name => self.hits.fetch_add(1, Ordering::SeqCst) + 1 == *n,
+            _ => false,
+        }
+    }
+}
+
+static CRASH: Armed = Armed::new();
+static HOLD: Armed = Armed::new();
 
 /// Whether this arrival at `name` is the one to crash at.
 fn due(name: &str) -> bool {
-    static HITS: AtomicU64 = AtomicU64::new(0);
-    match armed() {
-        Some((armed, n)) if armed == name => HITS.fetch_add(1, Ordering::SeqCst) + 1 == *n,
-        _ => false,
+    CRASH.due("ETL_CRASH_AT", name)
+}
+
+/// Waits here, when `ETL_HOLD_AT` names this arrival at `name`, until the
+/// file `ETL_HOLD_FILE`, which it creates, is removed.
+pub async fn hold(name: &str) {
+    if !HOLD.due("ETL_HOLD_AT", name) {
+        return;
+    }
+    let Some(file) = std::env::var_os("ETL_HOLD_FILE") else {
+        return;
+    };
+    let file = std::path::PathBuf::from(file);
+    if let Err(e) = std::fs::write(&file, name) {
+        eprintln!("hold point `{name}`: cannot create {}: {e}", file.display());
+        return;
+    }
+    eprintln!("hold point `{name}` reached: waiting until {} is removed (ETL_HOLD_AT)", file.display());
+    while file.exists() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -58,6 +58,7 @@ impl<'a> DayReader<'a> {
         }
         self.read += 1;
         super::crash::point("extract");
+        super::crash::hold("extract").await;
         if self.read % 1000 == 0 {
             if let Some(c) = self.counting.as_mut().filter(|c| c.is_finished()) {
                 self.count = Some(join_count(c).await?);

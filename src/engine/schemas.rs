@@ -27,10 +27,9 @@ impl PipelineRuntime {
         let mut schemas = Vec::with_capacity(targets.len());
         for (i, (table, builder)) in targets.iter().zip(inferred).enumerate() {
             let name = &table.name;
-            let existing = warehouse
-                .schema(table)
-                .await
-                .map_err(|e| PartitionError::fatal(e.to_string()))?;
+            // A warehouse that is down is transient here as everywhere:
+            // the outage tests found this read failing the day at once.
+            let existing = warehouse.schema(table).await?;
             for (path, column) in builder.renames() {
                 tracing::warn!(
                     pipeline = %self.plan.name, partition = %day, table = %name, %path, %column,

@@ -6,6 +6,7 @@
 //! Every message that can carry the connection string goes through
 //! [`crate::redact`].
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use bson::{doc, Document, RawDocumentBuf};
@@ -29,6 +30,20 @@ const HINT_UNSUPPORTED: &str =
     "the server does not implement a command `etl` needs (`find`, `count`, `aggregate`); use a MongoDB-compatible server that does";
 const HINT_QUERY: &str = "the server refused the query: check `source.filter` and `source.projection` in the spec, and the partition field's `kind`";
 const HINT_MAX_TIME: &str = "the server gave up after `source.max_time_ms`: raise it, or add an index on the partition field";
+const HINT_STALLED: &str = "the server or the network stopped answering: check the server; if its batches are slow by design, raise `source.max_time_ms`";
+
+/// How long `etl` waits for a batch when the spec sets no
+/// `source.max_time_ms`: long enough for a first batch that scans a large
+/// collection, short enough that a stalled connection ends.
+const DEFAULT_STALL: Duration = Duration::from_secs(600);
+
+/// How long `etl` waits for one answer (a cursor's first batch, a
+/// `getMore`, a count) before it calls the source stalled: twice the
+/// server's own limit plus 5 s for the network, since a server may ignore
+/// `maxTimeMS` and a half-open connection never answers at all.
+pub fn stall_limit(max_time: Option<Duration>) -> Duration {
+    max_time.map_or(DEFAULT_STALL, |t| t * 2 + Duration::from_secs(5))
+}
 
 /// What went wrong, as far as retrying goes.
 #[derive(Debug)]
@@ -93,6 +108,19 @@ fn decide(fault: Fault<'_>) -> (bool, Option<&'static str>) {
             _ => (false, None),
         },
         Fault::Other { retryable } => (retryable, None),
+    }
+}
+
+/// A request that got no answer within [`stall_limit`]: transient, since a
+/// server that comes back may answer a retry.
+fn stalled(operation: &'static str, namespace: String, uri: String, limit: Duration) -> SourceError {
+    SourceError::Server {
+        operation,
+        namespace,
+        uri,
+        transient: true,
+        hint: Some(HINT_STALLED),
+        message: format!("no answer within {}s", limit.as_secs_f64()),
     }
 }
 
@@ -180,12 +208,28 @@ impl MongoSource {
         )
     }
 
+    /// `request`, given up as stalled after [`stall_limit`].
+    async fn answer<T>(
+        &self,
+        operation: &'static str,
+        request: impl std::future::Future<Output = mongodb::error::Result<T>>,
+    ) -> Result<T, SourceError> {
+        let limit = stall_limit(self.read.max_time);
+        match tokio::time::timeout(limit, request).await {
+            Ok(answer) => answer.map_err(|e| self.error(operation, e)),
+            Err(_) => Err(stalled(
+                operation,
+                self.namespace.clone(),
+                self.uri_display.clone(),
+                limit,
+            )),
+        }
+    }
+
     /// Counts the documents matching `filter` (`countDocuments`).
     pub async fn count(&self, filter: Document) -> Result<u64, SourceError> {
-        self.collection
-            .count_documents(filter)
+        self.answer("count", self.collection.count_documents(filter).into_future())
             .await
-            .map_err(|e| self.error("count", e))
     }
 
     /// Opens a cursor over `filter`, sorted by `_id` so that the same data
@@ -206,7 +250,7 @@ impl MongoSource {
         if let Some(p) = &opts.projection {
             find = find.projection(p.clone());
         }
-        let cursor = find.await.map_err(|e| self.error("find", e))?;
+        let cursor = self.answer("find", find.into_future()).await?;
         Ok(PartitionCursor {
             cursor,
             source: self,
@@ -223,10 +267,7 @@ pub struct PartitionCursor<'a> {
 impl PartitionCursor<'_> {
     /// Moves to the next document; false at the end.
     pub async fn advance(&mut self) -> Result<bool, SourceError> {
-        self.cursor
-            .advance()
-            .await
-            .map_err(|e| self.source.error("getMore", e))
+        self.source.answer("getMore", self.cursor.advance()).await
     }
 
     /// The current document, borrowed from the cursor's batch.
@@ -249,11 +290,12 @@ impl Source for MongoSource {
         let collection = self.collection.clone();
         let (namespace, uri) = (self.namespace.clone(), self.uri_display.clone());
         let filter = target.filter.clone();
+        let limit = stall_limit(self.read.max_time);
         Box::pin(async move {
-            collection
-                .count_documents(filter)
-                .await
-                .map_err(|e| server_error("count", namespace, uri, &e))
+            match tokio::time::timeout(limit, collection.count_documents(filter).into_future()).await {
+                Ok(n) => n.map_err(|e| server_error("count", namespace, uri, &e)),
+                Err(_) => Err(stalled("count", namespace, uri, limit)),
+            }
         })
     }
 }
@@ -322,6 +364,18 @@ mod tests {
                 .unwrap();
         let e = mongodb::error::Error::from(ErrorKind::Command(c));
         assert_eq!(classify(&e), (false, Some(HINT_QUERY)));
+    }
+
+    #[test]
+    fn a_stall_is_given_up_after_twice_the_server_limit_and_5_seconds() {
+        assert_eq!(stall_limit(Some(Duration::from_millis(1500))), Duration::from_secs(8));
+        assert_eq!(stall_limit(None), DEFAULT_STALL);
+        let e = stalled("getMore", "shop.users".into(), "mongodb://h/".into(), Duration::from_secs(8));
+        assert!(e.is_transient());
+        assert_eq!(
+            e.to_string(),
+            format!("getMore on `shop.users` at `mongodb://h/` failed: no answer within 8s; hint: {HINT_STALLED}")
+        );
     }
 
     #[test]

@@ -505,7 +505,11 @@ pub struct SourceSpec {
     pub batch_size: Option<u32>,
 
     /// Server-side time limit for each cursor batch, in milliseconds.
-    /// Default: no limit.
+    /// `etl` itself gives up on a batch (or the count) that has no answer
+    /// after twice this plus 5 s, as a server that ignores the limit or a
+    /// stalled network would leave it: the day fails, naming the server,
+    /// and is retried. Default: no server limit, and `etl` waits 10
+    /// minutes.
     #[serde(default)]
     pub max_time_ms: Option<u64>,
 

@@ -467,4 +467,88 @@ pub mod stack {
             })
             .collect()
     }
+
+    /// A MongoDB server of the test's own, so stopping it disturbs no other
+    /// test: FerretDB, or mongo-java-server when the suite runs on it
+    /// (`ETL_TEST_MONGO=fast`). The latter keeps nothing across a restart.
+    pub struct OwnMongo {
+        child: std::process::Child,
+        pub port: u16,
+        pub dir: std::path::PathBuf,
+    }
+
+    impl OwnMongo {
+        pub fn start(port: u16, dir: &std::path::Path) -> Self {
+            let root = super::root();
+            let mut cmd = if on_fast_server() {
+                let mut c = std::process::Command::new("java");
+                c.args(["-Xmx1g", "-jar"])
+                    .arg(root.join("stack/bin/mongo-fast.jar"))
+                    .args([
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        &port.to_string(),
+                        "--oplog",
+                        "off",
+                    ]);
+                c
+            } else {
+                let mut c = std::process::Command::new(root.join("stack/bin/ferretdb-embedded"));
+                c.args([
+                    "-listen",
+                    &format!("127.0.0.1:{port}"),
+                    "-dir",
+                    &dir.display().to_string(),
+                ]);
+                c
+            };
+            let child = cmd
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{cmd:?}: {e}\n{}", HINT));
+            Self {
+                child,
+                port,
+                dir: dir.to_owned(),
+            }
+        }
+
+        /// Whether the server keeps its data across a restart.
+        pub fn durable() -> bool {
+            !on_fast_server()
+        }
+
+        pub async fn wait_ready(&self) {
+            let uri = format!(
+                "mongodb://127.0.0.1:{}/?directConnection=true&serverSelectionTimeoutMS=500",
+                self.port
+            );
+            for _ in 0..200 {
+                if let Ok(c) = mongodb::Client::with_uri_str(&uri).await {
+                    if c.database("admin")
+                        .run_command(bson::doc! {"ping": 1})
+                        .await
+                        .is_ok()
+                    {
+                        return;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("the test's own MongoDB on port {} did not start", self.port);
+        }
+
+        pub fn stop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Drop for OwnMongo {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
 }

@@ -85,6 +85,46 @@ fn is_transient(e: &object_store::Error) -> bool {
     )
 }
 
+/// How often one request to a cloud store is retried, and for how long,
+/// before the day fails as transient and the run's own retries (`--retries`,
+/// minutes apart) take over. `object_store`'s default, 10 tries over up to
+/// 3 minutes, held a day on a store that was down for that long, each try.
+fn retry_config() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig::default(),
+        max_retries: 4,
+        retry_timeout: std::time::Duration::from_secs(30),
+    }
+}
+
+/// `object_store::parse_url_opts`, with [`retry_config`] for the cloud
+/// stores, and an option it does not know refused instead of ignored.
+fn build(
+    url: &url::Url,
+    options: &BTreeMap<String, String>,
+) -> Result<(Box<dyn ObjectStore>, Path), object_store::Error> {
+    use object_store::ObjectStoreScheme as Scheme;
+    macro_rules! cloud {
+        ($builder:ty) => {{
+            let mut builder = <$builder>::new()
+                .with_url(url.to_string())
+                .with_retry(retry_config());
+            for (key, value) in options {
+                builder = builder.with_config(key.parse()?, value.clone());
+            }
+            Box::new(builder.build()?) as Box<dyn ObjectStore>
+        }};
+    }
+    let (scheme, path) = Scheme::parse(url)?;
+    let store = match scheme {
+        Scheme::AmazonS3 => cloud!(object_store::aws::AmazonS3Builder),
+        Scheme::GoogleCloudStorage => cloud!(object_store::gcp::GoogleCloudStorageBuilder),
+        Scheme::MicrosoftAzure => cloud!(object_store::azure::MicrosoftAzureBuilder),
+        _ => return object_store::parse_url_opts(url, options.iter()),
+    };
+    Ok((store, Path::parse(path)?))
+}
+
 /// An object store with a root prefix.
 #[derive(Clone)]
 pub struct Store {
@@ -115,8 +155,7 @@ impl Store {
                 .map_err(|_| open_err("not an absolute local path".to_owned()))?;
             std::fs::create_dir_all(&dir).map_err(|e| open_err(e.to_string()))?;
         }
-        let (store, prefix) = object_store::parse_url_opts(&parsed, options.iter())
-            .map_err(|e| open_err(e.to_string()))?;
+        let (store, prefix) = build(&parsed, options).map_err(|e| open_err(e.to_string()))?;
         Ok(Self::from_parts(Arc::from(store), prefix, shown))
     }
 
