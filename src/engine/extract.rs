@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::day::{io, PartitionError};
 use super::progress::Bar;
 use super::rows::Speculation;
-use crate::flatten::{SchemaBuilder, Tables};
+use crate::flatten::{FlattenError, SchemaBuilder, Tables};
 use crate::plan::PartitionTarget;
 use crate::sink::lake::archive::Archived;
 use crate::sink::lake::RawArchive;
@@ -134,9 +134,16 @@ pub(super) async fn extract(
     let mut reader = DayReader::open(source, target, count).await?;
     let mut chunk = Vec::with_capacity(CHUNK_BYTES + (16 << 10));
     while let Some(doc) = reader.next().await? {
-        tables.infer(doc, &mut inferred).map_err(|e| {
-            PartitionError::fatal(format!("flattening document {}: {e}", doc_id(doc)))
-        })?;
+        match tables.infer(doc, &mut inferred) {
+            // Not valid inside: pass 2 rejects it, naming the path.
+            Ok(()) | Err(FlattenError::Bson { .. } | FlattenError::TooDeep { .. }) => {}
+            Err(e) => {
+                return Err(PartitionError::fatal(format!(
+                    "flattening document {}: {e}",
+                    doc_id(doc)
+                )))
+            }
+        }
         chunk.extend_from_slice(doc.as_bytes());
         if chunk.len() >= CHUNK_BYTES {
             let full = Arc::new(std::mem::replace(
@@ -217,8 +224,15 @@ impl ExtractWriter {
                     let doc =
                         doc.map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;
                     line.clear();
-                    crate::extjson::write_canonical(doc, &mut line)
-                        .map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;
+                    if let crate::extjson::ArchiveLine::Bytes(why) =
+                        crate::extjson::write_archive_line(doc, &mut line)
+                    {
+                        tracing::warn!(
+                            document = lines + 1,
+                            %why,
+                            "kept in the raw archive as BSON bytes (`$bson`): canonical Extended JSON cannot hold it"
+                        );
+                    }
                     line.push(b'\n');
                     raw.write(&line)
                         .map_err(|e| io("cannot write", raw.path(), e))?;

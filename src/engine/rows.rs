@@ -166,11 +166,20 @@ impl<'a> RowsOut<'a> {
             .write_rows_with(raw, self.day, &mut self.writers, &mut self.bufs)
         {
             Ok(()) => {}
+            // A type conflict under `reject`, and a document that is not
+            // valid inside (invalid UTF-8, too deep), which no policy can
+            // load: each goes to the rejects, with the path of the value.
             Err(RowError {
                 table,
-                source: source @ FlattenError::Conflict { .. },
+                source:
+                    source @ (FlattenError::Conflict { .. }
+                    | FlattenError::Bson { .. }
+                    | FlattenError::TooDeep { .. }),
             }) => {
-                let FlattenError::Conflict { path, .. } = &source else {
+                let (FlattenError::Conflict { path, .. }
+                | FlattenError::Bson { path, .. }
+                | FlattenError::TooDeep { path, .. }) = &source
+                else {
                     unreachable!("matched above")
                 };
                 let out = match &mut self.rejects {
@@ -186,10 +195,7 @@ impl<'a> RowsOut<'a> {
                     path,
                     &source.to_string(),
                     raw,
-                )
-                .map_err(|e| {
-                    PartitionError::fatal(format!("rejecting document {}: {e}", doc_id(raw)))
-                })?;
+                );
                 out.write_all(&line)
                     .map_err(|e| io("cannot write", &output.rejects, e))?;
                 self.rejected += 1;

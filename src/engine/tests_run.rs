@@ -443,3 +443,67 @@ async fn a_day_another_worker_holds_is_left_to_it() {
         "recorded by the worker that held it"
     );
 }
+
+/// Hostile documents (issue 14) through a whole day: one holds a string
+/// that is not UTF-8, which MongoDB can store; one has a key starting with
+/// `$`. The day is done, not failed: the first is rejected with the path
+/// of the bad value, the second loads; the raw archive keeps both as
+/// their BSON bytes, and every line reads back to the source's bytes,
+/// which is what `etl replay` reads.
+#[tokio::test]
+async fn a_document_that_is_not_valid_inside_is_rejected_and_archived_whole() {
+    let run = Run::new();
+    let mut docs = events(&[("2020-06-01", 4)]);
+    let at = bson::DateTime::from_millis(docs[0].get_datetime("created_at").unwrap().timestamp_millis());
+    let mut bad = RawDocumentBuf::from_document(&doc! {
+        "_id": "bad", "created_at": at, "n": 9_i64, "note": { "text": "qqqq" },
+    })
+    .unwrap()
+    .into_bytes();
+    let q = bad.windows(4).position(|w| w == b"qqqq").unwrap();
+    bad[q] = 0xff;
+    docs.push(RawDocumentBuf::from_bytes(bad).unwrap());
+    docs.push(
+        RawDocumentBuf::from_document(&doc! {
+            "_id": "dollar", "created_at": at, "n": 10_i64, "m": { "$oid": "not one" },
+        })
+        .unwrap(),
+    );
+    let report = run
+        .days(MemorySource::new(docs.clone()), "2020-06-01", "2020-06-01", &quick())
+        .await;
+    assert!(report.ok(), "{:?}", report.outcomes);
+    let r = run.record("2020-06-01").await.unwrap();
+    assert_eq!(r.status, Status::Done);
+    assert_eq!(
+        (r.source_count, r.raw_lines, r.warehouse_rows, r.rejected),
+        (Some(6), Some(6), Some(5), Some(1))
+    );
+
+    let lake = run.root.join(".etl/lake/raw/events/dt=2020-06-01");
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(lake.join("events.jsonl.gz")).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6);
+    for (line, doc) in lines.iter().zip(&docs) {
+        let back = crate::extjson::read_archive_line(line.as_bytes()).unwrap();
+        assert_eq!(back.as_bytes(), doc.as_bytes(), "{line}");
+    }
+    assert!(lines[4].starts_with("{\"$bson\":\""), "{}", lines[4]);
+    assert!(lines[5].starts_with("{\"$bson\":\""), "{}", lines[5]);
+    assert!(lines[0].starts_with("{\"_id\":\"2020-06-01-0000\""), "{}", lines[0]);
+
+    let rejects = std::fs::read_to_string(lake.join("_rejects.jsonl")).unwrap();
+    let reject: serde_json::Value = serde_json::from_str(rejects.trim()).unwrap();
+    assert_eq!(reject["path"], "$.note");
+    assert!(
+        reject["reason"].as_str().unwrap().starts_with("malformed BSON at `$.note`: utf-8"),
+        "{reject}"
+    );
+    let kept = crate::extjson::read_archive_line(reject["document"].to_string().as_bytes()).unwrap();
+    assert_eq!(kept.as_bytes(), docs[4].as_bytes());
+}

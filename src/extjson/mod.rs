@@ -29,13 +29,17 @@
 //!
 //! Layout: `raw` reads the elements of a raw document (and flatten walks
 //! documents with it), `write` appends JSON and Extended JSON, `time` does
-//! the calendar arithmetic of dates. [`parse_documents`] goes the other way,
+//! the calendar arithmetic of dates, `archive` the raw archive's lines
+//! (canonical Extended JSON, or the BSON bytes where that form would lose
+//! something). [`parse_documents`] goes the other way,
 //! from Extended JSON to raw BSON, for test cases and locks.
 
+mod archive;
 mod raw;
 mod time;
 mod write;
 
+pub use archive::{read_archive_line, write_archive_line, ArchiveLine};
 pub use raw::concatenated;
 pub(crate) use raw::{elements, has_key_before, KeyFilter, Value};
 pub(crate) use time::{civil_from_days, write_date_parts, write_datetime_seconds};

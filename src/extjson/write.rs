@@ -171,7 +171,12 @@ fn write_doc<const CANONICAL: bool>(
         let (key, value) = item?;
         if keys.insert(key) && has_key_before(doc, key, i) {
             out.truncate(start);
+            super::archive::lossy("a duplicate key");
             return write_doc_through_crate::<CANONICAL>(doc, out);
+        }
+        if key.starts_with('$') {
+            // Read back, `{"$oid": ...}` and the like are values, not keys.
+            super::archive::lossy("a key starting with `$`");
         }
         if i > 0 {
             out.push(b',');
@@ -277,6 +282,9 @@ fn write_double<const CANONICAL: bool>(f: f64, out: &mut Vec<u8>) {
         }
     }
     if f.is_nan() {
+        if f.to_bits() & !(1 << 63) != f64::NAN.to_bits() {
+            super::archive::lossy("a NaN with a payload");
+        }
         out.extend_from_slice(if f.is_sign_negative() {
             b"{\"$numberDouble\":\"-NaN\"}"
         } else {
@@ -344,6 +352,19 @@ fn write_value_through_crate<const CANONICAL: bool>(
     value: RawBsonRef<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), ExtJsonError> {
+    match value {
+        RawBsonRef::Decimal128(d)
+            if d.to_string().parse::<bson::Decimal128>().ok().map(|p| p.bytes()) != Some(d.bytes()) =>
+        {
+            super::archive::lossy("a Decimal128 in a non-canonical encoding");
+        }
+        RawBsonRef::RegularExpression(r)
+            if !r.options.as_bytes().windows(2).all(|w| w[0] < w[1]) =>
+        {
+            super::archive::lossy("regular expression options out of order");
+        }
+        _ => {}
+    }
     let bson = bson::Bson::try_from(value).map_err(ExtJsonError::malformed)?;
     write_bson_through_crate::<CANONICAL>(bson, out);
     Ok(())

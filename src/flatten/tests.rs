@@ -1203,3 +1203,126 @@ mod records {
         assert_eq!(r.rows[0]["clash"], json!(["{\"A b\":1,\"a_b\":2}"]));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Hostile documents (issue 14): 10,000 generated documents of every BSON
+// type, nested up to MongoDB's 100 levels, with empty, dotted, `$`,
+// unicode and very long keys, strings of up to 4 MiB, and some strings'
+// bytes made invalid UTF-8, which MongoDB can hold.
+// ---------------------------------------------------------------------------
+
+fn hostile_key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[a-z_]{1,6}",
+        1 => Just(String::new()),
+        1 => "[a-z]{0,3}\\.[a-z]{0,3}",
+        1 => "\\$[a-z]{0,5}",
+        1 => "[\u{e9}\u{4e2d}\u{1f600}\u{200b}a]{1,4}",
+        1 => "[a-z]{300,1000}",
+    ]
+}
+
+fn hostile_leaf() -> impl Strategy<Value = Bson> {
+    // Weights in hundredths, so that the large strings stay rare.
+    prop_oneof![
+        400 => "\\PC{0,12}".prop_map(Bson::String),
+        // About one document in 40 has a string of up to 4 MiB.
+        1 => (1usize..4 << 20).prop_map(|n| Bson::String("x".repeat(n))),
+        200 => any::<i32>().prop_map(Bson::Int32),
+        200 => any::<i64>().prop_map(Bson::Int64),
+        200 => any::<f64>().prop_map(Bson::Double),
+        100 => prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY), Just(-0.0)].prop_map(Bson::Double),
+        100 => any::<bool>().prop_map(Bson::Boolean),
+        100 => Just(Bson::Null),
+        100 => any::<i64>().prop_map(|ms| Bson::DateTime(bson::DateTime::from_millis(ms))),
+        100 => any::<[u8; 12]>().prop_map(|b| Bson::ObjectId(bson::oid::ObjectId::from_bytes(b))),
+        100 => proptest::collection::vec(any::<u8>(), 0..20).prop_map(|bytes| Bson::Binary(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes })),
+        100 => prop_oneof![Just("1.5"), Just("-0"), Just("NaN"), Just("Infinity"), Just("1E+6144"), Just("12345678901234567890123456789012.34")]
+            .prop_map(|s| Bson::Decimal128(s.parse().unwrap())),
+        100 => (any::<u32>(), any::<u32>()).prop_map(|(time, increment)| Bson::Timestamp(bson::Timestamp { time, increment })),
+        100 => Just(Bson::MinKey),
+        100 => Just(Bson::MaxKey),
+        100 => Just(Bson::Undefined),
+        100 => "[a-z]{0,5}".prop_map(|p| Bson::RegularExpression(bson::Regex { pattern: p, options: "im".into() })),
+        100 => "[a-z()]{0,8}".prop_map(Bson::JavaScriptCode),
+        100 => "[a-z]{0,5}".prop_map(Bson::Symbol),
+    ]
+}
+
+fn hostile_value() -> impl Strategy<Value = Bson> {
+    hostile_leaf().prop_recursive(6, 64, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..5).prop_map(Bson::Array),
+            proptest::collection::vec((hostile_key(), inner), 0..5)
+                .prop_map(|kv| Bson::Document(kv.into_iter().collect())),
+        ]
+    })
+}
+
+/// A document, sometimes wrapped `depth` levels deep, and, when `corrupt`
+/// is set, with a string `"\u{7}bad"` whose first byte is made 0xFF: the
+/// document stays well-formed BSON, with invalid UTF-8 inside.
+fn hostile_doc() -> impl Strategy<Value = (Vec<u8>, bool)> {
+    (
+        proptest::collection::vec((hostile_key(), hostile_value()), 0..8),
+        prop_oneof![4 => Just(0usize), 1 => 1usize..99],
+        proptest::bool::weighted(0.2),
+    )
+        .prop_map(|(kv, depth, corrupt)| {
+            let mut doc: Document = kv.into_iter().collect();
+            doc.insert("_id", bson::oid::ObjectId::from_bytes([1; 12]));
+            if corrupt {
+                doc.insert("broken", "\u{7}bad");
+            }
+            for _ in 0..depth {
+                doc = doc! { "_id": 1, "d": doc };
+            }
+            let mut bytes = RawDocumentBuf::from_document(&doc).unwrap().into_bytes();
+            if corrupt {
+                let at = bytes.windows(4).position(|w| w == b"\x07bad").unwrap();
+                bytes[at] = 0xff;
+            }
+            (bytes, corrupt)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 10_000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Flattening never panics: each document is a row of each table, a
+    /// reject with the path of its conflict, or an error that names the
+    /// path of the bad value (which the engine sends to the rejects). Its
+    /// raw archive line parses back to the same BSON bytes.
+    #[test]
+    fn hostile_documents_are_rows_or_located((bytes, broken) in hostile_doc()) {
+        let doc = RawDocumentBuf::from_bytes(bytes.clone()).unwrap();
+        let tables = Tables::new(&spec("arrays: { default: json }\non_type_conflict: reject")).unwrap();
+        match tables.flatten_all_rejecting(std::slice::from_ref(&doc), day()) {
+            Ok((out, rejected)) => {
+                prop_assert!(!broken, "invalid UTF-8 flattened");
+                let rows = String::from_utf8_lossy(&out[0].rows).lines().count();
+                prop_assert_eq!(rows + rejected.len(), 1);
+                for r in &rejected {
+                    prop_assert!(r.source.to_string().contains("`$"), "{}", r.source);
+                }
+            }
+            Err(e) => {
+                prop_assert!(broken, "a valid document failed: {e}");
+                prop_assert!(e.to_string().contains("`$"), "not located: {e}");
+            }
+        }
+        // The raw archive's line gives back the same bytes, whatever the
+        // document holds; invalid UTF-8 is kept as the bytes themselves.
+        let mut line = Vec::new();
+        let kind = crate::extjson::write_archive_line(&doc, &mut line);
+        if broken {
+            prop_assert!(matches!(kind, crate::extjson::ArchiveLine::Bytes(_)), "{kind:?}");
+        }
+        let back = crate::extjson::read_archive_line(&line).map_err(TestCaseError::fail)?;
+        prop_assert!(back.as_bytes() == &bytes[..], "the line does not give the same bytes back: {}", String::from_utf8_lossy(&line));
+    }
+}

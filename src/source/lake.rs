@@ -145,16 +145,8 @@ fn read_object(
                 break;
             }
             number += 1;
-            let json: serde_json::Value = serde_json::from_slice(&line).map_err(|e| {
-                fatal(
-                    shown.to_owned(),
-                    format!("{shown}, line {number}: not JSON: {e}"),
-                )
-            })?;
-            let doc = crate::extjson::parse_documents(std::slice::from_ref(&json))
-                .map_err(|e| fatal(shown.to_owned(), format!("{shown}, line {number}: {e}")))?
-                .pop()
-                .expect("one document per line");
+            let doc = crate::extjson::read_archive_line(&line)
+                .map_err(|e| fatal(shown.to_owned(), format!("{shown}, line {number}: {e}")))?;
             if out.blocking_send(Ok(doc)).is_err() {
                 return Ok(());
             }

@@ -51,15 +51,15 @@ pub fn manifest(plan: &PipelinePlan, target: &PartitionTarget, raw: RawSummary<'
 }
 
 /// One line of `_rejects.jsonl`: the table, where in the document (with
-/// `[*]` for each exploded array), why, then the whole document as
-/// canonical Extended JSON.
+/// `[*]` for each exploded array), why, then the whole document as its
+/// raw archive line has it (canonical Extended JSON, or `{"$bson": ...}`).
 pub fn reject_record(
     table: &str,
     table_path: &str,
     path: &str,
     reason: &str,
     doc: &bson::RawDocument,
-) -> Result<Vec<u8>, crate::extjson::ExtJsonError> {
+) -> Vec<u8> {
     // The path is relative to the table's row.
     let in_document = if table_path == "$" {
         path.to_owned()
@@ -74,7 +74,7 @@ pub fn reject_record(
     line.extend_from_slice(b",\"reason\":");
     crate::extjson::write_json_string(reason, &mut line);
     line.extend_from_slice(b",\"document\":");
-    crate::extjson::write_canonical(doc, &mut line)?;
+    crate::extjson::write_archive_line(doc, &mut line);
     line.extend_from_slice(b"}\n");
-    Ok(line)
+    line
 }
