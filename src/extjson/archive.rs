@@ -128,6 +128,13 @@ mod tests {
             ArchiveLine::Bytes(why) => assert!(why.starts_with("malformed BSON at `$.s`: utf-8"), "{why}"),
             other => panic!("{other:?}"),
         }
+        let mut dup = RawDocumentBuf::new();
+        dup.append("a", 1);
+        dup.append("a", 2);
+        assert_eq!(
+            round_trip(dup.as_bytes()).0,
+            ArchiveLine::Bytes("a duplicate key".into())
+        );
         // The loss of one document does not stick to the next.
         let plain = RawDocumentBuf::from_document(&doc! { "a": 1 }).unwrap();
         assert_eq!(round_trip(plain.as_bytes()).0, ArchiveLine::Text);
