@@ -150,7 +150,10 @@ async fn silent_proxy(target: u16, silent: Arc<AtomicBool>) -> u16 {
             let (cr, cw) = client.into_split();
             let (sr, sw) = server.into_split();
             for (mut from, mut to) in [
-                (Box::new(cr) as Box<dyn tokio::io::AsyncRead + Send + Unpin>, Box::new(sw) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>),
+                (
+                    Box::new(cr) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                    Box::new(sw) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                ),
                 (Box::new(sr), Box::new(cw)),
             ] {
                 let silent = silent.clone();
@@ -187,7 +190,11 @@ struct Setup {
 
 impl Setup {
     fn new(outage: Outage, users_mongo: u16, bq_endpoint: &str, s3_port: u16) -> Self {
-        let database = format!("it_outage_{}_{}", format!("{outage:?}").to_lowercase(), std::process::id());
+        let database = format!(
+            "it_outage_{}_{}",
+            format!("{outage:?}").to_lowercase(),
+            std::process::id()
+        );
         let mut project = common::Project::with(&["etl.yaml", "pipelines", "schemas/tables"]);
         let fast = "&serverSelectionTimeoutMS=2000";
         project.edit(
@@ -222,13 +229,21 @@ impl Setup {
         }
         let users = "pipelines/users.yaml";
         project.edit(users, "dataset: etl_demo", &format!("dataset: {database}"));
-        project.edit(users, "  connection: mongo\n", "  connection: mongo_users\n");
+        project.edit(
+            users,
+            "  connection: mongo\n",
+            "  connection: mongo_users\n",
+        );
         project.edit(users, "  batch_size: 1000\n", "  batch_size: 10\n");
         if outage == Outage::Lake {
             project.edit(users, "    connection: lake\n", "    connection: lake_s3\n");
         }
         if outage == Outage::SilentSource {
-            project.edit(users, "  batch_size: 10\n", "  batch_size: 10\n  max_time_ms: 1000\n");
+            project.edit(
+                users,
+                "  batch_size: 10\n",
+                "  batch_size: 10\n  max_time_ms: 1000\n",
+            );
         }
         // A catch-up (and `etl status`) covers DAYS.
         project.set_env("ETL_TODAY", "2020-06-04");
@@ -249,8 +264,17 @@ impl Setup {
         let out = self
             .project
             .command(&[
-                "demo", "--database", &self.database, "--users", "300", "--orders", "10",
-                "--products", "60", "--end", DAYS[2],
+                "demo",
+                "--database",
+                &self.database,
+                "--users",
+                "300",
+                "--orders",
+                "10",
+                "--products",
+                "60",
+                "--end",
+                DAYS[2],
             ])
             .env("ETL_MONGO_PORT", port.to_string())
             .output()
@@ -278,12 +302,16 @@ impl Setup {
         let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
         let start = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
         let ms = |d: chrono::NaiveDate| {
-            bson::DateTime::from_millis(d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis())
+            bson::DateTime::from_millis(
+                d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis(),
+            )
         };
         client
             .database(&self.database)
             .collection::<bson::Document>("users")
-            .count_documents(doc! { "created_at": { "$gte": ms(start), "$lt": ms(start.succ_opt().unwrap()) } })
+            .count_documents(
+                doc! { "created_at": { "$gte": ms(start), "$lt": ms(start.succ_opt().unwrap()) } },
+            )
             .await
             .unwrap()
     }
@@ -335,7 +363,10 @@ where
     // then 5 more.
     let day1 = setup.mongo_users(setup.users_mongo, DAYS[0]).await;
     let day2 = setup.mongo_users(setup.users_mongo, DAYS[1]).await;
-    assert!(day2 > 20, "day 2 needs several cursor batches; it has {day2} users");
+    assert!(
+        day2 > 20,
+        "day 2 needs several cursor batches; it has {day2} users"
+    );
     let hold = setup.project.path().join("hold");
     let started = Instant::now();
     let child = setup
@@ -348,11 +379,17 @@ where
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     while !hold.exists() {
-        assert!(Instant::now() < deadline, "the run never reached its hold point");
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached its hold point"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let record = setup.record("users", DAYS[0]);
-    assert_eq!(record["status"], "done", "held in day 2, after day 1: {record}");
+    assert_eq!(
+        record["status"], "done",
+        "held in day 2, after day 1: {record}"
+    );
     take_away();
     std::fs::remove_file(&hold).unwrap();
 
@@ -364,14 +401,25 @@ where
         assert!(shown.contains(&format!("failed: users {day}")), "{shown}");
         let r = setup.record("users", day);
         assert_eq!(r["status"], "failed", "{r}");
-        assert_eq!(r["attempts"].as_u64(), Some(ATTEMPTS), "bounded retries: {r}");
+        assert_eq!(
+            r["attempts"].as_u64(),
+            Some(ATTEMPTS),
+            "bounded retries: {r}"
+        );
         let error = r["error"].as_str().unwrap();
         eprintln!("users {day}: {error}");
-        assert!(error.contains(named), "the error names the server ({named}): {error}");
+        assert!(
+            error.contains(named),
+            "the error names the server ({named}): {error}"
+        );
     }
     // The other pipeline carried on.
     for day in DAYS {
-        assert_eq!(setup.record("products", day)["status"], "done", "products {day}: {shown}");
+        assert_eq!(
+            setup.record("products", day)["status"],
+            "done",
+            "products {day}: {shown}"
+        );
     }
     eprintln!("outage run: exit 1 after {:.1}s", took.as_secs_f64());
 
@@ -381,12 +429,20 @@ where
     assert!(healed.status.success(), "{shown}");
     assert!(shown.contains(", 0 failed"), "{shown}");
     for day in DAYS {
-        assert_eq!(setup.record("users", day)["status"], "done", "{day}: {shown}");
+        assert_eq!(
+            setup.record("users", day)["status"],
+            "done",
+            "{day}: {shown}"
+        );
     }
     let status = setup
         .project
         .etl(&["status", "pipelines/users.yaml", "pipelines/products.yaml"]);
-    assert!(status.status.success(), "etl status: {}", common::text(&status));
+    assert!(
+        status.status.success(),
+        "etl status: {}",
+        common::text(&status)
+    );
 }
 
 impl Setup {
@@ -449,7 +505,12 @@ async fn the_s3_lake_stopped_mid_day() {
     stack::mongo().await;
     let port = free_port();
     let moto = std::cell::RefCell::new(start_moto(port).await);
-    let setup = Setup::new(Outage::Lake, stack::mongo_port(), &stack::bq_endpoint(), port);
+    let setup = Setup::new(
+        Outage::Lake,
+        stack::mongo_port(),
+        &stack::bq_endpoint(),
+        port,
+    );
     setup.seed(stack::mongo_port());
     outage(
         &setup,
@@ -474,7 +535,10 @@ async fn the_s3_lake_stopped_mid_day() {
         .unwrap();
     for day in &DAYS[1..] {
         use object_store::ObjectStore;
-        let key = format!("lake/raw/users/dt={day}/users-{}.jsonl.gz", day.replace('-', ""));
+        let key = format!(
+            "lake/raw/users/dt={day}/users-{}.jsonl.gz",
+            day.replace('-', "")
+        );
         let bytes = store
             .get(&object_store::path::Path::from(key.as_str()))
             .await
@@ -548,7 +612,12 @@ fn make_read_only(dir: &Path, read_only: bool) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lake_folder_made_read_only_mid_day() {
     stack::mongo().await;
-    let setup = Setup::new(Outage::ReadOnlyLake, stack::mongo_port(), &stack::bq_endpoint(), 1);
+    let setup = Setup::new(
+        Outage::ReadOnlyLake,
+        stack::mongo_port(),
+        &stack::bq_endpoint(),
+        1,
+    );
     setup.seed(stack::mongo_port());
     let folder = setup.project.path().join(".etl/lake/raw/users");
     outage(

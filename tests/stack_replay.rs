@@ -186,3 +186,154 @@ async fn replay_rebuilds_both_warehouses_from_the_lake_alone_and_refuses_what_do
         text(&out)
     );
 }
+
+/// Rows of `products`' Parquet files of `day`, from their footers.
+fn parquet_rows(dir: &std::path::Path, day: &str) -> u64 {
+    use parquet::file::reader::FileReader;
+    let dir = dir.join(format!(".etl/warehouse/products/dt={day}"));
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| {
+            let f = std::fs::File::open(e.unwrap().path()).unwrap();
+            parquet::file::serialized_reader::SerializedFileReader::new(f)
+                .unwrap()
+                .metadata()
+                .file_metadata()
+                .num_rows() as u64
+        })
+        .sum()
+}
+
+/// `etl replay --rejects`: the demo's products with a price or a weight
+/// stored as text are rejected; once the spec declares those columns'
+/// types (which converts such text), the days with rejects, and only
+/// they, are rebuilt from the lake with every document loaded, MongoDB
+/// untouched (its database is dropped first).
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_rejects_reloads_the_days_with_rejects_once_the_spec_accepts_them() {
+    let mongo = stack::mongo().await;
+    let database = format!("it_rejects_{}", std::process::id());
+    let mut p = common::Project::with(&["etl.yaml", "pipelines/products.yaml", "schemas/tables"]);
+    p.edit(
+        "etl.yaml",
+        "?directConnection=true",
+        "?directConnection=true&serverSelectionTimeoutMS=2000",
+    );
+    let spec = "pipelines/products.yaml";
+    p.edit(spec, "database: shop", &format!("database: {database}"));
+    p.set_env("ETL_MONGO_PORT", &stack::mongo_port().to_string());
+    p.set_env("ETL_TODAY", "2020-06-11");
+    p.ok(&[
+        "demo",
+        "--database",
+        &database,
+        "--users",
+        "1",
+        "--orders",
+        "1",
+        "--products",
+        "600",
+    ]);
+    let range = ["--start", "2020-06-01", "--end", "2020-06-10"];
+    let mut run = vec!["run", spec];
+    run.extend(range);
+    p.ok(&run);
+
+    let days: Vec<String> = (1..=10).map(|d| format!("2020-06-{d:02}")).collect();
+    let before: BTreeMap<&str, serde_json::Value> = days
+        .iter()
+        .map(|d| (d.as_str(), common::ledger_record(p.path(), "products", d)))
+        .collect();
+    let with_rejects: Vec<&str> = days
+        .iter()
+        .map(String::as_str)
+        .filter(|d| before[d]["rejected"].as_u64().unwrap_or(0) > 0)
+        .collect();
+    let rejected: u64 = before
+        .values()
+        .map(|r| r["rejected"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        !with_rejects.is_empty() && with_rejects.len() < days.len(),
+        "the demo rejects some products on some days: {with_rejects:?}"
+    );
+    for d in &with_rejects {
+        let r = &before[d];
+        assert_eq!(
+            r["warehouse_rows"].as_u64().unwrap() + r["rejected"].as_u64().unwrap(),
+            r["source_count"].as_u64().unwrap(),
+            "{r}"
+        );
+    }
+
+    // The fix: declared types convert "12.50" and "250".
+    p.edit(
+        spec,
+        "  columns:\n",
+        "  columns:
+    - name: price
+      path: $.price
+      type: float64
+    - name: attributes__weight_grams
+      path: $.attributes.weight_grams
+      type: int64
+",
+    );
+    mongo.database(&database).drop().await.unwrap();
+    let mut replay = vec!["replay", spec, "--rejects"];
+    replay.extend(range);
+    let out = p.etl(&replay);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let listed: Vec<String> = with_rejects
+        .iter()
+        .map(|d| format!("{d} ({})", before[d]["rejected"]))
+        .collect();
+    assert!(
+        shown.contains(&format!(
+            "products: replaying the days with rejected documents: {}",
+            listed.join(", ")
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("{} done, 0 skipped", with_rejects.len())),
+        "{shown}"
+    );
+    for d in &days {
+        let r = common::ledger_record(p.path(), "products", d);
+        let source = before[d.as_str()]["source_count"].as_u64().unwrap();
+        assert_eq!(r["status"], "done", "{r}");
+        assert_eq!(r["rejected"].as_u64().unwrap_or(0), 0, "{d}: {r}");
+        assert_eq!(r["warehouse_rows"].as_u64(), Some(source), "{d}: {r}");
+        assert_eq!(parquet_rows(p.path(), d), source, "{d}");
+        let rejects = p
+            .path()
+            .join(format!(".etl/lake/raw/products/dt={d}/_rejects.jsonl"));
+        assert!(
+            !rejects.exists(),
+            "{d}: the rejects object is gone once none is left"
+        );
+        if !with_rejects.contains(&d.as_str()) {
+            assert_eq!(
+                r["finished_at"],
+                before[d.as_str()]["finished_at"],
+                "{d} was not replayed"
+            );
+        }
+    }
+    eprintln!(
+        "replay --rejects: {rejected} rejected documents on {} of 10 days loaded",
+        with_rejects.len()
+    );
+
+    // Nothing is left to do.
+    let out = p.etl(&replay);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains("nothing to replay: no day of the range is done with rejected documents"),
+        "{}",
+        text(&out)
+    );
+}

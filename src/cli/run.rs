@@ -7,9 +7,11 @@ use std::sync::Arc;
 use clap::ValueEnum;
 
 use super::{load_plans, Context, RangeArgs};
-use crate::engine::{DayOutcome, Engine, RunOptions, Shutdown};
+use chrono::NaiveDate;
+
+use crate::engine::{DayOutcome, Engine, RunOptions, Shutdown, Status};
 use crate::exit::Exit;
-use crate::plan::resolve_range;
+use crate::plan::{resolve_range, DayRange, PipelinePlan};
 use crate::template::{EnvMode, Templates};
 
 /// `etl run`.
@@ -67,8 +69,25 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub range: RangeArgs,
 
+    /// Only the days whose ledger record has rejected documents, once the
+    /// spec accepts them: each is rebuilt from the lake, all of its
+    /// documents, so its partition is replaced whole and reconciled again.
+    #[arg(long)]
+    pub rejects: bool,
+
     #[command(flatten)]
     pub flags: RunFlags,
+}
+
+/// What [`execute`] does with the days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `etl run`: from MongoDB.
+    Run,
+    /// `etl replay`: from the lake.
+    Replay,
+    /// `etl replay --rejects`: from the lake, the days with rejects.
+    ReplayRejects,
 }
 
 /// `etl replay`: `etl run` of days read back from the lake.
@@ -86,8 +105,51 @@ pub fn replay(ctx: &Context, args: ReplayArgs) -> anyhow::Result<Exit> {
             fail_fast: false,
             flags: args.flags,
         },
-        true,
+        if args.rejects {
+            Mode::ReplayRejects
+        } else {
+            Mode::Replay
+        },
     )
+}
+
+/// Each day of `jobs` that the ledger has `done` with rejected documents,
+/// as a one-day job, and a line saying which.
+async fn days_with_rejects(
+    engine: &Engine,
+    jobs: Vec<(PipelinePlan, DayRange)>,
+) -> anyhow::Result<Vec<(PipelinePlan, DayRange)>> {
+    let mut out = Vec::new();
+    for (plan, range) in jobs {
+        let records = engine.ledger().list(&plan.name).await?;
+        let days: Vec<(NaiveDate, u64)> = range
+            .days()
+            .filter_map(|day| {
+                let r = records.get(&day)?;
+                let rejected = r.rejected.unwrap_or(0);
+                (r.status == Status::Done && rejected > 0).then_some((day, rejected))
+            })
+            .collect();
+        if !days.is_empty() {
+            let listed: Vec<String> = days.iter().map(|(d, n)| format!("{d} ({n})")).collect();
+            println!(
+                "{}: replaying the days with rejected documents: {}",
+                plan.name,
+                listed.join(", ")
+            );
+        }
+        out.extend(days.into_iter().map(|(day, _)| {
+            (
+                plan.clone(),
+                DayRange {
+                    start: day,
+                    end: day,
+                    notices: Vec::new(),
+                },
+            )
+        }));
+    }
+    Ok(out)
 }
 
 /// Log formats.
@@ -119,11 +181,11 @@ pub(super) fn init_logging(format: LogFormat, bars: bool) {
 
 /// `etl run`.
 pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
-    execute(ctx, args, false)
+    execute(ctx, args, Mode::Run)
 }
 
-/// A run, or with `replay` a replay from the lake.
-fn execute(ctx: &Context, args: RunArgs, replay: bool) -> anyhow::Result<Exit> {
+/// A run, or a replay from the lake.
+fn execute(ctx: &Context, args: RunArgs, mode: Mode) -> anyhow::Result<Exit> {
     let bars = std::io::stderr().is_terminal() && matches!(args.flags.log_format, LogFormat::Text);
     init_logging(args.flags.log_format, bars);
     let (project, plans) = match load_plans(ctx, &args.files, "run") {
@@ -172,7 +234,17 @@ fn execute(ctx: &Context, args: RunArgs, replay: bool) -> anyhow::Result<Exit> {
         on_signal().await;
         std::process::exit(Exit::Interrupted as i32);
     });
-    let ran = if replay {
+    let jobs = if mode == Mode::ReplayRejects {
+        let jobs = rt.block_on(days_with_rejects(&engine, jobs))?;
+        if jobs.is_empty() {
+            println!("nothing to replay: no day of the range is done with rejected documents");
+            return Ok(Exit::Success);
+        }
+        jobs
+    } else {
+        jobs
+    };
+    let ran = if mode != Mode::Run {
         rt.block_on(engine.replay(jobs, &opts, &shutdown))
     } else {
         rt.block_on(engine.run(jobs, &opts, &shutdown))

@@ -81,7 +81,10 @@ pub async fn hold(name: &str) {
         eprintln!("hold point `{name}`: cannot create {}: {e}", file.display());
         return;
     }
-    eprintln!("hold point `{name}` reached: waiting until {} is removed (ETL_HOLD_AT)", file.display());
+    eprintln!(
+        "hold point `{name}` reached: waiting until {} is removed (ETL_HOLD_AT)",
+        file.display()
+    );
     while file.exists() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -454,7 +454,12 @@ async fn a_day_another_worker_holds_is_left_to_it() {
 async fn a_document_that_is_not_valid_inside_is_rejected_and_archived_whole() {
     let run = Run::new();
     let mut docs = events(&[("2020-06-01", 4)]);
-    let at = bson::DateTime::from_millis(docs[0].get_datetime("created_at").unwrap().timestamp_millis());
+    let at = bson::DateTime::from_millis(
+        docs[0]
+            .get_datetime("created_at")
+            .unwrap()
+            .timestamp_millis(),
+    );
     let mut bad = RawDocumentBuf::from_document(&doc! {
         "_id": "bad", "created_at": at, "n": 9_i64, "note": { "text": "qqqq" },
     })
@@ -470,7 +475,12 @@ async fn a_document_that_is_not_valid_inside_is_rejected_and_archived_whole() {
         .unwrap(),
     );
     let report = run
-        .days(MemorySource::new(docs.clone()), "2020-06-01", "2020-06-01", &quick())
+        .days(
+            MemorySource::new(docs.clone()),
+            "2020-06-01",
+            "2020-06-01",
+            &quick(),
+        )
         .await;
     assert!(report.ok(), "{:?}", report.outcomes);
     let r = run.record("2020-06-01").await.unwrap();
@@ -483,7 +493,9 @@ async fn a_document_that_is_not_valid_inside_is_rejected_and_archived_whole() {
     let lake = run.root.join(".etl/lake/raw/events/dt=2020-06-01");
     let mut text = String::new();
     std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(std::fs::File::open(lake.join("events.jsonl.gz")).unwrap()),
+        &mut flate2::read::GzDecoder::new(
+            std::fs::File::open(lake.join("events.jsonl.gz")).unwrap(),
+        ),
         &mut text,
     )
     .unwrap();
@@ -495,15 +507,23 @@ async fn a_document_that_is_not_valid_inside_is_rejected_and_archived_whole() {
     }
     assert!(lines[4].starts_with("{\"$bson\":\""), "{}", lines[4]);
     assert!(lines[5].starts_with("{\"$bson\":\""), "{}", lines[5]);
-    assert!(lines[0].starts_with("{\"_id\":\"2020-06-01-0000\""), "{}", lines[0]);
+    assert!(
+        lines[0].starts_with("{\"_id\":\"2020-06-01-0000\""),
+        "{}",
+        lines[0]
+    );
 
     let rejects = std::fs::read_to_string(lake.join("_rejects.jsonl")).unwrap();
     let reject: serde_json::Value = serde_json::from_str(rejects.trim()).unwrap();
     assert_eq!(reject["path"], "$.note");
     assert!(
-        reject["reason"].as_str().unwrap().starts_with("malformed BSON at `$.note`: utf-8"),
+        reject["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed BSON at `$.note`: utf-8"),
         "{reject}"
     );
-    let kept = crate::extjson::read_archive_line(reject["document"].to_string().as_bytes()).unwrap();
+    let kept =
+        crate::extjson::read_archive_line(reject["document"].to_string().as_bytes()).unwrap();
     assert_eq!(kept.as_bytes(), docs[4].as_bytes());
 }

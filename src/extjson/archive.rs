@@ -101,7 +101,8 @@ mod tests {
 
     #[test]
     fn plain_documents_are_canonical_text() {
-        let raw = RawDocumentBuf::from_document(&doc! { "a": 1, "b": { "c": [1.5, "x"] } }).unwrap();
+        let raw =
+            RawDocumentBuf::from_document(&doc! { "a": 1, "b": { "c": [1.5, "x"] } }).unwrap();
         let (kind, line) = round_trip(raw.as_bytes());
         assert_eq!(kind, ArchiveLine::Text);
         assert!(line.starts_with("{\"a\":{\"$numberInt\":\"1\"}"), "{line}");
@@ -114,18 +115,24 @@ mod tests {
             round_trip(dollar.as_bytes()).0,
             ArchiveLine::Bytes("a key starting with `$`".into())
         );
-        let nan = RawDocumentBuf::from_document(&doc! { "n": f64::from_bits(0x7ff8_0000_0000_0001) }).unwrap();
+        let nan =
+            RawDocumentBuf::from_document(&doc! { "n": f64::from_bits(0x7ff8_0000_0000_0001) })
+                .unwrap();
         assert_eq!(
             round_trip(nan.as_bytes()).0,
             ArchiveLine::Bytes("a NaN with a payload".into())
         );
-        let mut bad = RawDocumentBuf::from_document(&doc! { "s": { "t": "ab" } }).unwrap().into_bytes();
+        let mut bad = RawDocumentBuf::from_document(&doc! { "s": { "t": "ab" } })
+            .unwrap()
+            .into_bytes();
         let at = bad.windows(2).position(|w| w == b"ab").unwrap();
         bad[at] = 0xff;
         let (kind, line) = round_trip(&bad);
         assert!(line.starts_with("{\"$bson\":\""), "{line}");
         match kind {
-            ArchiveLine::Bytes(why) => assert!(why.starts_with("malformed BSON at `$.s`: utf-8"), "{why}"),
+            ArchiveLine::Bytes(why) => {
+                assert!(why.starts_with("malformed BSON at `$.s`: utf-8"), "{why}")
+            }
             other => panic!("{other:?}"),
         }
         let mut dup = RawDocumentBuf::new();

@@ -354,7 +354,11 @@ fn write_value_through_crate<const CANONICAL: bool>(
 ) -> Result<(), ExtJsonError> {
     match value {
         RawBsonRef::Decimal128(d)
-            if d.to_string().parse::<bson::Decimal128>().ok().map(|p| p.bytes()) != Some(d.bytes()) =>
+            if d.to_string()
+                .parse::<bson::Decimal128>()
+                .ok()
+                .map(|p| p.bytes())
+                != Some(d.bytes()) =>
         {
             super::archive::lossy("a Decimal128 in a non-canonical encoding");
         }

@@ -113,7 +113,12 @@ fn decide(fault: Fault<'_>) -> (bool, Option<&'static str>) {
 
 /// A request that got no answer within [`stall_limit`]: transient, since a
 /// server that comes back may answer a retry.
-fn stalled(operation: &'static str, namespace: String, uri: String, limit: Duration) -> SourceError {
+fn stalled(
+    operation: &'static str,
+    namespace: String,
+    uri: String,
+    limit: Duration,
+) -> SourceError {
     SourceError::Server {
         operation,
         namespace,
@@ -228,8 +233,11 @@ impl MongoSource {
 
     /// Counts the documents matching `filter` (`countDocuments`).
     pub async fn count(&self, filter: Document) -> Result<u64, SourceError> {
-        self.answer("count", self.collection.count_documents(filter).into_future())
-            .await
+        self.answer(
+            "count",
+            self.collection.count_documents(filter).into_future(),
+        )
+        .await
     }
 
     /// Opens a cursor over `filter`, sorted by `_id` so that the same data
@@ -292,7 +300,9 @@ impl Source for MongoSource {
         let filter = target.filter.clone();
         let limit = stall_limit(self.read.max_time);
         Box::pin(async move {
-            match tokio::time::timeout(limit, collection.count_documents(filter).into_future()).await {
+            match tokio::time::timeout(limit, collection.count_documents(filter).into_future())
+                .await
+            {
                 Ok(n) => n.map_err(|e| server_error("count", namespace, uri, &e)),
                 Err(_) => Err(stalled("count", namespace, uri, limit)),
             }
@@ -368,9 +378,17 @@ mod tests {
 
     #[test]
     fn a_stall_is_given_up_after_twice_the_server_limit_and_5_seconds() {
-        assert_eq!(stall_limit(Some(Duration::from_millis(1500))), Duration::from_secs(8));
+        assert_eq!(
+            stall_limit(Some(Duration::from_millis(1500))),
+            Duration::from_secs(8)
+        );
         assert_eq!(stall_limit(None), DEFAULT_STALL);
-        let e = stalled("getMore", "shop.users".into(), "mongodb://h/".into(), Duration::from_secs(8));
+        let e = stalled(
+            "getMore",
+            "shop.users".into(),
+            "mongodb://h/".into(),
+            Duration::from_secs(8),
+        );
         assert!(e.is_transient());
         assert_eq!(
             e.to_string(),

@@ -238,9 +238,12 @@ fn check(name: &str, text: &str) -> Result<(), TestCaseError> {
     ACCEPTED.fetch_add(1, Ordering::Relaxed);
     let spec = loaded.spec.as_ref().expect("accepted, so parsed");
     let plan = f.project.plan.as_ref().unwrap();
-    let templates = crate::cli::templates_for(f.project.loaded.spec.as_ref().unwrap(), EnvMode::Lenient);
+    let templates =
+        crate::cli::templates_for(f.project.loaded.spec.as_ref().unwrap(), EnvMode::Lenient);
     let p = crate::plan::check_pipeline(spec, file, plan, &plan.default_profile, &templates)
-        .map_err(|e| TestCaseError::fail(format!("accepted, then refused by plan: {e:?}\n{text}")))?;
+        .map_err(|e| {
+            TestCaseError::fail(format!("accepted, then refused by plan: {e:?}\n{text}"))
+        })?;
     for day in p.partition.start_date.iter_days().take(3) {
         if let Err(e) = p.target(day, &templates) {
             return Err(TestCaseError::fail(format!(
@@ -294,4 +297,3 @@ fn the_shipped_specs_plan() {
         check(p, &text).unwrap();
     }
 }
-
