@@ -34,6 +34,8 @@
 //!   the ledger) and one day as stages: `extract`, `schemas` (resolve),
 //!   `rows` (flatten), the load, `reconcile`, in order in `engine/day.rs`.
 //!   **A new step of a day** is a stage module there, called from `day.rs`.
+//!   `engine/watch.rs` turns change streams into dirty days
+//!   (`engine/dirty.rs`) that a run redoes.
 //!
 //! Around them:
 //! - [`redact`]: display helpers that keep passwords out of every message.

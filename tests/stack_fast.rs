@@ -205,11 +205,22 @@ fn raw_archive_gives_back_the_bytes(project: &Path, day: NaiveDate, docs: &[RawD
         docs.iter().map(|d| (case_of(d), d)).collect();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), docs.len(), "{}", path.display());
+    // A document canonical Extended JSON cannot hold (a key starting
+    // with `$`, a NaN with a payload) is archived as its BSON bytes.
+    let as_bytes: Vec<String> = lines
+        .iter()
+        .filter(|l| l.starts_with(r#"{"$bson":"#))
+        .map(|l| case_of(&etl::extjson::read_archive_line(l.as_bytes()).unwrap()))
+        .collect();
+    let expected: &[&str] = if day == day_of(&docs[0]) {
+        &["special_keys"]
+    } else {
+        &[]
+    };
+    assert_eq!(as_bytes, expected, "{day}: the documents archived as bytes");
     for line in lines {
-        let json: serde_json::Value = serde_json::from_str(line).unwrap();
-        let doc = bson::Document::try_from(json.as_object().unwrap().clone())
+        let back = etl::extjson::read_archive_line(line.as_bytes())
             .unwrap_or_else(|e| panic!("{line}: {e}"));
-        let back = RawDocumentBuf::from_document(&doc).unwrap();
         let case = case_of(&back);
         assert_eq!(
             back.as_bytes(),

@@ -17,6 +17,7 @@ mod secrets;
 mod status;
 mod test;
 mod validate;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -117,6 +118,9 @@ pub enum Command {
     /// Rebuild warehouse partitions from the lake's raw objects, each
     /// checked against its manifest, without reading MongoDB.
     Replay(run::ReplayArgs),
+    /// Follow each collection's change stream until stopped, marking the
+    /// days its changes touch dirty for `etl run` to redo.
+    Watch(watch::Args),
     /// Show the ledger per day, with failures and missing days.
     Status(status::Args),
     /// Show a day's rows as the warehouse holds them (a BigQuery query, or
@@ -245,6 +249,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Infer(args) => infer::run(&ctx, args),
         Command::Run(args) => run::run(&ctx, args),
         Command::Replay(args) => run::replay(&ctx, args),
+        Command::Watch(args) => watch::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
         Command::Preview(args) => preview::run(&ctx, args),
         Command::Report(args) => report::run(&ctx, args),

@@ -128,6 +128,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         opts: RunOptions {
             parallel: args.parallel as usize,
             retries: args.retries,
+            // Each due run is a catch-up: the specs' lookback applies.
+            lookback: true,
             ..Default::default()
         },
     };

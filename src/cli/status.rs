@@ -48,6 +48,13 @@ pub(super) struct PipelineStatus {
     /// Failed or interrupted days.
     pub failed: usize,
     pub missing: usize,
+    /// Days `etl watch` marked dirty, done or not.
+    pub dirty: usize,
+    /// Changes `etl watch` could not place on a day.
+    pub unknown_changes: u64,
+    /// Where `etl watch` stands, if it ever ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<crate::engine::dirty::WatchState>,
     pub days: Vec<DayStatus>,
 }
 
@@ -59,6 +66,13 @@ pub(super) struct DayStatus {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record: Option<RecordSummary>,
+    /// Changes `etl watch` saw since the day ran: the next run redoes it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dirty_changes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What a person or a dashboard reads of a ledger record.
@@ -87,6 +101,7 @@ impl DayStatus {
                 day,
                 status: "missing",
                 record: None,
+                dirty_changes: 0,
             };
         };
         let status = match r.status {
@@ -112,6 +127,7 @@ impl DayStatus {
                 error: r.error.clone(),
                 spec_changed: r.spec_hash != plan.spec_hash,
             }),
+            dirty_changes: 0,
         }
     }
 }
@@ -156,6 +172,7 @@ pub(super) fn collect(
     };
     let (store, _) = crate::engine::open_store_connection(&templates, &project.state)
         .map_err(|e| anyhow::anyhow!("the ledger's store: {e}"))?;
+    let dirty = crate::engine::dirty::Dirty::new(store.clone());
     let ledger = crate::engine::Ledger::new(store);
     let rt = tokio::runtime::Runtime::new()?;
     let mut pipelines = Vec::new();
@@ -163,9 +180,15 @@ pub(super) fn collect(
         let today = ctx.today(p.partition.timezone);
         let range = resolve_range(RangeRequest::default(), p.partition.start_date, today);
         let records = rt.block_on(ledger.list(&p.name))?;
+        let marked = rt.block_on(dirty.days(&p.name))?;
+        let unknown = rt.block_on(dirty.unknown(&p.name))?;
         let days: Vec<DayStatus> = range
             .days()
-            .map(|day| DayStatus::of(day, records.get(&day), p))
+            .map(|day| {
+                let mut d = DayStatus::of(day, records.get(&day), p);
+                d.dirty_changes = marked.get(&day).map_or(0, |m| m.changes.max(1));
+                d
+            })
             .collect();
         let count = |s: &[&str]| days.iter().filter(|d| s.contains(&d.status)).count();
         pipelines.push(PipelineStatus {
@@ -175,6 +198,9 @@ pub(super) fn collect(
             done: count(&["done"]),
             failed: count(&["failed", "interrupted"]),
             missing: count(&["missing"]),
+            dirty: days.iter().filter(|d| d.dirty_changes > 0).count(),
+            unknown_changes: unknown.iter().map(|u| u.count).sum(),
+            watch: rt.block_on(dirty.watch_state(&p.name))?,
             days,
         });
     }
@@ -223,6 +249,11 @@ fn human(pipelines: &[PipelineStatus], counts: super::Counts) -> String {
             let note = match (&r.error, r.spec_changed) {
                 (Some(e), _) if d.status != "done" => e.clone(),
                 (_, true) => "spec changed since; the next run redoes it".to_owned(),
+                _ if d.dirty_changes > 0 => format!(
+                    "dirty: {} change{} since; the next run redoes it",
+                    d.dirty_changes,
+                    if d.dirty_changes == 1 { "" } else { "s" }
+                ),
                 _ => String::new(),
             };
             let status = if d.status == "interrupted" {
@@ -242,11 +273,25 @@ fn human(pipelines: &[PipelineStatus], counts: super::Counts) -> String {
             );
         }
         flush_gap(&mut o, &mut gap);
+        let dirty = if p.dirty > 0 {
+            format!(", {} dirty", p.dirty)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             o,
-            "  {} done, {} failed, {} missing",
+            "  {} done, {} failed, {} missing{dirty}",
             p.done, p.failed, p.missing
         );
+        if p.unknown_changes > 0 {
+            let _ = writeln!(
+                o,
+                "  {} change{} of unknown day recorded by `etl watch` (changes/{}/unknown/ in the state store): the days they touched may be stale; redo them with `etl run --rerun --start D --end D`, then remove those files",
+                p.unknown_changes,
+                if p.unknown_changes == 1 { "" } else { "s" },
+                p.pipeline
+            );
+        }
     }
     o
 }

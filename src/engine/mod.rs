@@ -26,6 +26,7 @@
 
 pub mod crash;
 mod day;
+pub mod dirty;
 mod extract;
 pub mod lease;
 pub mod ledger;
@@ -37,6 +38,7 @@ mod schemas;
 pub mod shutdown;
 #[cfg(test)]
 mod tests_run;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -124,6 +126,10 @@ pub struct RunOptions {
     pub retries: u32,
     /// First backoff; it doubles on each retry.
     pub backoff: Duration,
+    /// Only the days `etl watch` marked dirty (`etl run --dirty`).
+    pub dirty_only: bool,
+    /// Whether the specs' `partition.lookback` applies: a catch-up run's.
+    pub lookback: bool,
 }
 
 impl Default for RunOptions {
@@ -134,6 +140,8 @@ impl Default for RunOptions {
             fail_fast: false,
             retries: 3,
             backoff: Duration::from_secs(1),
+            dirty_only: false,
+            lookback: false,
         }
     }
 }
@@ -215,6 +223,7 @@ pub struct Engine {
     templates: Arc<Templates>,
     clock: Arc<dyn Clock>,
     ledger: Ledger,
+    dirty: dirty::Dirty,
     leases: lease::Leases,
     progress: Arc<dyn progress::Progress>,
     /// This run's staging folder: `<staging_dir>/<run>/`, so that two runs
@@ -252,6 +261,7 @@ impl Engine {
             staging: project.staging_dir.join(format!("run-{run}")),
             keep_staging: project.keep_staging,
             leases: lease::Leases::new(store.clone(), worker, LEASE_TTL, clock.clone()),
+            dirty: dirty::Dirty::new(store.clone()),
             ledger: Ledger::new(store),
             templates,
             clock,
@@ -262,6 +272,11 @@ impl Engine {
     /// The ledger.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// The dirty marks of `etl watch`.
+    pub fn dirty(&self) -> &dirty::Dirty {
+        &self.dirty
     }
 
     /// The clock the engine tells "today" by.
@@ -378,28 +393,61 @@ impl Engine {
                 .list(&plan.name)
                 .await
                 .map_err(|e| PartitionError::fatal(e.to_string()))?;
+            // A replay reads the lake, which a change has not reached yet:
+            // it neither redoes nor clears dirty days.
+            let dirty = if rt.replay {
+                BTreeMap::new()
+            } else {
+                self.dirty.days(&plan.name).await.map_err(|e| {
+                    PartitionError::fatal(format!("the dirty marks of `etl watch`: {e}"))
+                })?
+            };
+            let lookback = plan.partition.lookback;
+            let looks_back = |day: NaiveDate| {
+                opts.lookback
+                    && day < range.end
+                    && (range.end - day).num_days() <= i64::from(lookback)
+            };
             for day in range.days() {
+                let marks = dirty.get(&day);
+                if opts.dirty_only && marks.is_none() {
+                    continue;
+                }
+                let force = marks.is_some() || looks_back(day);
                 match done.remove(&day) {
-                    Some(r) if r.status == Status::Done && !opts.rerun && r.spec_hash == plan.spec_hash => {
+                    Some(r) if r.status == Status::Done && !opts.rerun && r.spec_hash == plan.spec_hash && !force => {
                         report.outcomes.push(DayOutcome::Skipped(r));
                         continue;
                     }
-                    Some(r) if r.status == Status::Done && !opts.rerun => report.notices.push(format!(
+                    Some(r) if r.status == Status::Done && !opts.rerun && r.spec_hash != plan.spec_hash => report.notices.push(format!(
                         "{}: {day} runs again: the spec changed since it was loaded (hash {} -> {})",
                         plan.name,
                         &r.spec_hash[..12.min(r.spec_hash.len())],
                         &plan.spec_hash[..12]
                     )),
+                    Some(r) if r.status == Status::Done && !opts.rerun => report.notices.push(match marks {
+                        Some(m) => format!(
+                            "{}: {day} runs again: `etl watch` saw {} change{} since it was loaded",
+                            plan.name,
+                            m.changes,
+                            if m.changes == 1 { "" } else { "s" }
+                        ),
+                        None => format!(
+                            "{}: {day} runs again: it is within the spec's lookback of {lookback} day{}",
+                            plan.name,
+                            if lookback == 1 { "" } else { "s" }
+                        ),
+                    }),
                     _ => {}
                 }
-                work.push((i, day));
+                work.push((i, day, force));
             }
             runtimes.push(rt.clone());
         }
 
         let stop = Arc::new(AtomicBool::new(false));
         let outcomes: Vec<DayOutcome> = futures::stream::iter(work)
-            .map(|(i, day)| {
+            .map(|(i, day, force)| {
                 let rt = runtimes[i].clone();
                 let stop = stop.clone();
                 async move {
@@ -409,7 +457,7 @@ impl Engine {
                             day,
                         };
                     }
-                    let outcome = self.run_day(&rt, day, opts, shutdown).await;
+                    let outcome = self.run_day(&rt, day, opts, shutdown, force).await;
                     if opts.fail_fast && matches!(outcome, DayOutcome::Failed(_)) {
                         stop.store(true, Ordering::SeqCst);
                     }
@@ -442,13 +490,16 @@ impl Engine {
     }
 
     /// One day, run under its lease: skipped when another worker holds
-    /// the day or has finished it since this run read the ledger.
+    /// the day or has finished it since this run read the ledger, unless
+    /// `force` (dirty, or within the lookback). Once it is done, the dirty
+    /// marks listed before it started are removed.
     async fn run_day(
         &self,
         rt: &PipelineRuntime,
         day: NaiveDate,
         opts: &RunOptions,
         shutdown: &Shutdown,
+        force: bool,
     ) -> DayOutcome {
         let pipeline = rt.plan.name.clone();
         let mut lease = match self.leases.acquire(&pipeline, day).await {
@@ -475,7 +526,20 @@ impl Engine {
                 return DayOutcome::Failed(record);
             }
         };
-        if !opts.rerun {
+        // Listed before the extract: a change after this point may be
+        // missed by it, and its mark stays for the next run.
+        let marks = if rt.replay {
+            dirty::DayMarks::default()
+        } else {
+            match self.dirty.day(&pipeline, day).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(%pipeline, partition = %day, error = %e, "could not list the day's dirty marks; they stay for the next run");
+                    dirty::DayMarks::default()
+                }
+            }
+        };
+        if !opts.rerun && !force && marks.is_empty() {
             // Done by another worker since this run listed the ledger.
             if let Ok(Some(r)) = self.ledger.get(&pipeline, day).await {
                 if r.status == Status::Done && r.spec_hash == rt.plan.spec_hash {
@@ -485,6 +549,11 @@ impl Engine {
             }
         }
         let outcome = self.run_leased(rt, day, opts, shutdown, &mut lease).await;
+        if matches!(outcome, DayOutcome::Done(_)) && !marks.is_empty() {
+            if let Err(e) = self.dirty.clear(&marks).await {
+                tracing::warn!(%pipeline, partition = %day, error = %e, "the day is done, but its dirty marks could not be removed: the next run redoes it");
+            }
+        }
         if let Err(e) = self.leases.release(lease).await {
             tracing::warn!(%pipeline, partition = %day, error = %e, "could not release the day's lease; it expires by itself");
         }

@@ -128,28 +128,35 @@ impl PipelineRuntime {
                     let lake = self.lake().await?.clone();
                     return Ok(Box::new(crate::source::LakeSource::new(lake)) as Box<dyn Source>);
                 }
-                let connection = &self.plan.source.connection;
-                let uri = self.render(&connection.uri_template)?;
-                let source = MongoSource::connect(
-                    &uri,
-                    &connection.app_name,
-                    &self.plan.source.database,
-                    &self.plan.source.collection,
-                )
-                .await?
-                .with_read_options(ReadOptions {
-                    batch_size: self.plan.source.batch_size,
-                    max_time: self.plan.source.max_time_ms.map(Duration::from_millis),
-                    projection: self.plan.source.projection.clone(),
-                });
-                self.used(
-                    &self.plan.source.connection_name,
-                    credentials::Source::MongoUri(self.plan.source.connection.secret_names()),
-                );
+                let source = self.mongo().await?;
                 Ok::<Box<dyn Source>, PartitionError>(Box::new(source))
             })
             .await?;
         Ok(source.as_ref())
+    }
+
+    /// A new client of the plan's MongoDB collection, read as the spec
+    /// says (`etl watch` has one of its own, beside the days').
+    pub(super) async fn mongo(&self) -> Result<MongoSource, PartitionError> {
+        let connection = &self.plan.source.connection;
+        let uri = self.render(&connection.uri_template)?;
+        let source = MongoSource::connect(
+            &uri,
+            &connection.app_name,
+            &self.plan.source.database,
+            &self.plan.source.collection,
+        )
+        .await?
+        .with_read_options(ReadOptions {
+            batch_size: self.plan.source.batch_size,
+            max_time: self.plan.source.max_time_ms.map(Duration::from_millis),
+            projection: self.plan.source.projection.clone(),
+        });
+        self.used(
+            &self.plan.source.connection_name,
+            credentials::Source::MongoUri(self.plan.source.connection.secret_names()),
+        );
+        Ok(source)
     }
 
     fn open_store(&self, name: &str, conn: &StoreConnection) -> Result<Store, PartitionError> {

@@ -527,3 +527,166 @@ async fn a_document_that_is_not_valid_inside_is_rejected_and_archived_whole() {
         crate::extjson::read_archive_line(reject["document"].to_string().as_bytes()).unwrap();
     assert_eq!(kept.as_bytes(), docs[4].as_bytes());
 }
+
+fn outcome_kinds(report: &RunReport) -> Vec<(String, &'static str)> {
+    report
+        .outcomes
+        .iter()
+        .map(|o| {
+            let kind = match o {
+                DayOutcome::Done(_) => "done",
+                DayOutcome::Skipped(_) => "skipped",
+                DayOutcome::Failed(_) => "failed",
+                DayOutcome::Interrupted(_) => "interrupted",
+                DayOutcome::Elsewhere { .. } => "elsewhere",
+                DayOutcome::NotStarted { .. } => "not started",
+            };
+            (o.key().1.to_string(), kind)
+        })
+        .collect()
+}
+
+fn mark(n: u64) -> dirty::Mark {
+    dirty::Mark {
+        changes: [("update".to_owned(), n)].into(),
+        first_change_at: None,
+        marked_at: "2026-11-22T10:00:00Z".parse().unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn a_dirty_day_is_redone_with_its_new_documents_and_its_marks_cleared() {
+    let run = Run::new();
+    let three = [("2020-06-01", 3), ("2020-06-02", 4), ("2020-06-03", 5)];
+    run.days(
+        MemorySource::new(events(&three)),
+        "2020-06-01",
+        "2020-06-03",
+        &quick(),
+    )
+    .await;
+    let day2: NaiveDate = "2020-06-02".parse().unwrap();
+    let dirty = run.engine.dirty();
+    dirty.mark("events", day2, "b1", &mark(2)).await.unwrap();
+    dirty.mark("events", day2, "b2", &mark(1)).await.unwrap();
+    // Day 2 gained two documents since it was loaded.
+    let changed = [("2020-06-01", 3), ("2020-06-02", 6), ("2020-06-03", 5)];
+    let report = run
+        .days(
+            MemorySource::new(events(&changed)),
+            "2020-06-01",
+            "2020-06-03",
+            &quick(),
+        )
+        .await;
+    assert_eq!(
+        outcome_kinds(&report),
+        [
+            ("2020-06-01".into(), "skipped"),
+            ("2020-06-02".into(), "done"),
+            ("2020-06-03".into(), "skipped")
+        ]
+    );
+    assert_eq!(
+        report.notices,
+        ["events: 2020-06-02 runs again: `etl watch` saw 3 changes since it was loaded"]
+    );
+    assert_eq!(
+        run.record("2020-06-02").await.unwrap().warehouse_rows,
+        Some(6)
+    );
+    assert!(dirty.days("events").await.unwrap().is_empty());
+
+    // `--dirty`: only marked days, and nothing else is even listed.
+    dirty.mark("events", day2, "b3", &mark(1)).await.unwrap();
+    let only = RunOptions {
+        dirty_only: true,
+        ..quick()
+    };
+    let report = run
+        .days(
+            MemorySource::new(events(&changed)),
+            "2020-06-01",
+            "2020-06-03",
+            &only,
+        )
+        .await;
+    assert_eq!(outcome_kinds(&report), [("2020-06-02".into(), "done")]);
+    let report = run
+        .days(
+            MemorySource::new(events(&changed)),
+            "2020-06-01",
+            "2020-06-03",
+            &only,
+        )
+        .await;
+    assert!(report.outcomes.is_empty());
+
+    // A replay reads the lake, which the change has not reached: it leaves
+    // the mark for a run.
+    dirty.mark("events", day2, "b4", &mark(1)).await.unwrap();
+    let jobs = vec![(
+        Arc::new(PipelineRuntime::replay(
+            run.plan.clone(),
+            run.templates.clone(),
+        )),
+        range("2020-06-02", "2020-06-02"),
+    )];
+    let opts = RunOptions {
+        rerun: true,
+        ..quick()
+    };
+    let report = run
+        .engine
+        .run_runtimes(jobs, &opts, &Shutdown::never())
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.outcomes);
+    assert_eq!(dirty.days("events").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn lookback_redoes_the_days_before_the_last_in_catch_ups_only() {
+    let mut run = Run::new();
+    run.plan.partition.lookback = 2;
+    let five: Vec<(String, usize)> = (1..=5).map(|d| (format!("2020-06-0{d}"), d)).collect();
+    let five: Vec<(&str, usize)> = five.iter().map(|(d, n)| (d.as_str(), *n)).collect();
+    run.days(
+        MemorySource::new(events(&five)),
+        "2020-06-01",
+        "2020-06-05",
+        &quick(),
+    )
+    .await;
+    // A named range runs as named: everything is done already.
+    let report = run
+        .days(
+            MemorySource::new(events(&five)),
+            "2020-06-01",
+            "2020-06-05",
+            &quick(),
+        )
+        .await;
+    assert!(outcome_kinds(&report).iter().all(|(_, k)| *k == "skipped"));
+    let catch_up = RunOptions {
+        lookback: true,
+        ..quick()
+    };
+    let report = run
+        .days(
+            MemorySource::new(events(&five)),
+            "2020-06-01",
+            "2020-06-05",
+            &catch_up,
+        )
+        .await;
+    let kinds: Vec<&str> = outcome_kinds(&report).iter().map(|(_, k)| *k).collect();
+    assert_eq!(kinds, ["skipped", "skipped", "done", "done", "skipped"]);
+    assert_eq!(
+        report.notices,
+        [
+            "events: 2020-06-03 runs again: it is within the spec's lookback of 2 days",
+            "events: 2020-06-04 runs again: it is within the spec's lookback of 2 days"
+        ]
+    );
+}

@@ -262,6 +262,20 @@ pub struct PipelinePlan {
     /// The schema lock, read by the caller (checks read no files): None
     /// when the pipeline has none.
     pub lock: Option<Arc<crate::lock::SchemaLock>>,
+    /// What `etl watch` does with the change stream.
+    pub changes: ChangesPlan,
+}
+
+/// `changes` of a spec, with its defaults.
+#[derive(Debug, Clone)]
+pub struct ChangesPlan {
+    /// What to do with a change whose day cannot be told.
+    pub unknown_day: crate::spec::UnknownDay,
+    /// With [`crate::spec::UnknownDay::MarkRecent`], the days before
+    /// today it marks.
+    pub recent_days: u32,
+    /// Whether to ask the server for pre-images.
+    pub pre_images: bool,
 }
 
 /// What to read.
@@ -477,7 +491,13 @@ fn bad_timezone(at: YamlPath, tz: &str) -> Problem {
 /// sha256 of the spec's JSON form. Struct fields serialize in declaration
 /// order and maps are sorted, so equal specs hash equally whatever the YAML's
 /// formatting or comments.
+///
+/// What only says when or how often days run (`partition.lookback`,
+/// `changes`) is left out: changing it redoes no day.
 pub fn spec_hash(spec: &PipelineSpec) -> String {
-    let json = serde_json::to_vec(spec).expect("a spec serializes");
+    let mut spec = spec.clone();
+    spec.partition.lookback = 0;
+    spec.changes = None;
+    let json = serde_json::to_vec(&spec).expect("a spec serializes");
     hex::encode(Sha256::digest(json))
 }

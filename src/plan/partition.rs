@@ -18,6 +18,8 @@ pub struct PartitionPlan {
     pub timezone: Tz,
     /// First day with data.
     pub start_date: NaiveDate,
+    /// Days before the last one that a catch-up run redoes as well.
+    pub lookback: u32,
 }
 
 impl PartitionPlan {
@@ -75,6 +77,52 @@ impl PartitionPlan {
     }
 }
 
+impl PartitionPlan {
+    /// The day `doc` belongs to: the one whose [`Self::filter`] selects it
+    /// (base filter aside). None when the field is missing or not of the
+    /// kind's type, so that no day selects the document.
+    pub fn day_of(&self, doc: &Document) -> Option<NaiveDate> {
+        let mut parts = self.field.split('.');
+        let mut value = doc.get(parts.next()?)?;
+        for part in parts {
+            value = value.as_document()?.get(part)?;
+        }
+        let at: DateTime<Utc> = match (self.kind, value) {
+            (PartitionKind::Date, Bson::DateTime(d)) => {
+                DateTime::from_timestamp_millis(d.timestamp_millis())?
+            }
+            // The bounds are UTC times without a zone suffix, compared as
+            // strings: the first 19 characters decide.
+            (PartitionKind::IsoString, Bson::String(s)) => {
+                chrono::NaiveDateTime::parse_from_str(s.get(..19)?, "%Y-%m-%dT%H:%M:%S")
+                    .ok()?
+                    .and_utc()
+            }
+            (PartitionKind::EpochSeconds, v) => {
+                DateTime::from_timestamp_millis((number(v)? * 1000.0).floor() as i64)?
+            }
+            (PartitionKind::EpochMillis, v) => {
+                DateTime::from_timestamp_millis(number(v)?.floor() as i64)?
+            }
+            (PartitionKind::ObjectId, Bson::ObjectId(o)) => {
+                DateTime::from_timestamp(i64::from(o.timestamp().timestamp_millis() / 1000), 0)?
+            }
+            _ => return None,
+        };
+        Some(at.with_timezone(&self.timezone).date_naive())
+    }
+}
+
+/// A number of any BSON numeric type, as the server compares them.
+fn number(v: &Bson) -> Option<f64> {
+    match v {
+        Bson::Int32(n) => Some(f64::from(*n)),
+        Bson::Int64(n) => Some(*n as f64),
+        Bson::Double(n) if n.is_finite() => Some(*n),
+        _ => None,
+    }
+}
+
 /// The smallest ObjectId created at `t`: its 4-byte seconds, then zeros.
 fn object_id_at(t: DateTime<Utc>) -> bson::oid::ObjectId {
     let mut bytes = [0u8; 12];
@@ -92,6 +140,7 @@ mod tests {
             kind,
             timezone: tz.parse().unwrap(),
             start_date: "2020-06-01".parse().unwrap(),
+            lookback: 0,
         }
     }
 
@@ -190,5 +239,60 @@ mod tests {
             parts[0].as_document().unwrap(),
             &doc! {"status": {"$ne": "test"}}
         );
+    }
+
+    #[test]
+    fn day_of_is_the_day_whose_filter_selects_the_document() {
+        let cases: [(PartitionKind, Bson); 5] = [
+            (
+                PartitionKind::Date,
+                bson::DateTime::parse_rfc3339_str("2020-06-02T21:30:00Z")
+                    .unwrap()
+                    .into(),
+            ),
+            (PartitionKind::IsoString, "2020-06-02T21:30:00.250Z".into()),
+            (PartitionKind::EpochSeconds, Bson::Int64(1_591_133_400)),
+            (
+                PartitionKind::EpochMillis,
+                Bson::Double(1_591_133_400_000.0),
+            ),
+            (
+                PartitionKind::ObjectId,
+                bson::oid::ObjectId::from_bytes([0x5e, 0xd6, 0xc4, 0xd8, 1, 2, 3, 4, 5, 6, 7, 8])
+                    .into(),
+            ),
+        ];
+        for (kind, value) in cases {
+            let d = doc! { "meta": { "ts": value.clone() } };
+            let mut p = plan(kind, "UTC");
+            p.field = "meta.ts".into();
+            assert_eq!(p.day_of(&d), Some(day("2020-06-02")), "{kind:?} {value}");
+            // 21:30 UTC is already the next day in Tokyo.
+            p.timezone = "Asia/Tokyo".parse().unwrap();
+            assert_eq!(p.day_of(&d), Some(day("2020-06-03")), "{kind:?} in Tokyo");
+            // And the filter of that day selects it, in the server's terms.
+            let f = p.filter(day("2020-06-03"), None);
+            let r = f.get_document("meta.ts").unwrap();
+            let (lo, hi) = (r.get("$gte").unwrap(), r.get("$lt").unwrap());
+            assert!(
+                order(lo, &value) && !order(hi, &value),
+                "{kind:?}: {lo} <= {value} < {hi}"
+            );
+        }
+        let p = plan(PartitionKind::Date, "UTC");
+        assert_eq!(p.day_of(&doc! { "ts": "2020-06-02" }), None);
+        assert_eq!(p.day_of(&doc! { "other": 1 }), None);
+    }
+
+    /// `a <= b` for the values of one kind.
+    fn order(a: &Bson, b: &Bson) -> bool {
+        match (a, b) {
+            (Bson::DateTime(a), Bson::DateTime(b)) => a <= b,
+            (Bson::String(a), Bson::String(b)) => a <= b,
+            (Bson::Int64(a), Bson::Int64(b)) => a <= b,
+            (Bson::Int64(a), Bson::Double(b)) => (*a as f64) <= *b,
+            (Bson::ObjectId(a), Bson::ObjectId(b)) => a.bytes() <= b.bytes(),
+            _ => panic!("{a} and {b} differ in type"),
+        }
     }
 }

@@ -15,9 +15,9 @@ use chrono_tz::Tz;
 
 use super::flatten::{check_flatten, compile_flatten};
 use super::{
-    bad_timezone, check_cron, check_version, spec_hash, ConnectionPlan, LakePlan, MongoConnection,
-    PartitionPlan, PipelinePlan, ProjectPlan, SourcePlan, StoreConnection, WarehousePlan,
-    COLUMN_HINT,
+    bad_timezone, check_cron, check_version, spec_hash, ChangesPlan, ConnectionPlan, LakePlan,
+    MongoConnection, PartitionPlan, PipelinePlan, ProjectPlan, SourcePlan, StoreConnection,
+    WarehousePlan, COLUMN_HINT,
 };
 use crate::spec::names::{is_bq_name, is_column_name, is_identifier};
 use crate::spec::*;
@@ -116,6 +116,7 @@ pub fn check_pipeline(
         warehouse_conn,
     );
     let schedule = check_schedule(&mut problems, spec, &project.defaults);
+    let changes = check_changes(&mut problems, spec.changes.as_ref());
 
     // A part is missing only where a problem says why.
     let (Some(source), Some(lake), Some(warehouse), Some(tables), true) =
@@ -134,6 +135,7 @@ pub fn check_pipeline(
         lake,
         warehouse,
         schedule,
+        changes,
         lock: None,
         name,
     })
@@ -318,11 +320,61 @@ fn check_partition(
             format!("invalid field `{field}`, expected a dotted field name such as `created_at`"),
         ));
     }
+    if partition.lookback > MAX_LOOKBACK {
+        problems.push(
+            Problem::new(
+                ypath!("partition", "lookback"),
+                format!(
+                    "lookback of {} days is more than {MAX_LOOKBACK}",
+                    partition.lookback
+                ),
+            )
+            .hint("each daily run redoes this many days; for a full reload use `etl run --rerun --start D`"),
+        );
+    }
     PartitionPlan {
         field: field.clone(),
         kind: partition.kind,
         timezone,
         start_date,
+        lookback: partition.lookback,
+    }
+}
+
+/// The most days `partition.lookback` and `changes.recent_days` take: a
+/// year, beyond which a daily redo costs more than a reload.
+const MAX_LOOKBACK: u32 = 366;
+
+/// `changes`, with its defaults.
+fn check_changes(problems: &mut Vec<Problem>, changes: Option<&ChangesSpec>) -> ChangesPlan {
+    let spec = changes.cloned().unwrap_or_default();
+    let recent_days = match (spec.unknown_day, spec.recent_days) {
+        (UnknownDay::MarkRecent, Some(n)) if n == 0 || n > MAX_LOOKBACK => {
+            problems.push(
+                Problem::new(
+                    ypath!("changes", "recent_days"),
+                    format!("recent_days must be 1 to {MAX_LOOKBACK}, not {n}"),
+                )
+                .hint("the days before today that a change of unknown day marks dirty"),
+            );
+            7
+        }
+        (UnknownDay::Record, Some(_)) => {
+            problems.push(
+                Problem::new(
+                    ypath!("changes", "recent_days"),
+                    "recent_days is only read with `unknown_day: mark_recent`",
+                )
+                .hint("add `unknown_day: mark_recent`, or remove `recent_days`"),
+            );
+            7
+        }
+        (_, n) => n.unwrap_or(7),
+    };
+    ChangesPlan {
+        unknown_day: spec.unknown_day,
+        recent_days,
+        pre_images: spec.pre_images,
     }
 }
 

@@ -221,6 +221,65 @@ pub async fn read_rows(
     Ok((columns, rows))
 }
 
+/// The values of column `column` of the Parquet object `rel` that are in
+/// `wanted`, compared as text (a string column as it is, an integer
+/// column in decimal). Only that column is read, batch by batch; a file
+/// without it, or with it of another type, matches nothing.
+pub async fn matching_values(
+    store: &super::lake::Store,
+    rel: &str,
+    column: &str,
+    wanted: &std::collections::BTreeSet<String>,
+) -> Result<Vec<String>, ParquetError> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use arrow_array::Array;
+    use futures::TryStreamExt;
+    use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+    use parquet::arrow::ProjectionMask;
+    let err = |e: &dyn std::fmt::Display| ParquetError::Read {
+        file: store.display(rel),
+        message: e.to_string(),
+    };
+    let reader = ParquetObjectReader::new(store.object_store(), store.path(rel));
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| err(&e))?;
+    let Some(index) = builder
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| c.path().parts() == [column])
+    else {
+        return Ok(Vec::new());
+    };
+    let mask = ProjectionMask::leaves(builder.parquet_schema(), [index]);
+    let mut batches = builder
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| err(&e))?;
+    let mut out = Vec::new();
+    while let Some(batch) = batches.try_next().await.map_err(|e| err(&e))? {
+        let array = batch.column(0);
+        for i in 0..array.len() {
+            if array.is_null(i) {
+                continue;
+            }
+            let text = match array.data_type() {
+                DataType::Utf8 => array.as_string::<i32>().value(i).to_owned(),
+                DataType::LargeUtf8 => array.as_string::<i64>().value(i).to_owned(),
+                DataType::Int64 => array.as_primitive::<Int64Type>().value(i).to_string(),
+                _ => return Ok(out),
+            };
+            if wanted.contains(&text) {
+                out.push(text);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A row as [`crate::table`] writes it: a JSON object, NULLs left out.
 pub type JsonRow = serde_json::Map<String, serde_json::Value>;
 

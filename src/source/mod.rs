@@ -14,7 +14,7 @@ pub mod mongo;
 use futures::future::BoxFuture;
 
 pub use lake::LakeSource;
-pub use mongo::{MongoSource, ReadOptions};
+pub use mongo::{MongoSource, ReadOptions, WatchFrom};
 
 use crate::plan::PartitionTarget;
 

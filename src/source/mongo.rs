@@ -266,6 +266,59 @@ impl MongoSource {
     }
 }
 
+/// Where a change stream starts.
+#[derive(Debug, Clone)]
+pub enum WatchFrom {
+    /// The server's present.
+    Now,
+    /// After this resume token.
+    Token(mongodb::change_stream::event::ResumeToken),
+    /// At this server time, in seconds since the epoch.
+    Time(u32),
+}
+
+/// A collection's change stream, as `etl watch` reads it.
+pub type Changes = mongodb::change_stream::ChangeStream<
+    mongodb::change_stream::event::ChangeStreamEvent<Document>,
+>;
+
+impl MongoSource {
+    /// Opens the collection's change stream after `resume`, or from now.
+    /// Each update carries the document as it is now (`updateLookup`),
+    /// and with `pre_images` as it was before, where the server keeps it.
+    pub async fn watch(&self, from: WatchFrom, pre_images: bool) -> Result<Changes, SourceError> {
+        use mongodb::options::{FullDocumentBeforeChangeType, FullDocumentType};
+        let collection = self.collection.clone_with_type::<Document>();
+        let mut watch = collection
+            .watch()
+            .full_document(FullDocumentType::UpdateLookup)
+            .batch_size(self.read.batch_size.max(1));
+        if pre_images {
+            watch = watch.full_document_before_change(FullDocumentBeforeChangeType::WhenAvailable);
+        }
+        match from {
+            WatchFrom::Now => {}
+            WatchFrom::Token(token) => watch = watch.resume_after(token),
+            WatchFrom::Time(seconds) => {
+                watch = watch.start_at_operation_time(bson::Timestamp {
+                    time: seconds,
+                    increment: 0,
+                })
+            }
+        }
+        self.answer("watch", watch.into_future()).await
+    }
+
+    /// The next change of `changes`, None when the server has none now.
+    pub async fn next_change(
+        &self,
+        changes: &mut Changes,
+    ) -> Result<Option<mongodb::change_stream::event::ChangeStreamEvent<Document>>, SourceError>
+    {
+        self.answer("getMore", changes.next_if_any()).await
+    }
+}
+
 /// A cursor over one partition.
 pub struct PartitionCursor<'a> {
     cursor: Cursor<RawDocumentBuf>,

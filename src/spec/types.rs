@@ -438,6 +438,11 @@ pub struct PipelineSpec {
     /// Where the raw archive and the rows go.
     pub sinks: SinksSpec,
 
+    /// How `etl watch` turns the collection's change stream into days to
+    /// redo (docs/cdc.md). Without it, the defaults below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<ChangesSpec>,
+
     /// Cron schedule (five fields). Default: the project's, else `0 0 * * *`.
     #[serde(default)]
     pub schedule: Option<String>,
@@ -545,6 +550,54 @@ pub struct PartitionSpec {
 
     /// First day with data (`YYYY-MM-DD`). Catch-up runs start here.
     pub start_date: String,
+
+    /// Days before the last one that each catch-up run (no `--end`, no
+    /// `--date`) redoes as well, done or not: late changes to documents of
+    /// those days then reach the lake and the warehouse without change
+    /// streams. `3` redoes the three days before yesterday every day.
+    /// Default: 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lookback: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// `changes`: what `etl watch` does with the change stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ChangesSpec {
+    /// What to do with a change whose day cannot be told: a delete (or an
+    /// update that moved the partition field) without a pre-image, whose
+    /// `_id` the warehouse does not hold either. Default: `record`.
+    #[serde(default)]
+    pub unknown_day: UnknownDay,
+
+    /// With `unknown_day: mark_recent`, how many days before today are
+    /// marked. Default: 7.
+    #[serde(default)]
+    pub recent_days: Option<u32>,
+
+    /// Ask the server for each change's pre-image
+    /// (`fullDocumentBeforeChange: whenAvailable`): MongoDB 6.0 or newer,
+    /// with `changeStreamPreAndPostImages` enabled on the collection. It
+    /// tells the day of every delete and move without a lookup. Default:
+    /// false (older servers refuse the option).
+    #[serde(default)]
+    pub pre_images: bool,
+}
+
+/// What `etl watch` does with a change whose day it cannot tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownDay {
+    /// Record it in the state store; `etl status` reports it, and nothing
+    /// is redone until someone decides.
+    #[default]
+    Record,
+    /// Mark the `recent_days` days before today dirty.
+    MarkRecent,
 }
 
 /// How the partition field stores time.

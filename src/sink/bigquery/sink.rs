@@ -384,6 +384,51 @@ impl BigQuerySink {
         Ok(crate::sink::warehouse::ReadRows { columns, rows })
     }
 
+    /// The days (`partition_column`) of the table's rows whose `column`, as
+    /// a string, is one of `values`, by value: one query. A table that does
+    /// not exist holds none.
+    pub async fn days_holding(
+        &self,
+        dataset: &str,
+        table: &str,
+        partition_column: &str,
+        column: &str,
+        values: &std::collections::BTreeSet<String>,
+    ) -> Result<
+        std::collections::BTreeMap<String, std::collections::BTreeSet<NaiveDate>>,
+        BigQueryError,
+    > {
+        const OP: &str = "looking up days in";
+        check_names(dataset, table)?;
+        let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<NaiveDate>> =
+            Default::default();
+        if values.is_empty() || self.table_schema(dataset, table).await?.is_none() {
+            return Ok(out);
+        }
+        let target = self.target(dataset, table, None);
+        let list: Vec<String> = values.iter().map(|v| string_literal(v)).collect();
+        let sql = format!(
+            "SELECT DISTINCT CAST(`{column}` AS STRING) AS value, CAST(`{partition_column}` AS STRING) AS day FROM {} WHERE CAST(`{column}` AS STRING) IN ({})",
+            table_path(&target.project, &target.dataset, &target.table),
+            list.join(", ")
+        );
+        let resp = self.run_query(OP, &target, &sql).await?;
+        if resp["pageToken"].is_string() {
+            return Err(BigQueryError::Unexpected {
+                op: OP,
+                target: target.boxed(),
+                message: "the answer came in pages; look up fewer values at once".to_owned(),
+            });
+        }
+        for row in resp["rows"].as_array().into_iter().flatten() {
+            let cell = |i: usize| row["f"][i]["v"].as_str();
+            if let (Some(value), Some(day)) = (cell(0), cell(1).and_then(|d| d.parse().ok())) {
+                out.entry(value.to_owned()).or_default().insert(day);
+            }
+        }
+        Ok(out)
+    }
+
     async fn count_rows(&self, target: &Target, column: &str) -> Result<u64, BigQueryError> {
         let day = target.day.expect("a count is for one day");
         let sql = format!(
@@ -675,5 +720,36 @@ impl BigQuerySink {
                 .await
                 .map_err(target.request_failed(op))?;
         }
+    }
+}
+
+/// `s` as a GoogleSQL string literal: quoted, with backslashes, quotes
+/// and control characters escaped.
+fn string_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn string_literals_escape_quotes_backslashes_and_control_characters() {
+        assert_eq!(super::string_literal("5ed4c4"), "'5ed4c4'");
+        assert_eq!(
+            super::string_literal("a'b\\c\nd\u{1}"),
+            r"'a\'b\\c\nd\u0001'"
+        );
     }
 }

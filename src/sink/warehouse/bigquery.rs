@@ -118,6 +118,28 @@ impl Warehouse for BigQuery {
             .await?)
     }
 
+    async fn days_holding(
+        &self,
+        table: &Table,
+        column: &str,
+        values: &std::collections::BTreeSet<String>,
+    ) -> Result<
+        Option<std::collections::BTreeMap<String, std::collections::BTreeSet<NaiveDate>>>,
+        WarehouseError,
+    > {
+        Ok(Some(
+            self.sink
+                .days_holding(
+                    &table.dataset,
+                    &table.name,
+                    &self.partition_column,
+                    column,
+                    values,
+                )
+                .await?,
+        ))
+    }
+
     async fn count_day(&self, table: &Table, day: NaiveDate) -> Result<u64, WarehouseError> {
         Ok(self
             .sink

@@ -135,6 +135,18 @@ pub async fn run(warehouse: &dyn Warehouse, table: &Table, scratch: &Path, skip:
         2,
         "replacing a day leaves the others alone"
     );
+    let wanted = ["4", "7", "99"].map(str::to_owned).into();
+    let found = warehouse
+        .days_holding(table, "id", &wanted)
+        .await
+        .unwrap_or_else(|e| panic!("days_holding: {e}"));
+    if let Some(found) = found {
+        assert_eq!(
+            found,
+            [("4".to_owned(), [d1].into()), ("7".to_owned(), [d2].into())].into(),
+            "days_holding finds the day of each value the table holds, by its text, and no other"
+        );
+    }
 
     let broken = rows(
         scratch,

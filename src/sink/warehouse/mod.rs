@@ -30,6 +30,7 @@ pub mod bigquery;
 pub mod conformance;
 pub mod parquet;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use chrono::NaiveDate;
@@ -140,6 +141,19 @@ pub trait Warehouse: Send + Sync {
 
     /// The rows day `day` of the table holds.
     async fn count_day(&self, table: &Table, day: NaiveDate) -> Result<u64, WarehouseError>;
+
+    /// The days of the table holding a row whose `column`, as text, is one
+    /// of `values`, by value: what `etl watch` asks when a change does not
+    /// tell its document's day (a delete without a pre-image). None when
+    /// this warehouse cannot say.
+    async fn days_holding(
+        &self,
+        _table: &Table,
+        _column: &str,
+        _values: &std::collections::BTreeSet<String>,
+    ) -> Result<Option<BTreeMap<String, BTreeSet<NaiveDate>>>, WarehouseError> {
+        Ok(None)
+    }
 
     /// Up to `limit` rows of day `day`, read back from the warehouse in
     /// the order of the columns `order_by` that the table has. A dataset

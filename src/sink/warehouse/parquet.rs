@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 
 use super::{DayRows, ReadRows, Table, Warehouse, WarehouseError};
 use crate::sink::lake::Store;
-use crate::sink::parquet::{read_rows, write_local, ParquetError};
+use crate::sink::parquet::{matching_values, read_rows, write_local, ParquetError};
 use crate::table::TableSchema;
 
 /// A pipeline's Parquet datasets, under one store.
@@ -127,6 +127,40 @@ impl Warehouse for ParquetDatasets {
 
     async fn count_day(&self, table: &Table, day: NaiveDate) -> Result<u64, WarehouseError> {
         Ok(self.count(table, day).await?)
+    }
+
+    /// Reads `column` of every day's files: the cost of a scan of that
+    /// column, paid only for changes that tell no day.
+    async fn days_holding(
+        &self,
+        table: &Table,
+        column: &str,
+        values: &std::collections::BTreeSet<String>,
+    ) -> Result<
+        Option<std::collections::BTreeMap<String, std::collections::BTreeSet<NaiveDate>>>,
+        WarehouseError,
+    > {
+        let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<NaiveDate>> =
+            Default::default();
+        let dataset = Self::dataset(table);
+        for rel in self
+            .store
+            .list(dataset.trim_matches('/'))
+            .await
+            .map_err(ParquetError::from)?
+        {
+            let Some(day) = rel
+                .split('/')
+                .find_map(|p| p.strip_prefix("dt="))
+                .and_then(|d| d.parse::<NaiveDate>().ok())
+            else {
+                continue;
+            };
+            for value in matching_values(&self.store, &rel, column, values).await? {
+                out.entry(value).or_default().insert(day);
+            }
+        }
+        Ok(Some(out))
     }
 
     /// The day's files in name order, each in the order it was written:
