@@ -212,12 +212,17 @@ fn raw_archive_gives_back_the_bytes(project: &Path, day: NaiveDate, docs: &[RawD
         .filter(|l| l.starts_with(r#"{"$bson":"#))
         .map(|l| case_of(&etl::extjson::read_archive_line(l.as_bytes()).unwrap()))
         .collect();
-    let expected: &[&str] = if day == day_of(&docs[0]) {
-        &["special_keys"]
+    // `special_keys` (keys starting with `$`, which text reads back as type
+    // wrappers) is the one case of the fixture on June 3.
+    let expected: Vec<&str> = if day.to_string() == "2020-06-03" {
+        vec!["special_keys"]
     } else {
-        &[]
+        vec![]
     };
-    assert_eq!(as_bytes, expected, "{day}: the documents archived as bytes");
+    assert_eq!(
+        as_bytes, expected,
+        "{day}: the documents archived as BSON bytes"
+    );
     for line in lines {
         let back = etl::extjson::read_archive_line(line.as_bytes())
             .unwrap_or_else(|e| panic!("{line}: {e}"));
