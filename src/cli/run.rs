@@ -236,13 +236,8 @@ fn execute(ctx: &Context, args: RunArgs, mode: Mode) -> anyhow::Result<Exit> {
             return Ok(Exit::RunFailed);
         }
     };
-    let (trigger, shutdown) = Shutdown::new();
-    rt.spawn(async move {
-        on_signal().await;
+    let shutdown = shutdown_on_signal(&rt, || {
         eprintln!("interrupted: no new day starts; running days stop and are recorded `interrupted` (a second signal exits at once)");
-        trigger.request();
-        on_signal().await;
-        std::process::exit(Exit::Interrupted as i32);
     });
     let jobs = if mode == Mode::ReplayRejects {
         let jobs = rt.block_on(days_with_rejects(&engine, jobs))?;
@@ -351,6 +346,23 @@ pub(super) fn open_secrets<'a>(
         Arc::new(store),
         EnvMode::Strict,
     )))
+}
+
+/// A shutdown that the first Ctrl-C or SIGTERM requests, after `announce`
+/// says what stops; the second signal exits at once.
+pub(super) fn shutdown_on_signal(
+    rt: &tokio::runtime::Runtime,
+    announce: impl FnOnce() + Send + 'static,
+) -> Shutdown {
+    let (trigger, shutdown) = Shutdown::new();
+    rt.spawn(async move {
+        on_signal().await;
+        announce();
+        trigger.request();
+        on_signal().await;
+        std::process::exit(Exit::Interrupted as i32);
+    });
+    shutdown
 }
 
 /// Resolves at the next Ctrl-C or SIGTERM (what Kubernetes and Airflow

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
-use super::run::{init_logging, on_signal, open_secrets, LogFormat};
+use super::run::{init_logging, open_secrets, shutdown_on_signal, LogFormat};
 use super::{load_plans, Context};
 use crate::engine::{Engine, PipelineRuntime, RunOptions, RunReport, Shutdown};
 use crate::exit::Exit;
@@ -134,13 +134,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         },
     };
     let daemon = Daemon::new(entries, timeline, retries);
-    let (trigger, shutdown) = Shutdown::new();
-    rt.spawn(async move {
-        on_signal().await;
+    let shutdown = shutdown_on_signal(&rt, || {
         tracing::info!("schedule: stopping on a signal; a running day stops and is recorded `interrupted` (a second signal exits at once)");
-        trigger.request();
-        on_signal().await;
-        std::process::exit(Exit::Interrupted as i32);
     });
     rt.block_on(daemon.run(&runner, &shutdown, &mut |event| tracing::info!("{event}")));
     // A stop on request is how a daemon ends: systemd and Kubernetes send

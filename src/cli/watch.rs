@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::run::{init_logging, on_signal, open_secrets, LogFormat};
+use super::run::{init_logging, open_secrets, shutdown_on_signal, LogFormat};
 use super::{load_plans, Context};
 use crate::engine::watch::{watch_all, WatchOptions};
-use crate::engine::{Engine, Shutdown};
+use crate::engine::Engine;
 use crate::exit::Exit;
 
 /// `etl watch`.
@@ -55,13 +55,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
             return Ok(Exit::RunFailed);
         }
     };
-    let (trigger, shutdown) = Shutdown::new();
-    rt.spawn(async move {
-        on_signal().await;
+    let shutdown = shutdown_on_signal(&rt, || {
         tracing::info!("watch: stopping on a signal; the changes read so far are marked and the position saved (a second signal exits at once)");
-        trigger.request();
-        on_signal().await;
-        std::process::exit(Exit::Interrupted as i32);
     });
     let opts = WatchOptions {
         batch_max: args.batch as usize,

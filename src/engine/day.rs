@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use super::extract::extract;
 use super::progress::{Bar, Phase};
 use super::reconcile;
-use super::rows::{flatten_spool, parquet_file, Flattening, Speculation, SpoolOutput};
+use super::rows::{flatten_staged, parquet_file, Flattening, Speculation, SpoolOutput, Staged};
 use super::runtime::PipelineRuntime;
 use crate::plan::PartitionTarget;
 use crate::sink::lake::records::{manifest, RawSummary};
@@ -221,21 +221,27 @@ impl PipelineRuntime {
                     std::fs::remove_file(&output.rejects)
                         .map_err(|e| io("cannot remove", &output.rejects, e))?;
                 }
-                let (spool_path, schemas, tables, output) = (
-                    extracted.spool_path.clone(),
-                    schemas.clone(),
-                    tables.clone(),
-                    output.clone(),
+                let staged = match &extracted.spool_path {
+                    Some(spool) => Staged::Spool(spool.clone()),
+                    None => Staged::Archive(extracted.raw_path.clone(), self.plan.lake.compression),
+                };
+                tracing::debug!(
+                    pipeline = %self.plan.name, partition = %day,
+                    from = if extracted.spool_path.is_some() { "the spool" } else { "the raw archive" },
+                    "flattening the day after its extract"
                 );
+                let (schemas, tables, output) = (schemas.clone(), tables.clone(), output.clone());
                 let flattening = tokio::task::spawn_blocking(move || {
-                    flatten_spool(&tables, &spool_path, &output, &schemas, day)
+                    flatten_staged(&tables, &staged, &output, &schemas, day)
                 })
                 .await
                 .map_err(|e| PartitionError::fatal(e.to_string()))??;
                 (flattening, vec![None; names.len()])
             }
         };
-        let _ = std::fs::remove_file(&extracted.spool_path);
+        if let Some(spool) = &extracted.spool_path {
+            let _ = std::fs::remove_file(spool);
+        }
         stats.rejected = Some(rejected);
 
         // 4. Load: the lake and the warehouse, concurrently.

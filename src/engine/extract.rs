@@ -1,11 +1,20 @@
 //! Stage 1, extract: a day's documents off the source, written in one pass
-//! to a local BSON spool and to the raw archive, their schema inferred on
-//! the way. [`DayReader`] is the read both `etl run` and the commands that
+//! to the raw archive (and, when pass 2 could not start beside the
+//! extract, to a local BSON spool), their schema inferred on the way.
+//! [`DayReader`] is the read both `etl run` and the commands that
 //! only scan a day (`etl schema lock`, `etl infer`) share.
 //!
 //! The reading loop only copies each document's bytes and infers the
 //! schema; a writer thread spools them, writes the canonical Extended JSON
 //! line, and compresses and hashes it, so the two run on two cores.
+//!
+//! Without a spool, a pass 2 that must run again after the extract reads
+//! the documents back from the local raw archive, whose lines read back to
+//! the source's bytes ([`crate::extjson::read_archive_line`]). That is
+//! slower than reading the spool, but it is needed only on a day whose
+//! columns were not the ones expected, and it spares every other day a
+//! second copy of its documents on disk (481 MB of writes per million
+//! orders).
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -105,14 +114,16 @@ pub(super) struct Extracted {
     /// The raw archive, closed.
     pub archived: Archived,
     pub raw_path: PathBuf,
-    /// Every document, as concatenated BSON, for pass 2.
-    pub spool_path: PathBuf,
+    /// Every document, as concatenated BSON, for pass 2; None when the
+    /// extract wrote no spool (pass 2 then reads the raw archive).
+    pub spool_path: Option<PathBuf>,
     /// Each table's schema as the day's data has it.
     pub inferred: Vec<SchemaBuilder>,
 }
 
 /// Reads day `target` into the staging folder `dir`, handing each chunk
-/// to `speculation` too when there is one.
+/// to `speculation` too when there is one; the spool is written only
+/// without one.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn extract(
     source: &dyn Source,
@@ -126,8 +137,8 @@ pub(super) async fn extract(
 ) -> Result<Extracted, PartitionError> {
     let raw_name = target.lake_path.rsplit('/').next().unwrap_or("raw.jsonl");
     let raw_path = dir.join(raw_name);
-    let spool_path = dir.join("spool.bson");
-    let mut writer = ExtractWriter::start(&spool_path, &raw_path, compression)?;
+    let spool_path = speculation.is_none().then(|| dir.join("spool.bson"));
+    let mut writer = ExtractWriter::start(spool_path.as_deref(), &raw_path, compression)?;
     // The builders already hold the explicit columns, so an empty day
     // still has them.
     let mut inferred = tables.schema_builders();
@@ -192,8 +203,8 @@ pub(super) fn doc_id(doc: &bson::RawDocument) -> String {
 }
 
 /// The extract's writer thread: appends chunks of concatenated BSON
-/// documents to the spool, and each document's canonical Extended JSON
-/// line to the compressed, hashed raw archive.
+/// documents to the spool if there is one, and each document's canonical
+/// Extended JSON line to the compressed, hashed raw archive.
 struct ExtractWriter {
     chunks: Option<tokio::sync::mpsc::Sender<Arc<Vec<u8>>>>,
     thread: tokio::task::JoinHandle<Result<(u64, Archived), PartitionError>>,
@@ -201,25 +212,32 @@ struct ExtractWriter {
 
 impl ExtractWriter {
     fn start(
-        spool_path: &Path,
+        spool_path: Option<&Path>,
         raw_path: &Path,
         compression: Compression,
     ) -> Result<Self, PartitionError> {
-        let mut spool = BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(spool_path).map_err(|e| io("cannot create", spool_path, e))?,
-        );
+        let mut spool = match spool_path {
+            Some(path) => Some((
+                BufWriter::with_capacity(
+                    1 << 20,
+                    std::fs::File::create(path).map_err(|e| io("cannot create", path, e))?,
+                ),
+                path.to_owned(),
+            )),
+            None => None,
+        };
         let mut raw = RawArchive::create(raw_path, compression)
             .map_err(|e| io("cannot create", raw_path, e))?;
         let (chunks, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(CHUNKS_IN_FLIGHT);
-        let spool_path = spool_path.to_owned();
         let thread = tokio::task::spawn_blocking(move || {
             let mut line = Vec::with_capacity(16 * 1024);
             let mut lines = 0u64;
             while let Some(chunk) = rx.blocking_recv() {
-                spool
-                    .write_all(&chunk)
-                    .map_err(|e| io("cannot write", &spool_path, e))?;
+                if let Some((spool, path)) = &mut spool {
+                    spool
+                        .write_all(&chunk)
+                        .map_err(|e| io("cannot write", path, e))?;
+                }
                 for doc in crate::extjson::concatenated(&chunk) {
                     let doc =
                         doc.map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;
@@ -239,10 +257,9 @@ impl ExtractWriter {
                     lines += 1;
                 }
             }
-            spool
-                .flush()
-                .map_err(|e| io("cannot write", &spool_path, e))?;
-            drop(spool);
+            if let Some((mut spool, path)) = spool {
+                spool.flush().map_err(|e| io("cannot write", &path, e))?;
+            }
             let path = raw.path().to_owned();
             let archived = raw.finish().map_err(|e| io("cannot write", &path, e))?;
             Ok((lines, archived))

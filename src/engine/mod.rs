@@ -5,13 +5,15 @@
 //! One day is one partition of one pipeline, run as stages, each a module
 //! with typed inputs and outputs, called in order by [`day`]:
 //! 1. [`extract`]: the day's documents, read in `_id` order, written in one
-//!    pass to a local BSON spool and the raw archive (canonical Extended
-//!    JSON lines, compressed, hashed), the schema inferred on the way;
+//!    pass to the raw archive (canonical Extended JSON lines, compressed,
+//!    hashed) and, when step 3 cannot run beside it, a local BSON spool,
+//!    the schema inferred on the way;
 //! 2. [`schemas`]: each table's schema, from the data, the warehouse table
 //!    and the schema lock;
 //! 3. [`rows`]: the documents flattened into a local rows file per table
 //!    (during the extract when the day's schemas can be told beforehand,
-//!    kept if they turn out to be those; else from the spool);
+//!    kept if they turn out to be those; else from the spool, or without
+//!    one from the local raw archive);
 //! 4. the load: concurrently, the raw archive and its manifest to the lake,
 //!    and the rows to the warehouse, replacing the day;
 //! 5. [`reconcile`]: the source count, the raw lines and the warehouse

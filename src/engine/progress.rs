@@ -25,8 +25,8 @@ pub trait Progress: Send + Sync {
 /// A phase of a day after its extract, in the order they come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// The day's documents into rows, from the local spool: `documents`
-    /// of them.
+    /// The day's documents into rows, from the local spool or raw
+    /// archive: `documents` of them.
     Flatten { documents: u64 },
     /// The raw archive (`bytes` compressed) to the lake and `rows` rows to
     /// the warehouse, at once.

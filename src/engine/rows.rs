@@ -1,7 +1,8 @@
 //! Stage 3, flatten: pass 2 of the day, each document's rows written to
 //! its tables' files, against the schemas the day resolved to.
 //!
-//! It runs after the extract over the spool ([`flatten_spool`]), or
+//! It runs after the extract over the spool or the raw archive
+//! ([`flatten_staged`]), or
 //! during the extract against the schemas the day is expected to end with
 //! ([`Speculation`]), kept when the day's schemas turn out to be those.
 //! Either way [`RowsOut`] writes: NDJSON files, or under a warehouse that
@@ -18,6 +19,7 @@ use super::day::{io, PartitionError};
 use super::extract::{doc_id, CHUNKS_IN_FLIGHT};
 use crate::flatten::{FlattenError, RowError, Tables};
 use crate::sink::lake::records::reject_record;
+use crate::spec::Compression;
 use crate::table::TableSchema;
 
 /// Where pass 2 writes.
@@ -41,42 +43,75 @@ pub(super) struct Flattening {
     pub encoded: Vec<u64>,
 }
 
-/// Pass 2: the spool's documents to NDJSON rows, one file per table; see
-/// [`RowsOut`].
-pub(super) fn flatten_spool(
+/// Where pass 2 reads the day's documents after the extract.
+pub(super) enum Staged {
+    /// The BSON spool.
+    Spool(PathBuf),
+    /// The local raw archive, when the extract wrote no spool.
+    Archive(PathBuf, Compression),
+}
+
+/// Pass 2 after the extract: the staged documents to rows, one file per
+/// table; see [`RowsOut`].
+pub(super) fn flatten_staged(
     tables: &Tables,
-    spool: &Path,
+    staged: &Staged,
     output: &SpoolOutput,
     schemas: &[TableSchema],
     day: NaiveDate,
 ) -> Result<Flattening, PartitionError> {
-    let mut input = BufReader::with_capacity(
-        1 << 20,
-        std::fs::File::open(spool).map_err(|e| io("cannot open", spool, e))?,
-    );
     let mut out = RowsOut::create(tables, output, schemas, day, None)?;
-    let mut doc = Vec::with_capacity(16 * 1024);
-    loop {
-        if input
-            .fill_buf()
-            .map_err(|e| io("cannot read", spool, e))?
-            .is_empty()
-        {
-            break;
+    match staged {
+        Staged::Spool(spool) => {
+            let mut input = BufReader::with_capacity(
+                1 << 20,
+                std::fs::File::open(spool).map_err(|e| io("cannot open", spool, e))?,
+            );
+            let mut doc = Vec::with_capacity(16 * 1024);
+            loop {
+                if input
+                    .fill_buf()
+                    .map_err(|e| io("cannot read", spool, e))?
+                    .is_empty()
+                {
+                    break;
+                }
+                let mut len = [0u8; 4];
+                input
+                    .read_exact(&mut len)
+                    .map_err(|e| io("cannot read", spool, e))?;
+                let size = i32::from_le_bytes(len) as usize;
+                doc.clear();
+                doc.extend_from_slice(&len);
+                doc.resize(size, 0);
+                input
+                    .read_exact(&mut doc[4..])
+                    .map_err(|e| io("cannot read", spool, e))?;
+                let raw = bson::RawDocument::from_bytes(&doc)
+                    .map_err(|e| io("corrupt spool", spool, e))?;
+                out.document(raw)?;
+            }
         }
-        let mut len = [0u8; 4];
-        input
-            .read_exact(&mut len)
-            .map_err(|e| io("cannot read", spool, e))?;
-        let size = i32::from_le_bytes(len) as usize;
-        doc.clear();
-        doc.extend_from_slice(&len);
-        doc.resize(size, 0);
-        input
-            .read_exact(&mut doc[4..])
-            .map_err(|e| io("cannot read", spool, e))?;
-        let raw = bson::RawDocument::from_bytes(&doc).map_err(|e| io("corrupt spool", spool, e))?;
-        out.document(raw)?;
+        Staged::Archive(archive, compression) => {
+            let file = std::fs::File::open(archive).map_err(|e| io("cannot open", archive, e))?;
+            let mut lines = crate::sink::lake::archive::lines(file, *compression)
+                .map_err(|e| io("cannot decompress", archive, e))?;
+            let mut line = Vec::with_capacity(16 * 1024);
+            for number in 1u64.. {
+                line.clear();
+                if lines
+                    .read_until(b'\n', &mut line)
+                    .map_err(|e| io("cannot read", archive, e))?
+                    == 0
+                {
+                    break;
+                }
+                let doc = crate::extjson::read_archive_line(&line).map_err(|e| {
+                    PartitionError::fatal(format!("{}, line {number}: {e}", archive.display()))
+                })?;
+                out.document(&doc)?;
+            }
+        }
     }
     out.finish()
 }

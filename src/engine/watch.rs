@@ -486,7 +486,7 @@ impl Watcher<'_> {
     async fn days_holding(
         &self,
         ids: &BTreeSet<String>,
-    ) -> Result<BTreeMap<String, BTreeSet<NaiveDate>>, String> {
+    ) -> Result<crate::sink::warehouse::DaysHolding, String> {
         let warehouse = self.rt.warehouse().await.map_err(|e| e.message)?;
         // The root table as yesterday's run names it.
         let day = self

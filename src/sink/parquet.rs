@@ -21,6 +21,9 @@ use crate::table::{Column, TableSchema};
 /// Rows per record batch and per row group: bounds memory.
 const BATCH_ROWS: usize = 8192;
 
+/// NDJSON an [`Encoder`] gathers before decoding it.
+const PENDING_BYTES: usize = 256 << 10;
+
 /// Why writing Parquet failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ParquetError {
@@ -105,6 +108,9 @@ pub fn write_local(
 /// schema, not on how the bytes were handed over.
 pub struct Encoder {
     decoder: arrow_json::reader::Decoder,
+    /// Rows not yet decoded: the decoder is handed [`PENDING_BYTES`] at a
+    /// time, not a document's few rows per call.
+    pending: Vec<u8>,
     writer: ArrowWriter<std::fs::File>,
     rows: u64,
     day: chrono::NaiveDate,
@@ -134,6 +140,7 @@ impl Encoder {
             ArrowWriter::try_new(file, arrow, Some(props)).map_err(|e| err(e.to_string()))?;
         Ok(Self {
             decoder,
+            pending: Vec::with_capacity(PENDING_BYTES + (64 << 10)),
             writer,
             rows: 0,
             day,
@@ -141,7 +148,17 @@ impl Encoder {
     }
 
     /// More NDJSON; a row may end in a later call.
-    pub fn rows(&mut self, mut bytes: &[u8]) -> Result<(), ParquetError> {
+    pub fn rows(&mut self, bytes: &[u8]) -> Result<(), ParquetError> {
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= PENDING_BYTES {
+            self.decode_pending()?;
+        }
+        Ok(())
+    }
+
+    fn decode_pending(&mut self) -> Result<(), ParquetError> {
+        let pending = std::mem::take(&mut self.pending);
+        let mut bytes = &pending[..];
         while !bytes.is_empty() {
             let n = self.decoder.decode(bytes).map_err(|e| self.error(e))?;
             bytes = &bytes[n..];
@@ -150,6 +167,8 @@ impl Encoder {
                 self.flush()?;
             }
         }
+        self.pending = pending;
+        self.pending.clear();
         Ok(())
     }
 
@@ -163,6 +182,7 @@ impl Encoder {
 
     /// Ends the file; returns its rows.
     pub fn finish(mut self) -> Result<u64, ParquetError> {
+        self.decode_pending()?;
         self.flush()?;
         let (day, rows) = (self.day, self.rows);
         self.writer.close().map_err(|e| ParquetError::Convert {
@@ -180,6 +200,40 @@ impl Encoder {
     }
 }
 
+/// The Parquet object `rel` of `store`, opened for reading: only its
+/// footer is fetched so far.
+async fn open(
+    store: &super::lake::Store,
+    rel: &str,
+) -> Result<
+    parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder<
+        parquet::arrow::async_reader::ParquetObjectReader,
+    >,
+    ParquetError,
+> {
+    let reader = parquet::arrow::async_reader::ParquetObjectReader::new(
+        store.object_store(),
+        store.path(rel),
+    );
+    parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| read_error(store, rel, &e))
+}
+
+fn read_error(store: &super::lake::Store, rel: &str, e: &dyn std::fmt::Display) -> ParquetError {
+    ParquetError::Read {
+        file: store.display(rel),
+        message: e.to_string(),
+    }
+}
+
+/// The rows of the Parquet object `rel` in `store`, from its footer: only
+/// the footer is fetched (a day's file may be tens of megabytes).
+pub async fn row_count(store: &super::lake::Store, rel: &str) -> Result<u64, ParquetError> {
+    let builder = open(store, rel).await?;
+    Ok(builder.metadata().file_metadata().num_rows().max(0) as u64)
+}
+
 /// Up to `limit` rows of the Parquet object `rel` in `store`, in the
 /// file's order, in the row format of [`crate::table`] (a NULL column left
 /// out); and the file's columns. Only the footer and the row groups needed
@@ -190,15 +244,8 @@ pub async fn read_rows(
     limit: usize,
 ) -> Result<(Vec<String>, Vec<JsonRow>), ParquetError> {
     use futures::TryStreamExt;
-    use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
-    let err = |e: &dyn std::fmt::Display| ParquetError::Read {
-        file: store.display(rel),
-        message: e.to_string(),
-    };
-    let reader = ParquetObjectReader::new(store.object_store(), store.path(rel));
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
-        .await
-        .map_err(|e| err(&e))?;
+    let err = |e: &dyn std::fmt::Display| read_error(store, rel, e);
+    let builder = open(store, rel).await?;
     let columns = builder
         .schema()
         .fields()
@@ -235,16 +282,9 @@ pub async fn matching_values(
     use arrow_array::types::Int64Type;
     use arrow_array::Array;
     use futures::TryStreamExt;
-    use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
     use parquet::arrow::ProjectionMask;
-    let err = |e: &dyn std::fmt::Display| ParquetError::Read {
-        file: store.display(rel),
-        message: e.to_string(),
-    };
-    let reader = ParquetObjectReader::new(store.object_store(), store.path(rel));
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
-        .await
-        .map_err(|e| err(&e))?;
+    let err = |e: &dyn std::fmt::Display| read_error(store, rel, e);
+    let builder = open(store, rel).await?;
     let Some(index) = builder
         .parquet_schema()
         .columns()

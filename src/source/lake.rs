@@ -125,15 +125,8 @@ fn read_object(
         hash: Sha256::new(),
     };
     {
-        let decoded: Box<dyn Read + '_> = match manifest.compression {
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut hashing)),
-            Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::new(&mut hashing)
-                    .map_err(|e| io("cannot decompress", e))?,
-            ),
-            Compression::None => Box::new(&mut hashing),
-        };
-        let mut lines = std::io::BufReader::with_capacity(1 << 16, decoded);
+        let mut lines = crate::sink::lake::archive::lines(&mut hashing, manifest.compression)
+            .map_err(|e| io("cannot decompress", e))?;
         let mut line = Vec::new();
         let mut number = 0u64;
         loop {

@@ -202,8 +202,8 @@ pub struct StateSpec {
     #[serde(default = "default_staging_dir")]
     pub staging_dir: String,
 
-    /// Keep each day's staging folder (the BSON spool, the compressed raw
-    /// archive, the rows files) after the day is recorded `done`. Default:
+    /// Keep each day's staging folder (the compressed raw archive, the rows
+    /// files, and the BSON spool of a day that needed one) after the day is recorded `done`. Default:
     /// `false`: a finished day's folder is removed, so a year of backfill
     /// does not keep a year of data on local disk. A failed day's folder
     /// is always kept for inspection, and its error says where.

@@ -394,14 +394,10 @@ impl BigQuerySink {
         partition_column: &str,
         column: &str,
         values: &std::collections::BTreeSet<String>,
-    ) -> Result<
-        std::collections::BTreeMap<String, std::collections::BTreeSet<NaiveDate>>,
-        BigQueryError,
-    > {
+    ) -> Result<crate::sink::warehouse::DaysHolding, BigQueryError> {
         const OP: &str = "looking up days in";
         check_names(dataset, table)?;
-        let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<NaiveDate>> =
-            Default::default();
+        let mut out = crate::sink::warehouse::DaysHolding::new();
         if values.is_empty() || self.table_schema(dataset, table).await?.is_none() {
             return Ok(out);
         }

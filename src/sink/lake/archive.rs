@@ -2,7 +2,7 @@
 //! gzip- or zstd-compressed, counted and hashed on the way to disk. Equal
 //! lines give equal bytes: gzip headers carry no timestamp or name.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -100,6 +100,21 @@ impl RawArchive {
             sha256: hex::encode(sink.hash.finalize()),
         })
     }
+}
+
+/// The lines of a raw archive compressed with `compression`, read from
+/// `compressed`: what [`RawArchive`] wrote, for the replay from the lake and
+/// for pass 2 when the day has no spool.
+pub fn lines<'r>(
+    compressed: impl Read + 'r,
+    compression: Compression,
+) -> std::io::Result<std::io::BufReader<Box<dyn Read + 'r>>> {
+    let decoded: Box<dyn Read + 'r> = match compression {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(compressed)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(compressed)?),
+        Compression::None => Box::new(compressed),
+    };
+    Ok(std::io::BufReader::with_capacity(1 << 16, decoded))
 }
 
 #[cfg(test)]

@@ -123,10 +123,7 @@ impl Warehouse for BigQuery {
         table: &Table,
         column: &str,
         values: &std::collections::BTreeSet<String>,
-    ) -> Result<
-        Option<std::collections::BTreeMap<String, std::collections::BTreeSet<NaiveDate>>>,
-        WarehouseError,
-    > {
+    ) -> Result<Option<super::DaysHolding>, WarehouseError> {
         Ok(Some(
             self.sink
                 .days_holding(

@@ -101,6 +101,9 @@ impl WarehouseError {
     }
 }
 
+/// Per value, the days whose rows hold it: see [`Warehouse::days_holding`].
+pub type DaysHolding = BTreeMap<String, BTreeSet<NaiveDate>>;
+
 /// Where a pipeline's rows go.
 ///
 /// # Contract
@@ -150,8 +153,8 @@ pub trait Warehouse: Send + Sync {
         &self,
         _table: &Table,
         _column: &str,
-        _values: &std::collections::BTreeSet<String>,
-    ) -> Result<Option<BTreeMap<String, BTreeSet<NaiveDate>>>, WarehouseError> {
+        _values: &BTreeSet<String>,
+    ) -> Result<Option<DaysHolding>, WarehouseError> {
         Ok(None)
     }
 

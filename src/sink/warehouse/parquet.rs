@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 
 use super::{DayRows, ReadRows, Table, Warehouse, WarehouseError};
 use crate::sink::lake::Store;
-use crate::sink::parquet::{matching_values, read_rows, write_local, ParquetError};
+use crate::sink::parquet::{matching_values, read_rows, row_count, write_local, ParquetError};
 use crate::table::TableSchema;
 
 /// A pipeline's Parquet datasets, under one store.
@@ -56,18 +56,9 @@ impl ParquetDatasets {
     }
 
     async fn count(&self, table: &Table, day: NaiveDate) -> Result<u64, ParquetError> {
-        use parquet::file::reader::FileReader;
         let mut total = 0;
         for rel in self.store.list(&Self::folder(table, day)).await? {
-            let Some(bytes) = self.store.get(&rel).await? else {
-                continue;
-            };
-            let reader = parquet::file::serialized_reader::SerializedFileReader::new(bytes)
-                .map_err(|e| ParquetError::Convert {
-                    day,
-                    message: format!("reading `{rel}`: {e}"),
-                })?;
-            total += reader.metadata().file_metadata().num_rows() as u64;
+            total += row_count(&self.store, &rel).await?;
         }
         Ok(total)
     }
@@ -136,12 +127,8 @@ impl Warehouse for ParquetDatasets {
         table: &Table,
         column: &str,
         values: &std::collections::BTreeSet<String>,
-    ) -> Result<
-        Option<std::collections::BTreeMap<String, std::collections::BTreeSet<NaiveDate>>>,
-        WarehouseError,
-    > {
-        let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<NaiveDate>> =
-            Default::default();
+    ) -> Result<Option<super::DaysHolding>, WarehouseError> {
+        let mut out = super::DaysHolding::new();
         let dataset = Self::dataset(table);
         for rel in self
             .store
