@@ -403,6 +403,24 @@ pub mod stack {
             .await
         }
 
+        /// The names of the dataset's tables.
+        pub async fn table_names(&self, dataset: &str) -> Vec<String> {
+            let (status, list) = self
+                .send(
+                    reqwest::Method::GET,
+                    &format!("datasets/{dataset}/tables"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "listing the tables of {dataset}: {list}");
+            list["tables"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["tableReference"]["tableId"].as_str().map(str::to_owned))
+                .collect()
+        }
+
         /// Drops a table; a missing one is fine.
         pub async fn drop_table(&self, dataset: &str, table: &str) {
             self.send(

@@ -58,9 +58,13 @@ pub(super) fn staging_load_job(
     }}})
 }
 
-/// `{table}__staging_{YYYYMMDD}`.
-pub(super) fn staging_table_name(table: &str, day: NaiveDate) -> String {
-    format!("{table}__staging_{}", day.format("%Y%m%d"))
+/// `{table}__staging_{YYYYMMDD}_{attempt}`. Each attempt at a day loads
+/// into a table of its own: one left by a killed run (it expires by
+/// itself) then never stands in the way of the next attempt. The emulator
+/// can even leave one that it lists but cannot delete, when the client was
+/// killed while it created it.
+pub(super) fn staging_table_name(table: &str, day: NaiveDate, attempt: &str) -> String {
+    format!("{table}__staging_{}_{attempt}", day.format("%Y%m%d"))
 }
 
 /// `` `project.dataset.table` `` for SQL; every part is checked first.
@@ -208,10 +212,10 @@ mod tests {
         ]);
         let day = NaiveDate::from_ymd_opt(2020, 6, 1).unwrap();
         assert_eq!(
-            replace_script("etl-local", "d", "t", &staging_table_name("t", day), day, &s, "_ds"),
+            replace_script("etl-local", "d", "t", &staging_table_name("t", day, "a1"), day, &s, "_ds"),
             "BEGIN TRANSACTION;\n\
              DELETE FROM `etl-local.d.t` WHERE `_ds` = DATE '2020-06-01';\n\
-             INSERT INTO `etl-local.d.t` (`_ds`, `tags`)\n  SELECT `_ds`, `tags` FROM `etl-local.d.t__staging_20200601` WHERE `_ds` = DATE '2020-06-01';\n\
+             INSERT INTO `etl-local.d.t` (`_ds`, `tags`)\n  SELECT `_ds`, `tags` FROM `etl-local.d.t__staging_20200601_a1` WHERE `_ds` = DATE '2020-06-01';\n\
              COMMIT TRANSACTION;"
         );
     }

@@ -10,7 +10,7 @@
 //!   `WRITE_TRUNCATE`. BigQuery swaps the partition atomically and rejects a
 //!   row of another day. The job is built by the pure [`decorator_load_job`].
 //! - **Staging** (emulators, which take `table$YYYYMMDD` as a table name):
-//!   load into `{table}__staging_{YYYYMMDD}`, then one script
+//!   load into `{table}__staging_{YYYYMMDD}_{attempt}`, then one script
 //!   `BEGIN TRANSACTION; DELETE day; INSERT day FROM staging; COMMIT
 //!   TRANSACTION;` sent through `jobs.query`, then the staging table is
 //!   deleted. Real BigQuery rolls the transaction back when a statement
@@ -20,7 +20,8 @@
 //!   earlier statements, which is why scripts go through `jobs.query`).
 //!   DDL on permanent tables is not allowed inside a BigQuery transaction,
 //!   so the staging table is dropped with `tables.delete` afterwards; it
-//!   also expires by itself a day later, in case the process dies first.
+//!   also expires by itself a day later, in case the process dies first,
+//!   and the next attempt's has another name.
 //!
 //! A day with no rows never sends a load job: it is one `DELETE` of the
 //! day, so a day whose documents were deleted upstream is emptied on rerun.

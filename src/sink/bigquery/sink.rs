@@ -453,14 +453,12 @@ impl BigQuerySink {
         partition_column: &str,
     ) -> Result<(), BigQueryError> {
         let day = target.day.expect("a replace is for one day");
-        let staging = staging_table_name(&target.table, day);
+        let attempt = uuid::Uuid::new_v4().simple().to_string();
+        let staging = staging_table_name(&target.table, day, &attempt[..12]);
         let st = Target {
             table: staging.clone(),
             ..target.clone()
         };
-        // A leftover from a failed run may have an older schema; the
-        // emulator loads NDJSON with the existing table's columns.
-        self.delete_table(&st).await?;
         let body = json!({
             "tableReference": {"projectId": self.project, "datasetId": st.dataset, "tableId": staging},
             "schema": schema_json(schema),
