@@ -39,7 +39,10 @@ async fn fresh_table(tag: &str) -> (Emulator, BigQuerySink, &'static str, String
 async fn staging_tables(emu: &Emulator, ds: &str, table: &str) -> Vec<String> {
     let prefix = format!("{table}__staging_");
     let mut names = emu.table_names(ds).await;
-    assert!(names.iter().any(|n| n == table), "{table} not listed: {names:?}");
+    assert!(
+        names.iter().any(|n| n == table),
+        "{table} not listed: {names:?}"
+    );
     names.retain(|n| n.starts_with(&prefix));
     names
 }

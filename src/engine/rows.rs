@@ -1,10 +1,10 @@
 //! Stage 3, flatten: pass 2 of the day, each document's rows written to
 //! its tables' files, against the schemas the day resolved to.
 //!
-//! It runs after the extract over the spool or the raw archive
-//! ([`flatten_staged`]), or
-//! during the extract against the schemas the day is expected to end with
-//! ([`Speculation`]), kept when the day's schemas turn out to be those.
+//! It runs during the extract, against the schemas the day is expected to
+//! end with ([`Speculation`]), and is kept when the day's schemas turn out
+//! to be those; otherwise it runs again after the extract, over the spool
+//! or the local raw archive ([`flatten_staged`]).
 //! Either way [`RowsOut`] writes: NDJSON files, or under a warehouse that
 //! [wants Parquet](crate::sink::warehouse::Warehouse::wants_parquet)
 //! Parquet files encoded as the rows come.
@@ -289,18 +289,19 @@ impl<'a> RowsOut<'a> {
 
 /// Pass 2 during the extract, on a thread of its own, against the schemas
 /// the day is expected to end with ([`PipelineRuntime::expected_schemas`]),
-/// so that a day is not read back from the spool after its extract.
+/// so that a day is not read back from local disk after its extract.
 ///
 /// Pass 2's output is a function of the documents and of the schemas' set
 /// of columns, so the rows are kept only when the day's schemas, known
 /// after the extract, have exactly the expected columns ([`same_columns`]);
-/// otherwise they are dropped and pass 2 runs over the spool. Under a
+/// otherwise they are dropped and pass 2 runs again over the local raw
+/// archive (the extract writes no spool beside a speculation). Under a
 /// Parquet warehouse it encodes each table's Parquet file instead, whose
 /// bytes also depend on the columns' order, so there the schemas must be
 /// exactly the ones expected (the lock's order: see
 /// [`crate::flatten::adopt_locked_types`]). It never fails
-/// the partition: an error stops it, and pass 2 over the spool meets the
-/// error again and reports it.
+/// the partition: an error stops it, and pass 2 over the raw archive meets
+/// the error again and reports it.
 pub(super) struct Speculation {
     expected: Vec<TableSchema>,
     /// Whether it writes Parquet files rather than NDJSON.
