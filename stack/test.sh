@@ -11,6 +11,10 @@ phase_start=0
 phase() { phase_name="$1"; phase_start=$(date +%s); echo "== ${phase_name}"; }
 phase_end() { echo "== ${phase_name}: $(( $(date +%s) - phase_start ))s"; }
 
+# The BigQuery emulator slows as its jobs pile up: each phase starts
+# with an empty one.
+fresh_emulator() { stack/stack.sh reset bigquery; stack/stack.sh up >/dev/null; }
+
 started_here=0
 cleanup() {
   if [ "$started_here" = 1 ]; then
@@ -37,10 +41,8 @@ phase "start"
 if ! stack/stack.sh status >/dev/null 2>&1; then started_here=1; fi
 stack/stack.sh up
 # A stack kept running for days holds an emulator that has slowed with
-# every job it ran (the FerretDB phase took about 25 minutes longer on one);
-# later phases reset it too.
-stack/stack.sh reset bigquery
-stack/stack.sh up >/dev/null
+# every job it ran (the FerretDB phase took about 25 minutes longer on one).
+fresh_emulator
 eval "$(stack/stack.sh env)"
 phase_end
 
@@ -68,8 +70,7 @@ cargo test --locked --release --no-fail-fast -- \
 phase_end
 
 phase "fresh BigQuery emulator (it slows as its jobs pile up)"
-stack/stack.sh reset bigquery
-stack/stack.sh up >/dev/null
+fresh_emulator
 phase_end
 
 phase "crash trials (tests/stack_crash.rs: 5 killed backfills, each caught up; stack/crash-trials.sh runs more)"
@@ -80,8 +81,7 @@ cargo test --locked --release --no-fail-fast --test stack_crash -- --nocapture \
 phase_end
 
 phase "fresh BigQuery emulator (it slows as its jobs pile up)"
-stack/stack.sh reset bigquery
-stack/stack.sh up >/dev/null
+fresh_emulator
 phase_end
 
 phase "end-to-end tests again (MongoDB: mongo-java-server)"
