@@ -1789,7 +1789,7 @@ async fn four_workers_share_a_backfill(p: &Project, state: &StateStore) {
                 .await;
                 (rows[0][0].parse().unwrap(), rows[0][1].parse().unwrap())
             } else {
-                parquet_ids(&p, "products", day)
+                parquet_ids(p, "products", day)
             };
             let record = state.json(&format!("ledger/{pipeline}/{day}.json")).await;
             // The demo's products carry a few type conflicts, rejected whole.

@@ -175,7 +175,7 @@ pub(super) async fn extract(
     bar.documents(lines, Some(count));
     if !chunk.is_empty() {
         let last = Arc::new(chunk);
-        if let Some(s) = speculation.as_deref_mut() {
+        if let Some(s) = speculation {
             s.send(last.clone()).await;
         }
         writer.send(last).await?;

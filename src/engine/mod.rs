@@ -255,9 +255,8 @@ impl Engine {
         let worker = lease::worker_name(clock.now());
         // The worker's name without the host, as a folder name.
         let run = worker
-            .splitn(2, ':')
-            .nth(1)
-            .unwrap_or(&worker)
+            .split_once(':')
+            .map_or(worker.as_str(), |(_, rest)| rest)
             .replace(':', "-");
         Ok(Self {
             staging: project.staging_dir.join(format!("run-{run}")),

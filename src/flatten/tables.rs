@@ -369,7 +369,7 @@ impl Tables {
         &self,
         doc: &RawDocument,
         outs: &mut [Vec<u8>],
-        write: &mut dyn FnMut(usize, &RawDocument, &mut Vec<u8>) -> Result<(), FlattenError>,
+        write: &mut WriteRow<'_>,
     ) -> Result<(), RowError> {
         let marks: Vec<usize> = outs.iter().map(Vec::len).collect();
         let mut failed = 0;
@@ -388,6 +388,9 @@ impl Tables {
         })
     }
 }
+
+/// Writes a row document of table `usize` into that table's buffer.
+type WriteRow<'w> = dyn FnMut(usize, &RawDocument, &mut Vec<u8>) -> Result<(), FlattenError> + 'w;
 
 /// What [`Tables::flatten_all`] makes of some documents, per table.
 #[derive(Debug, Clone)]

@@ -105,7 +105,7 @@ impl PartitionPlan {
                 DateTime::from_timestamp_millis(number(v)?.floor() as i64)?
             }
             (PartitionKind::ObjectId, Bson::ObjectId(o)) => {
-                DateTime::from_timestamp(i64::from(o.timestamp().timestamp_millis() / 1000), 0)?
+                DateTime::from_timestamp(o.timestamp().timestamp_millis() / 1000, 0)?
             }
             _ => return None,
         };

@@ -4,10 +4,12 @@
 
 use serde_json::{Map, Value};
 
+use crate::sink::parquet::JsonRow;
+
 /// The rows of a `jobs.query` (or `getQueryResults`) answer, in the row
 /// format of [`crate::table`]: a NULL cell is left out of its row. Also the
 /// columns, in order. An answer without `rows` (no row matched) gives none.
-pub(super) fn decode(resp: &Value) -> Result<(Vec<String>, Vec<Map<String, Value>>), String> {
+pub(super) fn decode(resp: &Value) -> Result<(Vec<String>, Vec<JsonRow>), String> {
     let fields = resp["schema"]["fields"]
         .as_array()
         .cloned()
@@ -35,7 +37,7 @@ fn field_name(field: &Value) -> Result<&str, String> {
 }
 
 /// A `{"f": [...]}` row or RECORD value, its cells typed by `fields`.
-fn record(fields: &[Value], row: &Value) -> Result<Map<String, Value>, String> {
+fn record(fields: &[Value], row: &Value) -> Result<JsonRow, String> {
     let cells = row["f"]
         .as_array()
         .ok_or_else(|| format!("a row without cells: {row}"))?;
