@@ -72,6 +72,9 @@ impl Column {
     }
 }
 
+/// A row in the format above, read back: a JSON object, NULLs left out.
+pub type JsonRow = serde_json::Map<String, serde_json::Value>;
+
 /// The columns of an output table, in a stable order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TableSchema {

@@ -16,7 +16,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::lake::LakeError;
 use crate::spec::ColumnType;
-use crate::table::{Column, TableSchema};
+use crate::table::{Column, JsonRow, TableSchema};
 
 /// Rows per record batch and per row group: bounds memory.
 const BATCH_ROWS: usize = 8192;
@@ -319,9 +319,6 @@ pub async fn matching_values(
     }
     Ok(out)
 }
-
-/// A row as [`crate::table`] writes it: a JSON object, NULLs left out.
-pub type JsonRow = serde_json::Map<String, serde_json::Value>;
 
 /// The rows of a record batch, each value in its column type's row form.
 fn json_rows(batch: &arrow_array::RecordBatch) -> Result<Vec<JsonRow>, String> {

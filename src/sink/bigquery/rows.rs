@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::sink::parquet::JsonRow;
+use crate::table::JsonRow;
 
 /// The rows of a `jobs.query` (or `getQueryResults`) answer, in the row
 /// format of [`crate::table`]: a NULL cell is left out of its row. Also the
