@@ -6,16 +6,20 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 
 use super::{diagnostics, templates_for, Context, RangeArgs};
-use crate::engine::{PartitionError, PipelineRuntime};
+use crate::engine::doc_id;
 use crate::exit::Exit;
-use crate::infer::{Candidates, Draft, Kind, Profile};
+use crate::infer::{
+    insert_time_only, thousands, Candidates, Draft, FieldShape, Kind, Profile, SamplePlan,
+};
 use crate::lock::SchemaLock;
-use crate::plan::{resolve_range, ConnectionPlan, ProjectPlan};
+use crate::plan::{ConnectionPlan, PartitionPlan, ProjectPlan};
+use crate::source::MongoSource;
 use crate::spec::{self, Loaded, PipelineSpec, SpecKind};
 use crate::template::EnvMode;
 
-/// Documents looked at to find the partition field.
-const SAMPLE: i64 = 1000;
+/// Documents looked at from each end of the collection (by `_id`) to
+/// find the partition field.
+const SAMPLE: u32 = 1000;
 
 /// `etl infer`.
 #[derive(Debug, clap::Args)]
@@ -33,10 +37,14 @@ pub struct Args {
     /// documents' top-level dates, `_id`, ISO strings and epoch numbers.
     #[arg(long)]
     pub partition_field: Option<String>,
-    /// The days whose documents are all read. Default: the newest
-    /// document's day.
+    /// Limits the days looked at. Default: the whole span of the
+    /// partition field, from its first day with data to its last.
     #[command(flatten)]
     pub range: RangeArgs,
+    /// Documents read at most: every document of the span when it holds
+    /// no more, else a sample of this many spread over windows of the span.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub sample: u64,
     /// The pipeline's name. Default: the collection's.
     #[arg(long)]
     pub name: Option<String>,
@@ -123,22 +131,36 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         .render(uri_template, &Default::default())
         .map_err(anyhow::Error::msg)?;
     let rt = tokio::runtime::Runtime::new()?;
+    let ns = format!("{}.{}", args.database, args.collection);
+    let source = rt
+        .block_on(MongoSource::connect(
+            &uri,
+            "etl-infer",
+            &args.database,
+            &args.collection,
+        ))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    // 1. The partition field, from the newest documents: with requested
-    // days, one whose sampled values fall in them.
-    let tz = chrono_tz::UTC;
-    let today = ctx.today(tz);
+    // 1. The partition field, from the newest and the oldest documents, so
+    // that a field the collection stopped (or started) using is seen.
+    let today = ctx.today(chrono_tz::UTC);
     let request = args.range.request();
-    let wanted = request.start.map(|s| {
-        (
-            s,
-            request
-                .end
-                .unwrap_or(today)
-                .min(today.pred_opt().unwrap_or(today)),
+    let wanted = request.start.map(|s| (s, request.end.unwrap_or(today)));
+    let sampled = rt
+        .block_on(ends_by_id(&source))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut candidates = Candidates::default();
+    for doc in &sampled {
+        candidates.observe(doc);
+    }
+    let sampled_by = if sampled.len() as u64 >= 2 * SAMPLE as u64 {
+        format!(
+            "{} documents sampled by `_id`, the {SAMPLE} newest and the {SAMPLE} oldest",
+            thousands(sampled.len() as u64)
         )
-    });
-    let candidates = rt.block_on(sample(&uri, &args.database, &args.collection))?;
+    } else {
+        format!("the {} documents", thousands(sampled.len() as u64))
+    };
     let listed = |skip: Option<(&str, Kind)>| -> Vec<String> {
         candidates
             .found
@@ -158,10 +180,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         let others = listed(None);
         return usage(
             format!(
-                "no partition field found in the {} newest documents of {}.{}{}",
-                candidates.seen,
-                args.database,
-                args.collection,
+                "no partition field found in {sampled_by} of {ns}{}",
                 match (args.partition_field.as_deref(), wanted) {
                     (Some(f), _) => format!(
                         " (`{f}` is not a date, ObjectId, ISO string or epoch number there)"
@@ -171,7 +190,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
                 }
             ),
             &if others.is_empty() {
-                "pass `--partition-field` with a top-level field holding dates".to_owned()
+                format!(
+                    "{}pass `--partition-field` with a field outside arrays holding dates",
+                    dates_found(&candidates)
+                )
             } else {
                 format!(
                     "candidates seen: {}; pass `--partition-field NAME`, or days that hold documents with `--start`/`--end`",
@@ -181,111 +203,63 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         );
     };
     let (field, kind) = (choice.field.clone(), choice.kind);
+    if kind == Kind::ObjectId && args.partition_field.is_none() {
+        let ids: Vec<i64> = sampled
+            .iter()
+            .filter_map(|d| d.get_object_id("_id").ok())
+            .map(|o| o.timestamp().timestamp_millis())
+            .collect();
+        let span = (
+            ids.iter().copied().min().unwrap_or(0),
+            ids.iter().copied().max().unwrap_or(0),
+        );
+        if let Some(why) = insert_time_only(span, &candidates.dates) {
+            return usage(
+                format!("{ns} has no date field to partition on: `_id` is the only candidate, and {why}"),
+                &format!(
+                    "{}a day's filter needs a field outside arrays: give the documents one, or pass `--partition-field NAME`, or `--partition-field _id` to partition by insert time anyway",
+                    dates_found(&candidates)
+                ),
+            );
+        }
+    }
     println!(
-        "{}.{} via `{}` ({uri_display}), profile `{profile}`",
-        args.database, args.collection, args.connection
+        "{ns} via `{}` ({uri_display}), profile `{profile}`",
+        args.connection
     );
     println!(
-        "partition field: `{field}` ({}; in {} of the {} newest documents{}, a sample used only to choose it)",
+        "partition field: `{field}` ({}; in {} of {sampled_by}{})",
         kind.name(),
-        choice.present,
-        candidates.seen,
-        wanted.map_or(String::new(), |_| format!(", {} of them in the requested days", choice.in_range)),
+        thousands(choice.present),
+        wanted.map_or(String::new(), |_| format!(
+            ", {} of them in the requested days",
+            thousands(choice.in_range)
+        )),
     );
     let others = listed(Some((&field, kind)));
     if !others.is_empty() {
         println!("  other candidates: {}", others.join(", "));
     }
 
-    // 2. The days, and every document in them.
-    let newest = candidates.newest_day(&field, kind).unwrap_or(today);
-    let start = request.start.unwrap_or(newest);
-    let range = resolve_range(
-        crate::plan::RangeRequest {
-            start: Some(start),
-            end: request.end.or(Some(if request.start.is_some() {
-                today
-            } else {
-                newest
-            })),
-        },
-        start,
-        today,
-    );
-    for n in &range.notices {
-        println!("note: {n}");
-    }
-    let draft = |profile_of: &Profile| {
-        crate::infer::draft(
-            &Draft {
-                name: &name,
-                connection: &args.connection,
-                database: &args.database,
-                collection: &args.collection,
-                field: &field,
-                kind,
-                start_date: range.start,
-                lake,
-                warehouse,
-            },
-            profile_of,
-        )
+    // 2. The span: the field's first and last day, two sorted queries.
+    let partition = PartitionPlan {
+        field: field.clone(),
+        kind: kind.spec(),
+        timezone: chrono_tz::UTC,
+        start_date: today,
+        lookback: 0,
     };
-    let templates = Arc::new(templates);
-    let check = |text: &str| -> Result<(PipelineSpec, crate::plan::PipelinePlan), Exit> {
-        let loaded: Loaded<PipelineSpec> = spec::load_str(&out, text, SpecKind::Pipeline);
-        let mut diags = loaded.diagnostics.clone();
-        if let Some(spec) = &loaded.spec {
-            match crate::plan::check_pipeline(spec, &out, &plan, &profile, &templates) {
-                Ok(p) => return Ok((spec.clone(), p)),
-                Err(problems) => diags.extend(problems.into_iter().map(|p| loaded.place(p))),
-            }
-        }
-        diagnostics::print_human(&diags);
-        eprintln!("error: the draft does not validate; this is a bug in `etl infer`:\n{text}");
-        Err(Exit::RunFailed)
-    };
-    let (_, plan0) = match check(&draft(&Profile::default())) {
-        Ok(p) => p,
-        Err(code) => return Ok(code),
-    };
-    let runtime = PipelineRuntime::new(plan0, templates.clone());
-    let mut profile_of = Profile::default();
-    let days: Vec<NaiveDate> = range.days().collect();
-    rt.block_on(async {
-        for day in &days {
-            runtime
-                .scan_day(*day, &mut |doc| {
-                    profile_of.observe(doc);
-                    Ok(())
-                })
-                .await?;
-        }
-        Ok::<(), PartitionError>(())
-    })
-    .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    println!(
-        "read all {} documents of {} {} ({} to {})",
-        profile_of.documents,
-        days.len(),
-        if days.len() == 1 {
-            "partition"
-        } else {
-            "partitions"
-        },
-        range.start,
-        range.end
-    );
-    if profile_of.documents == 0 {
+    let (lo, hi) = wanted.unwrap_or((EARLIEST, LATEST));
+    let Some((first, last)) = rt
+        .block_on(span(&source, &partition, kind, lo, hi))
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    else {
         let others = listed(Some((&field, kind)));
         return usage(
             format!(
-                "no document of {}.{} has `{field}` ({}) in {} to {}: no draft written",
-                args.database,
-                args.collection,
+                "no document of {ns} has `{field}` ({}){}: no draft written",
                 kind.name(),
-                range.start,
-                range.end
+                wanted.map_or(String::new(), |(s, e)| format!(" in {s} to {e}"))
             ),
             &format!(
                 "a draft needs documents to learn from; {}pass `--partition-field NAME` or days that hold documents with `--start`/`--end`",
@@ -296,33 +270,187 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
                 }
             ),
         );
-    }
+    };
+    let filter = |a: NaiveDate, b: NaiveDate| partition.range_filter(a, b, None);
+    let (in_span, total) = rt
+        .block_on(async {
+            let in_span = source.count(filter(first, last)).await?;
+            let total = match wanted {
+                Some(_) => None,
+                None => Some(source.count(bson::doc! {}).await?),
+            };
+            Ok::<_, crate::source::SourceError>((in_span, total))
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let days = (last - first).num_days() + 1;
     println!(
-        "paths ({}), types with counts, array sizes:",
-        profile_of.paths.len()
+        "data from {first} to {last} ({} {}): {} documents",
+        thousands(days as u64),
+        if days == 1 { "day" } else { "days" },
+        thousands(in_span)
+    );
+    if let Some(total) = total.filter(|t| *t > in_span) {
+        let shape = FieldShape::of(sampled.iter().map(|d| d.as_ref()), &field, kind);
+        println!(
+            "warning: {} of {} documents have no `{field}` {} that a day can select, so no run loads them{}",
+            thousands(total - in_span),
+            thousands(total),
+            kind.name(),
+            if shape.other.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; of {sampled_by}: {} of kind {}, {}",
+                    thousands(shape.qualifies),
+                    kind.name(),
+                    shape.reasons()
+                )
+            }
+        );
+    }
+    let yesterday = today.pred_opt().unwrap_or(today);
+    if last > yesterday {
+        println!(
+            "note: documents dated up to {last} are after yesterday ({yesterday}): a day loads once it has passed"
+        );
+    }
+
+    // 3. The documents the draft learns from: all, or windows over the span.
+    let plan_of_sample = SamplePlan::new(first, last, in_span, args.sample);
+    let mut docs = Vec::new();
+    let mut bytes = 0usize;
+    let mut short = Vec::new();
+    match &plan_of_sample {
+        SamplePlan::All => {
+            docs = rt
+                .block_on(source.first(
+                    filter(first, last),
+                    bson::doc! { "_id": 1 },
+                    u32::try_from(args.sample).unwrap_or(u32::MAX),
+                ))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "read all {} documents from {first} to {last}",
+                thousands(docs.len() as u64)
+            );
+        }
+        SamplePlan::Windows {
+            windows,
+            per_window,
+        } => {
+            for (a, b) in windows {
+                if bytes > MAX_SAMPLE_BYTES {
+                    short.push(format!(
+                        "{a}..{b} (not read: {MAX_SAMPLE_BYTES} bytes read already)"
+                    ));
+                    continue;
+                }
+                let got = rt
+                    .block_on(source.first(
+                        filter(*a, *b),
+                        bson::doc! { "_id": 1 },
+                        u32::try_from(*per_window).unwrap_or(u32::MAX),
+                    ))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                if (got.len() as u64) < *per_window {
+                    short.push(format!("{a}..{b} ({})", got.len()));
+                }
+                bytes += got.iter().map(|d| d.as_bytes().len()).sum::<usize>();
+                docs.extend(got);
+            }
+            let mean_days = days as f64 / windows.len() as f64;
+            println!(
+                "read a sample of {} of {} documents: up to {} from each of {} windows of {} days, {first} to {last}",
+                thousands(docs.len() as u64),
+                thousands(in_span),
+                thousands(*per_window),
+                windows.len(),
+                if mean_days.fract() == 0.0 {
+                    format!("{mean_days}")
+                } else {
+                    format!("about {}", mean_days.round())
+                }
+            );
+            if !short.is_empty() {
+                println!("  windows with fewer: {}", short.join(", "));
+            }
+        }
+    }
+    let mut profile_of = Profile::default();
+    for doc in &docs {
+        profile_of.observe(doc);
+    }
+    let inside_maps = profile_of.inside_maps();
+    println!(
+        "paths ({}{}), types with counts, array sizes:",
+        profile_of.paths.len() - inside_maps,
+        if inside_maps > 0 {
+            format!(
+                "; {} more inside maps, not listed",
+                thousands(inside_maps as u64)
+            )
+        } else {
+            String::new()
+        }
     );
     print!("{}", profile_of.report());
 
-    // 3. The draft, checked, and its lock from the same documents.
-    let text = draft(&profile_of);
-    let (spec, plan1) = match check(&text) {
-        Ok(p) => p,
-        Err(code) => return Ok(code),
+    // 4. The draft, checked, and its lock from the same documents.
+    let start_date = request.start.unwrap_or(first);
+    let provenance = match &plan_of_sample {
+        SamplePlan::All => format!(
+            "all {} documents of {ns} from {first} to {last}",
+            thousands(docs.len() as u64)
+        ),
+        SamplePlan::Windows { windows, .. } => format!(
+            "a sample of {} of the {} documents of {ns} from {first} to {last}, in {} windows",
+            thousands(docs.len() as u64),
+            thousands(in_span),
+            windows.len()
+        ),
     };
-    let runtime = PipelineRuntime::new(plan1, templates);
-    let lock = rt
-        .block_on(async {
-            let tables = runtime.flatten_tables().await?;
-            let mut builders = tables.schema_builders();
-            for day in &days {
-                runtime.infer_day(*day, &mut builders).await?;
+    let text = crate::infer::draft(
+        &Draft {
+            name: &name,
+            connection: &args.connection,
+            database: &args.database,
+            collection: &args.collection,
+            field: &field,
+            kind,
+            start_date,
+            provenance: &provenance,
+            lake,
+            warehouse,
+        },
+        &profile_of,
+    );
+    let templates = Arc::new(templates);
+    let loaded: Loaded<PipelineSpec> = spec::load_str(&out, &text, SpecKind::Pipeline);
+    let mut diags = loaded.diagnostics.clone();
+    let checked = match &loaded.spec {
+        Some(spec) => match crate::plan::check_pipeline(spec, &out, &plan, &profile, &templates) {
+            Ok(p) => Some((spec.clone(), p)),
+            Err(problems) => {
+                diags.extend(problems.into_iter().map(|p| loaded.place(p)));
+                None
             }
-            let mut lock =
-                SchemaLock::offline(&spec, &name, None).map_err(PartitionError::fatal)?;
-            lock.absorb_builders(&tables, &tables.names(&name), builders);
-            Ok::<SchemaLock, PartitionError>(lock)
-        })
-        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        },
+        None => None,
+    };
+    let Some((spec, plan1)) = checked else {
+        diagnostics::print_human(&diags);
+        eprintln!("error: the draft does not validate; this is a bug in `etl infer`:\n{text}");
+        return Ok(Exit::RunFailed);
+    };
+    let tables = plan1.tables.clone();
+    let mut builders = tables.schema_builders();
+    for doc in &docs {
+        tables
+            .infer(doc, &mut builders)
+            .map_err(|e| anyhow::anyhow!("{name}: flattening document {}: {e}", doc_id(doc)))?;
+    }
+    let mut lock = SchemaLock::offline(&spec, &name, None).map_err(anyhow::Error::msg)?;
+    lock.absorb_builders(&tables, &tables.names(&name), builders);
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -330,19 +458,139 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     lock.write(&lock_path)?;
     let shown = |p: &Path| p.strip_prefix(&root).unwrap_or(p).display().to_string();
     println!(
-        "wrote {} and {} ({} tables: {})",
+        "start_date: {start_date}{}",
+        if request.start.is_some() {
+            ", as asked"
+        } else {
+            ", the first day with data"
+        }
+    );
+    println!(
+        "wrote {} and {} ({} {}: {})",
         shown(&out),
         shown(&lock_path),
         lock.tables.len(),
+        if lock.tables.len() == 1 {
+            "table"
+        } else {
+            "tables"
+        },
         lock.tables.keys().cloned().collect::<Vec<_>>().join(", ")
     );
-    println!(
-        "next: etl validate {0} && etl run {0} --start {1} --end {2}",
-        shown(&out),
-        range.start,
-        range.end
-    );
+    match request.start {
+        Some(s) => println!(
+            "next: etl validate --connect {0} && etl run {0} --start {s} --end {1}",
+            shown(&out),
+            request.end.unwrap_or(yesterday).min(yesterday)
+        ),
+        None => {
+            let catch_up = (yesterday - start_date).num_days() + 1;
+            println!(
+                "next: etl validate --connect {0} && etl run {0}   (a catch-up of {1} {2}, {start_date} to yesterday)",
+                shown(&out),
+                thousands(catch_up.max(0) as u64),
+                if catch_up == 1 { "day" } else { "days" }
+            );
+        }
+    }
     Ok(Exit::Success)
+}
+
+/// The earliest and latest days `etl infer` looks for data in, without a
+/// range: wide enough for any business date.
+const EARLIEST: NaiveDate = match NaiveDate::from_ymd_opt(1000, 1, 1) {
+    Some(d) => d,
+    None => unreachable!(),
+};
+const LATEST: NaiveDate = match NaiveDate::from_ymd_opt(9999, 12, 30) {
+    Some(d) => d,
+    None => unreachable!(),
+};
+
+/// Bytes of sampled documents held at most: windows past it are not read.
+const MAX_SAMPLE_BYTES: usize = 512 << 20;
+
+/// The dates found inside the documents, for a hint: `dates inside the
+/// documents: `grades[].date` (...); `.
+fn dates_found(c: &Candidates) -> String {
+    if c.dates.is_empty() {
+        return String::new();
+    }
+    let day = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map_or_else(|| ms.to_string(), |t| t.date_naive().to_string())
+    };
+    let listed: Vec<String> = c
+        .dates
+        .iter()
+        .map(|(p, d)| {
+            format!(
+                "`{p}` ({} of {} sampled documents, {} to {})",
+                thousands(d.documents),
+                thousands(c.seen),
+                day(d.min),
+                day(d.max)
+            )
+        })
+        .collect();
+    format!("dates found inside the documents: {}; ", listed.join(", "))
+}
+
+/// The first and last day with a value of the field's kind between `lo`
+/// and `hi`: two queries sorted on the field, never one per day. ISO
+/// strings are compared as text, so the ends are read until one parses.
+async fn span(
+    source: &MongoSource,
+    partition: &PartitionPlan,
+    kind: Kind,
+    lo: NaiveDate,
+    hi: NaiveDate,
+) -> Result<Option<(NaiveDate, NaiveDate)>, crate::source::SourceError> {
+    let filter = partition.range_filter(lo, hi, None);
+    let take = if kind == Kind::IsoString { 50 } else { 1 };
+    let mut ends = Vec::with_capacity(2);
+    for order in [1, -1] {
+        let docs = source
+            .first(
+                filter.clone(),
+                bson::doc! { partition.field.as_str(): order },
+                take,
+            )
+            .await?;
+        let day = docs
+            .iter()
+            .find_map(|d| crate::infer::lookup(d, &partition.field).and_then(|v| kind.day(v)));
+        match day {
+            Some(d) => ends.push(d),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some((ends[0].max(lo), ends[1].min(hi))))
+}
+
+/// The [`SAMPLE`] newest and [`SAMPLE`] oldest documents by `_id` (all
+/// of them in a smaller collection), without reading any twice.
+async fn ends_by_id(
+    source: &MongoSource,
+) -> Result<Vec<bson::RawDocumentBuf>, crate::source::SourceError> {
+    let mut docs = source
+        .first(bson::doc! {}, bson::doc! { "_id": -1 }, SAMPLE)
+        .await?;
+    if docs.len() as u32 == SAMPLE {
+        if let Some(oldest_read) = docs
+            .last()
+            .and_then(|d| d.get("_id").ok().flatten())
+            .map(|v| v.to_raw_bson())
+        {
+            let filter = bson::doc! { "_id": { "$lt": bson::Bson::try_from(oldest_read).unwrap_or(bson::Bson::Null) } };
+            docs.extend(
+                source
+                    .first(filter, bson::doc! { "_id": 1 }, SAMPLE)
+                    .await?,
+            );
+        }
+    }
+    Ok(docs)
 }
 
 /// The first connection of `profile` that `want` accepts, by name.
@@ -356,39 +604,4 @@ fn first_of<'p>(
         .iter()
         .find(|(_, c)| want(c))
         .map(|(n, _)| n.as_str())
-}
-
-/// The newest documents' candidates.
-async fn sample(uri: &str, database: &str, collection: &str) -> anyhow::Result<Candidates> {
-    use futures::TryStreamExt;
-    let client = mongodb::Client::with_uri_str(uri).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot connect: {}",
-            crate::redact::redact_text(&e.to_string())
-        )
-    })?;
-    let coll = client
-        .database(database)
-        .collection::<bson::RawDocumentBuf>(collection);
-    let mut cursor = coll
-        .find(bson::doc! {})
-        .sort(bson::doc! { "_id": -1 })
-        .limit(SAMPLE)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "reading {database}.{collection}: {}",
-                crate::redact::redact_text(&e.to_string())
-            )
-        })?;
-    let mut candidates = Candidates::default();
-    while let Some(doc) = cursor.try_next().await.map_err(|e| {
-        anyhow::anyhow!(
-            "reading {database}.{collection}: {}",
-            crate::redact::redact_text(&e.to_string())
-        )
-    })? {
-        candidates.observe(&doc);
-    }
-    Ok(candidates)
 }

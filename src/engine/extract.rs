@@ -193,7 +193,7 @@ pub(super) async fn extract(
 }
 
 /// The `_id` of a document, for messages.
-pub(super) fn doc_id(doc: &bson::RawDocument) -> String {
+pub fn doc_id(doc: &bson::RawDocument) -> String {
     match doc.get("_id") {
         Ok(Some(v)) => bson::Bson::try_from(v)
             .map(|b| b.to_string())

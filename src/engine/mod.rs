@@ -52,6 +52,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 
 pub use day::{PartitionError, Stats};
+pub use extract::doc_id;
 pub use ledger::{Ledger, PartitionRecord, Status};
 pub use runtime::{open_store_connection, PipelineRuntime, Preview};
 pub use shutdown::{Shutdown, Trigger};

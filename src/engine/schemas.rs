@@ -119,6 +119,16 @@ impl PipelineRuntime {
         let lock_file = format!("schemas/tables/{}.json", self.plan.name);
         match policy {
             NewFieldPolicy::Add => {
+                let separator = &self.plan.flatten.separator;
+                for (parent, n, keys) in crate::infer::map_like_columns(&new, separator) {
+                    tracing::warn!(
+                        pipeline = %self.plan.name, partition = %day, %table, object = %parent, columns = n,
+                        "{n} new columns under `{parent}`, whose keys look like ids ({}, ...): an object used as a map adds a column per key; \
+                         keep it as one JSON column with `flatten.objects: [{{path: \"$.{}\", policy: json}}]`",
+                        keys.join(", "),
+                        parent.replace(separator.as_str(), ".")
+                    );
+                }
                 tracing::warn!(
                     pipeline = %self.plan.name, partition = %day, %table, columns = %new.join(", "),
                     "new columns, not in {lock_file}: added to the table (on_new_field: add); record them with `etl schema lock`"

@@ -171,7 +171,7 @@ pub enum FlattenError {
         "invalid `{field}` path `{path}`: expected a plain path such as `$.a.b` or `$['odd key']`"
     )]
     InvalidPath {
-        /// `exclude` or `arrays.rules`.
+        /// `exclude`, `arrays.rules` or `objects`.
         field: &'static str,
         /// The path.
         path: String,

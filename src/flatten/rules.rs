@@ -9,7 +9,7 @@
 use bson::Bson;
 use jsonpath_rust::parser::model::JpQuery;
 
-use crate::spec::{ArrayPolicy, ColumnSpec, ColumnType, FlattenSpec};
+use crate::spec::{ArrayPolicy, ColumnSpec, ColumnType, FlattenSpec, ObjectPolicy};
 
 use super::naming::Naming;
 use super::value::{write_as, Leaf};
@@ -26,6 +26,9 @@ pub(crate) struct RuleNode {
     pub claimed: bool,
     /// `arrays.rules` names this path.
     pub array: Option<ArrayPolicy>,
+    /// `objects` names this path with `policy: json`: an object here is
+    /// one JSON value, whatever the depth.
+    pub object_json: bool,
     /// An exclude lies below: JSON text of this value must be pruned.
     pub prunes: bool,
 }
@@ -163,6 +166,16 @@ impl Rules {
                 }
             })?;
             root.descend(&keys).array = Some(rule.policy);
+            any = true;
+        }
+        for rule in &spec.objects {
+            let keys = crate::spec::names::simple_path(&rule.path).ok_or_else(|| {
+                FlattenError::InvalidPath {
+                    field: "objects",
+                    path: rule.path.clone(),
+                }
+            })?;
+            root.descend(&keys).object_json = rule.policy == ObjectPolicy::Json;
             any = true;
         }
         if spec.auto_columns {

@@ -155,6 +155,7 @@ impl Tables {
                 .exclude
                 .iter()
                 .chain(spec.arrays.rules.iter().map(|r| &r.path))
+                .chain(spec.objects.iter().map(|r| &r.path))
                 .chain(spec.columns.iter().map(|c| &c.path))
                 .find(|p| {
                     crate::spec::names::simple_path(p)

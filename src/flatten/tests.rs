@@ -296,6 +296,49 @@ fn an_automatic_column_never_takes_an_explicit_name() {
     assert_eq!(r.rows[0]["meta__created"], json!("x"));
 }
 
+/// Issue 28: an object used as a map (ids as keys) is one JSON column
+/// under `objects: [{policy: json}]`, however many keys it has, at any
+/// depth; an empty map is `{}`, a missing one NULL; excludes below it
+/// prune its text; the objects around it still make columns.
+#[test]
+fn an_object_rule_keeps_a_map_as_one_json_column() {
+    let s = spec(indoc! {"
+        objects:
+          - { path: $.tiers, policy: json }
+          - { path: $.meta.by_day, policy: json }
+        exclude: [$.tiers.secret]
+    "});
+    let docs = [
+        doc! {
+            "tiers": { "5cb8aa01": { "benefits": ["a"] }, "5cb8aa02": { "benefits": [] }, "secret": 1 },
+            "meta": { "by_day": { "2020-06-01": 3 }, "source": "web" },
+        },
+        doc! { "tiers": {}, "meta": { "source": "app" } },
+        doc! { "tiers": { "77": { "benefits": ["b"] } } },
+    ];
+    let r = run(&s, &docs);
+    assert_eq!(
+        columns(&r.schema)[1..],
+        [
+            ("tiers", "JSON"),
+            ("meta__by_day", "JSON"),
+            ("meta__source", "STRING")
+        ]
+    );
+    assert_eq!(
+        r.rows[0]["tiers"],
+        json!(r#"{"5cb8aa01":{"benefits":["a"]},"5cb8aa02":{"benefits":[]}}"#)
+    );
+    assert_eq!(r.rows[0]["meta__by_day"], json!(r#"{"2020-06-01":3}"#));
+    assert_eq!(r.rows[1]["tiers"], json!("{}"));
+    assert_eq!(r.rows[1].get("meta__by_day"), None);
+    assert_eq!(r.rows[2]["tiers"], json!(r#"{"77":{"benefits":["b"]}}"#));
+
+    // The same documents without the rule: a column per key.
+    let wide = run(&FlattenSpec::default(), &docs);
+    assert!(columns(&wide.schema).len() > columns(&r.schema).len());
+}
+
 #[test]
 fn excludes_drop_subtrees_and_prune_json() {
     let s = spec(indoc! {"

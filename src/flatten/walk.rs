@@ -2,8 +2,8 @@
 //! disagree on which paths make columns.
 //!
 //! For each key, in document order: excluded paths are skipped; non-empty
-//! objects above `max_depth` are entered; objects at `max_depth` and arrays
-//! become one JSON value; everything else is a scalar value. Paths that an
+//! objects above `max_depth` are entered; objects at `max_depth`, objects
+//! an `objects` rule stores as `json`, and arrays become one JSON value; everything else is a scalar value. Paths that an
 //! explicit column took over are skipped as values (objects below them are
 //! still entered). The [`Visitor`] decides what a value means: pass 1
 //! records its type, pass 2 writes it.
@@ -122,7 +122,16 @@ impl Flattener {
                 continue;
             }
             let at = |e: FlattenError| Stop::Failed(e.under_key(key));
+            let as_json = rule.is_some_and(|r| r.object_json);
             match value {
+                Value::Document(_) if as_json && !claimed => {
+                    // `objects` rule `policy: json`: one JSON column, even
+                    // when empty, so that a map's absence (NULL) and its
+                    // emptiness (`{}`) stay apart.
+                    let child = v.enter(node, key, &mut guess);
+                    let prune = rule.filter(|r| r.prunes);
+                    v.leaf(child, Leaf { value, prune }).map_err(at)?;
+                }
                 Value::Document(sub) if sub.is_empty() => {}
                 Value::Document(sub) if depth < self.max_depth => {
                     let child = v.enter(node, key, &mut guess);

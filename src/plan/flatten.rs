@@ -242,6 +242,36 @@ pub(super) fn check_flatten(
             check_flatten(problems, &here.key("flatten"), child, "");
         }
     }
+    let mut object_paths = BTreeSet::new();
+    for (i, r) in f.objects.iter().enumerate() {
+        let here = at.key("objects").index(i);
+        if simple_path(&r.path).is_none() {
+            problems.push(
+                Problem::new(
+                    here.key("path"),
+                    format!(
+                        "invalid object path `{}`: expected a plain path such as `$.scores_by_user`",
+                        r.path
+                    ),
+                )
+                .hint(JSONPATH_HINT),
+            );
+        } else if array_paths.contains(r.path.as_str()) {
+            problems.push(
+                Problem::new(
+                    here.key("path"),
+                    format!("`{}` has both an array rule and an object rule", r.path),
+                )
+                .hint("a path holds one or the other: keep the rule for what the documents hold there"),
+            );
+        }
+        if !object_paths.insert(r.path.as_str()) {
+            problems.push(Problem::new(
+                here.key("path"),
+                format!("object path `{}` has two rules", r.path),
+            ));
+        }
+    }
 }
 const JSONPATH_HINT: &str =
     "JSONPath starts at `$`: `$.address.city`, `$.items[0].sku`, `$['key with spaces']`";

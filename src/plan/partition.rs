@@ -49,7 +49,19 @@ impl PartitionPlan {
     /// The MongoDB filter selecting `day`, for the field's kind, combined
     /// with the spec's base filter.
     pub fn filter(&self, day: NaiveDate, base: Option<&Document>) -> Document {
-        let (start, end) = self.bounds(day);
+        self.range_filter(day, day, base)
+    }
+
+    /// The MongoDB filter selecting the days `first` to `last` (inclusive)
+    /// at once, as the union of their [`Self::filter`]s would: `etl infer`
+    /// counts and samples a span with it in one query, not one per day.
+    pub fn range_filter(
+        &self,
+        first: NaiveDate,
+        last: NaiveDate,
+        base: Option<&Document>,
+    ) -> Document {
+        let (start, end) = (self.bounds(first).0, self.bounds(last).1);
         let (start, end) = (start.with_timezone(&Utc), end.with_timezone(&Utc));
         let (lo, hi): (Bson, Bson) = match self.kind {
             PartitionKind::Date => (

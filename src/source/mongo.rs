@@ -240,6 +240,113 @@ impl MongoSource {
         .await
     }
 
+    /// Up to `limit` documents matching `filter`, in `sort` order: the
+    /// ends of a field's range, or one slice of a sample (`etl infer`).
+    /// Held in memory, so `limit` bounds what a call costs.
+    pub async fn first(
+        &self,
+        filter: Document,
+        sort: Document,
+        limit: u32,
+    ) -> Result<Vec<RawDocumentBuf>, SourceError> {
+        // An explicit batch size: mongo-java-server answers a `find`
+        // without one with every match in one reply, and fails a `getMore`
+        // without one.
+        let find = self
+            .collection
+            .find(filter)
+            .sort(sort)
+            .limit(i64::from(limit))
+            .batch_size(limit.clamp(1, 1000));
+        let mut cursor = self.answer("find", find.into_future()).await?;
+        let mut docs = Vec::new();
+        while self.answer("getMore", cursor.advance()).await? {
+            docs.push(cursor.current().to_raw_document_buf());
+        }
+        Ok(docs)
+    }
+
+    /// The connection string as it may be printed (password redacted).
+    pub fn uri_display(&self) -> &str {
+        &self.uri_display
+    }
+
+    /// `database.collection`.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The names of the database's collections (`listCollections`), sorted.
+    /// Existence is checked against this list rather than with a filtered
+    /// `listCollections`, since mongo-java-server ignores the filter.
+    pub async fn collection_names(&self) -> Result<Vec<String>, SourceError> {
+        let db = self
+            .collection
+            .client()
+            .database(&self.collection.namespace().db);
+        let mut names = self
+            .answer("listCollections", db.list_collection_names().into_future())
+            .await?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// The collection's document count from its metadata
+    /// (`estimatedDocumentCount`): cheap, without reading documents.
+    pub async fn estimated_count(&self) -> Result<u64, SourceError> {
+        self.answer(
+            "count",
+            self.collection.estimated_document_count().into_future(),
+        )
+        .await
+    }
+
+    /// Up to `limit` documents matching `filter`, the newest first by
+    /// `_id`, with `projection`: a sample of what recent days hold.
+    pub async fn newest(
+        &self,
+        filter: Document,
+        projection: Option<Document>,
+        limit: i64,
+    ) -> Result<Vec<Document>, SourceError> {
+        use futures::TryStreamExt;
+        let collection = self.collection.clone_with_type::<Document>();
+        let mut find = collection
+            .find(filter)
+            .sort(doc! { "_id": -1 })
+            .limit(limit)
+            .batch_size(u32::try_from(limit).unwrap_or(u32::MAX).max(1));
+        if let Some(t) = self.read.max_time {
+            find = find.max_time(t);
+        }
+        if let Some(p) = projection {
+            find = find.projection(p);
+        }
+        let cursor = self.answer("find", find.into_future()).await?;
+        self.answer("getMore", cursor.try_collect()).await
+    }
+
+    /// The collection's indexes (`listIndexes`): each one's keys, in order,
+    /// and its name.
+    pub async fn indexes(&self) -> Result<Vec<(String, Document)>, SourceError> {
+        use futures::TryStreamExt;
+        let cursor = self
+            .answer("listIndexes", self.collection.list_indexes().into_future())
+            .await?;
+        let models: Vec<mongodb::IndexModel> =
+            self.answer("listIndexes", cursor.try_collect()).await?;
+        Ok(models
+            .into_iter()
+            .map(|m| {
+                let name = m
+                    .options
+                    .and_then(|o| o.name)
+                    .unwrap_or_else(|| "(unnamed)".to_owned());
+                (name, m.keys)
+            })
+            .collect())
+    }
+
     /// Opens a cursor over `filter`, sorted by `_id` so that the same data
     /// always gives the same bytes.
     pub async fn find(

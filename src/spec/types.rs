@@ -656,6 +656,14 @@ pub struct FlattenSpec {
     #[serde(default)]
     pub arrays: ArraysSpec,
 
+    /// Per-path rules for objects, such as an object used as a map (ids or
+    /// dates as keys) kept as one JSON column instead of a column per key.
+    /// Default: none, every object's keys become columns.
+    // Left out of the spec's JSON when empty, so that specs written before
+    // it hash as they did and no done day is redone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<ObjectRuleSpec>,
+
     /// What to do with a field the schema lock has not seen. Default: `add`.
     #[serde(default)]
     pub on_new_field: NewFieldPolicy,
@@ -697,6 +705,7 @@ impl Default for FlattenSpec {
             columns: Vec::new(),
             exclude: Vec::new(),
             arrays: ArraysSpec::default(),
+            objects: Vec::new(),
             on_new_field: NewFieldPolicy::default(),
             on_type_conflict: TypeConflictPolicy::default(),
             decimal: DecimalType::default(),
@@ -799,6 +808,30 @@ pub struct ArrayRuleSpec {
     /// Default: the same separator and depth, automatic columns.
     #[serde(default)]
     pub flatten: Option<Box<FlattenSpec>>,
+}
+
+/// How one object path is stored.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct ObjectRuleSpec {
+    /// Path of the object, such as `$.scores_by_user`.
+    pub path: String,
+
+    /// The policy for this object.
+    pub policy: ObjectPolicy,
+}
+
+/// Object policies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectPolicy {
+    /// Each key becomes a column (`<path>__<key>`), down to `max_depth`.
+    #[default]
+    Columns,
+    /// One JSON column holding the whole object, whatever its keys: for an
+    /// object used as a map, whose keys are data (ids, dates) and would
+    /// otherwise add a column per key.
+    Json,
 }
 
 /// Array policies.
