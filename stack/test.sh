@@ -88,13 +88,17 @@ phase "end-to-end tests again (MongoDB: mongo-java-server)"
 # The end-to-end suite again, with the fast server as the stack's MongoDB
 # (the secrets leak test, which no server changes, ran once above).
 # The outages too: the MongoDB one stops a mongo-java-server of its own here.
+# And `etl validate --connect`, whose checks read what each server answers
+# (listCollections, listIndexes, a sample of the newest documents), and
+# `etl infer`, whose spans, counts and samples are queries each server
+# answers its own way (and only this one stores Decimal128).
 # tests/stack_fast.rs, which needs what FerretDB cannot store, ran above.
 # So did the four-worker lease test (leases live in the state store, not in
 # MongoDB, and its minutes go to the BigQuery emulator, not the server) and
 # the Airflow test (Airflow runs the same `etl run`, whichever the server).
 ETL_MONGO_PORT="$ETL_MONGO_FAST_PORT" ETL_MONGO_URI="$ETL_MONGO_FAST_URI" ETL_TEST_MONGO=fast \
   cargo test --locked --release --no-fail-fast \
-  --test stack_engine --test stack_smoke --test stack_outage -- \
+  --test stack_engine --test stack_smoke --test stack_outage --test stack_validate --test stack_infer -- \
   --skip four_workers_share_one_backfill_through_leases \
   --skip an_airflow_dag_loads_each_day_once_and_a_second_pass_skips_them \
   2>&1 | tee target/test-output-fast.txt || status=1

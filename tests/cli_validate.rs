@@ -112,6 +112,7 @@ fn json_diagnostics_for_ci_and_editors() {
     insta::assert_json_snapshot!(diags, @r#"
     [
       {
+        "severity": "error",
         "file": "tests/fixtures/invalid/bad_timezone.yaml",
         "line": 11,
         "column": 13,

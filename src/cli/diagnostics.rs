@@ -1,4 +1,5 @@
-//! Printing diagnostics: `file:line:col: path: message`, then a hint.
+//! Printing diagnostics: `error: file:line:col: path: message` (or
+//! `warning: ...`), then a hint.
 //!
 //! No colour: the output reads the same in a terminal, a CI log or a file,
 //! and `NO_COLOR` has nothing to turn off.
@@ -13,7 +14,8 @@ pub fn human(diags: &[Diagnostic]) -> String {
     for d in diags {
         let _ = writeln!(
             out,
-            "error: {}:{}:{}: {}: {}",
+            "{}: {}:{}:{}: {}: {}",
+            d.severity,
             d.file.display(),
             d.line,
             d.column,

@@ -1,4 +1,6 @@
-//! `etl validate`: every problem in every file, in one pass.
+//! `etl validate`: every problem in every file, in one pass; with
+//! `--connect`, each pipeline also checked against the servers of the
+//! active profile ([`connect`]).
 
 use std::path::PathBuf;
 
@@ -26,6 +28,15 @@ pub struct Args {
     /// age files.
     #[arg(long)]
     pub decrypt: bool,
+
+    /// Also check each pipeline against its connections in the active
+    /// profile (`--profile`): the collection, its partition field in the
+    /// newest documents, an index on it, the warehouse tables against the
+    /// schema lock, and that the lake and the state store can be written
+    /// (probe objects under `_etl_validate/`, deleted at once). Errors
+    /// exit 1, warnings 0; a spec with problems is not checked.
+    #[arg(long)]
+    pub connect: bool,
 }
 
 /// Output formats.
@@ -37,6 +48,8 @@ pub enum Format {
     Json,
 }
 
+/// `etl validate`: exit 0 when nothing is wrong (warnings aside), 2 for
+/// a spec with problems, 1 when a `--connect` check failed.
 pub fn run(ctx: &Context, args: Args) -> Exit {
     let project_file = match ctx.project_file_or_usage() {
         Ok(f) => f,
@@ -57,33 +70,100 @@ pub fn run(ctx: &Context, args: Args) -> Exit {
         let profile = ctx.profile.as_deref().unwrap_or(&plan.default_profile);
         diags.extend(super::secrets::check_used(&project, profile, args.decrypt));
     }
-    for file in &files {
-        diags.extend(check_pipeline_file(file, &project));
+    let loaded: Vec<Loaded<PipelineSpec>> = files
+        .iter()
+        .map(|f| spec::load(f, SpecKind::Pipeline))
+        .collect();
+    // Which specs have no problem: only those are checked against servers.
+    let (mut clean, mut skipped) = (Vec::new(), Vec::new());
+    for l in &loaded {
+        let found = check_pipeline_loaded(l, &project);
+        if found.is_empty() {
+            clean.push(l);
+        } else {
+            skipped.push(l.file.display().to_string());
+        }
+        diags.extend(found);
+    }
+    let spec_errors = diags.iter().any(Diagnostic::is_error);
+    let mut summaries = Vec::new();
+    // The connection checks need a usable project file; a pipeline with
+    // problems is left out, the others are still checked.
+    if args.connect && project.diagnostics.is_empty() && project.plan.is_some() {
+        match connect::run(ctx, &project, &clean) {
+            Ok(report) => {
+                diags.extend(report.diagnostics);
+                summaries = report.summaries;
+                summaries.extend(
+                    skipped
+                        .iter()
+                        .map(|f| format!("{f}: not checked, its spec has problems")),
+                );
+            }
+            Err(code) => {
+                diagnostics::print_human(&diags);
+                return code;
+            }
+        }
     }
     let checked = files.len() + 1;
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    let warnings = diags.len() - errors;
     match args.format {
         Format::Json => print!("{}", diagnostics::json(&diags)),
         Format::Human => {
             diagnostics::print_human(&diags);
-            if diags.is_empty() {
-                println!("ok: {checked} files valid");
+            if !summaries.is_empty() {
+                println!(
+                    "checked against the connections of profile `{}`:",
+                    active_profile(ctx, &project)
+                );
+                for s in &summaries {
+                    println!("  {s}");
+                }
+            }
+            let warned = match warnings {
+                0 => String::new(),
+                1 => ", 1 warning".to_owned(),
+                n => format!(", {n} warnings"),
+            };
+            if errors == 0 {
+                let connected = if args.connect {
+                    ", connections checked"
+                } else {
+                    ""
+                };
+                println!("ok: {checked} files valid{connected}{warned}");
             } else {
-                let files_with: std::collections::BTreeSet<_> =
-                    diags.iter().map(|d| &d.file).collect();
+                let files_with: std::collections::BTreeSet<_> = diags
+                    .iter()
+                    .filter(|d| d.is_error())
+                    .map(|d| &d.file)
+                    .collect();
                 eprintln!(
-                    "{} {} in {} of {checked} files",
-                    diags.len(),
-                    if diags.len() == 1 { "error" } else { "errors" },
+                    "{errors} {} in {} of {checked} files{warned}",
+                    if errors == 1 { "error" } else { "errors" },
                     files_with.len()
                 );
             }
         }
     }
-    if diags.is_empty() {
-        Exit::Success
-    } else {
+    if spec_errors {
         Exit::Usage
+    } else if errors > 0 {
+        Exit::RunFailed
+    } else {
+        Exit::Success
     }
+}
+
+/// The profile whose connections are checked: `--profile`, else the
+/// project's default.
+fn active_profile(ctx: &Context, project: &super::LoadedProject) -> String {
+    ctx.profile
+        .clone()
+        .or_else(|| project.plan.as_ref().map(|p| p.default_profile.clone()))
+        .unwrap_or_default()
 }
 
 /// Checks one pipeline against every profile, so a connection missing from
@@ -150,5 +230,6 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     }
 }
 
+mod connect;
 #[cfg(test)]
 mod props;

@@ -26,6 +26,7 @@ use crate::template::{Templates, Vars};
 
 /// A pipeline's plan plus the clients its partitions share.
 pub struct PipelineRuntime {
+    /// The plan the clients are opened from.
     pub plan: PipelinePlan,
     templates: Arc<Templates>,
     source: OnceCell<Box<dyn Source>>,
@@ -43,6 +44,8 @@ pub struct PipelineRuntime {
 }
 
 impl PipelineRuntime {
+    /// A runtime of `plan`, its connections' fields rendered by
+    /// `templates` (real secrets, decrypted when a client opens).
     pub fn new(plan: PipelinePlan, templates: Arc<Templates>) -> Self {
         Self {
             plan,
@@ -136,8 +139,9 @@ impl PipelineRuntime {
     }
 
     /// A new client of the plan's MongoDB collection, read as the spec
-    /// says (`etl watch` has one of its own, beside the days').
-    pub(super) async fn mongo(&self) -> Result<MongoSource, PartitionError> {
+    /// says (`etl watch` has one of its own, beside the days', and
+    /// `etl validate --connect` one to check the collection).
+    pub async fn mongo(&self) -> Result<MongoSource, PartitionError> {
         let connection = &self.plan.source.connection;
         let uri = self.render(&connection.uri_template)?;
         let source = MongoSource::connect(
@@ -186,27 +190,7 @@ impl PipelineRuntime {
                         replace,
                         ..
                     } => {
-                        let BigqueryConnection {
-                            project,
-                            location,
-                            endpoint,
-                            credentials,
-                        } = connection;
-                        let account = self.service_account(credentials.as_ref())?;
-                        let source = credentials::Source::bigquery(
-                            account.as_ref(),
-                            endpoint.as_deref(),
-                            credentials::Adc::from_process,
-                        );
-                        let sink = BigQuerySink::connect(
-                            project,
-                            location.as_deref(),
-                            endpoint.as_deref(),
-                            account.as_ref(),
-                        )
-                        .await
-                        .map_err(|e| PartitionError::fatal(e.to_string()))?;
-                        self.used(connection_name, source);
+                        let sink = self.open_bigquery(connection_name, connection).await?;
                         Ok::<Box<dyn Warehouse>, PartitionError>(Box::new(
                             warehouse::bigquery::BigQuery::new(
                                 sink,
@@ -227,6 +211,68 @@ impl PipelineRuntime {
             })
             .await?;
         Ok(warehouse.as_ref())
+    }
+
+    /// The BigQuery project of the plan's warehouse, opened as a run opens
+    /// it (one token fetched, so missing credentials fail here); None for
+    /// a Parquet warehouse. `etl validate --connect` reads the tables'
+    /// metadata through it.
+    pub async fn bigquery(&self) -> Result<Option<BigQuerySink>, PartitionError> {
+        match &self.plan.warehouse {
+            WarehousePlan::Bigquery {
+                connection,
+                connection_name,
+                ..
+            } => Ok(Some(self.open_bigquery(connection_name, connection).await?)),
+            WarehousePlan::Parquet { .. } => Ok(None),
+        }
+    }
+
+    async fn open_bigquery(
+        &self,
+        connection_name: &str,
+        connection: &BigqueryConnection,
+    ) -> Result<BigQuerySink, PartitionError> {
+        let BigqueryConnection {
+            project,
+            location,
+            endpoint,
+            credentials,
+        } = connection;
+        let account = self.service_account(credentials.as_ref())?;
+        let source = credentials::Source::bigquery(
+            account.as_ref(),
+            endpoint.as_deref(),
+            credentials::Adc::from_process,
+        );
+        let sink = BigQuerySink::connect(
+            project,
+            location.as_deref(),
+            endpoint.as_deref(),
+            account.as_ref(),
+        )
+        .await
+        .map_err(|e| PartitionError::fatal(e.to_string()))?;
+        self.used(connection_name, source);
+        Ok(sink)
+    }
+
+    /// The store of the plan's lake, opened as a run opens it.
+    pub async fn lake_store(&self) -> Result<Store, PartitionError> {
+        Ok(self.lake().await?.clone())
+    }
+
+    /// The store of a Parquet warehouse, opened as a run opens it; None
+    /// for BigQuery.
+    pub fn parquet_store(&self) -> Result<Option<Store>, PartitionError> {
+        match &self.plan.warehouse {
+            WarehousePlan::Parquet {
+                connection,
+                connection_name,
+                ..
+            } => Ok(Some(self.open_store(connection_name, connection)?)),
+            WarehousePlan::Bigquery { .. } => Ok(None),
+        }
     }
 
     /// Pass 1 alone over day `day`'s documents, streamed from the source
@@ -269,12 +315,14 @@ impl PipelineRuntime {
     /// The names of the pipeline's warehouse tables on day `day`, root
     /// first: what [`Self::preview`] takes the index of.
     pub fn table_names(&self, day: NaiveDate) -> Result<Vec<String>, PartitionError> {
+        Ok(self.tables_on(day)?.into_iter().map(|t| t.name).collect())
+    }
+
+    /// The pipeline's warehouse tables on day `day` (their names may
+    /// depend on it), root first, each with its dataset.
+    pub fn tables_on(&self, day: NaiveDate) -> Result<Vec<Table>, PartitionError> {
         let target = self.target(day)?;
-        Ok(self
-            .warehouse_tables(&target, self.tables())?
-            .into_iter()
-            .map(|t| t.name)
-            .collect())
+        self.warehouse_tables(&target, self.tables())
     }
 
     /// Up to `limit` rows of warehouse table `i` (of [`Self::table_names`])

@@ -234,6 +234,15 @@ pub async fn row_count(store: &super::lake::Store, rel: &str) -> Result<u64, Par
     Ok(builder.metadata().file_metadata().num_rows().max(0) as u64)
 }
 
+/// The Arrow schema of the Parquet object `rel` in `store`, from its
+/// footer alone: what `etl validate --connect` compares with the lock.
+pub async fn file_schema(
+    store: &super::lake::Store,
+    rel: &str,
+) -> Result<arrow_schema::SchemaRef, ParquetError> {
+    Ok(open(store, rel).await?.schema().clone())
+}
+
 /// Up to `limit` rows of the Parquet object `rel` in `store`, in the
 /// file's order, in the row format of [`crate::table`] (a NULL column left
 /// out); and the file's columns. Only the footer and the row groups needed

@@ -151,9 +151,32 @@ impl Problem {
     }
 }
 
+/// How bad a diagnostic is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Something to look at; `etl validate` still exits 0.
+    Warning,
+    /// Something to fix before a run: a bad spec (exit 2) or, under
+    /// `etl validate --connect`, a connection check that failed (exit 1).
+    #[default]
+    Error,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        })
+    }
+}
+
 /// A problem placed in a file: what `etl validate` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Diagnostic {
+    /// `error` or `warning`.
+    pub severity: Severity,
     /// The file, as given on the command line.
     pub file: PathBuf,
     /// 1-based line.
@@ -167,6 +190,19 @@ pub struct Diagnostic {
     /// How to fix it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    /// The same diagnostic as a warning.
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
+    }
+
+    /// Whether it is an error rather than a warning.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
 }
 
 /// A spec file read from disk, with what is needed to place problems in it.
@@ -188,6 +224,7 @@ impl<T> Loaded<T> {
             None => self.locator.value(&p.path),
         };
         Diagnostic {
+            severity: Severity::Error,
             file: self.file.clone(),
             line,
             column,
@@ -246,6 +283,7 @@ pub fn load<T: DeserializeOwned>(file: &Path, kind: SpecKind) -> Loaded<T> {
             file: file.to_owned(),
             spec: None,
             diagnostics: vec![Diagnostic {
+                severity: Severity::Error,
                 file: file.to_owned(),
                 line: 1,
                 column: 1,
@@ -298,6 +336,7 @@ fn parse_diagnostic<T>(loaded: &Loaded<T>, mut e: yaml::ParseError) -> Diagnosti
     }
     let hint = did_you_mean_from_serde(&e.message);
     Diagnostic {
+        severity: Severity::Error,
         file: loaded.file.clone(),
         line: located.line,
         column: located.column,

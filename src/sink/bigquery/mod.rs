@@ -64,7 +64,8 @@ use chrono::NaiveDate;
 
 pub use client::ApiError;
 pub use jobs::decorator_load_job;
-pub use sink::BigQuerySink;
+pub use schema::{LayoutColumn, TableLayout};
+pub use sink::{BigQuerySink, TableState};
 
 /// Why a BigQuery operation failed.
 #[derive(Debug, thiserror::Error)]

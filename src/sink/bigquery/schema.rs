@@ -139,22 +139,107 @@ pub(super) fn check_partitioning(
     table: &Value,
     column: &str,
 ) -> Result<(), BigQueryError> {
-    let tp = &table["timePartitioning"];
-    let (kind, field) = (tp["type"].as_str(), tp["field"].as_str());
-    if kind == Some("DAY") && field == Some(column) {
+    let layout = TableLayout::of(table);
+    if layout.partitioned_on(column) {
         return Ok(());
     }
-    let found = match (kind, field, table.get("rangePartitioning")) {
-        (None, _, Some(r)) if !r.is_null() => "by integer range".to_owned(),
-        (None, _, _) => "not at all".to_owned(),
-        (Some(k), None, _) => format!("{k} by ingestion time"),
-        (Some(k), Some(f), _) => format!("{k} on `{f}`"),
-    };
     Err(BigQueryError::Partitioning {
         target: target.boxed(),
-        found,
+        found: layout.partitioning(),
         expected: column.to_owned(),
     })
+}
+
+/// An existing table as its `tables.get` resource describes it: what
+/// `etl validate --connect` compares with the spec and the schema lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableLayout {
+    /// Time partitioning: its type (`DAY`, `HOUR`, ...) and its column,
+    /// None for ingestion time; None when the table has none.
+    pub time_partitioning: Option<(String, Option<String>)>,
+    /// Partitioned by integer range instead.
+    pub range_partitioned: bool,
+    /// Clustering columns, in order.
+    pub clustering: Vec<String>,
+    /// The columns, in the table's order.
+    pub columns: Vec<LayoutColumn>,
+}
+
+/// One column of a [`TableLayout`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayoutColumn {
+    /// Its name.
+    pub name: String,
+    /// The column as etl reads it; None for a type etl does not write
+    /// (`TIME`, `GEOGRAPHY`, ...).
+    pub column: Option<Column>,
+    /// Its type as BigQuery names it, for people: `INT64`,
+    /// `REPEATED STRING`.
+    pub label: String,
+}
+
+impl TableLayout {
+    /// The layout of a `tables.get` resource.
+    pub fn of(table: &Value) -> Self {
+        let tp = &table["timePartitioning"];
+        let time_partitioning = tp["type"]
+            .as_str()
+            .map(|k| (k.to_owned(), tp["field"].as_str().map(str::to_owned)));
+        let columns = table["schema"]["fields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                let (name, kind, repeated) = parse_field(f);
+                let column = parse_column(f);
+                let label = match &column {
+                    Some(c) => c.type_label(),
+                    None => type_label(kind, f["type"].as_str().unwrap_or("?"), repeated),
+                };
+                LayoutColumn {
+                    name,
+                    column,
+                    label,
+                }
+            })
+            .collect();
+        Self {
+            time_partitioning,
+            range_partitioned: table.get("rangePartitioning").is_some_and(|r| !r.is_null()),
+            clustering: table["clustering"]["fields"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            columns,
+        }
+    }
+
+    /// Whether the table is DAY-partitioned on `column`, as etl makes it.
+    pub fn partitioned_on(&self, column: &str) -> bool {
+        matches!(&self.time_partitioning, Some((k, Some(f))) if k == "DAY" && f == column)
+    }
+
+    /// The partitioning as people read it: ``DAY on `_ds` ``, `not at
+    /// all`, `DAY by ingestion time`, `by integer range`.
+    pub fn partitioning(&self) -> String {
+        match &self.time_partitioning {
+            None if self.range_partitioned => "by integer range".to_owned(),
+            None => "not at all".to_owned(),
+            Some((k, None)) => format!("{k} by ingestion time"),
+            Some((k, Some(f))) => format!("{k} on `{f}`"),
+        }
+    }
+
+    /// The column named `name`, compared case-insensitively as BigQuery
+    /// does.
+    pub fn column(&self, name: &str) -> Option<&LayoutColumn> {
+        self.columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
 }
 
 /// The partition column must be a DATE column of the schema, and every

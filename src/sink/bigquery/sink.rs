@@ -18,7 +18,9 @@ use super::jobs::{
     job_error_message, job_prefix, replace_script, staging_load_job, staging_table_name,
     table_path,
 };
-use super::schema::{check_partitioning, check_schema, missing_fields, parse_column, schema_json};
+use super::schema::{
+    check_partitioning, check_schema, missing_fields, parse_column, schema_json, TableLayout,
+};
 use super::{BigQueryError, Target};
 use crate::credentials::ServiceAccount;
 use crate::spec::ReplaceMode;
@@ -30,6 +32,17 @@ const GOOGLE_ROOT: &str = "https://bigquery.googleapis.com";
 const QUERY_WAIT_MS: u64 = 10_000;
 /// How long a staging table outlives a process that died before dropping it.
 const STAGING_TTL: chrono::Duration = chrono::Duration::hours(24);
+
+/// What [`BigQuerySink::table_state`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableState {
+    /// The dataset does not exist (a run creates it).
+    NoDataset,
+    /// The dataset exists, the table does not (a run creates it).
+    NoTable,
+    /// The table exists, laid out so.
+    Table(TableLayout),
+}
 
 /// A BigQuery project, ready to create tables and replace partitions.
 #[derive(Clone)]
@@ -249,6 +262,28 @@ impl BigQuerySink {
             columns.push(column);
         }
         Ok(Some(TableSchema { columns }))
+    }
+
+    /// What exists of `dataset.table`, read without changing anything:
+    /// what `etl validate --connect` compares with the spec and the lock.
+    pub async fn table_state(
+        &self,
+        dataset: &str,
+        table: &str,
+    ) -> Result<TableState, BigQueryError> {
+        check_names(dataset, table)?;
+        let target = self.target(dataset, table, None);
+        if let Some(t) = self.get_table(&target).await? {
+            return Ok(TableState::Table(TableLayout::of(&t)));
+        }
+        let url = format!("{}/datasets/{dataset}", self.api.project_url);
+        match self.api.json(Method::GET, &url, None).await {
+            Ok(_) => Ok(TableState::NoTable),
+            Err(e) if e.is_status(StatusCode::NOT_FOUND) => Ok(TableState::NoDataset),
+            Err(error) => Err(self
+                .target(dataset, "", None)
+                .request_failed("reading dataset")(error)),
+        }
     }
 
     /// Replaces the rows of day `day` with the rows of the NDJSON file

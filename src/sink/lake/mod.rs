@@ -125,6 +125,18 @@ fn build(
     Ok((store, Path::parse(path)?))
 }
 
+/// How a conditional create ([`Store::create`]) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// This call created the object.
+    Yes,
+    /// Refused: the object exists (`object_store`'s `AlreadyExists`).
+    AlreadyExists,
+    /// Refused by a failed precondition (`Precondition`), which some
+    /// stores answer instead.
+    Precondition,
+}
+
 /// An object store with a root prefix.
 #[derive(Clone)]
 pub struct Store {
@@ -257,14 +269,18 @@ impl Store {
     /// (`PutMode::Create`: local files, GCS, Azure, and S3 with
     /// `aws_conditional_put`); one that does not is an error saying so.
     pub async fn put_if_absent(&self, rel: &str, bytes: Vec<u8>) -> Result<bool, LakeError> {
+        Ok(self.create(rel, bytes).await? == Created::Yes)
+    }
+
+    /// [`Self::put_if_absent`], saying how a refusal came: what
+    /// `etl validate --connect` reports of the state store.
+    pub async fn create(&self, rel: &str, bytes: Vec<u8>) -> Result<Created, LakeError> {
         let path = self.path(rel);
         let mode: object_store::PutOptions = object_store::PutMode::Create.into();
         match self.store.put_opts(&path, bytes.into(), mode).await {
-            Ok(_) => Ok(true),
-            Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) => Ok(false),
+            Ok(_) => Ok(Created::Yes),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(Created::AlreadyExists),
+            Err(object_store::Error::Precondition { .. }) => Ok(Created::Precondition),
             Err(e @ object_store::Error::NotImplemented) => Err(self.io(
                 "create",
                 &path,
