@@ -146,6 +146,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     let today = ctx.today(chrono_tz::UTC);
     let request = args.range.request();
     let wanted = request.start.map(|s| (s, request.end.unwrap_or(today)));
+    // What the server is doing, on a terminal only: on a big collection
+    // without an index each step is a scan of its own.
+    let spinner =
+        indicatif::ProgressBar::new_spinner().with_finish(indicatif::ProgressFinish::AndClear);
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    spinner.set_message(format!("{ns}: reading the newest and oldest documents"));
+    let mut timings: Vec<(&str, std::time::Instant)> = vec![("", std::time::Instant::now())];
     let sampled = rt
         .block_on(ends_by_id(&source))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -155,8 +162,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     }
     let sampled_by = if sampled.len() as u64 >= 2 * SAMPLE as u64 {
         format!(
-            "{} documents sampled by `_id`, the {SAMPLE} newest and the {SAMPLE} oldest",
-            thousands(sampled.len() as u64)
+            "{} documents sampled by `_id`, the {1} newest and the {1} oldest",
+            thousands(sampled.len() as u64),
+            thousands(u64::from(SAMPLE))
         )
     } else {
         format!("the {} documents", thousands(sampled.len() as u64))
@@ -223,22 +231,26 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
             );
         }
     }
-    println!(
-        "{ns} via `{}` ({uri_display}), profile `{profile}`",
-        args.connection
-    );
-    println!(
-        "partition field: `{field}` ({}; in {} of {sampled_by}{})",
-        kind.name(),
-        thousands(choice.present),
-        wanted.map_or(String::new(), |_| format!(
-            ", {} of them in the requested days",
-            thousands(choice.in_range)
-        )),
-    );
+    spinner.suspend(|| {
+        println!(
+            "{ns} via `{}` ({uri_display}), profile `{profile}`",
+            args.connection
+        )
+    });
+    spinner.suspend(|| {
+        println!(
+            "partition field: `{field}` ({}; in {} of {sampled_by}{})",
+            kind.name(),
+            thousands(choice.present),
+            wanted.map_or(String::new(), |_| format!(
+                ", {} of them in the requested days",
+                thousands(choice.in_range)
+            )),
+        )
+    });
     let others = listed(Some((&field, kind)));
     if !others.is_empty() {
-        println!("  other candidates: {}", others.join(", "));
+        spinner.suspend(|| println!("  other candidates: {}", others.join(", ")));
     }
 
     // 2. The span: the field's first and last day, two sorted queries.
@@ -250,6 +262,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         lookback: 0,
     };
     let (lo, hi) = wanted.unwrap_or((EARLIEST, LATEST));
+    spinner.set_message(format!("{ns}: the first and last day of `{field}`"));
+    timings.push(("sample by `_id`", std::time::Instant::now()));
     let Some((first, last)) = rt
         .block_on(span(&source, &partition, kind, lo, hi))
         .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -272,6 +286,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         );
     };
     let filter = |a: NaiveDate, b: NaiveDate| partition.range_filter(a, b, None);
+    spinner.set_message(format!("{ns}: counting documents"));
+    timings.push(("span", std::time::Instant::now()));
     let (in_span, total) = rt
         .block_on(async {
             let in_span = source.count(filter(first, last)).await?;
@@ -283,15 +299,17 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let days = (last - first).num_days() + 1;
-    println!(
-        "data from {first} to {last} ({} {}): {} documents",
-        thousands(days as u64),
-        if days == 1 { "day" } else { "days" },
-        thousands(in_span)
-    );
+    spinner.suspend(|| {
+        println!(
+            "data from {first} to {last} ({} {}): {} documents",
+            thousands(days as u64),
+            if days == 1 { "day" } else { "days" },
+            thousands(in_span)
+        )
+    });
     if let Some(total) = total.filter(|t| *t > in_span) {
         let shape = FieldShape::of(sampled.iter().map(|d| d.as_ref()), &field, kind);
-        println!(
+        spinner.suspend(|| println!(
             "warning: {} of {} documents have no `{field}` {} that a day can select, so no run loads them{}",
             thousands(total - in_span),
             thousands(total),
@@ -306,22 +324,24 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
                     shape.reasons()
                 )
             }
-        );
+        ));
     }
     let yesterday = today.pred_opt().unwrap_or(today);
     if last > yesterday {
-        println!(
+        spinner.suspend(|| println!(
             "note: documents dated up to {last} are after yesterday ({yesterday}): a day loads once it has passed"
-        );
+        ));
     }
 
     // 3. The documents the draft learns from: all, or windows over the span.
+    timings.push(("counts", std::time::Instant::now()));
     let plan_of_sample = SamplePlan::new(first, last, in_span, args.sample);
     let mut docs = Vec::new();
     let mut bytes = 0usize;
     let mut short = Vec::new();
     match &plan_of_sample {
         SamplePlan::All => {
+            spinner.set_message(format!("{ns}: reading {} documents", thousands(in_span)));
             docs = rt
                 .block_on(source.first(
                     filter(first, last),
@@ -329,26 +349,36 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
                     u32::try_from(args.sample).unwrap_or(u32::MAX),
                 ))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!(
-                "read all {} documents from {first} to {last}",
-                thousands(docs.len() as u64)
-            );
+            spinner.suspend(|| {
+                println!(
+                    "read all {} documents from {first} to {last}",
+                    thousands(docs.len() as u64)
+                )
+            });
         }
         SamplePlan::Windows {
             windows,
             per_window,
         } => {
-            for (a, b) in windows {
+            for (k, (a, b)) in windows.iter().enumerate() {
+                spinner.set_message(format!(
+                    "{ns}: reading window {} of {} ({a} to {b})",
+                    k + 1,
+                    windows.len()
+                ));
                 if bytes > MAX_SAMPLE_BYTES {
                     short.push(format!(
                         "{a}..{b} (not read: {MAX_SAMPLE_BYTES} bytes read already)"
                     ));
                     continue;
                 }
+                // Sorted on the partition field: with the index that
+                // `validate --connect` asks for, each window is a short
+                // index scan that stops at the limit.
                 let got = rt
                     .block_on(source.first(
                         filter(*a, *b),
-                        bson::doc! { "_id": 1 },
+                        bson::doc! { field.as_str(): 1 },
                         u32::try_from(*per_window).unwrap_or(u32::MAX),
                     ))
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -359,7 +389,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
                 docs.extend(got);
             }
             let mean_days = days as f64 / windows.len() as f64;
-            println!(
+            spinner.suspend(|| println!(
                 "read a sample of {} of {} documents: up to {} from each of {} windows of {} days, {first} to {last}",
                 thousands(docs.len() as u64),
                 thousands(in_span),
@@ -370,12 +400,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
                 } else {
                     format!("about {}", mean_days.round())
                 }
-            );
+            ));
             if !short.is_empty() {
-                println!("  windows with fewer: {}", short.join(", "));
+                spinner.suspend(|| println!("  windows with fewer: {}", short.join(", ")));
             }
         }
     }
+    timings.push(("documents", std::time::Instant::now()));
+    spinner.finish_and_clear();
     let mut profile_of = Profile::default();
     for doc in &docs {
         profile_of.observe(doc);
@@ -493,7 +525,24 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
             );
         }
     }
+    timings.push(("profile, draft and lock", std::time::Instant::now()));
+    println!("took {}", took(&timings));
     Ok(Exit::Success)
+}
+
+/// `12.3 s: sample by `_id` 1.0 s, span 2.1 s, ...`: each step's time,
+/// from the instants at which each ended (the first is the start).
+fn took(timings: &[(&str, std::time::Instant)]) -> String {
+    let secs = |a: std::time::Instant, b: std::time::Instant| (b - a).as_secs_f64();
+    let steps: Vec<String> = timings
+        .windows(2)
+        .map(|w| format!("{} {:.1} s", w[1].0, secs(w[0].1, w[1].1)))
+        .collect();
+    format!(
+        "{:.1} s: {}",
+        secs(timings[0].1, timings[timings.len() - 1].1),
+        steps.join(", ")
+    )
 }
 
 /// The earliest and latest days `etl infer` looks for data in, without a

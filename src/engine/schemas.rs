@@ -50,6 +50,7 @@ impl PipelineRuntime {
                 let policy = tables.tables()[i].flattener.new_field_policy();
                 self.new_fields(day, name, &logical[i], locked, &mut found, policy)?;
             }
+            self.warn_maps(day, name, baseline, &found);
             schemas.push(
                 merge_schema(existing.as_ref(), found, &null_only)
                     .map_err(|e| PartitionError::fatal(format!("table `{name}`: {}", e.message)))?,
@@ -97,6 +98,35 @@ impl PipelineRuntime {
     /// `on_new_field` for one table: the columns of `found` that the
     /// schema lock lacks are added (and logged), dropped, or fail the
     /// partition.
+    /// Warns when the day's new columns (against the lock, else the
+    /// warehouse table, else all of them on a first day) hold an object
+    /// used as a map: a column per id-like key, which grows the table with
+    /// every new key (issue 28).
+    fn warn_maps(
+        &self,
+        day: NaiveDate,
+        table: &str,
+        baseline: Option<&TableSchema>,
+        found: &TableSchema,
+    ) {
+        let new: Vec<String> = found
+            .columns
+            .iter()
+            .filter(|c| baseline.is_none_or(|b| b.get(&c.name).is_none()))
+            .map(|c| c.name.clone())
+            .collect();
+        let separator = &self.plan.flatten.separator;
+        for (parent, n, keys) in crate::infer::map_like_columns(&new, separator) {
+            tracing::warn!(
+                pipeline = %self.plan.name, partition = %day, %table, object = %parent, columns = n,
+                "{n} new columns under `{parent}`, whose keys look like ids ({}, ...): an object used as a map adds a column per key; \
+                 keep it as one JSON column with `flatten.objects: [{{path: \"$.{}\", policy: json}}]`",
+                keys.join(", "),
+                parent.replace(separator.as_str(), ".")
+            );
+        }
+    }
+
     fn new_fields(
         &self,
         day: NaiveDate,
@@ -119,16 +149,6 @@ impl PipelineRuntime {
         let lock_file = format!("schemas/tables/{}.json", self.plan.name);
         match policy {
             NewFieldPolicy::Add => {
-                let separator = &self.plan.flatten.separator;
-                for (parent, n, keys) in crate::infer::map_like_columns(&new, separator) {
-                    tracing::warn!(
-                        pipeline = %self.plan.name, partition = %day, %table, object = %parent, columns = n,
-                        "{n} new columns under `{parent}`, whose keys look like ids ({}, ...): an object used as a map adds a column per key; \
-                         keep it as one JSON column with `flatten.objects: [{{path: \"$.{}\", policy: json}}]`",
-                        keys.join(", "),
-                        parent.replace(separator.as_str(), ".")
-                    );
-                }
                 tracing::warn!(
                     pipeline = %self.plan.name, partition = %day, %table, columns = %new.join(", "),
                     "new columns, not in {lock_file}: added to the table (on_new_field: add); record them with `etl schema lock`"
