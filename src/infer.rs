@@ -97,13 +97,7 @@ impl Kind {
 
     /// The spec's YAML name.
     pub fn name(self) -> &'static str {
-        match self {
-            Kind::Date => "date",
-            Kind::ObjectId => "object_id",
-            Kind::IsoString => "iso_string",
-            Kind::EpochMillis => "epoch_millis",
-            Kind::EpochSeconds => "epoch_seconds",
-        }
+        self.spec().name()
     }
 
     /// The UTC day of `value` read as this kind, when it is one.

@@ -616,6 +616,19 @@ pub enum PartitionKind {
     ObjectId,
 }
 
+impl PartitionKind {
+    /// The YAML spelling: `date`, `iso_string`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionKind::Date => "date",
+            PartitionKind::IsoString => "iso_string",
+            PartitionKind::EpochSeconds => "epoch_seconds",
+            PartitionKind::EpochMillis => "epoch_millis",
+            PartitionKind::ObjectId => "object_id",
+        }
+    }
+}
+
 /// Partition size.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

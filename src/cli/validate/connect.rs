@@ -390,7 +390,7 @@ impl PipelineCheck<'_> {
     async fn partition_field(&mut self, rt: &PipelineRuntime, mongo: &MongoSource) {
         let partition = &rt.plan.partition;
         let field = &partition.field;
-        let kind = kind_name(partition.kind);
+        let kind = PartitionKind::name(partition.kind);
         let filter = rt.plan.source.base_filter.clone().unwrap_or_default();
         let sample = match mongo
             .newest(filter.clone(), Some(doc! { field.as_str(): 1 }), SAMPLE)
@@ -442,7 +442,7 @@ impl PipelineCheck<'_> {
         let hint = match tally.looks_like() {
             Some(k) if k != partition.kind => format!(
                 "the sampled values look like `kind: {}`: check `partition.kind`",
-                kind_name(k)
+                PartitionKind::name(k)
             ),
             _ if tally.missing == n => self.field_hint(mongo, field, filter).await,
             _ => "check `partition.field` and `partition.kind`: no day's filter selects these documents".to_owned(),
@@ -973,17 +973,6 @@ fn create_index(collection: &str, field: &str) -> String {
     format!("{coll}.createIndex({{{}: 1}})", serde_json::json!(field))
 }
 
-/// A kind as the spec writes it.
-fn kind_name(kind: PartitionKind) -> &'static str {
-    match kind {
-        PartitionKind::Date => "date",
-        PartitionKind::IsoString => "iso_string",
-        PartitionKind::EpochSeconds => "epoch_seconds",
-        PartitionKind::EpochMillis => "epoch_millis",
-        PartitionKind::ObjectId => "object_id",
-    }
-}
-
 /// The value at dotted `path` of `doc`.
 fn field_value<'a>(doc: &'a Document, path: &str) -> Option<&'a Bson> {
     let mut parts = path.split('.');
@@ -1063,7 +1052,7 @@ impl Tally {
                 Some(Bson::Null) => Miss::Null,
                 Some(v) => {
                     if let Some(k) = looks_like(partition, doc, v) {
-                        let e = t.would_read.entry(kind_name(k)).or_insert((k, 0));
+                        let e = t.would_read.entry(PartitionKind::name(k)).or_insert((k, 0));
                         e.1 += 1;
                     }
                     match (partition.kind, v) {
@@ -1106,7 +1095,7 @@ impl Tally {
                         format!("{n} strings that do not start with `YYYY-MM-DDTHH:MM:SS`")
                     }
                     Miss::OutOfRange => {
-                        format!("{n} out of range for `{}`", kind_name(kind))
+                        format!("{n} out of range for `{}`", PartitionKind::name(kind))
                     }
                 }
             })
