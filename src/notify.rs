@@ -265,10 +265,19 @@ fn email(e: &EmailNotifySpec, templates: &Templates, message: &Message) -> Resul
             .build()
             .map_err(|err| format!("TLS set-up for {host}: {err}"))
     };
+    let login = e.username.is_some() && e.password_secret.is_some();
     let tls = match e.tls {
+        // With a login, STARTTLS is required: "when offered" would send the
+        // password in clear text to anyone who strips the offer (issue 29).
+        SmtpTls::Auto if login => Tls::Required(tls_params()?),
         SmtpTls::Auto => Tls::Opportunistic(tls_params()?),
         SmtpTls::Starttls => Tls::Required(tls_params()?),
         SmtpTls::Tls => Tls::Wrapper(tls_params()?),
+        SmtpTls::None if login && !is_loopback(&host) => {
+            return Err(format!(
+                "refusing to send the SMTP password to {host} without TLS (`tls: none` allows a login only to a loopback relay); use `tls: starttls` or `tls: tls`"
+            ))
+        }
         SmtpTls::None => Tls::None,
     };
     let mut transport = SmtpTransport::builder_dangerous(&host)
@@ -285,6 +294,16 @@ fn email(e: &EmailNotifySpec, templates: &Templates, message: &Message) -> Resul
         .send(&mail)
         .map(|_| ())
         .map_err(|err| format!("SMTP server {host}:{}: {err}", e.port))
+}
+
+/// Whether `host` is this machine: `localhost` or a loopback address,
+/// where a password sent without TLS never crosses a network.
+pub fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// One webhook POST. Its URL is a secret: errors name the secret, never

@@ -314,3 +314,72 @@ notify:
     let out = p.etl(&["validate", "pipelines/users.yaml"]);
     assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
 }
+
+/// Issue 29: `tls: none` with a login sends the password in clear text,
+/// so it is refused for any host but a loopback relay.
+#[test]
+fn a_password_without_tls_is_refused_unless_the_relay_is_loopback() {
+    let p = common::Project::with(&["etl.yaml", "pipelines", "schemas/tables"]);
+    let email = |host: &str| {
+        format!(
+            "
+notify:
+  - type: email
+    host: {host}
+    tls: none
+    username: etl-bot
+    password_secret: smtp_password
+    from: etl <etl@example.com>
+    to: [data@example.com]
+"
+        )
+    };
+    let base = p.read("etl.yaml").replace(
+        "secrets:\n",
+        "secrets:\n  smtp_password:\n    file: secrets/smtp_password.age\n",
+    );
+    p.write("etl.yaml", &(base.clone() + &email("smtp.example.com")));
+    let out = p.etl(&["validate", "pipelines/users.yaml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("notify[0].tls: `tls: none` with a password would send it to `smtp.example.com` in clear text"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: use `tls: starttls`"), "{stderr}");
+
+    for host in ["127.0.0.1", "localhost", "\"::1\""] {
+        p.write("etl.yaml", &(base.clone() + &email(host)));
+        let out = p.etl(&["validate", "pipelines/users.yaml"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("clear text"), "{host}: {stderr}");
+    }
+}
+
+/// Issue 29: a child table is named from its array's path, and a path key
+/// such as `../up dir` must not reach a table or a staging file name.
+#[test]
+fn a_child_table_name_drawn_from_an_odd_path_is_refused() {
+    let p = common::Project::with(&["etl.yaml", "pipelines", "schemas/tables"]);
+    let spec = p.read("pipelines/orders.yaml");
+    let at = spec
+        .find("      - path: $.items\n")
+        .expect("the orders spec explodes $.items");
+    let odd = format!(
+        "{}      - path: \"$['../up dir']\"\n        policy: explode\n{}",
+        &spec[..at],
+        &spec[at..]
+    );
+    p.write("pipelines/orders.yaml", &odd);
+    let out = p.etl(&["validate", "pipelines/orders.yaml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("flatten.arrays.rules: the child table of `$['../up dir']` would be named `orders__../up dir`, which is not a valid table name"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: set `table:` on the array's rule"),
+        "{stderr}"
+    );
+}

@@ -93,6 +93,13 @@ fn certificates(dir: &Path) {
 
 impl Sinks {
     fn start(dir: &Path) -> Self {
+        Self::start_with(dir, false)
+    }
+
+    /// With `plain`, an SMTP server that offers no STARTTLS and takes a
+    /// login in clear text: what a man in the middle who strips the offer
+    /// looks like to the client.
+    fn start_with(dir: &Path, plain: bool) -> Self {
         certificates(dir);
         let python = common::root().join("stack/venv/bin/python");
         assert!(
@@ -106,6 +113,7 @@ impl Sinks {
             .args([out.to_str().unwrap(), USER, PASSWORD, HOOK])
             .arg(dir.join("server.pem"))
             .arg(dir.join("server.key"))
+            .args(plain.then_some("plain"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -640,4 +648,34 @@ async fn a_run_tells_people_by_page_email_and_webhook_and_keeps_its_exit_code() 
             assert!(!contains(&bytes, secret), "{file} holds a secret");
         }
     }
+}
+
+/// Issue 29: with the default `tls: auto` and a login, a server that
+/// offers no STARTTLS (or whose offer was stripped) never gets the
+/// password: the email is not sent, the run says why, and its exit code
+/// is the day's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_is_never_sent_to_a_server_without_starttls() {
+    stack::mongo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = Sinks::start_with(dir.path(), true);
+    let p = project(&sinks, &dir.path().join("ca.pem"));
+    let out = p.etl(&["run", "pipelines/products.yaml", "--date", "2020-06-01"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!stdout.contains("notified: email"), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "warning: notification not sent: email to data-team@example.com, oncall@example.com via 127.0.0.1:{}",
+            sinks.smtp
+        )),
+        "{stderr}"
+    );
+    assert!(!contains(&out.stdout, PASSWORD) && !contains(&out.stderr, PASSWORD));
+    assert_eq!(
+        sinks.received(),
+        Vec::<Value>::new(),
+        "nothing reached the server"
+    );
 }

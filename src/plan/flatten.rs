@@ -22,7 +22,25 @@ pub(super) fn compile_flatten(
 ) -> Option<Tables> {
     match Tables::new(&spec.flatten) {
         Ok(tables) => {
-            check_tests(problems, spec, &tables.names(name));
+            let names = tables.names(name);
+            // Child tables named from their paths: a key such as `a b` or
+            // `../x` must not reach a warehouse table or a staging file
+            // name (issue 29). An explicit `table:` was checked already.
+            for (table, child) in names.iter().zip(tables.tables()).skip(1) {
+                if !is_bq_name(table, true) {
+                    problems.push(
+                        Problem::new(
+                            ypath!("flatten").key("arrays").key("rules"),
+                            format!(
+                                "the child table of `{}` would be named `{table}`, which is not a valid table name (letters, digits, `_` and `-`)",
+                                child.path
+                            ),
+                        )
+                        .hint("set `table:` on the array's rule to a name of letters, digits and `_`"),
+                    );
+                }
+            }
+            check_tests(problems, spec, &names);
             Some(tables)
         }
         Err(e) => {

@@ -153,8 +153,23 @@ fn check_notify(
         );
     }
     if let NotifySpec::Email(e) = n {
-        if let Err(m) = templates.render(&e.host, &Vars::default()) {
-            problems.push(Problem::new(at.key("host"), m));
+        match templates.render(&e.host, &Vars::default()) {
+            Err(m) => problems.push(Problem::new(at.key("host"), m)),
+            // A login in clear text is for a relay on this machine only.
+            Ok(host)
+                if e.tls == crate::spec::SmtpTls::None
+                    && e.password_secret.is_some()
+                    && !crate::notify::is_loopback(&host) =>
+            {
+                problems.push(
+                    Problem::new(
+                        at.key("tls"),
+                        format!("`tls: none` with a password would send it to `{host}` in clear text"),
+                    )
+                    .hint("use `tls: starttls` (or `tls: tls` for port 465); `tls: none` with a login is only for a relay on 127.0.0.1"),
+                );
+            }
+            Ok(_) => {}
         }
         if let Some(u) = &e.username {
             if let Err(m) = templates.render(u, &Vars::default()) {

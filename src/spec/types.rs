@@ -377,14 +377,17 @@ fn default_smtp_port() -> u16 {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SmtpTls {
-    /// STARTTLS when the server offers it, plain text otherwise.
+    /// STARTTLS when the server offers it, plain text otherwise; with a
+    /// login, STARTTLS is required, so that a password never goes out in
+    /// clear text to a server (or a man in the middle) that does not offer it.
     #[default]
     Auto,
     /// STARTTLS, required: a server that does not offer it gets nothing.
     Starttls,
     /// TLS from the first byte (SMTPS, usually port 465).
     Tls,
-    /// Never TLS: for a relay on loopback.
+    /// Never TLS: for a relay on loopback. With a login, only to a
+    /// loopback host (`127.0.0.1`, `::1`, `localhost`).
     None,
 }
 

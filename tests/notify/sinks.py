@@ -2,10 +2,12 @@
 that takes one user's login, and an HTTP server that takes webhook POSTs
 on one path.
 
-Usage: sinks.py OUT USER PASSWORD HOOK_PATH CERT KEY
+Usage: sinks.py OUT USER PASSWORD HOOK_PATH CERT KEY [plain]
 
 The SMTP server offers STARTTLS with CERT (PEM, with KEY) and takes a
-login only once the session is encrypted. Every message received is appended to OUT as one JSON line, decoded as a
+login only once the session is encrypted. With `plain`, it offers no
+STARTTLS and takes a login in clear text, as a server would whose
+STARTTLS offer a man in the middle stripped. Every message received is appended to OUT as one JSON line, decoded as a
 mail reader would (headers, body) or as the webhook's JSON. Prints
 "smtp PORT" and "http PORT", then serves until its stdin closes.
 Both servers listen on 127.0.0.1 only.
@@ -24,6 +26,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 OUT, USER, PASSWORD, HOOK_PATH, CERT, KEY = sys.argv[1:7]
+PLAIN = sys.argv[7:8] == ["plain"]
 LOCK = threading.Lock()
 
 
@@ -95,9 +98,10 @@ def main():
         hostname="127.0.0.1",
         port=free_port(),
         authenticator=authenticate,
-        tls_context=tls,
-        # AUTH only after STARTTLS (aiosmtpd's default, said here).
-        auth_require_tls=True,
+        tls_context=None if PLAIN else tls,
+        # AUTH only after STARTTLS (aiosmtpd's default, said here), except
+        # for the stripped server, which takes it in clear text.
+        auth_require_tls=not PLAIN,
     )
     smtp.start()
     http = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
