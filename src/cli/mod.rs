@@ -215,6 +215,11 @@ pub struct DemoArgs {
     /// Last day of `created_at` values (inclusive).
     #[arg(long, default_value = "2020-06-10")]
     pub end: NaiveDate,
+    /// Fill a server that is not on this machine. `etl demo` drops the
+    /// demo collections first, so by default it only touches a MongoDB
+    /// on loopback.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs the CLI and maps the outcome to an exit code.
@@ -676,6 +681,35 @@ fn demo(ctx: &Context, args: DemoArgs) -> anyhow::Result<Exit> {
         ..Default::default()
     };
     let rt = tokio::runtime::Runtime::new()?;
+    // The demo drops its collections before filling them: a URI that
+    // reaches another machine (a colleague's server, production) needs
+    // `--force`, whatever its secrets (issue 29).
+    let hosts: Vec<String> = rt
+        .block_on(std::future::IntoFuture::into_future(
+            mongodb::options::ClientOptions::parse(&uri),
+        ))
+        .map(|o| o.hosts.iter().map(|h| h.to_string()).collect())
+        .unwrap_or_default();
+    let remote: Vec<&String> = hosts
+        .iter()
+        .filter(|h| {
+            let host = h.rsplit_once(':').map_or(h.as_str(), |(host, _)| host);
+            !crate::notify::is_loopback(host)
+        })
+        .collect();
+    if (hosts.is_empty() || !remote.is_empty()) && !args.force {
+        eprintln!(
+            "error: connection `{}` reaches {}, not this machine, and `etl demo` drops the demo collections of `{}` before filling them\n\nhint: pass `--force` to fill it anyway, or use the local stack (`--profile local`)",
+            args.connection,
+            if remote.is_empty() {
+                uri_display.clone()
+            } else {
+                remote.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", ")
+            },
+            args.database
+        );
+        return Ok(Exit::Usage);
+    }
     let summary = rt.block_on(async {
         let client = mongodb::Client::with_uri_str(&uri).await.map_err(|e| {
             anyhow::anyhow!(
