@@ -46,6 +46,9 @@ enum Outage {
     /// Its MongoDB stops answering (a proxy that stops forwarding), with
     /// `source.max_time_ms: 1000`.
     SilentSource,
+    /// The project's state store (ledger and leases), an S3 bucket on
+    /// moto, is killed.
+    StateStore,
 }
 
 /// A server process of the test's own, killed when dropped.
@@ -243,6 +246,23 @@ impl Setup {
                 users,
                 "  batch_size: 10\n",
                 "  batch_size: 10\n  max_time_ms: 1000\n",
+            );
+        }
+        if outage == Outage::StateStore {
+            project.edit(
+                "etl.yaml",
+                "  url: .etl/state\n",
+                &format!(
+                    "  url: s3://{S3_BUCKET}/state
+  options:
+    aws_endpoint: http://127.0.0.1:{s3_port}
+    aws_allow_http: \"true\"
+    aws_region: us-east-1
+    aws_access_key_id: '{{{{ env(\"ETL_S3_KEY_ID\") }}}}'
+    aws_secret_access_key: '{{{{ env(\"ETL_S3_KEY\") }}}}'
+    aws_conditional_put: etag
+"
+                ),
             );
         }
         // A catch-up (and `etl status`) covers DAYS.
@@ -647,4 +667,102 @@ async fn a_source_silent_past_max_time_ms() {
     )
     .await;
     setup.users_loaded(stack::mongo_port()).await;
+}
+
+/// Issue 29: the state store (ledger and leases, S3 on moto) stopped while
+/// `users`' second day runs. Before, the day's lease check failed, the day
+/// was reported `elsewhere` ("another worker took the day over") and the
+/// run exited 0. Now the check is retried like any transient failure, then
+/// the day is `failed` with the store's error, and so is the next day,
+/// whose lease cannot be taken; the run exits 1. Their `failed` records
+/// cannot be written to a store that is down, and the errors say so. With
+/// the store back (empty: moto keeps nothing), a plain rerun loads every
+/// day.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_s3_state_store_stopped_mid_day() {
+    stack::mongo().await;
+    let port = free_port();
+    let mut moto = start_moto(port).await;
+    let setup = Setup::new(
+        Outage::StateStore,
+        stack::mongo_port(),
+        &stack::bq_endpoint(),
+        port,
+    );
+    setup.seed(stack::mongo_port());
+    let day1 = setup.mongo_users(stack::mongo_port(), DAYS[0]).await;
+    let hold = setup.project.path().join("hold");
+    let users = [
+        "run",
+        "pipelines/users.yaml",
+        "--start",
+        DAYS[0],
+        "--end",
+        DAYS[2],
+        "--retries",
+        "1",
+    ];
+    let child = setup
+        .project
+        .command(&users)
+        .env("ETL_HOLD_AT", format!("extract:{}", day1 + 5))
+        .env("ETL_HOLD_FILE", &hold)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !hold.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached its hold point"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    moto.kill();
+    std::fs::remove_file(&hold).unwrap();
+    let out = wait_bounded(child, Duration::from_secs(240));
+    let shown = common::text(&out);
+    eprintln!("{shown}");
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("elsewhere"), "{stdout}");
+    assert!(
+        stdout.contains("1 done, 0 skipped (already done), 2 failed\n"),
+        "{stdout}"
+    );
+    let store = format!("s3://{S3_BUCKET}/state");
+    for (day, what) in [
+        (
+            DAYS[1],
+            "the day ran, but could not check the day's lease in the state store: ",
+        ),
+        (
+            DAYS[2],
+            "could not take the day's lease in the state store: ",
+        ),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("failed: users {day}: ")))
+            .unwrap_or_else(|| panic!("no failure line for {day}: {stdout}"));
+        assert!(line.contains(what), "{line}");
+        assert!(line.contains(&store), "names the store: {line}");
+        assert!(
+            line.contains("(its `failed` ledger record could not be written either: "),
+            "{line}"
+        );
+    }
+
+    moto = start_moto(port).await;
+    let healed = setup.project.command(&users).output().unwrap();
+    let shown = common::text(&healed);
+    assert!(healed.status.success(), "{shown}");
+    assert!(
+        shown.contains("3 done, 0 skipped (already done), 0 failed"),
+        "{shown}"
+    );
+    let status = setup.project.etl(&["status", "pipelines/users.yaml"]);
+    assert!(status.status.success(), "{}", common::text(&status));
+    drop(moto);
 }

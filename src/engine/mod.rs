@@ -504,7 +504,20 @@ impl Engine {
         force: bool,
     ) -> DayOutcome {
         let pipeline = rt.plan.name.clone();
-        let mut lease = match self.leases.acquire(&pipeline, day).await {
+        let acquired = with_retries(
+            opts,
+            || async {
+                self.leases
+                    .acquire(&pipeline, day)
+                    .await
+                    .map_err(|e| state_error("take the day's lease", &e))
+            },
+            |attempt, e, wait| {
+                tracing::warn!(%pipeline, partition = %day, attempt, error = %e, "the state store failed, retrying in {wait:?}");
+            },
+        )
+        .await;
+        let mut lease = match acquired {
             Ok(lease::Acquired::Held(l)) => l,
             Ok(lease::Acquired::Busy(holder)) => {
                 tracing::info!(%pipeline, partition = %day, owner = %holder.owner, until = %holder.expires_at, "another worker runs this day: skipped");
@@ -522,10 +535,8 @@ impl Engine {
                 let now = self.clock.now();
                 let mut record =
                     self.record(rt, day, Status::Failed, Stats::default(), (now, now, 0));
-                record.error = Some(format!(
-                    "cannot take the day's lease in the state store: {e}"
-                ));
-                return DayOutcome::Failed(record);
+                record.error = Some(format!("{}; the day did not start", e.message));
+                return self.record_failure(record).await;
             }
         };
         // Listed before the extract: a change after this point may be
@@ -563,7 +574,7 @@ impl Engine {
     }
 
     /// Renews `lease` while the day runs; returns why it was lost.
-    async fn keep_lease(&self, lease: &mut lease::Lease) -> String {
+    async fn keep_lease(&self, lease: &mut lease::Lease) -> LeaseLost {
         let every = (self.leases.ttl() / 3)
             .to_std()
             .unwrap_or(Duration::from_secs(40));
@@ -571,9 +582,11 @@ impl Engine {
             tokio::time::sleep(every).await;
             match self.leases.renew(lease).await {
                 Ok(true) => {}
-                Ok(false) => return "another worker took the day over".to_owned(),
+                Ok(false) => return LeaseLost::Taken,
                 Err(e) if self.clock.now() >= lease.expires_at => {
-                    return format!("its lease could not be renewed before it expired: {e}")
+                    return LeaseLost::Unrenewable(format!(
+                        "the day's lease could not be renewed in the state store before it expired: {e}; the day was stopped, and the next run does it again"
+                    ))
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not renew a day's lease; trying again");
@@ -613,6 +626,20 @@ impl Engine {
         }
     }
 
+    /// A day that failed on the state store: its `failed` record is
+    /// written if the store takes it now (once, without retries: the
+    /// store just failed them), and the outcome says when it did not.
+    async fn record_failure(&self, mut record: PartitionRecord) -> DayOutcome {
+        if let Err(e) = self.ledger.put(&record).await {
+            let error = record.error.get_or_insert_with(String::new);
+            error.push_str(&format!(
+                " (its `failed` ledger record could not be written either: {e})"
+            ));
+        }
+        tracing::error!(pipeline = %record.pipeline, partition = %record.day, error = record.error.as_deref().unwrap_or(""), "partition failed");
+        DayOutcome::Failed(record)
+    }
+
     /// One day with retries, recorded in the ledger whatever happens,
     /// unless the day's lease was lost to another worker meanwhile.
     async fn run_leased(
@@ -643,11 +670,21 @@ impl Engine {
             () = shutdown.requested() => None,
             lost = self.keep_lease(lease) => {
                 self.remove_staging(&rt.plan.name, &dir);
-                return DayOutcome::Elsewhere {
-                    pipeline: rt.plan.name.clone(),
-                    day,
-                    note: format!("stopped: {lost}"),
+                let why = match lost {
+                    LeaseLost::Taken => {
+                        return DayOutcome::Elsewhere {
+                            pipeline: rt.plan.name.clone(),
+                            day,
+                            note: "stopped: another worker took the day over".to_owned(),
+                        };
+                    }
+                    LeaseLost::Unrenewable(why) => why,
                 };
+                let attempts = attempts.load(Ordering::SeqCst);
+                let mut record = self.record(rt, day, Status::Failed, Stats::default(), (started_at, self.clock.now(), attempts));
+                record.error = Some(why);
+                bar.finish(&record);
+                return self.record_failure(record).await;
             }
         };
         let attempts = attempts.load(Ordering::SeqCst);
@@ -677,20 +714,64 @@ impl Engine {
         let mut record = self.record(rt, day, status, stats, (started_at, finished_at, attempts));
         record.error = error;
         bar.finish(&record);
-        if !matches!(self.leases.holds(lease).await, Ok(true)) {
-            // The worker that took the day over records it.
-            return DayOutcome::Elsewhere {
-                pipeline: rt.plan.name.clone(),
-                day,
-                note: "not recorded: another worker took the day over before it ended".to_owned(),
-            };
+        // Only a lease that another worker holds now leaves the day to it:
+        // a state store that cannot tell is a failure of this day, never
+        // taken for another worker (issue 29).
+        let held = with_retries(
+            opts,
+            || async {
+                self.leases
+                    .holds(lease)
+                    .await
+                    .map_err(|e| state_error("check the day's lease", &e))
+            },
+            |attempt, e, wait| {
+                tracing::warn!(pipeline = %rt.plan.name, partition = %day, attempt, error = %e, "the state store failed, retrying in {wait:?}");
+            },
+        )
+        .await;
+        match held {
+            Ok(true) => {}
+            Ok(false) => {
+                // The worker that took the day over records it.
+                return DayOutcome::Elsewhere {
+                    pipeline: rt.plan.name.clone(),
+                    day,
+                    note: "not recorded: another worker took the day over before it ended"
+                        .to_owned(),
+                };
+            }
+            Err(e) => {
+                let mut failed = record;
+                failed.status = Status::Failed;
+                failed.error = Some(format!(
+                    "the day ran, but {}; whether another worker took it over is not known, so it is not recorded done, and the next run does it again",
+                    e.message
+                ));
+                return self.record_failure(failed).await;
+            }
         }
-        if let Err(e) = self.ledger.put(&record).await {
+        let put = with_retries(
+            opts,
+            || async {
+                self.ledger
+                    .put(&record)
+                    .await
+                    .map_err(|e| state_error("write the day's ledger record", &e))
+            },
+            |attempt, e, wait| {
+                tracing::warn!(pipeline = %rt.plan.name, partition = %day, attempt, error = %e, "the state store failed, retrying in {wait:?}");
+            },
+        )
+        .await;
+        if let Err(e) = put {
             let mut failed = record;
             failed.status = Status::Failed;
             failed.error = Some(format!(
-                "the partition ran, but its ledger record could not be written: {e}"
+                "the day ran, but {}; the next run does it again",
+                e.message
             ));
+            tracing::error!(pipeline = %failed.pipeline, partition = %day, error = failed.error.as_deref().unwrap_or(""), "partition failed");
             return DayOutcome::Failed(failed);
         }
         match record.status {
@@ -710,6 +791,24 @@ impl Engine {
                 DayOutcome::Interrupted(record)
             }
         }
+    }
+}
+
+/// Why a day's lease was lost while the day ran.
+enum LeaseLost {
+    /// Another worker holds it now: the day is its.
+    Taken,
+    /// The state store failed until the lease expired: the day failed.
+    Unrenewable(String),
+}
+
+/// A state store failure on a day's lease or ledger record: transient,
+/// with the store's own error (which names the object and the store).
+fn state_error(what: &str, e: &crate::sink::lake::LakeError) -> PartitionError {
+    PartitionError {
+        message: format!("could not {what} in the state store: {e}"),
+        transient: true,
+        stats: Box::default(),
     }
 }
 
