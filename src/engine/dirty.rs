@@ -12,6 +12,11 @@
 //!   batch whose marks are written, so a restarted watcher goes on from
 //!   there: it loses nothing and repeats at most one batch.
 //!
+//! An unknown-change record or a `watch.json` that does not parse is an
+//! error naming it ([`LakeError::Corrupt`]): read as nothing, the first
+//! would hide changes from `etl status` and the second would restart the
+//! watcher from now, losing the changes made meanwhile.
+//!
 //! Marks are plain creations and deletions of whole objects, which every
 //! store (local files included) supports; two watchers of one pipeline
 //! would only mark days twice.
@@ -176,9 +181,11 @@ impl Dirty {
             .await?
         {
             if let Some(b) = self.store.get(&rel).await? {
-                if let Ok(u) = serde_json::from_slice(&b) {
-                    out.push(u);
-                }
+                out.push(serde_json::from_slice(&b).map_err(|e| LakeError::Corrupt {
+                    object: self.store.display(&rel),
+                    message: format!("a record of `{pipeline}`'s changes of unknown day does not parse: {e}"),
+                    hint: "its changes' days cannot be told: redo the days they may have touched with `etl run --rerun --start D --end D`, then delete it".to_owned(),
+                })?);
             }
         }
         Ok(out)
@@ -186,11 +193,17 @@ impl Dirty {
 
     /// The watcher's saved position.
     pub async fn watch_state(&self, pipeline: &str) -> Result<Option<WatchState>, LakeError> {
-        Ok(self
-            .store
-            .get(&format!("changes/{pipeline}/watch.json"))
-            .await?
-            .and_then(|b| serde_json::from_slice(&b).ok()))
+        let rel = format!("changes/{pipeline}/watch.json");
+        let Some(b) = self.store.get(&rel).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| LakeError::Corrupt {
+                object: self.store.display(&rel),
+                message: format!("`{pipeline}`'s watch position does not parse: {e}"),
+                hint: "delete it to watch from now on; the changes made since the watcher last saved its position (its `saved_at`, if readable) are then not marked: redo their days with `etl run --rerun --start D --end D`".to_owned(),
+            })
     }
 
     /// Saves the watcher's position, after the marks it covers.
@@ -243,6 +256,56 @@ mod tests {
         assert_eq!(left[&day].changes, 1);
         d.clear(&d.day("orders", day).await.unwrap()).await.unwrap();
         assert!(d.days("orders").await.unwrap().is_empty());
+    }
+
+    /// Issue 29: a `watch.json` or an unknown-change record that does not
+    /// parse is an error naming the file and saying how to repair it, on
+    /// local files as the default state store is.
+    #[tokio::test]
+    async fn corrupt_watch_positions_and_unknown_changes_are_errors_naming_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = url::Url::from_directory_path(dir.path()).unwrap();
+        let d = Dirty::new(Store::open(url.as_str(), &Default::default()).unwrap());
+        let state = WatchState {
+            resume_token: None,
+            start_at: Some(7),
+            saved_at: "2026-12-05T00:00:00Z".parse().unwrap(),
+            changes: 3,
+        };
+        d.save_watch_state("orders", &state).await.unwrap();
+        assert_eq!(d.watch_state("orders").await.unwrap(), Some(state));
+        let unknown = UnknownChanges {
+            count: 2,
+            ids: vec![],
+            reason: "no `created_at`".into(),
+            recorded_at: "2026-12-05T00:00:00Z".parse().unwrap(),
+        };
+        d.record_unknown("orders", "b1", &unknown).await.unwrap();
+        assert_eq!(d.unknown("orders").await.unwrap(), vec![unknown]);
+
+        let watch = dir.path().join("changes/orders/watch.json");
+        std::fs::write(&watch, b"{\"saved_at\": \"2026-12").unwrap();
+        let e = d.watch_state("orders").await.unwrap_err().to_string();
+        assert!(
+            e.contains(&format!(
+                "{}` is corrupt: `orders`'s watch position does not parse",
+                watch.display()
+            )),
+            "{e}"
+        );
+        assert!(
+            e.contains("\n\nhint: delete it to watch from now on"),
+            "{e}"
+        );
+
+        let batch = dir.path().join("changes/orders/unknown/b1.json");
+        std::fs::write(&batch, b"not json").unwrap();
+        let e = d.unknown("orders").await.unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{}` is corrupt", batch.display())),
+            "{e}"
+        );
+        assert!(e.contains("hint: its changes' days cannot be told"), "{e}");
     }
 
     #[tokio::test]

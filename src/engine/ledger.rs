@@ -5,6 +5,10 @@
 //! written once a partition has finished, successfully or not, or was
 //! interrupted by a shutdown request; a crash leaves the day "missing".
 //! Either way the next catch-up run does it again.
+//!
+//! A record that does not parse is an error naming it
+//! ([`LakeError::Corrupt`]), never a missing day: `etl status` shows it
+//! `corrupt`, and a run refuses to guess what the day holds.
 
 use std::collections::BTreeMap;
 
@@ -100,12 +104,19 @@ impl Ledger {
         pipeline: &str,
         day: NaiveDate,
     ) -> Result<Option<PartitionRecord>, LakeError> {
-        let Some(bytes) = self.store.get(&Self::key(pipeline, day)).await? else {
+        let key = Self::key(pipeline, day);
+        let Some(bytes) = self.store.get(&key).await? else {
             return Ok(None);
         };
-        // A record that does not parse (hand-edited, from a future version)
-        // counts as missing: the day runs again rather than being skipped.
-        Ok(serde_json::from_slice(&bytes).ok())
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| LakeError::Corrupt {
+                object: self.store.display(&key),
+                message: format!("the ledger record of `{pipeline}` {day} does not parse: {e}"),
+                hint: format!(
+                    "delete it to have the next run redo the day from MongoDB (its counts and timings are lost), or restore it from a backup; a run of `{pipeline}` stops until then"
+                ),
+            })
     }
 
     /// Writes a record, replacing the day's previous one.
@@ -116,12 +127,32 @@ impl Ledger {
             .await
     }
 
-    /// Every record of a pipeline, by day.
+    /// Every record of a pipeline, by day; the first record that does not
+    /// parse is an error.
     pub async fn list(
         &self,
         pipeline: &str,
     ) -> Result<BTreeMap<NaiveDate, PartitionRecord>, LakeError> {
-        let mut out = BTreeMap::new();
+        let (records, mut corrupt) = self.scan(pipeline).await?;
+        match corrupt.pop_first() {
+            Some((_, e)) => Err(e),
+            None => Ok(records),
+        }
+    }
+
+    /// Every record of a pipeline, by day, and apart from them the days
+    /// whose record does not parse, with its error: `etl status`.
+    pub async fn scan(
+        &self,
+        pipeline: &str,
+    ) -> Result<
+        (
+            BTreeMap<NaiveDate, PartitionRecord>,
+            BTreeMap<NaiveDate, LakeError>,
+        ),
+        LakeError,
+    > {
+        let (mut out, mut corrupt) = (BTreeMap::new(), BTreeMap::new());
         for rel in self.store.list(&format!("ledger/{pipeline}")).await? {
             let Some(day) = rel
                 .rsplit('/')
@@ -131,11 +162,18 @@ impl Ledger {
             else {
                 continue;
             };
-            if let Some(r) = self.get(pipeline, day).await? {
-                out.insert(day, r);
+            match self.get(pipeline, day).await {
+                Ok(Some(r)) => {
+                    out.insert(day, r);
+                }
+                Ok(None) => {}
+                Err(e @ LakeError::Corrupt { .. }) => {
+                    corrupt.insert(day, e);
+                }
+                Err(e) => return Err(e),
             }
         }
-        Ok(out)
+        Ok((out, corrupt))
     }
 }
 
@@ -198,5 +236,53 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+    }
+
+    /// Issue 29: a record that does not parse is an error naming it, not
+    /// a missing day. On local files, as the default state store is.
+    #[tokio::test]
+    async fn a_corrupt_record_is_an_error_naming_it_not_a_missing_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = url::Url::from_directory_path(dir.path()).unwrap();
+        let ledger = Ledger::new(Store::open(url.as_str(), &Default::default()).unwrap());
+        ledger
+            .put(&record("2020-06-01", Status::Done))
+            .await
+            .unwrap();
+        ledger
+            .put(&record("2020-06-02", Status::Done))
+            .await
+            .unwrap();
+        let file = dir.path().join("ledger/users/2020-06-02.json");
+        std::fs::write(&file, b"{\"pipeline\": \"users\", \"day\": ").unwrap();
+
+        let e = ledger
+            .get("users", "2020-06-02".parse().unwrap())
+            .await
+            .unwrap_err();
+        let shown = e.to_string();
+        assert!(matches!(e, LakeError::Corrupt { .. }), "{shown}");
+        assert!(
+            shown.contains(&format!("{}` is corrupt", file.display())),
+            "names the file: {shown}"
+        );
+        assert!(
+            shown.contains("\n\nhint: delete it to have the next run redo the day"),
+            "{shown}"
+        );
+        assert_eq!(
+            ledger.list("users").await.unwrap_err().to_string(),
+            shown,
+            "a run stops on it"
+        );
+        let (records, corrupt) = ledger.scan("users").await.unwrap();
+        assert_eq!(
+            records.keys().map(|d| d.to_string()).collect::<Vec<_>>(),
+            ["2020-06-01"]
+        );
+        assert_eq!(
+            corrupt.keys().map(|d| d.to_string()).collect::<Vec<_>>(),
+            ["2020-06-02"]
+        );
     }
 }

@@ -31,6 +31,7 @@ use mongodb::change_stream::event::{ChangeStreamEvent, OperationType, ResumeToke
 use super::dirty::{Mark, UnknownChanges, WatchState};
 use super::{Engine, PartitionError, PipelineRuntime, Shutdown};
 use crate::plan::{PartitionPlan, PipelinePlan};
+use crate::sink::lake::LakeError;
 use crate::source::WatchFrom;
 use crate::spec::{PartitionKind, UnknownDay};
 
@@ -324,7 +325,11 @@ impl Watcher<'_> {
         let saved = dirty
             .watch_state(self.pipeline())
             .await
-            .map_err(|e| self.state_error("read the watch position", e))?;
+            .map_err(|e| match e {
+                // No retry mends it: a person must (issue 29).
+                LakeError::Corrupt { .. } => PartitionError::fatal(e.to_string()),
+                e => self.state_error("read the watch position", e),
+            })?;
         let bad_token = || {
             PartitionError::fatal(format!(
                 "{}: the saved resume token (changes/{}/watch.json in the state store) does not parse\n\nhint: remove that file to watch from now on; changes made while no watcher ran are then not marked: redo their days with `etl run --rerun --start D --end D`",

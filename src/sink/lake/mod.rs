@@ -53,6 +53,18 @@ pub enum LakeError {
         /// the service, not a missing object, a refusal or a bad path.
         transient: bool,
     },
+    /// A state object that is there but does not parse (cut short,
+    /// hand-edited, or from another version of etl): never read as
+    /// nothing, since that would silently redo, forget or skip work.
+    #[error("`{object}` is corrupt: {message}\n\nhint: {hint}")]
+    Corrupt {
+        /// The object's URL, redacted.
+        object: String,
+        /// Why it does not parse.
+        message: String,
+        /// How to repair it, and what that loses.
+        hint: String,
+    },
 }
 
 impl LakeError {
