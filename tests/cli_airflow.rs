@@ -221,3 +221,73 @@ fn airflow_python() -> std::path::PathBuf {
     );
     python
 }
+
+/// Issue 29: quotes, backslashes and `"""` in the profile, the project
+/// folder and the binary's path stay data. The file compiles, and each
+/// task's environment holds exactly the values given, fixed at generation
+/// (no DAG params a trigger could override); a Jinja delimiter, which
+/// Airflow would render, is refused.
+#[test]
+fn odd_names_stay_literals_and_cannot_be_overridden() {
+    let p = project();
+    let profile = r#"we"ird\ """prof"#;
+    let yaml = p.read("etl.yaml").replace(
+        "default_profile: local",
+        &format!(
+            "default_profile: {}",
+            serde_json::to_string(profile).unwrap()
+        ),
+    );
+    let yaml = yaml.replace(
+        "\n  local:\n",
+        &format!("\n  {}:\n", serde_json::to_string(profile).unwrap()),
+    );
+    p.write("etl.yaml", &yaml);
+    let bin = r#"/opt/e"t\l/etl"#;
+    let dir = r#"/srv/"""x\y"#;
+    let mut args = vec!["airflow", "--etl-bin", bin, "--project-dir", dir];
+    args.extend(PIPELINES);
+    let out = p.etl(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dag = String::from_utf8(out.stdout).unwrap();
+    assert!(!dag.contains("params"), "{dag}");
+    p.write("dags/etl.py", &dag);
+    assert_compiles(&p.path().join("dags/etl.py"));
+    // Every task's env and cwd, read back by Python's own parser.
+    let read = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import ast, json, sys
+tree = ast.parse(open(sys.argv[1]).read())
+out = []
+for node in ast.walk(tree):
+    if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "BashOperator":
+        kw = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+        out.append({"env": kw["env"], "cwd": kw["cwd"]})
+print(json.dumps(out))
+"#,
+        )
+        .arg(p.path().join("dags/etl.py"))
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", text(&read));
+    let tasks: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    assert_eq!(tasks.as_array().unwrap().len(), 3, "{tasks}");
+    for t in tasks.as_array().unwrap() {
+        assert_eq!(t["env"]["ETL_BIN"], bin, "{t}");
+        assert_eq!(t["env"]["ETL_PROFILE"], profile, "{t}");
+        assert_eq!(t["env"]["ETL_PROJECT"], format!("{dir}/etl.yaml"), "{t}");
+        assert_eq!(t["cwd"], dir, "{t}");
+    }
+
+    let mut args = vec!["airflow", "--etl-bin", "/opt/{{ dag_run.conf.x }}/etl"];
+    args.extend(PIPELINES);
+    let out = p.etl(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: --etl-bin `/opt/{{ dag_run.conf.x }}/etl` holds a Jinja delimiter"),
+        "{stderr}"
+    );
+}

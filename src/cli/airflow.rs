@@ -44,14 +44,12 @@ pub struct Args {
     )]
     pub dag_id: String,
 
-    /// The `etl` binary the workers run: the default of the DAG's `etl`
-    /// param.
+    /// The `etl` binary the workers run, fixed in the DAG.
     #[arg(long, value_name = "PATH", default_value = "etl")]
     pub etl_bin: String,
 
-    /// The project folder (where the project file is) on the workers: the
-    /// default of the DAG's `project` param. Default: this project's
-    /// folder.
+    /// The project folder (where the project file is) on the workers,
+    /// fixed in the DAG. Default: this project's folder.
     #[arg(long, value_name = "DIR")]
     pub project_dir: Option<String>,
 
@@ -135,6 +133,24 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
             ));
         }
     }
+    let project_dir = args
+        .project_dir
+        .clone()
+        .unwrap_or_else(|| project.root.display().to_string());
+    // The binary, project folder and profile are fixed here, not DAG
+    // params: a manual trigger must not choose what the workers execute.
+    for (what, value) in [
+        ("--etl-bin", args.etl_bin.as_str()),
+        ("--project-dir", project_dir.as_str()),
+        ("the profile", checked.profile.as_str()),
+    ] {
+        if has_jinja(value) || value.contains('\n') {
+            refusals.push((
+                format!("{what} `{}` holds a Jinja delimiter or a newline, which Airflow would render as a template", value.escape_default()),
+                "use a path and profile name without `{{`, `{%`, `{#` or newlines".into(),
+            ));
+        }
+    }
     if !refusals.is_empty() {
         for (message, hint) in &refusals {
             eprintln!("error: {message}\n\nhint: {hint}\n");
@@ -143,10 +159,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         return Ok(Exit::Usage);
     }
 
-    let project_dir = args
-        .project_dir
-        .clone()
-        .unwrap_or_else(|| project.root.display().to_string());
     let setting = Setting {
         checked: &checked,
         project: &project,
@@ -184,6 +196,18 @@ struct Setting<'a> {
 /// A Python string literal: JSON's escapes are Python's too.
 fn py(s: &str) -> String {
     serde_json::to_string(s).expect("a string serializes")
+}
+
+/// `s` inside the module's `"""` docstring: backslashes and quotes
+/// escaped, so that no name ends the string early.
+fn doc(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Whether `s` holds a Jinja delimiter: Airflow renders `bash_command`,
+/// `env` and `cwd` as templates, so such a value would run as one.
+fn has_jinja(s: &str) -> bool {
+    ["{{", "{%", "{#"].iter().any(|d| s.contains(d))
 }
 
 impl Setting<'_> {
@@ -239,7 +263,7 @@ from zoneinfo import ZoneInfo
 
 import pendulum
 from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 
@@ -260,19 +284,14 @@ with DAG(
         "retries": {retries},
         "retry_delay": timedelta(seconds={delay}),
     }},
-    params={{
-        "etl": Param({etl}, type="string", description="The etl binary on the workers."),
-        "project": Param({dir}, type="string", description="The project folder, where {project_file} is."),
-        "profile": Param({profile_lit}, type="string", description="The profile whose connections the runs use."),
-    }},
     user_defined_macros={{"etl_day": etl_day}},
     tags=["etl"],
     doc_md=__doc__,
 ) as dag:
 "#,
-            names = names.join(", "),
-            project = self.checked.file.display(),
-            profile = self.checked.profile,
+            names = doc(&names.join(", ")),
+            project = doc(&self.checked.file.display().to_string()),
+            profile = doc(&self.checked.profile),
             dag_id = py(&dag.id),
             cron = py(&first.schedule),
             tz = py(tz),
@@ -281,10 +300,6 @@ with DAG(
             d = start.day(),
             retries = defaults.task_retries(),
             delay = defaults.task_retry_delay_seconds(),
-            etl = py(self.etl_bin),
-            dir = py(self.project_dir),
-            project_file = self.project_file(),
-            profile_lit = py(&self.checked.profile),
         );
         for p in &dag.pipelines {
             let guard = if p.partition.start_date > start {
@@ -305,25 +320,28 @@ with DAG(
                 "{{{{ etl_day(data_interval_end, {}) }}}}",
                 py(p.partition.timezone.name())
             );
-            let project_env = format!("{{{{ params.project }}}}/{}", self.project_file());
+            let project_env = format!("{}/{}", self.project_dir, self.project_file());
             let _ = write!(
                 s,
                 r#"    BashOperator(
         task_id={task},
         bash_command={command},
         env={{
-            "ETL_BIN": "{{{{ params.etl }}}}",
+            "ETL_BIN": {etl},
             "ETL_PROJECT": {project_env},
-            "ETL_PROFILE": "{{{{ params.profile }}}}",
+            "ETL_PROFILE": {profile},
             "PIPELINE_SPEC": {spec},
             "PARTITION_DAY": {day},
         }},
         append_env=True,
-        cwd="{{{{ params.project }}}}",
+        cwd={dir},
     )
 "#,
                 task = py(&p.name),
                 command = py(&command),
+                etl = py(self.etl_bin),
+                profile = py(&self.checked.profile),
+                dir = py(self.project_dir),
                 project_env = py(&project_env),
                 spec = py(&self.spec_path(p)),
                 day = py(&day),
