@@ -2186,3 +2186,80 @@ async fn a_terminal_shows_each_phase_and_counts_with_separators() {
     });
     p.drop_database().await;
 }
+
+/// Issue 29, spec edits, end to end on the Parquet warehouse: an edit of
+/// `description` redoes no day (nothing extracted, the records untouched);
+/// an edit of a flatten rule makes the done days `stale`, which a catch-up
+/// leaves, saying so, and `etl status` shows; `etl run --stale` redoes
+/// them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_description_edit_redoes_nothing_and_a_flatten_edit_is_stale_until_asked() {
+    let mut p = Project::on_stack("stale").await;
+    p.seed(30, 10, 60);
+    // A catch-up covers 2020-06-01 to 2020-06-03.
+    p.project.set_env("ETL_TODAY", "2020-06-04");
+    let first = run_ok(&p, &["run", "pipelines/products.yaml"]);
+    assert!(first.contains("3 done, 0 skipped"), "{first}");
+    let record = |day: &str| common::ledger_record(p.path(), "products", day);
+    let loaded: Vec<_> = ["2020-06-01", "2020-06-02", "2020-06-03"]
+        .map(|d| record(d)["finished_at"].clone())
+        .into();
+
+    p.project.edit(
+        "pipelines/products.yaml",
+        "The product catalogue,",
+        "The catalogue of products,",
+    );
+    let again = run_ok(&p, &["run", "pipelines/products.yaml"]);
+    assert!(
+        again.contains("0 done, 3 skipped (already done), 0 failed\n"),
+        "{again}"
+    );
+    assert!(!again.contains("notice:"), "{again}");
+    for (day, at) in ["2020-06-01", "2020-06-02", "2020-06-03"]
+        .iter()
+        .zip(&loaded)
+    {
+        assert_eq!(&record(day)["finished_at"], at, "{day} untouched");
+    }
+
+    p.project.edit(
+        "pipelines/products.yaml",
+        "  on_type_conflict: reject\n",
+        "  on_type_conflict: reject\n  exclude:\n    - $.in_stock\n",
+    );
+    let stale = run_ok(&p, &["run", "pipelines/products.yaml"]);
+    eprintln!("{stale}");
+    assert!(
+        stale.contains("notice: products: 3 done days are stale (2020-06-01 to 2020-06-03): the spec changed what they land since they were loaded, and a catch-up does not redo them; redo them with `etl run --stale "),
+        "{stale}"
+    );
+    assert!(
+        stale.contains(
+            "0 done, 0 skipped (already done), 0 failed, 3 stale (not redone: `--stale`)"
+        ),
+        "{stale}"
+    );
+    for (day, at) in ["2020-06-01", "2020-06-02", "2020-06-03"]
+        .iter()
+        .zip(&loaded)
+    {
+        assert_eq!(&record(day)["finished_at"], at, "{day} untouched");
+    }
+    let status = p.etl(&["status", "pipelines/products.yaml"]);
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r" +\d+\.\ds ", " [TIME] ");
+    settings.bind(|| insta::assert_snapshot!(common::transcript(&status)));
+
+    let redone = run_ok(&p, &["run", "--stale", "pipelines/products.yaml"]);
+    assert!(redone.contains("3 done, 0 skipped"), "{redone}");
+    assert!(
+        redone.contains("notice: products: 2020-06-01 runs again: it is stale, the spec changed what it lands since it was loaded"),
+        "{redone}"
+    );
+    let status = p.etl(&["status", "pipelines/products.yaml"]);
+    let shown = common::text(&status);
+    assert!(status.status.success(), "{shown}");
+    assert!(shown.contains("  3 done, 0 failed, 0 missing\n"), "{shown}");
+    p.drop_database().await;
+}

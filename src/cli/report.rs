@@ -237,6 +237,8 @@ fn kind_of(d: &DayStatus) -> (&'static str, &'static str) {
     match (d.status, &d.record) {
         ("done", Some(r)) if r.rejected > 0 => ("rejects", "!"),
         ("done", _) => ("done", "✓"),
+        ("stale", _) => ("stale", "~"),
+        ("corrupt", _) => ("corrupt", "?"),
         ("failed", _) => ("failed", "✗"),
         ("interrupted", _) => ("stopped", "‖"),
         _ => ("missing", "·"),
@@ -267,10 +269,12 @@ impl PipelineView {
             .collect();
         let mut counts = vec![
             ("done", 0),
+            ("stale", 0),
             ("rejects", 0),
             ("failed", 0),
             ("stopped", 0),
             ("missing", 0),
+            ("corrupt", 0),
         ];
         let mut failures = Vec::new();
         let (mut documents, mut rows_total, mut rejected, mut raw) = (0u64, 0u64, 0u64, 0u64);
@@ -280,7 +284,7 @@ impl PipelineView {
                 c.1 += 1;
             }
             let Some(r) = &d.record else { continue };
-            if d.status == "done" {
+            if matches!(d.status, "done" | "stale") {
                 documents += r.source_count.unwrap_or(0);
                 rows_total += r.warehouse_rows.unwrap_or(0);
                 rejected += r.rejected;
@@ -374,6 +378,24 @@ fn rows(days: &[DayStatus]) -> Vec<Row> {
         }
     };
     for d in days {
+        if let Some(e) = &d.corrupt {
+            flush(&mut out, &mut gap);
+            out.push(Row {
+                failure: true,
+                day: d.day.to_string(),
+                kind: "corrupt",
+                symbol: "?",
+                source: String::new(),
+                rows: String::new(),
+                child_rows: Vec::new(),
+                rejected: String::new(),
+                raw_bytes: String::new(),
+                seconds: String::new(),
+                attempts: String::new(),
+                note: e.replace("\n\n", " "),
+            });
+            continue;
+        }
         let Some(r) = &d.record else {
             gap = Some(gap.map_or((d.day, d.day), |(from, _)| (from, d.day)));
             continue;
@@ -385,8 +407,8 @@ fn rows(days: &[DayStatus]) -> Vec<Row> {
         let failure = matches!(kind, "failed" | "stopped");
         let note = if failure {
             "see its error and rerun command above".to_owned()
-        } else if r.spec_changed {
-            "spec changed since; the next run redoes it".to_owned()
+        } else if r.stale {
+            "stale: the spec changed what it lands since; `etl run --stale` redoes it".to_owned()
         } else {
             String::new()
         };

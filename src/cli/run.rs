@@ -34,6 +34,12 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "rerun")]
     pub dirty: bool,
 
+    /// Also redo the done days that are stale: loaded before an edit of
+    /// the spec that changes what they land. A catch-up leaves them
+    /// otherwise, and says how many there are.
+    #[arg(long)]
+    pub stale: bool,
+
     /// Stop starting new partitions after the first failure.
     #[arg(long)]
     pub fail_fast: bool,
@@ -109,6 +115,7 @@ pub fn replay(ctx: &Context, args: ReplayArgs) -> anyhow::Result<Exit> {
             range: args.range,
             rerun: true,
             dirty: false,
+            stale: false,
             fail_fast: false,
             flags: args.flags,
         },
@@ -221,6 +228,7 @@ fn execute(ctx: &Context, args: RunArgs, mode: Mode) -> anyhow::Result<Exit> {
     let opts = RunOptions {
         rerun: args.rerun,
         dirty_only: args.dirty,
+        stale: args.stale,
         // A daily catch-up run looks back; a named range is run as named.
         lookback: mode == Mode::Run && req.end.is_none(),
         parallel: args.flags.parallel as usize,
@@ -398,11 +406,16 @@ pub fn summary(report: &crate::engine::RunReport, counts: super::Counts) -> Stri
         "pipeline", "day", "status", "source", "rows", "raw bytes", "time"
     );
     let (mut done, mut skipped, mut failed, mut interrupted, mut elsewhere) = (0, 0, 0, 0, 0);
+    let mut stale = 0;
     for out in &report.outcomes {
         let (r, status) = match out {
             DayOutcome::Done(r) => {
                 done += 1;
                 (r, "done")
+            }
+            DayOutcome::Skipped(r) if report.stale.contains(&(r.pipeline.clone(), r.day)) => {
+                stale += 1;
+                (r, "stale")
             }
             DayOutcome::Skipped(r) => {
                 skipped += 1;
@@ -481,6 +494,9 @@ pub fn summary(report: &crate::engine::RunReport, counts: super::Counts) -> Stri
         o,
         "{done} done, {skipped} skipped (already done), {failed} failed"
     );
+    if stale > 0 {
+        let _ = write!(o, ", {stale} stale (not redone: `--stale`)");
+    }
     if elsewhere > 0 {
         let _ = write!(o, ", {elsewhere} left to other workers");
     }

@@ -1,6 +1,12 @@
 //! `etl status`: each pipeline's days from `start_date` to yesterday, as
 //! the ledger has them, gaps included; as a table for people or as JSON
 //! for scripts and dashboards.
+//!
+//! A done day loaded before an edit that changes what it lands is `stale`
+//! (a catch-up leaves it; `etl run --stale` redoes it). A ledger record, a
+//! watch position or an unknown-change record that does not parse is
+//! `corrupt`, named with how to repair it, and fails the command: read as
+//! nothing, it would show a day as missing or hide changes.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -14,6 +20,7 @@ use super::{load_plans, Context};
 use crate::engine::{PartitionRecord, Status};
 use crate::exit::Exit;
 use crate::plan::{resolve_range, PipelinePlan, RangeRequest};
+use crate::sink::lake::LakeError;
 
 /// `etl status`.
 #[derive(Debug, clap::Args)]
@@ -44,10 +51,22 @@ pub(super) struct PipelineStatus {
     /// The first and the last day expected: `start_date` and yesterday.
     pub start: NaiveDate,
     pub end: NaiveDate,
+    /// Done days, stale ones apart.
     pub done: usize,
+    /// Done days loaded before an edit of the spec that changes what they
+    /// land: a catch-up leaves them, `etl run --stale` redoes them.
+    pub stale: usize,
     /// Failed or interrupted days.
     pub failed: usize,
+    /// Days without a ledger record.
     pub missing: usize,
+    /// Days whose ledger record does not parse.
+    pub corrupt: usize,
+    /// The state objects of the pipeline other than ledger records (the
+    /// watch position, unknown-change records) that do not parse: each
+    /// error names the object and says how to repair it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub corrupt_state: Vec<String>,
     /// Days `etl watch` marked dirty, done or not.
     pub dirty: usize,
     /// Changes `etl watch` could not place on a day.
@@ -62,8 +81,11 @@ pub(super) struct PipelineStatus {
 #[derive(Debug, Serialize)]
 pub(super) struct DayStatus {
     pub day: NaiveDate,
-    /// `done`, `failed`, `interrupted` or `missing`.
+    /// `done`, `stale`, `failed`, `interrupted`, `missing` or `corrupt`.
     pub status: &'static str,
+    /// Why a `corrupt` day's record cannot be read, and how to repair it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corrupt: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record: Option<RecordSummary>,
     /// Changes `etl watch` saw since the day ran: the next run redoes it.
@@ -90,8 +112,8 @@ pub(super) struct RecordSummary {
     pub lake_object: String,
     pub warehouse_target: String,
     pub error: Option<String>,
-    /// The spec changed since the day ran: the next run redoes it.
-    pub spec_changed: bool,
+    /// The spec changed what the day lands since it ran.
+    pub stale: bool,
 }
 
 impl DayStatus {
@@ -100,11 +122,14 @@ impl DayStatus {
             return Self {
                 day,
                 status: "missing",
+                corrupt: None,
                 record: None,
                 dirty_changes: 0,
             };
         };
+        let stale = !plan.lands_as_recorded(&r.spec_hash);
         let status = match r.status {
+            Status::Done if stale => "stale",
             Status::Done => "done",
             Status::Failed => "failed",
             Status::Interrupted => "interrupted",
@@ -112,6 +137,7 @@ impl DayStatus {
         Self {
             day,
             status,
+            corrupt: None,
             record: Some(RecordSummary {
                 source_count: r.source_count,
                 warehouse_rows: r.warehouse_rows,
@@ -125,7 +151,7 @@ impl DayStatus {
                 lake_object: r.lake_object.clone(),
                 warehouse_target: r.warehouse_target.clone(),
                 error: r.error.clone(),
-                spec_changed: r.spec_hash != plan.spec_hash,
+                stale,
             }),
             dirty_changes: 0,
         }
@@ -133,7 +159,9 @@ impl DayStatus {
 }
 
 /// `etl status`: exit 1 when a day between `start_date` and yesterday
-/// failed, was stopped or is missing.
+/// failed, was stopped, is missing or its record is corrupt, or another
+/// state object of a pipeline is corrupt. Stale days are done: they do
+/// not fail it.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     let (project, plans) = match load_plans(ctx, &args.files, "shown") {
         Ok(l) => (l.project, l.plans),
@@ -150,11 +178,16 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
             serde_json::to_string_pretty(&serde_json::json!({ "pipelines": pipelines }))?
         ),
     }
-    Ok(if pipelines.iter().any(|p| p.failed + p.missing > 0) {
-        Exit::RunFailed
-    } else {
-        Exit::Success
-    })
+    Ok(
+        if pipelines
+            .iter()
+            .any(|p| p.failed + p.missing + p.corrupt + p.corrupt_state.len() > 0)
+        {
+            Exit::RunFailed
+        } else {
+            Exit::Success
+        },
+    )
 }
 
 /// Every pipeline's days from `start_date` to yesterday, as the ledger
@@ -179,13 +212,21 @@ pub(super) fn collect(
     for p in plans {
         let today = ctx.today(p.partition.timezone);
         let range = resolve_range(RangeRequest::default(), p.partition.start_date, today);
-        let records = rt.block_on(ledger.list(&p.name))?;
+        let (records, corrupt) = rt.block_on(ledger.scan(&p.name))?;
         let marked = rt.block_on(dirty.days(&p.name))?;
-        let unknown = rt.block_on(dirty.unknown(&p.name))?;
+        let mut corrupt_state = Vec::new();
+        let unknown =
+            readable(rt.block_on(dirty.unknown(&p.name)), &mut corrupt_state)?.unwrap_or_default();
+        let watch =
+            readable(rt.block_on(dirty.watch_state(&p.name)), &mut corrupt_state)?.flatten();
         let days: Vec<DayStatus> = range
             .days()
             .map(|day| {
                 let mut d = DayStatus::of(day, records.get(&day), p);
+                if let Some(e) = corrupt.get(&day) {
+                    d.status = "corrupt";
+                    d.corrupt = Some(e.to_string());
+                }
                 d.dirty_changes = marked.get(&day).map_or(0, |m| m.changes.max(1));
                 d
             })
@@ -196,15 +237,35 @@ pub(super) fn collect(
             start: range.start,
             end: range.end,
             done: count(&["done"]),
+            stale: count(&["stale"]),
             failed: count(&["failed", "interrupted"]),
             missing: count(&["missing"]),
+            corrupt: count(&["corrupt"]),
+            corrupt_state,
             dirty: days.iter().filter(|d| d.dirty_changes > 0).count(),
             unknown_changes: unknown.iter().map(|u| u.count).sum(),
-            watch: rt.block_on(dirty.watch_state(&p.name))?,
+            watch,
             days,
         });
     }
     Ok(Ok(pipelines))
+}
+
+/// `read`'s value; None when what it read is corrupt, its error kept in
+/// `corrupt` for the table to show. Other errors (the store is down) stop
+/// the command.
+fn readable<T>(
+    read: Result<T, LakeError>,
+    corrupt: &mut Vec<String>,
+) -> Result<Option<T>, LakeError> {
+    match read {
+        Ok(v) => Ok(Some(v)),
+        Err(e @ LakeError::Corrupt { .. }) => {
+            corrupt.push(e.to_string());
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The tables for people. Consecutive missing days print as one line, so
@@ -240,15 +301,34 @@ fn human(pipelines: &[PipelineStatus], counts: super::Counts) -> String {
             }
         };
         for d in &p.days {
+            if let Some(e) = &d.corrupt {
+                flush_gap(&mut o, &mut gap);
+                let what = e.split("\n\n").next().unwrap_or(e);
+                let _ = writeln!(
+                    o,
+                    "  {:<10} {:<8} {:>n$} {:>n$} {:>b$} {:>7}  {}",
+                    d.day.to_string(),
+                    "corrupt",
+                    "",
+                    "",
+                    "",
+                    "",
+                    what.split_once(" is corrupt: ")
+                        .map_or(what, |(_, why)| why)
+                );
+                continue;
+            }
             let Some(r) = &d.record else {
                 gap = Some(gap.map_or((d.day, d.day), |(from, _)| (from, d.day)));
                 continue;
             };
             flush_gap(&mut o, &mut gap);
             let num = |v: Option<u64>| counts.maybe(v);
-            let note = match (&r.error, r.spec_changed) {
-                (Some(e), _) if d.status != "done" => e.clone(),
-                (_, true) => "spec changed since; the next run redoes it".to_owned(),
+            let note = match (&r.error, r.stale) {
+                (Some(e), _) if !matches!(d.status, "done" | "stale") => e.clone(),
+                (_, true) => {
+                    "the spec changed what it lands since; `etl run --stale` redoes it".to_owned()
+                }
                 _ if d.dirty_changes > 0 => format!(
                     "dirty: {} change{} since; the next run redoes it",
                     d.dirty_changes,
@@ -278,11 +358,35 @@ fn human(pipelines: &[PipelineStatus], counts: super::Counts) -> String {
         } else {
             String::new()
         };
-        let _ = writeln!(
-            o,
-            "  {} done, {} failed, {} missing{dirty}",
-            p.done, p.failed, p.missing
-        );
+        let mut totals = format!("  {} done, ", p.done);
+        if p.stale > 0 {
+            let _ = write!(totals, "{} stale, ", p.stale);
+        }
+        let _ = write!(totals, "{} failed, {} missing", p.failed, p.missing);
+        if p.corrupt > 0 {
+            let _ = write!(totals, ", {} corrupt", p.corrupt);
+        }
+        let _ = writeln!(o, "{totals}{dirty}");
+        if p.stale > 0 {
+            let _ = writeln!(
+                o,
+                "  {} stale day{} loaded before an edit of the spec that changes what {} land{}: a catch-up leaves {}; redo {} with `etl run --stale` (from MongoDB) or `etl replay --start D --end D` (from the lake)",
+                p.stale,
+                if p.stale == 1 { " was" } else { "s were" },
+                if p.stale == 1 { "it" } else { "they" },
+                if p.stale == 1 { "s" } else { "" },
+                if p.stale == 1 { "it" } else { "them" },
+                if p.stale == 1 { "it" } else { "them" },
+            );
+        }
+        for e in p
+            .days
+            .iter()
+            .filter_map(|d| d.corrupt.as_ref())
+            .chain(&p.corrupt_state)
+        {
+            let _ = writeln!(o, "  error: {}", e.replace("\n\n", "\n  "));
+        }
         if p.unknown_changes > 0 {
             let _ = writeln!(
                 o,

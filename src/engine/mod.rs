@@ -133,6 +133,10 @@ pub struct RunOptions {
     pub dirty_only: bool,
     /// Whether the specs' `partition.lookback` applies: a catch-up run's.
     pub lookback: bool,
+    /// Redo the done days that are stale: loaded with a spec whose rows
+    /// hash differs from the current one (`etl run --stale`). Without it
+    /// a catch-up leaves them, and says how many there are.
+    pub stale: bool,
 }
 
 impl Default for RunOptions {
@@ -145,6 +149,7 @@ impl Default for RunOptions {
             backoff: Duration::from_secs(1),
             dirty_only: false,
             lookback: false,
+            stale: false,
         }
     }
 }
@@ -204,6 +209,9 @@ pub struct RunReport {
     pub credentials: BTreeMap<String, crate::credentials::Source>,
     /// Whether a shutdown request stopped the run.
     pub interrupted: bool,
+    /// Done days left as they are although the spec changed what they
+    /// land (stale), by pipeline and day: `etl run --stale` redoes them.
+    pub stale: Vec<(String, NaiveDate)>,
 }
 
 impl RunReport {
@@ -410,6 +418,11 @@ impl Engine {
                     && day < range.end
                     && (range.end - day).num_days() <= i64::from(lookback)
             };
+            // Done days recorded before the rows hash, with the same whole
+            // spec: their records get the rows hash, so that a later edit
+            // of a field it leaves out does not make them stale.
+            let mut upgraded = Vec::new();
+            let stale_before = report.stale.len();
             for day in range.days() {
                 let marks = dirty.get(&day);
                 if opts.dirty_only && marks.is_none() {
@@ -417,32 +430,57 @@ impl Engine {
                 }
                 let force = marks.is_some() || looks_back(day);
                 match done.remove(&day) {
-                    Some(r) if r.status == Status::Done && !opts.rerun && r.spec_hash == plan.spec_hash && !force => {
-                        report.outcomes.push(DayOutcome::Skipped(r));
-                        continue;
+                    Some(r) if r.status == Status::Done && !opts.rerun => {
+                        let fresh = plan.lands_as_recorded(&r.spec_hash);
+                        if fresh && !force {
+                            if !r.spec_hash.starts_with(crate::plan::ROWS_HASH_PREFIX) {
+                                upgraded.push(r.clone());
+                            }
+                            report.outcomes.push(DayOutcome::Skipped(r));
+                            continue;
+                        }
+                        if !fresh && !force && !opts.stale {
+                            // A spec edit that changes rows does not redo
+                            // history unasked (issue 29): the day is stale.
+                            report.stale.push((plan.name.clone(), day));
+                            report.outcomes.push(DayOutcome::Skipped(r));
+                            continue;
+                        }
+                        report.notices.push(match marks {
+                            _ if !fresh => format!(
+                                "{}: {day} runs again: it is stale, the spec changed what it lands since it was loaded (hash {} -> {})",
+                                plan.name,
+                                short_hash(&r.spec_hash),
+                                short_hash(&plan.spec_hash)
+                            ),
+                            Some(m) => format!(
+                                "{}: {day} runs again: `etl watch` saw {} change{} since it was loaded",
+                                plan.name,
+                                m.changes,
+                                if m.changes == 1 { "" } else { "s" }
+                            ),
+                            None => format!(
+                                "{}: {day} runs again: it is within the spec's lookback of {lookback} day{}",
+                                plan.name,
+                                if lookback == 1 { "" } else { "s" }
+                            ),
+                        });
                     }
-                    Some(r) if r.status == Status::Done && !opts.rerun && r.spec_hash != plan.spec_hash => report.notices.push(format!(
-                        "{}: {day} runs again: the spec changed since it was loaded (hash {} -> {})",
-                        plan.name,
-                        &r.spec_hash[..12.min(r.spec_hash.len())],
-                        &plan.spec_hash[..12]
-                    )),
-                    Some(r) if r.status == Status::Done && !opts.rerun => report.notices.push(match marks {
-                        Some(m) => format!(
-                            "{}: {day} runs again: `etl watch` saw {} change{} since it was loaded",
-                            plan.name,
-                            m.changes,
-                            if m.changes == 1 { "" } else { "s" }
-                        ),
-                        None => format!(
-                            "{}: {day} runs again: it is within the spec's lookback of {lookback} day{}",
-                            plan.name,
-                            if lookback == 1 { "" } else { "s" }
-                        ),
-                    }),
                     _ => {}
                 }
                 work.push((i, day, force));
+            }
+            let stale = report.stale.len() - stale_before;
+            if stale > 0 {
+                report
+                    .notices
+                    .push(stale_notice(rt, stale, &report.stale[stale_before..]));
+            }
+            for mut r in upgraded {
+                r.spec_hash = plan.spec_hash.clone();
+                if let Err(e) = self.ledger.put(&r).await {
+                    tracing::warn!(pipeline = %plan.name, partition = %r.day, error = %e, "could not add the rows hash to a done day's record; it is tried again next run");
+                }
             }
             runtimes.push(rt.clone());
         }
@@ -555,7 +593,7 @@ impl Engine {
         if !opts.rerun && !force && marks.is_empty() {
             // Done by another worker since this run listed the ledger.
             if let Ok(Some(r)) = self.ledger.get(&pipeline, day).await {
-                if r.status == Status::Done && r.spec_hash == rt.plan.spec_hash {
+                if r.status == Status::Done && rt.plan.lands_as_recorded(&r.spec_hash) {
                     let _ = self.leases.release(lease).await;
                     return DayOutcome::Skipped(r);
                 }
@@ -792,6 +830,30 @@ impl Engine {
             }
         }
     }
+}
+
+/// The first 12 hex digits of a hash, after its version prefix.
+fn short_hash(hash: &str) -> &str {
+    let hex = hash.rsplit(':').next().unwrap_or(hash);
+    &hex[..12.min(hex.len())]
+}
+
+/// What a catch-up says of the `count` stale days `days` (all of one
+/// pipeline, in order) it left: how many, and the two commands that redo
+/// them.
+fn stale_notice(rt: &PipelineRuntime, count: usize, days: &[(String, NaiveDate)]) -> String {
+    let (first, last) = (days[0].1, days[days.len() - 1].1);
+    let file = rt.plan.file.display();
+    let span = if first == last {
+        format!("{first}")
+    } else {
+        format!("{first} to {last}")
+    };
+    format!(
+        "{}: {count} done day{} stale ({span}): the spec changed what they land since they were loaded, and a catch-up does not redo them; redo them with `etl run --stale {file}` (from MongoDB) or `etl replay --start {first} --end {last} {file}` (from the lake)",
+        rt.plan.name,
+        if count == 1 { " is" } else { "s are" },
+    )
 }
 
 /// Why a day's lease was lost while the day ran.

@@ -130,6 +130,11 @@ sinks:
 "#,
     )
     .unwrap();
+    load(dir)
+}
+
+/// The project in `dir`, planned.
+fn load(dir: &Path) -> (ProjectPlan, PipelinePlan, Arc<crate::template::Templates>) {
     let ctx = crate::cli::Context::for_project(dir.join("etl.yaml"));
     let loaded = crate::cli::load_plans(&ctx, &[dir.join("pipelines/events.yaml")], "run")
         .unwrap_or_else(|_| panic!("the test project does not load"));
@@ -244,6 +249,17 @@ impl Run {
             Arc::new(progress::LogProgress),
         )
         .unwrap()
+    }
+
+    /// Edits the pipeline's spec file, replacing `from` with `to`, and
+    /// plans it again, as the next `etl run` would read it.
+    fn edit_spec(&mut self, from: &str, to: &str) {
+        let file = self.root.join("pipelines/events.yaml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains(from), "{from} in {text}");
+        std::fs::write(&file, text.replacen(from, to, 1)).unwrap();
+        let (_, plan, _) = self::load(&self.root);
+        self.plan = plan;
     }
 
     async fn record(&self, day: &str) -> Option<PartitionRecord> {
@@ -689,4 +705,151 @@ async fn lookback_redoes_the_days_before_the_last_in_catch_ups_only() {
             "events: 2020-06-04 runs again: it is within the spec's lookback of 2 days"
         ]
     );
+}
+
+/// Issue 29: an edit that changes no row (here `description`) redoes no
+/// day: every done day is skipped, nothing is extracted, and the records
+/// keep their timestamps.
+#[tokio::test]
+async fn an_edit_of_the_description_redoes_no_day() {
+    let mut run = Run::new();
+    let three = [("2020-06-01", 3), ("2020-06-02", 4), ("2020-06-03", 5)];
+    run.days(
+        MemorySource::new(events(&three)),
+        "2020-06-01",
+        "2020-06-03",
+        &quick(),
+    )
+    .await;
+    let loaded_at = run.record("2020-06-01").await.unwrap().started_at;
+    run.clock.advance(chrono::Duration::hours(1));
+    run.edit_spec(
+        "name: events\n",
+        "name: events\ndescription: the events, daily\n",
+    );
+    run.edit_spec("kind: date,", "kind: date, lookback: 0,");
+    let mut source = MemorySource::new(events(&three));
+    // Any read would fail the day: nothing may be extracted.
+    source.fail_first = u32::MAX;
+    let report = run.days(source, "2020-06-01", "2020-06-03", &quick()).await;
+    assert!(report.ok(), "{:?}", report.outcomes);
+    let kinds: Vec<&str> = outcome_kinds(&report).iter().map(|(_, k)| *k).collect();
+    assert_eq!(kinds, ["skipped", "skipped", "skipped"]);
+    assert!(report.notices.is_empty(), "{:?}", report.notices);
+    assert!(report.stale.is_empty());
+    for day in ["2020-06-01", "2020-06-02", "2020-06-03"] {
+        let r = run.record(day).await.unwrap();
+        assert_eq!((r.status, r.started_at), (Status::Done, loaded_at), "{day}");
+        assert!(run.plan.lands_as_recorded(&r.spec_hash), "{day}");
+    }
+}
+
+/// Issue 29: an edit that changes rows (a flatten rule) makes the done days
+/// stale. A catch-up leaves them and says how many there are and how to
+/// redo them; `--stale` (`RunOptions::stale`) redoes them.
+#[tokio::test]
+async fn an_edit_of_a_flatten_rule_marks_days_stale_and_only_stale_redoes_them() {
+    let mut run = Run::new();
+    let three = [("2020-06-01", 3), ("2020-06-02", 4), ("2020-06-03", 5)];
+    run.days(
+        MemorySource::new(events(&three)),
+        "2020-06-01",
+        "2020-06-03",
+        &quick(),
+    )
+    .await;
+    let loaded_at = run.record("2020-06-01").await.unwrap().started_at;
+    let before = run.plan.spec_hash.clone();
+    run.clock.advance(chrono::Duration::hours(1));
+    run.edit_spec("sinks:\n", "flatten:\n  exclude: [$.n]\nsinks:\n");
+    assert_ne!(run.plan.spec_hash, before);
+
+    let mut source = MemorySource::new(events(&three));
+    source.fail_first = u32::MAX;
+    let report = run.days(source, "2020-06-01", "2020-06-03", &quick()).await;
+    assert!(
+        report.ok(),
+        "a stale day is no failure: {:?}",
+        report.outcomes
+    );
+    let kinds: Vec<&str> = outcome_kinds(&report).iter().map(|(_, k)| *k).collect();
+    assert_eq!(kinds, ["skipped", "skipped", "skipped"]);
+    assert_eq!(report.stale.len(), 3);
+    let file = run.plan.file.display().to_string();
+    assert_eq!(
+        report.notices,
+        [format!("events: 3 done days are stale (2020-06-01 to 2020-06-03): the spec changed what they land since they were loaded, and a catch-up does not redo them; redo them with `etl run --stale {file}` (from MongoDB) or `etl replay --start 2020-06-01 --end 2020-06-03 {file}` (from the lake)")]
+    );
+    for day in ["2020-06-01", "2020-06-02", "2020-06-03"] {
+        let r = run.record(day).await.unwrap();
+        assert_eq!(r.started_at, loaded_at, "{day} is left as it was");
+        assert!(!run.plan.lands_as_recorded(&r.spec_hash), "{day}");
+    }
+
+    let stale = RunOptions {
+        stale: true,
+        ..quick()
+    };
+    let report = run
+        .days(
+            MemorySource::new(events(&three)),
+            "2020-06-01",
+            "2020-06-03",
+            &stale,
+        )
+        .await;
+    let kinds: Vec<&str> = outcome_kinds(&report).iter().map(|(_, k)| *k).collect();
+    assert_eq!(kinds, ["done", "done", "done"]);
+    assert!(report.notices[0].starts_with("events: 2020-06-01 runs again: it is stale, the spec changed what it lands since it was loaded (hash "), "{:?}", report.notices);
+    for day in ["2020-06-01", "2020-06-02", "2020-06-03"] {
+        let r = run.record(day).await.unwrap();
+        assert_eq!(
+            r.started_at,
+            loaded_at + chrono::Duration::hours(1),
+            "{day}"
+        );
+        assert_eq!(r.spec_hash, run.plan.spec_hash, "{day}");
+    }
+}
+
+/// Issue 29: a record written before the rows hash (a bare sha256 of the
+/// whole spec) is done while the spec is the same, and gets the rows hash;
+/// with another spec it is stale. No upgrade redoes a day.
+#[tokio::test]
+async fn a_record_from_before_the_rows_hash_is_done_not_redone() {
+    let mut run = Run::new();
+    run.days(
+        MemorySource::new(events(&[("2020-06-01", 3), ("2020-06-02", 2)])),
+        "2020-06-01",
+        "2020-06-02",
+        &quick(),
+    )
+    .await;
+    for day in ["2020-06-01", "2020-06-02"] {
+        let mut r = run.record(day).await.unwrap();
+        r.spec_hash = run.plan.legacy_spec_hash.clone();
+        run.engine.ledger().put(&r).await.unwrap();
+    }
+    let mut source = MemorySource::new(vec![]);
+    source.fail_first = u32::MAX;
+    let report = run.days(source, "2020-06-01", "2020-06-02", &quick()).await;
+    let kinds: Vec<&str> = outcome_kinds(&report).iter().map(|(_, k)| *k).collect();
+    assert_eq!(kinds, ["skipped", "skipped"]);
+    assert!(report.stale.is_empty() && report.notices.is_empty());
+    assert_eq!(
+        run.record("2020-06-01").await.unwrap().spec_hash,
+        run.plan.spec_hash,
+        "the record now carries the rows hash"
+    );
+    // An old record of another spec: stale, not redone.
+    let mut r = run.record("2020-06-02").await.unwrap();
+    r.spec_hash = "0".repeat(64);
+    run.engine.ledger().put(&r).await.unwrap();
+    run.edit_spec("name: events\n", "name: events\ndescription: edited\n");
+    let mut source = MemorySource::new(vec![]);
+    source.fail_first = u32::MAX;
+    let report = run.days(source, "2020-06-01", "2020-06-02", &quick()).await;
+    let kinds: Vec<&str> = outcome_kinds(&report).iter().map(|(_, k)| *k).collect();
+    assert_eq!(kinds, ["skipped", "skipped"]);
+    assert_eq!(report.stale.len(), 1);
 }

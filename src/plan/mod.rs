@@ -240,8 +240,14 @@ pub struct PipelinePlan {
     pub name: String,
     /// The spec file.
     pub file: PathBuf,
-    /// sha256 of the spec's canonical JSON: a changed spec reruns done days.
+    /// The rows hash ([`rows_hash`], `rows-v1:<sha256>`): what the ledger
+    /// records a day ran with. A done day recorded with another one is
+    /// `stale`: what it landed is not what the spec lands now.
     pub spec_hash: String,
+    /// The hash of the whole spec that etl before the rows hash recorded
+    /// ([`legacy_spec_hash`]): a record that carries it is compared with
+    /// this, so that an upgrade redoes no day.
+    pub legacy_spec_hash: String,
     /// The profile the connections come from.
     pub profile: String,
     /// What to read.
@@ -370,6 +376,18 @@ pub struct PartitionTarget {
 }
 
 impl PipelinePlan {
+    /// Whether a day recorded with `recorded` (a ledger record's
+    /// `spec_hash`) landed what this spec lands: the same rows hash, or,
+    /// for a record written before the rows hash existed (a bare sha256),
+    /// the same whole spec.
+    pub fn lands_as_recorded(&self, recorded: &str) -> bool {
+        if recorded.starts_with(ROWS_HASH_PREFIX) {
+            recorded == self.spec_hash
+        } else {
+            recorded == self.legacy_spec_hash
+        }
+    }
+
     /// The secrets a run decrypts: those of the source, the lake and the
     /// warehouse connections.
     pub fn secret_names(&self) -> Vec<String> {
@@ -488,13 +506,84 @@ fn bad_timezone(at: YamlPath, tz: &str) -> Problem {
     p
 }
 
-/// sha256 of the spec's JSON form. Struct fields serialize in declaration
+/// What the rows hash starts with: the version of what it covers. A
+/// record whose `spec_hash` lacks it was written by an etl before it, and
+/// holds a [`legacy_spec_hash`].
+pub const ROWS_HASH_PREFIX: &str = "rows-v1:";
+
+/// The rows hash: sha256 of the spec's canonical JSON without the fields
+/// that do not change what lands, prefixed with [`ROWS_HASH_PREFIX`].
+///
+/// Left out, because they change when or how a day is read but not its
+/// rows: `description`, `schedule`, `tests`, `source.batch_size`,
+/// `source.max_time_ms`, `source.count`, `partition.lookback`, `changes`,
+/// and `partition.start_date` (it says which days exist, not what a day
+/// holds; a day before it is simply not run), plus `name` and `version`
+/// (a renamed pipeline has another ledger anyway). Everything else counts:
+/// the source (connection, database, collection, filter, projection),
+/// the partition's field, kind, granularity and timezone, every flatten
+/// rule, and the sinks (connections, paths, formats, tables, types).
+///
+/// Nulls, empty lists and empty maps are dropped before hashing, so that a
+/// field added to the spec types later with an empty default (`Option`,
+/// `Vec`, map) leaves every hash as it was. A field added with another
+/// default, or a change to what is covered, must bump the prefix and keep
+/// accepting the old version's records (see docs/reliability.md).
+pub fn rows_hash(spec: &PipelineSpec) -> String {
+    let mut json = serde_json::to_value(spec).expect("a spec serializes");
+    if let Some(top) = json.as_object_mut() {
+        for key in [
+            "description",
+            "schedule",
+            "tests",
+            "changes",
+            "name",
+            "version",
+        ] {
+            top.remove(key);
+        }
+        for (parent, keys) in [
+            ("source", &["batch_size", "max_time_ms", "count"][..]),
+            ("partition", &["lookback", "start_date"][..]),
+        ] {
+            if let Some(o) = top.get_mut(parent).and_then(|v| v.as_object_mut()) {
+                for key in keys {
+                    o.remove(*key);
+                }
+            }
+        }
+    }
+    prune_empty(&mut json);
+    let bytes = serde_json::to_vec(&json).expect("a value serializes");
+    format!("{ROWS_HASH_PREFIX}{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Drops nulls, empty lists and empty maps from maps, depth first.
+fn prune_empty(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for child in map.values_mut() {
+                prune_empty(child);
+            }
+            map.retain(|_, child| {
+                !(child.is_null()
+                    || child.as_array().is_some_and(|a| a.is_empty())
+                    || child.as_object().is_some_and(|o| o.is_empty()))
+            });
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(prune_empty),
+        _ => {}
+    }
+}
+
+/// The hash etl recorded before the rows hash: sha256 of the whole spec's
+/// JSON form. Kept, unchanged, only to read the records it is in. Struct fields serialize in declaration
 /// order and maps are sorted, so equal specs hash equally whatever the YAML's
 /// formatting or comments.
 ///
 /// What only says when or how often days run (`partition.lookback`,
 /// `changes`) is left out: changing it redoes no day.
-pub fn spec_hash(spec: &PipelineSpec) -> String {
+pub fn legacy_spec_hash(spec: &PipelineSpec) -> String {
     let mut spec = spec.clone();
     spec.partition.lookback = 0;
     spec.changes = None;

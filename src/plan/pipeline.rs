@@ -15,9 +15,9 @@ use chrono_tz::Tz;
 
 use super::flatten::{check_flatten, compile_flatten};
 use super::{
-    bad_timezone, check_cron, check_version, spec_hash, ChangesPlan, ConnectionPlan, LakePlan,
-    MongoConnection, PartitionPlan, PipelinePlan, ProjectPlan, SourcePlan, StoreConnection,
-    WarehousePlan, COLUMN_HINT,
+    bad_timezone, check_cron, check_version, legacy_spec_hash, rows_hash, ChangesPlan,
+    ConnectionPlan, LakePlan, MongoConnection, PartitionPlan, PipelinePlan, ProjectPlan,
+    SourcePlan, StoreConnection, WarehousePlan, COLUMN_HINT,
 };
 use crate::spec::names::{is_bq_name, is_column_name, is_identifier};
 use crate::spec::*;
@@ -125,7 +125,8 @@ pub fn check_pipeline(
         return Err(problems);
     };
     Ok(PipelinePlan {
-        spec_hash: spec_hash(spec),
+        spec_hash: rows_hash(spec),
+        legacy_spec_hash: legacy_spec_hash(spec),
         file: file.to_owned(),
         profile: profile.to_owned(),
         source,
