@@ -282,8 +282,11 @@ impl Project {
 
 /// The shipped `products` pipeline (a Parquet warehouse) on a database of
 /// its own, seeded with demo data, notifying `sinks`.
-fn project(sinks: &Sinks, ca: &Path) -> Project {
-    let database = format!("it_report_{}", std::process::id());
+/// A project on a database of its own, `tag` telling apart the tests of
+/// this process: `etl demo` drops and refills it, so a shared one lost
+/// documents under another test's run.
+fn project(sinks: &Sinks, ca: &Path, tag: &str) -> Project {
+    let database = format!("it_report_{tag}_{}", std::process::id());
     let mut project = common::Project::with(&[
         "etl.yaml",
         "pipelines/products.yaml",
@@ -370,7 +373,7 @@ async fn a_run_tells_people_by_page_email_and_webhook_and_keeps_its_exit_code() 
     stack::mongo().await;
     let dir = tempfile::tempdir().unwrap();
     let mut sinks = Sinks::start(dir.path());
-    let p = project(&sinks, &dir.path().join("ca.pem"));
+    let p = project(&sinks, &dir.path().join("ca.pem"), "page");
 
     // A file where 2020-06-05's lake folder goes: that day fails, with an
     // error naming the path; the nine others land.
@@ -659,7 +662,7 @@ async fn a_password_is_never_sent_to_a_server_without_starttls() {
     stack::mongo().await;
     let dir = tempfile::tempdir().unwrap();
     let sinks = Sinks::start_with(dir.path(), true);
-    let p = project(&sinks, &dir.path().join("ca.pem"));
+    let p = project(&sinks, &dir.path().join("ca.pem"), "plain_smtp");
     let out = p.etl(&["run", "pipelines/products.yaml", "--date", "2020-06-01"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
