@@ -176,11 +176,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
             .filter(|((f, k), _)| skip != Some((f.as_str(), *k)))
             .map(|((f, k), n)| match wanted {
                 Some(d) => format!(
-                    "`{f}` {} ({n} documents, {} in the requested days)",
+                    "`{f}` {} ({} documents, {} in the requested days)",
                     k.name(),
-                    candidates.in_range(f, *k, d)
+                    thousands(*n),
+                    thousands(candidates.in_range(f, *k, d))
                 ),
-                None => format!("`{f}` {} {n}", k.name()),
+                None => format!("`{f}` {} {}", k.name(), thousands(*n)),
             })
             .collect()
     };
