@@ -9,7 +9,7 @@
 # (it slows as its jobs pile up: a trial took about 1 minute on a fresh one
 # and 2 after fifty runs). Batch k uses seed SEED+k and prints it; the same
 # seed draws the same trials:
-#   ETL_CRASH_SEED=<seed> ETL_CRASH_TRIALS=5 cargo test --release --test stack_crash -- --nocapture
+#   ETL_CRASH_SEED=<seed> ETL_CRASH_TRIALS=5 cargo test --release --features test-hooks --test stack_crash -- --nocapture
 #
 #   stack/crash-trials.sh               20 trials (4 batches), a new seed
 #   stack/crash-trials.sh 40 1733370000 40 trials (8 batches) from that seed
@@ -27,13 +27,13 @@ batches=$(( (trials + batch - 1) / batch ))
 
 stack/stack.sh up
 eval "$(stack/stack.sh env)"
-cargo build --locked --release --tests
+cargo build --locked --release --features test-hooks --tests
 started=$(date +%s)
 for ((k = 0; k < batches; k++)); do
   stack/stack.sh reset bigquery >/dev/null
   stack/stack.sh up >/dev/null
   echo "== crash trials: batch $((k + 1))/${batches}, seed $((seed + k))"
   ETL_CRASH_TRIALS="$batch" ETL_CRASH_SEED="$((seed + k))" \
-    cargo test --locked --release --test stack_crash -- --nocapture
+    cargo test --locked --release --features test-hooks --test stack_crash -- --nocapture
 done
 echo "== crash trials: $((batches * batch)) trials from seed ${seed}: passed in $(( $(date +%s) - started ))s"

@@ -49,7 +49,7 @@ phase_end
 phase "build"
 # The release profile, as stack/demo.sh builds it: the two README commands
 # share one build of the dependencies instead of a release and a debug one.
-cargo build --locked --release --all-targets
+cargo build --locked --release --all-targets --features test-hooks
 phase_end
 
 phase "etl test (the specs' flatten cases)"
@@ -64,7 +64,7 @@ status=0
 phase "tests (MongoDB: FerretDB)"
 # Integration tests talk to the stack started above; they fail (never skip)
 # when it is not there.
-cargo test --locked --release --no-fail-fast -- \
+cargo test --locked --release --features test-hooks --no-fail-fast -- \
   --skip a_killed_backfill_then_a_catch_up_equals_a_clean_run \
   2>&1 | tee target/test-output.txt || status=1
 phase_end
@@ -76,7 +76,7 @@ phase_end
 phase "crash trials (tests/stack_crash.rs: 5 killed backfills, each caught up; stack/crash-trials.sh runs more)"
 # Its own phase, on a fresh emulator: each trial runs the 10-day backfill
 # of the three pipelines twice (killed, then caught up).
-cargo test --locked --release --no-fail-fast --test stack_crash -- --nocapture \
+cargo test --locked --release --features test-hooks --no-fail-fast --test stack_crash -- --nocapture \
   2>&1 | tee target/test-output-crash.txt || status=1
 phase_end
 
@@ -97,7 +97,7 @@ phase "end-to-end tests again (MongoDB: mongo-java-server)"
 # MongoDB, and its minutes go to the BigQuery emulator, not the server) and
 # the Airflow test (Airflow runs the same `etl run`, whichever the server).
 ETL_MONGO_PORT="$ETL_MONGO_FAST_PORT" ETL_MONGO_URI="$ETL_MONGO_FAST_URI" ETL_TEST_MONGO=fast \
-  cargo test --locked --release --no-fail-fast \
+  cargo test --locked --release --features test-hooks --no-fail-fast \
   --test stack_engine --test stack_smoke --test stack_outage --test stack_validate --test stack_infer -- \
   --skip four_workers_share_one_backfill_through_leases \
   --skip an_airflow_dag_loads_each_day_once_and_a_second_pass_skips_them \

@@ -17,6 +17,10 @@
 //! process creates PATH at that arrival and waits, holding its cursor and
 //! its staging files, until PATH is removed. The test stops a server in
 //! between.
+//!
+//! Both exist only with the `test-hooks` feature, which `stack/test.sh`
+//! builds with: in a release build every point is an empty function, and
+//! no environment variable can stop a real run.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -26,6 +30,7 @@ use std::time::Duration;
 pub const POINTS: [&str; 4] = ["extract", "lake_uploaded", "bigquery_script", "loaded"];
 
 /// `NAME[:N]`, as `ETL_CRASH_AT` and `ETL_HOLD_AT` give it.
+#[cfg(feature = "test-hooks")]
 fn parse_arrival(v: String) -> Option<(String, u64)> {
     match v.split_once(':') {
         Some((name, n)) => Some((name.to_owned(), n.parse().ok()?)),
@@ -34,11 +39,13 @@ fn parse_arrival(v: String) -> Option<(String, u64)> {
 }
 
 /// One armed point: where it is, read once, and how often it was reached.
+#[cfg(feature = "test-hooks")]
 struct Armed {
     at: OnceLock<Option<(String, u64)>>,
     hits: AtomicU64,
 }
 
+#[cfg(feature = "test-hooks")]
 impl Armed {
     const fn new() -> Self {
         Self {
@@ -59,18 +66,39 @@ impl Armed {
     }
 }
 
+#[cfg(feature = "test-hooks")]
 static CRASH: Armed = Armed::new();
+#[cfg(feature = "test-hooks")]
 static HOLD: Armed = Armed::new();
 
 /// Whether this arrival at `name` is the one to crash at.
+#[cfg(feature = "test-hooks")]
 fn due(name: &str) -> bool {
     CRASH.due("ETL_CRASH_AT", name)
+}
+
+/// Never, without the `test-hooks` feature.
+#[cfg(not(feature = "test-hooks"))]
+fn due(_name: &str) -> bool {
+    false
+}
+
+/// Whether this arrival at `name` is the one to hold at.
+#[cfg(feature = "test-hooks")]
+fn hold_due(name: &str) -> bool {
+    HOLD.due("ETL_HOLD_AT", name)
+}
+
+/// Never, without the `test-hooks` feature.
+#[cfg(not(feature = "test-hooks"))]
+fn hold_due(_name: &str) -> bool {
+    false
 }
 
 /// Waits here, when `ETL_HOLD_AT` names this arrival at `name`, until the
 /// file `ETL_HOLD_FILE`, which it creates, is removed.
 pub async fn hold(name: &str) {
-    if !HOLD.due("ETL_HOLD_AT", name) {
+    if !hold_due(name) {
         return;
     }
     let Some(file) = std::env::var_os("ETL_HOLD_FILE") else {
@@ -116,5 +144,18 @@ pub async fn during<T>(name: &str, work: impl std::future::Future<Output = T>) -
             abort(name)
         }
         _ = tokio::time::sleep(Duration::from_millis(30)) => abort(name),
+    }
+}
+
+#[cfg(all(test, not(feature = "test-hooks")))]
+mod tests {
+    /// A release build ignores the variables: `cargo test --lib` without
+    /// the feature checks it (`stack/test.sh` builds with the feature).
+    #[test]
+    fn without_the_feature_no_point_is_ever_due() {
+        std::env::set_var("ETL_CRASH_AT", "extract");
+        std::env::set_var("ETL_HOLD_AT", "extract");
+        assert!(!super::due("extract"));
+        assert!(!super::hold_due("extract"));
     }
 }
