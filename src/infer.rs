@@ -105,9 +105,11 @@ impl Kind {
         let ms = match (self, value) {
             (Kind::Date, RawBsonRef::DateTime(d)) => d.timestamp_millis(),
             (Kind::ObjectId, RawBsonRef::ObjectId(o)) => o.timestamp().timestamp_millis(),
-            (Kind::IsoString, RawBsonRef::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
-                .ok()?
-                .timestamp_millis(),
+            // The forms a day accepts; a date alone is that day.
+            (Kind::IsoString, RawBsonRef::String(s)) => match crate::plan::iso_time(s)? {
+                crate::plan::IsoTime::Instant(t) => t.timestamp_millis(),
+                crate::plan::IsoTime::Date(d) => return Some(d),
+            },
             (Kind::EpochMillis | Kind::EpochSeconds, v) => {
                 let n = match v {
                     RawBsonRef::Int64(n) => n as f64,
@@ -183,7 +185,7 @@ impl Candidates {
         let kind = match value {
             RawBsonRef::DateTime(_) => Some(Kind::Date),
             RawBsonRef::ObjectId(_) if path == "_id" => Some(Kind::ObjectId),
-            RawBsonRef::String(s) if chrono::DateTime::parse_from_rfc3339(s).is_ok() => {
+            RawBsonRef::String(s) if crate::plan::iso_time(s).is_some() => {
                 Some(Kind::IsoString)
             }
             RawBsonRef::Int64(n) => epoch_kind(n as f64),
@@ -306,7 +308,7 @@ impl FieldShape {
         let mut shape = Self::default();
         for doc in docs {
             shape.sampled += 1;
-            let reason = match lookup(doc, field) {
+            let reason = match crate::extjson::lookup(doc, field) {
                 None => "missing",
                 Some(RawBsonRef::Null) => "null",
                 Some(v) if kind.day(v).is_some() => {
@@ -332,18 +334,6 @@ impl FieldShape {
     }
 }
 
-/// The value at dotted `path`, through objects only.
-pub fn lookup<'a>(doc: &'a RawDocument, path: &str) -> Option<RawBsonRef<'a>> {
-    let mut parts = path.split('.');
-    let mut value = doc.get(parts.next()?).ok()??;
-    for part in parts {
-        match value {
-            RawBsonRef::Document(d) => value = d.get(part).ok()??,
-            _ => return None,
-        }
-    }
-    Some(value)
-}
 
 /// Why `_id` must not partition a collection: its ObjectIds tell when
 /// documents were inserted, and that says nothing of their own dates when

@@ -736,6 +736,88 @@ async fn iso_string_partitions_match_date_partitions() {
         .unwrap();
 }
 
+/// `iso_string` days are exact: every accepted form (a date alone, a
+/// space for `T`, minutes only, fractions, `Z`, offsets of each spelling)
+/// lands on its instant's day, even where its characters name another
+/// date, and the day's count (`source.count`, a scan of the field) agrees.
+/// Strings in no accepted form land on no day: `etl verify` counts them.
+#[tokio::test(flavor = "multi_thread")]
+async fn iso_strings_of_every_form_land_on_their_instants_day() {
+    let p = Project::on_stack("isoforms").await;
+    let stamps = p.collection("stamps").await;
+    let forms: [(i32, &str, Option<&str>); 13] = [
+        (1, "2020-06-01", Some("2020-06-01")),
+        (2, "2020-06-01T00:00:00Z", Some("2020-06-01")),
+        (3, "2020-06-01 12:00", Some("2020-06-01")),
+        (4, "2020-06-01T23:30:00+02:00", Some("2020-06-01")),
+        (5, "2020-06-02T01:00:00+0200", Some("2020-06-01")),
+        (6, "2020-06-01T23:30:00-02:00", Some("2020-06-02")),
+        (7, "2020-06-02T12:00:00.123456Z", Some("2020-06-02")),
+        (8, "2020-06-02 23:59:59.999", Some("2020-06-02")),
+        (9, "2020-06-03T00:30:00+01", Some("2020-06-02")),
+        (10, "2020-06-03", Some("2020-06-03")),
+        (11, "June 3, 2020", None),
+        (12, "2020-06-03T25:00:00Z", None),
+        (13, "2020-06-03 08:00 UTC", None),
+    ];
+    stamps
+        .insert_many(forms.iter().map(|(id, at, _)| doc! { "_id": id, "at": at }))
+        .await
+        .unwrap();
+    std::fs::write(
+        p.path().join("pipelines/stamps.yaml"),
+        format!(
+            "version: 1
+source: {{ connection: mongo, database: {db}, collection: stamps, count: true }}
+partition: {{ field: at, kind: iso_string, start_date: \"2020-06-01\" }}
+sinks:
+  lake:
+    connection: lake
+    path: raw/stamps/dt={{{{ ds }}}}/stamps.jsonl.gz
+  warehouse: {{ type: parquet, connection: warehouse_files, path: stamps }}
+",
+            db = p.database
+        ),
+    )
+    .unwrap();
+    let summary = run_ok(
+        &p,
+        &[
+            "run",
+            "pipelines/stamps.yaml",
+            "--start",
+            "2020-06-01",
+            "--end",
+            "2020-06-03",
+        ],
+    );
+    assert!(summary.contains("3 done"), "{summary}");
+    let lake = p.lake_files();
+    for d in ["2020-06-01", "2020-06-02", "2020-06-03"] {
+        let raw = &lake[&format!("raw/stamps/dt={d}/stamps.jsonl.gz")];
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        let ids: Vec<i64> = text
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["_id"]["$numberInt"].as_str().unwrap().parse().unwrap()
+            })
+            .collect();
+        let want: Vec<i64> = forms
+            .iter()
+            .filter(|(_, _, day)| *day == Some(d))
+            .map(|(id, _, _)| i64::from(*id))
+            .collect();
+        assert_eq!(ids, want, "{d}");
+        let day: NaiveDate = d.parse().unwrap();
+        assert_eq!(parquet_rows(&p, "stamps", day), want.len() as u64, "{d}");
+    }
+    p.drop_database().await;
+}
+
 /// A count of non-null values of `column` on the day.
 async fn bq_non_null(dataset: &str, table: &str, column: &str, day: NaiveDate) -> u64 {
     bq_scalar(&format!(

@@ -609,7 +609,7 @@ async fn span(
             .await?;
         let day = docs
             .iter()
-            .find_map(|d| crate::infer::lookup(d, &partition.field).and_then(|v| kind.day(v)));
+            .find_map(|d| crate::extjson::lookup(d, &partition.field).and_then(|v| kind.day(v)));
         match day {
             Some(d) => ends.push(d),
             None => return Ok(None),

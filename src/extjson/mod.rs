@@ -40,7 +40,7 @@ mod time;
 mod write;
 
 pub use archive::{read_archive_line, write_archive_line, ArchiveLine};
-pub use raw::concatenated;
+pub use raw::{concatenated, lookup};
 pub(crate) use raw::{elements, has_key_before, KeyFilter, Value};
 pub(crate) use time::{civil_from_days, write_date_parts, write_datetime_seconds};
 pub use write::{

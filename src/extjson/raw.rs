@@ -327,3 +327,16 @@ pub(crate) fn has_key_before(doc: &RawDocument, key: &str, before: usize) -> boo
         .take(before)
         .any(|e| e.is_ok_and(|(k, _)| k == key))
 }
+
+/// The value at dotted `path`, through objects only.
+pub fn lookup<'a>(doc: &'a RawDocument, path: &str) -> Option<RawBsonRef<'a>> {
+    let mut parts = path.split('.');
+    let mut value = doc.get(parts.next()?).ok()??;
+    for part in parts {
+        match value {
+            RawBsonRef::Document(d) => value = d.get(part).ok()??,
+            _ => return None,
+        }
+    }
+    Some(value)
+}

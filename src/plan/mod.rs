@@ -27,7 +27,7 @@ use chrono_tz::Tz;
 use sha2::{Digest, Sha256};
 
 pub use crate::spec::names::{is_column_name, simple_path};
-pub use partition::PartitionPlan;
+pub use partition::{iso_time, IsoTime, PartitionPlan};
 pub use pipeline::check_pipeline;
 pub use project::{check_project, secrets_used};
 pub use range::{nth_day, resolve_range, DayIndexError, DayRange, RangeRequest};
@@ -363,6 +363,11 @@ pub struct PartitionTarget {
     pub end: DateTime<Tz>,
     /// The MongoDB filter.
     pub filter: Document,
+    /// What a reader checks in each document [`Self::filter`] selected,
+    /// when the server's comparison cannot decide alone: `iso_string`
+    /// days, whose filter selects a window of whole dates
+    /// ([`PartitionPlan::selects`]). None for every other kind.
+    pub select: Option<PartitionPlan>,
     /// Raw object path under the lake URL.
     pub lake_path: String,
     /// Manifest path under the lake URL.
@@ -445,6 +450,8 @@ impl PipelinePlan {
         Ok(PartitionTarget {
             day,
             filter: self.partition.filter(day, self.source.base_filter.as_ref()),
+            select: (self.partition.kind == crate::spec::PartitionKind::IsoString)
+                .then(|| self.partition.clone()),
             start,
             end,
             lake_path,

@@ -68,12 +68,20 @@ impl PartitionPlan {
                 bson::DateTime::from_millis(start.timestamp_millis()).into(),
                 bson::DateTime::from_millis(end.timestamp_millis()).into(),
             ),
-            // Bounds without a zone suffix compare correctly with any
-            // fraction and with `Z`: `...T00:00:00` <= `...T00:00:00.000Z`.
-            PartitionKind::IsoString => (
-                start.format("%Y-%m-%dT%H:%M:%S").to_string().into(),
-                end.format("%Y-%m-%dT%H:%M:%S").to_string().into(),
-            ),
+            // Strings compare as strings on the server, not as instants: a
+            // window of whole dates, a day wider on each side than any
+            // offset reaches, holds every string of these days whatever
+            // its form. The reader keeps those whose instant is in them
+            // ([`Self::selects`]).
+            PartitionKind::IsoString => {
+                let date = |t: DateTime<Utc>| t.date_naive();
+                let lo = date(start) - chrono::Days::new(1);
+                let hi = date(end - chrono::Duration::milliseconds(1)) + chrono::Days::new(2);
+                (
+                    lo.format("%Y-%m-%d").to_string().into(),
+                    hi.format("%Y-%m-%d").to_string().into(),
+                )
+            }
             PartitionKind::EpochSeconds => (start.timestamp().into(), end.timestamp().into()),
             PartitionKind::EpochMillis => (
                 start.timestamp_millis().into(),
@@ -91,25 +99,48 @@ impl PartitionPlan {
 
 impl PartitionPlan {
     /// The day `doc` belongs to: the one whose [`Self::filter`] selects it
-    /// (base filter aside). None when the field is missing or not of the
-    /// kind's type, so that no day selects the document.
+    /// (base filter aside), and for `iso_string`, whose reader keeps it
+    /// ([`Self::selects`]). None when the field is missing, not of the
+    /// kind's type, or a string in no accepted form ([`iso_time`]), so
+    /// that no day selects the document.
     pub fn day_of(&self, doc: &Document) -> Option<NaiveDate> {
         let mut parts = self.field.split('.');
         let mut value = doc.get(parts.next()?)?;
         for part in parts {
             value = value.as_document()?.get(part)?;
         }
+        self.day_of_value(value)
+    }
+
+    /// Whether day `day`'s reader keeps `doc`, which its filter selected.
+    /// Always for every kind but `iso_string`, whose filter selects a
+    /// window of whole dates around the day: a string's instant decides.
+    pub fn selects(&self, doc: &bson::RawDocument, day: NaiveDate) -> bool {
+        if self.kind != PartitionKind::IsoString {
+            return true;
+        }
+        match crate::extjson::lookup(doc, &self.field) {
+            Some(bson::RawBsonRef::String(s)) => self.iso_day(s) == Some(day),
+            _ => false,
+        }
+    }
+
+    /// The day of an `iso_string` value: its instant's day in the
+    /// partition timezone, or the date itself when it has no time.
+    fn iso_day(&self, s: &str) -> Option<NaiveDate> {
+        match iso_time(s)? {
+            IsoTime::Date(d) => Some(d),
+            IsoTime::Instant(at) => Some(at.with_timezone(&self.timezone).date_naive()),
+        }
+    }
+
+    /// The day of the partition field's value, as [`Self::day_of`].
+    pub fn day_of_value(&self, value: &Bson) -> Option<NaiveDate> {
         let at: DateTime<Utc> = match (self.kind, value) {
             (PartitionKind::Date, Bson::DateTime(d)) => {
                 DateTime::from_timestamp_millis(d.timestamp_millis())?
             }
-            // The bounds are UTC times without a zone suffix, compared as
-            // strings: the first 19 characters decide.
-            (PartitionKind::IsoString, Bson::String(s)) => {
-                chrono::NaiveDateTime::parse_from_str(s.get(..19)?, "%Y-%m-%dT%H:%M:%S")
-                    .ok()?
-                    .and_utc()
-            }
+            (PartitionKind::IsoString, Bson::String(s)) => return self.iso_day(s),
             (PartitionKind::EpochSeconds, v) => {
                 DateTime::from_timestamp_millis((number(v)? * 1000.0).floor() as i64)?
             }
@@ -123,6 +154,54 @@ impl PartitionPlan {
         };
         Some(at.with_timezone(&self.timezone).date_naive())
     }
+}
+
+/// What an `iso_string` value says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsoTime {
+    /// A time: in UTC when the string has no offset.
+    Instant(DateTime<Utc>),
+    /// A date alone: that day, in the partition timezone.
+    Date(NaiveDate),
+}
+
+/// An `iso_string` value read, in one of the forms a day accepts:
+/// - a date alone, `2020-06-01`;
+/// - a date and a time, separated by `T` or a space, with minutes or
+///   seconds, and any fraction of a second: `2020-06-01T12:30`,
+///   `2020-06-01 12:30:05.123456`;
+/// - either of the latter with a zone: `Z`, or an offset `+02:00`,
+///   `+0200` or `+02`. Without one, the time is UTC.
+///
+/// None for anything else: such a document is in no day, and `etl
+/// verify` counts it (`unparseable_string`).
+pub fn iso_time(s: &str) -> Option<IsoTime> {
+    use chrono::NaiveDateTime;
+    const LOCAL: [&str; 4] = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ];
+    if s.len() == 10 {
+        return NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(IsoTime::Date);
+    }
+    let utc = s.strip_suffix('Z').or_else(|| s.strip_suffix('z'));
+    let naive = utc.unwrap_or(s);
+    if let Some(t) = LOCAL
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(naive, f).ok())
+    {
+        return Some(IsoTime::Instant(t.and_utc()));
+    }
+    if utc.is_some() {
+        return None;
+    }
+    LOCAL.iter().find_map(|f| {
+        DateTime::parse_from_str(s, &format!("{f}%#z"))
+            .ok()
+            .map(|t| IsoTime::Instant(t.with_timezone(&Utc)))
+    })
 }
 
 /// A number of any BSON numeric type, as the server compares them.
@@ -190,11 +269,12 @@ mod tests {
                 Bson::Int64((midnight + 86_400) * 1000)
             )
         );
+        // A window of whole dates, a day wider on each side.
         assert_eq!(
             bounds(PartitionKind::IsoString, "UTC", "2020-06-01"),
             (
-                Bson::String("2020-06-01T00:00:00".into()),
-                Bson::String("2020-06-02T00:00:00".into())
+                Bson::String("2020-05-31".into()),
+                Bson::String("2020-06-03".into())
             )
         );
         let (lo, hi) = bounds(PartitionKind::ObjectId, "UTC", "2020-06-01");
@@ -208,24 +288,71 @@ mod tests {
         );
     }
 
+    /// Whether day `d`'s filter and reader select `value`, in UTC or `tz`.
+    fn iso_selects(tz: &str, d: &str, value: &str) -> bool {
+        let p = plan(PartitionKind::IsoString, tz);
+        let (lo, hi) = bounds(PartitionKind::IsoString, tz, d);
+        let in_window = order(&lo, &value.into()) && !order(&hi, &value.into());
+        let raw = bson::rawdoc! { "ts": value };
+        let kept = p.selects(&raw, day(d));
+        assert!(!kept || in_window, "{value} kept but outside the window of {d}");
+        kept
+    }
+
     #[test]
-    fn iso_bounds_include_fractions_and_zone_suffixes() {
-        let (lo, hi) = bounds(PartitionKind::IsoString, "UTC", "2020-06-01");
-        let (lo, hi) = (lo.as_str().unwrap(), hi.as_str().unwrap());
+    fn iso_days_are_the_instants_days_in_every_accepted_form() {
         for inside in [
+            "2020-06-01",
             "2020-06-01T00:00:00Z",
             "2020-06-01T00:00:00.000Z",
             "2020-06-01T23:59:59.999Z",
+            "2020-06-01T23:59:59.999999999",
+            "2020-06-01 12:00",
+            "2020-06-01 12:00:05",
+            "2020-06-01T12:00z",
+            // 23:30 at +02:00 is 21:30 UTC; 22:00 on 05-31 at -04 is 02:00.
+            "2020-06-01T23:30:00+02:00",
+            "2020-05-31T22:00:00-04",
+            "2020-06-02T01:00:00+0200",
+            "2020-06-02 05:00:00.5+14:00",
         ] {
-            assert!(lo <= inside && inside < hi, "{inside}");
+            assert!(iso_selects("UTC", "2020-06-01", inside), "{inside}");
         }
         for outside in [
             "2020-05-31T23:59:59.999Z",
             "2020-06-02T00:00:00Z",
-            "2020-06-02T00:00:00.000Z",
+            "2020-06-02",
+            "2020-06-01T23:30:00-02:00",
+            "2020-06-01T00:30:00+01:00",
+            // Not accepted: no day ever selects them.
+            "2020-06-01T12",
+            "2020-06-01T25:00:00Z",
+            "2020-06-01 12:00 UTC",
+            "2020-6-1",
+            "20200601",
+            "June 1, 2020",
+            "2020-06-01Z",
         ] {
-            assert!(!(lo <= outside && outside < hi), "{outside}");
+            assert!(!iso_selects("UTC", "2020-06-01", outside), "{outside}");
         }
+        // In Paris (UTC+2), 2020-06-01 starts at 05-31 22:00 UTC; a date
+        // alone is that day there.
+        assert!(iso_selects("Europe/Paris", "2020-06-01", "2020-05-31T22:00:00Z"));
+        assert!(iso_selects("Europe/Paris", "2020-06-01", "2020-06-01"));
+        assert!(!iso_selects("Europe/Paris", "2020-06-01", "2020-06-01T22:00:00Z"));
+    }
+
+    #[test]
+    fn iso_time_reads_offsets_and_leaves_strings_without_a_zone_in_utc() {
+        let at = |s: &str| match iso_time(s) {
+            Some(IsoTime::Instant(t)) => t.to_rfc3339(),
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(at("2020-06-01T12:00:00+02:00"), "2020-06-01T10:00:00+00:00");
+        assert_eq!(at("2020-06-01 12:00:00.25-0130"), "2020-06-01T13:30:00.250+00:00");
+        assert_eq!(at("2020-06-01T12:00"), "2020-06-01T12:00:00+00:00");
+        assert_eq!(iso_time("2020-02-30"), None);
+        assert_eq!(iso_time("2020-06-01"), Some(IsoTime::Date(day("2020-06-01"))));
     }
 
     #[test]

@@ -10,13 +10,14 @@ use std::future::IntoFuture;
 use std::time::Duration;
 
 use bson::{doc, Document, RawDocumentBuf};
+use chrono::NaiveDate;
 use futures::future::BoxFuture;
 use mongodb::error::ErrorKind;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Cursor};
 
 use super::{Documents, Source, SourceError};
-use crate::plan::PartitionTarget;
+use crate::plan::{PartitionPlan, PartitionTarget};
 use crate::redact::redact_uri;
 
 /// Server error codes worth a retry: cursor not found, and the network and
@@ -369,6 +370,7 @@ impl MongoSource {
         Ok(PartitionCursor {
             cursor,
             source: self,
+            select: None,
         })
     }
 }
@@ -430,12 +432,23 @@ impl MongoSource {
 pub struct PartitionCursor<'a> {
     cursor: Cursor<RawDocumentBuf>,
     source: &'a MongoSource,
+    /// The day whose documents it keeps of those the filter selected
+    /// ([`PartitionTarget::select`]).
+    select: Option<(PartitionPlan, NaiveDate)>,
 }
 
 impl PartitionCursor<'_> {
     /// Moves to the next document; false at the end.
     pub async fn advance(&mut self) -> Result<bool, SourceError> {
-        self.source.answer("getMore", self.cursor.advance()).await
+        loop {
+            if !self.source.answer("getMore", self.cursor.advance()).await? {
+                return Ok(false);
+            }
+            match &self.select {
+                Some((plan, day)) if !plan.selects(self.cursor.current(), *day) => continue,
+                _ => return Ok(true),
+            }
+        }
     }
 
     /// The current document, borrowed from the cursor's batch.
@@ -451,21 +464,46 @@ impl Source for MongoSource {
         target: &PartitionTarget,
     ) -> Result<Box<dyn Documents + 'a>, SourceError> {
         let read = self.read.clone();
-        Ok(Box::new(self.find(target.filter.clone(), &read).await?))
+        let mut cursor = self.find(target.filter.clone(), &read).await?;
+        cursor.select = target.select.clone().map(|plan| (plan, target.day));
+        Ok(Box::new(cursor))
     }
 
+    /// `countDocuments` of the day's filter; for a day whose reader keeps
+    /// only some of what the filter selects (`iso_string`), the kept ones
+    /// of a scan of the partition field alone.
     fn count(&self, target: &PartitionTarget) -> BoxFuture<'static, Result<u64, SourceError>> {
         let collection = self.collection.clone();
         let (namespace, uri) = (self.namespace.clone(), self.uri_display.clone());
         let filter = target.filter.clone();
+        let select = target.select.clone();
+        let (day, batch) = (target.day, self.read.batch_size.max(1000));
         let limit = stall_limit(self.read.max_time);
         Box::pin(async move {
-            match tokio::time::timeout(limit, collection.count_documents(filter).into_future())
+            let Some(plan) = select else {
+                return match tokio::time::timeout(
+                    limit,
+                    collection.count_documents(filter).into_future(),
+                )
                 .await
-            {
-                Ok(n) => n.map_err(|e| server_error("count", namespace, uri, &e)),
-                Err(_) => Err(stalled("count", namespace, uri, limit)),
+                {
+                    Ok(n) => n.map_err(|e| server_error("count", namespace, uri, &e)),
+                    Err(_) => Err(stalled("count", namespace, uri, limit)),
+                };
+            };
+            // Each request within the stall limit, as a read's are.
+            let answer = |what| within(what, &namespace, &uri, limit);
+            let find = collection
+                .find(filter)
+                .projection(doc! { plan.field.as_str(): 1 })
+                .batch_size(batch)
+                .into_future();
+            let mut cursor = within(tokio::time::timeout(limit, find).await, &namespace, &uri, limit)?;
+            let mut n = 0u64;
+            while answer(tokio::time::timeout(limit, cursor.advance()).await)? {
+                n += u64::from(plan.selects(cursor.current(), day));
             }
+            Ok(n)
         })
     }
 }
@@ -478,6 +516,19 @@ impl Documents for PartitionCursor<'_> {
 
     fn current(&self) -> &bson::RawDocument {
         PartitionCursor::current(self)
+    }
+}
+
+/// A count's request, answered or given up as stalled after `limit`.
+fn within<T>(
+    answer: Result<mongodb::error::Result<T>, tokio::time::error::Elapsed>,
+    namespace: &str,
+    uri: &str,
+    limit: Duration,
+) -> Result<T, SourceError> {
+    match answer {
+        Ok(n) => n.map_err(|e| server_error("count", namespace.to_owned(), uri.to_owned(), &e)),
+        Err(_) => Err(stalled("count", namespace.to_owned(), uri.to_owned(), limit)),
     }
 }
 

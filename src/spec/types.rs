@@ -609,7 +609,12 @@ pub enum UnknownDay {
 pub enum PartitionKind {
     /// A BSON Date.
     Date,
-    /// An ISO-8601 string in UTC, such as `2020-06-01T12:00:00Z`.
+    /// An ISO-8601 string: a date alone (`2020-06-01`, that day), or a date
+    /// and a time, separated by `T` or a space, with minutes or seconds and
+    /// any fraction, and a zone (`Z`, `+02:00`, `+0200`, `+02`) or none
+    /// (UTC), such as `2020-06-01T12:00:00Z` or `2020-06-01 14:00+02`. A
+    /// document belongs to its instant's day in the partition timezone.
+    /// Any other string is in no day, and `etl verify` counts it.
     IsoString,
     /// A number of seconds since the Unix epoch.
     EpochSeconds,
