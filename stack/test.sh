@@ -98,7 +98,7 @@ phase "end-to-end tests again (MongoDB: mongo-java-server)"
 # the Airflow test (Airflow runs the same `etl run`, whichever the server).
 ETL_MONGO_PORT="$ETL_MONGO_FAST_PORT" ETL_MONGO_URI="$ETL_MONGO_FAST_URI" ETL_TEST_MONGO=fast \
   cargo test --locked --release --features test-hooks --no-fail-fast \
-  --test stack_engine --test stack_smoke --test stack_outage --test stack_validate --test stack_infer -- \
+  --test stack_engine --test stack_smoke --test stack_outage --test stack_validate --test stack_infer --test stack_verify -- \
   --skip four_workers_share_one_backfill_through_leases \
   --skip an_airflow_dag_loads_each_day_once_and_a_second_pass_skips_them \
   2>&1 | tee target/test-output-fast.txt || status=1

@@ -17,6 +17,7 @@ mod secrets;
 mod status;
 mod test;
 mod validate;
+mod verify;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -123,6 +124,10 @@ pub enum Command {
     Watch(watch::Args),
     /// Show the ledger per day, with failures and missing days.
     Status(status::Args),
+    /// Count each day on MongoDB against what was loaded, and the
+    /// documents no day selects; `--mark` has the next run redo the days
+    /// that differ.
+    Verify(verify::Args),
     /// Show a day's rows as the warehouse holds them (a BigQuery query, or
     /// the day's Parquet files), in key order.
     Preview(preview::Args),
@@ -256,6 +261,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Replay(args) => run::replay(&ctx, args),
         Command::Watch(args) => watch::run(&ctx, args),
         Command::Status(args) => status::run(&ctx, args),
+        Command::Verify(args) => verify::run(&ctx, args),
         Command::Preview(args) => preview::run(&ctx, args),
         Command::Report(args) => report::run(&ctx, args),
         Command::Schedule(args) => schedule::run(&ctx, args),

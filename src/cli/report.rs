@@ -137,6 +137,10 @@ struct PipelineView {
     failures: Vec<Failure>,
     tables: Vec<TableView>,
     lock_file: String,
+    /// The last `etl verify`, in a line, and `ok`, `unaccounted` or
+    /// `never` for its badge.
+    verify: String,
+    verify_kind: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -340,6 +344,12 @@ impl PipelineView {
             failures,
             tables,
             lock_file: shown(&crate::lock::SchemaLock::path(&project.root, &plan.name)),
+            verify: super::status::verify_line(status),
+            verify_kind: match &status.verify {
+                Some(v) if v.unaccounted() => "unaccounted",
+                Some(_) => "ok",
+                None => "never",
+            },
         }
     }
 }

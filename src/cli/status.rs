@@ -74,6 +74,13 @@ pub(super) struct PipelineStatus {
     /// Where `etl watch` stands, if it ever ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watch: Option<crate::engine::dirty::WatchState>,
+    /// The last `etl verify`; absent when it never ran (or its record does
+    /// not parse: then it is in `corrupt_state`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<crate::engine::verify::VerifyRecord>,
+    /// The last verify's record does not parse.
+    #[serde(skip)]
+    pub verify_corrupt: bool,
     pub days: Vec<DayStatus>,
 }
 
@@ -206,6 +213,7 @@ pub(super) fn collect(
     let (store, _) = crate::engine::open_store_connection(&templates, &project.state)
         .map_err(|e| anyhow::anyhow!("the ledger's store: {e}"))?;
     let dirty = crate::engine::dirty::Dirty::new(store.clone());
+    let verifications = crate::engine::verify::Verifications::new(store.clone());
     let ledger = crate::engine::Ledger::new(store);
     let rt = tokio::runtime::Runtime::new()?;
     let mut pipelines = Vec::new();
@@ -219,6 +227,9 @@ pub(super) fn collect(
             readable(rt.block_on(dirty.unknown(&p.name)), &mut corrupt_state)?.unwrap_or_default();
         let watch =
             readable(rt.block_on(dirty.watch_state(&p.name)), &mut corrupt_state)?.flatten();
+        let verify = readable(rt.block_on(verifications.get(&p.name)), &mut corrupt_state)?;
+        let verify_corrupt = verify.is_none();
+        let verify = verify.flatten();
         let days: Vec<DayStatus> = range
             .days()
             .map(|day| {
@@ -245,10 +256,21 @@ pub(super) fn collect(
             dirty: days.iter().filter(|d| d.dirty_changes > 0).count(),
             unknown_changes: unknown.iter().map(|u| u.count).sum(),
             watch,
+            verify,
+            verify_corrupt,
             days,
         });
     }
     Ok(Ok(pipelines))
+}
+
+/// The last `etl verify`, in a line: what it found and when.
+pub(super) fn verify_line(p: &PipelineStatus) -> String {
+    match &p.verify {
+        Some(v) => v.summary(),
+        None if p.verify_corrupt => "last verify unreadable (see the error below)".to_owned(),
+        None => "never verified".to_owned(),
+    }
 }
 
 /// `read`'s value; None when what it read is corrupt, its error kept in
@@ -367,6 +389,7 @@ fn human(pipelines: &[PipelineStatus], counts: super::Counts) -> String {
             let _ = write!(totals, ", {} corrupt", p.corrupt);
         }
         let _ = writeln!(o, "{totals}{dirty}");
+        let _ = writeln!(o, "  {}", verify_line(p));
         if p.stale > 0 {
             let _ = writeln!(
                 o,

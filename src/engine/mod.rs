@@ -40,6 +40,7 @@ mod schemas;
 pub mod shutdown;
 #[cfg(test)]
 mod tests_run;
+pub mod verify;
 pub mod watch;
 
 use std::collections::BTreeMap;
