@@ -51,8 +51,13 @@ impl PipelineRuntime {
                 self.new_fields(day, name, &logical[i], locked, &mut found, policy)?;
             }
             self.warn_maps(day, name, baseline, &found);
+            // Every column the table has, not only the day's: a day
+            // without documents, or without an optional field, still
+            // carries them (null), so every Parquet file of a dataset has
+            // the table's schema (issue 29).
+            let table_columns = table_columns(existing.as_ref(), locked.as_ref());
             schemas.push(
-                merge_schema(existing.as_ref(), found, &null_only)
+                merge_schema(table_columns.as_ref(), found, &null_only)
                     .map_err(|e| PartitionError::fatal(format!("table `{name}`: {}", e.message)))?,
             );
         }
@@ -77,18 +82,10 @@ impl PipelineRuntime {
         let mut expected = Vec::with_capacity(targets.len());
         for (i, table) in targets.iter().enumerate() {
             let existing = warehouse.schema(table).await.ok()?;
-            let locked = self
-                .plan
-                .lock
-                .as_ref()
-                .and_then(|l| l.table(&logical[i]))
-                .filter(|t| !t.columns.is_empty());
-            let schema = match (existing, locked) {
-                (existing, Some(locked)) => {
-                    merge_schema(existing.as_ref(), locked.clone(), &[]).ok()?
-                }
-                (Some(existing), None) => existing,
-                (None, None) => last.as_ref()?.get(i)?.clone(),
+            let locked = self.plan.lock.as_ref().and_then(|l| l.table(&logical[i]));
+            let schema = match table_columns(existing.as_ref(), locked) {
+                Some(schema) => schema,
+                None => last.as_ref()?.get(i)?.clone(),
             };
             expected.push(schema);
         }
@@ -171,6 +168,29 @@ impl PipelineRuntime {
         }
         Ok(())
     }
+}
+
+/// The columns a table has whatever a day holds: the warehouse table's,
+/// then the schema lock's columns it lacks, in the lock's order (a lock
+/// column the table has keeps the table's type: the day's merge checks
+/// the data against it). None when there is neither, or the lock has no
+/// columns for the table.
+pub(super) fn table_columns(
+    existing: Option<&TableSchema>,
+    locked: Option<&TableSchema>,
+) -> Option<TableSchema> {
+    let locked = locked.filter(|l| !l.columns.is_empty());
+    let mut out = match (existing, locked) {
+        (None, None) => return None,
+        (Some(existing), _) => existing.clone(),
+        (None, Some(_)) => TableSchema::default(),
+    };
+    for c in locked.into_iter().flat_map(|l| &l.columns) {
+        if out.get(&c.name).is_none() {
+            out.columns.push(c.clone());
+        }
+    }
+    Some(out)
 }
 
 /// Widens the inferred schema to fit the table that exists: a column keeps
@@ -279,6 +299,60 @@ mod tests {
         )
         .unwrap();
         assert_eq!(merged, table);
+    }
+
+    /// Issue 29, part 7: a day's schema is the table's whole, whatever
+    /// the day holds. An empty day (`_ds` alone found) and a day without
+    /// an optional field get every column, with the table's types.
+    #[test]
+    fn a_day_gets_every_column_of_the_table_and_the_lock() {
+        let lock = TableSchema::of(&[
+            ("_ds", ColumnType::Date),
+            ("id", ColumnType::Int64),
+            ("note", ColumnType::String),
+            ("score", ColumnType::Float64),
+        ]);
+        let empty = TableSchema::of(&[("_ds", ColumnType::Date)]);
+        let base = table_columns(None, Some(&lock));
+        assert_eq!(
+            merge_schema(base.as_ref(), empty.clone(), &[]).unwrap(),
+            lock
+        );
+
+        let without_note = TableSchema::of(&[
+            ("_ds", ColumnType::Date),
+            ("id", ColumnType::Int64),
+            ("score", ColumnType::Float64),
+        ]);
+        assert_eq!(
+            merge_schema(base.as_ref(), without_note, &[]).unwrap(),
+            lock
+        );
+
+        // The table first, in its order and types; then the lock's others.
+        let table = TableSchema::of(&[
+            ("_ds", ColumnType::Date),
+            ("score", ColumnType::String),
+            ("id", ColumnType::Int64),
+        ]);
+        let base = table_columns(Some(&table), Some(&lock));
+        assert_eq!(
+            merge_schema(base.as_ref(), empty.clone(), &[]).unwrap(),
+            TableSchema::of(&[
+                ("_ds", ColumnType::Date),
+                ("score", ColumnType::String),
+                ("id", ColumnType::Int64),
+                ("note", ColumnType::String),
+            ])
+        );
+        // Without a lock, the table's columns.
+        assert_eq!(table_columns(Some(&table), None), Some(table.clone()));
+        assert_eq!(
+            table_columns(Some(&table), Some(&TableSchema::default())),
+            Some(table)
+        );
+        assert_eq!(table_columns(None, Some(&TableSchema::default())), None);
+        assert_eq!(table_columns(None, None), None);
     }
 
     #[test]

@@ -303,6 +303,29 @@ impl Store {
         }
     }
 
+    /// [`Self::create`] on a store with conditional puts; on one without,
+    /// a plain put, which always creates: for writes where a lost race
+    /// costs less than refusing the store (a Parquet dataset's schema
+    /// versions, `sink::warehouse::parquet`).
+    pub async fn create_or_put(&self, rel: &str, bytes: Vec<u8>) -> Result<Created, LakeError> {
+        let path = self.path(rel);
+        let bytes = bytes::Bytes::from(bytes);
+        let mode: object_store::PutOptions = object_store::PutMode::Create.into();
+        match self.store.put_opts(&path, bytes.clone().into(), mode).await {
+            Ok(_) => Ok(Created::Yes),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(Created::AlreadyExists),
+            Err(object_store::Error::Precondition { .. }) => Ok(Created::Precondition),
+            Err(object_store::Error::NotImplemented) => {
+                self.store
+                    .put(&path, bytes.into())
+                    .await
+                    .map_err(|e| self.store_error("write", &path, e))?;
+                Ok(Created::Yes)
+            }
+            Err(e) => Err(self.store_error("create", &path, e)),
+        }
+    }
+
     /// Reads `rel`, or None when it does not exist.
     pub async fn get(&self, rel: &str) -> Result<Option<bytes::Bytes>, LakeError> {
         let path = self.path(rel);
