@@ -201,7 +201,7 @@ async fn documents_in_no_day_and_a_day_that_changed_are_reported_until_fixed() {
     );
     assert_eq!(
         p["samples"],
-        json!({"missing": [101], "null": [102], "wrong_type": [104, 103], "before_start_date": [105]})
+        json!({"missing": [101], "null": [102], "wrong_type": [104, 103], "unparseable_string": [], "before_start_date": [105]})
     );
     assert_eq!(p["after_cutoff"], 1);
     assert_eq!(p["days_differing"], 0);
@@ -321,9 +321,31 @@ async fn iso_strings_that_do_not_parse_are_in_no_day() {
     );
     assert_eq!(
         p["samples"],
-        json!({"missing": [6], "wrong_type": [5], "unparseable_string": [3], "before_start_date": [4]})
+        json!({"missing": [6], "null": [], "wrong_type": [5], "unparseable_string": [3], "before_start_date": [4]})
     );
     assert_eq!(p["after_cutoff"], 1);
     assert_eq!(p["days_differing"], 0);
+    assert_eq!(
+        p["days"][1],
+        json!({"day": "2026-11-19", "source_now": 1, "loaded": 1, "status": "ok"})
+    );
+
+    // A day with documents and no record is not loaded.
+    std::fs::remove_file(
+        v.project
+            .path()
+            .join(".etl/state/ledger/events/2026-11-19.json"),
+    )
+    .unwrap();
+    let (code, p) = v.verify_json(&["--start", "2026-11-19", "--end", "2026-11-20"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        p["days"],
+        json!([
+            {"day": "2026-11-19", "source_now": 1, "loaded": null, "status": "not_loaded"},
+            {"day": "2026-11-20", "source_now": 0, "loaded": 0, "status": "ok"},
+        ])
+    );
+    assert_eq!(p["days_differing"], 1);
     v.drop().await;
 }

@@ -72,8 +72,8 @@ struct PipelineVerify {
     unpartitioned: u64,
     /// The same, by reason; every reason is present.
     unpartitioned_by_reason: BTreeMap<Reason, u64>,
-    /// Up to five `_id`s per reason with documents, as relaxed Extended
-    /// JSON, newest first.
+    /// Up to five `_id`s per reason, as relaxed Extended JSON, newest
+    /// first; every reason is present.
     samples: BTreeMap<Reason, Vec<serde_json::Value>>,
     /// Documents dated after yesterday: a later run takes them.
     after_cutoff: u64,
@@ -286,12 +286,14 @@ async fn verify_one(
         verified_at,
         unpartitioned: orphans.total(),
         unpartitioned_by_reason: orphans.by_reason.clone(),
-        samples: orphans
-            .samples
+        samples: Reason::ALL
             .iter()
-            .map(|(r, ids)| {
-                let ids = ids.iter().map(|id| id.clone().into_relaxed_extjson());
-                (*r, ids.collect())
+            .map(|r| {
+                let ids = orphans.samples.get(r).into_iter().flatten();
+                (
+                    *r,
+                    ids.map(|id| id.clone().into_relaxed_extjson()).collect(),
+                )
             })
             .collect(),
         after_cutoff: orphans.after_cutoff,
