@@ -68,7 +68,7 @@ impl Message {
             match out {
                 DayOutcome::Done(r) => {
                     c.done += 1;
-                    c.documents += r.source_count.unwrap_or(0);
+                    c.documents += r.raw_lines.or(r.source_count).unwrap_or(0);
                     c.rows += r.warehouse_rows.unwrap_or(0);
                     c.rejected += r.rejected.unwrap_or(0);
                 }
@@ -359,6 +359,7 @@ mod tests {
             .unwrap()
             .to_utc();
         PartitionRecord {
+            unconverted: Default::default(),
             pipeline: pipeline.into(),
             day: day.parse::<NaiveDate>().unwrap(),
             status,

@@ -935,6 +935,7 @@ sinks:
         (
             &first["day"],
             &first["status"],
+            &first["record"]["read"],
             &first["record"]["source_count"],
             &first["record"]["warehouse_rows"],
             &first["record"]["rejected"],
@@ -944,6 +945,8 @@ sinks:
             &json!("2020-06-01"),
             &json!("done"),
             &json!(9),
+            // No `source.count`: nothing counted at the source.
+            &json!(null),
             &json!(6),
             &json!(3),
             &json!(1)
@@ -951,6 +954,109 @@ sinks:
         "{status}"
     );
 
+    p.drop_database().await;
+}
+
+/// Declared columns whose values do not convert: each such value is NULL
+/// in its row, and counted per column in the summary, the ledger, the
+/// manifest and `etl status`, and listed by `_id` in `_unconverted.jsonl`
+/// beside the raw object. A missing or null value is NULL uncounted.
+#[tokio::test(flavor = "multi_thread")]
+async fn values_that_do_not_convert_are_counted_and_listed() {
+    let p = Project::on_stack("unconverted").await;
+    let day = NaiveDate::from_ymd_opt(2020, 6, 1).unwrap();
+    let at = bson::DateTime::from_millis(ms(day) + 3_600_000);
+    p.collection("prices")
+        .await
+        .insert_many([
+            doc! {"_id": 1, "created_at": at, "price": "1.50", "qty": 2},
+            doc! {"_id": 2, "created_at": at, "price": "n/a", "qty": "two"},
+            doc! {"_id": 3, "created_at": at, "price": "123456789012345678901234567890"},
+            doc! {"_id": 4, "created_at": at, "price": bson::Bson::Null, "qty": 1},
+            doc! {"_id": 5, "created_at": at},
+        ])
+        .await
+        .unwrap();
+    std::fs::write(
+        p.path().join("pipelines/prices.yaml"),
+        format!(
+            "version: 1
+source: {{ connection: mongo, database: {db}, collection: prices }}
+partition: {{ field: created_at, kind: date, start_date: \"2020-06-01\" }}
+flatten:
+  columns:
+    - {{ name: price, path: $.price, type: numeric }}
+    - {{ name: qty, path: $.qty, type: int64 }}
+sinks:
+  lake:
+    connection: lake
+    path: raw/prices/dt={{{{ ds }}}}/prices.jsonl.gz
+  warehouse: {{ type: parquet, connection: warehouse_files, path: prices }}
+",
+            db = p.database
+        ),
+    )
+    .unwrap();
+    let summary = run_ok(&p, &["run", "pipelines/prices.yaml", "--date", "2020-06-01"]);
+    assert!(
+        summary.contains(
+            "3  values did not convert to their column's type, NULL in their rows (price: 2, qty: 1); listed in "
+        ) && summary.contains("/raw/prices/dt=2020-06-01/_unconverted.jsonl\n"),
+        "{summary}"
+    );
+    // Every document is a row: nothing was rejected.
+    assert_eq!(parquet_rows(&p, "prices", day), 5);
+    let record = common::ledger_record(p.path(), "prices", "2020-06-01");
+    assert_eq!(record["unconverted"], json!({"price": 2, "qty": 1}));
+    assert_eq!(record["raw_lines"], json!(5));
+    let lake = p.lake_files();
+    let listed: Vec<serde_json::Value> =
+        String::from_utf8(lake["raw/prices/dt=2020-06-01/_unconverted.jsonl"].clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    assert_eq!(
+        listed,
+        [
+            json!({"_id": {"$numberInt": "2"}, "table": "prices", "column": "price", "found": "a STRING value", "expected": "NUMERIC"}),
+            json!({"_id": {"$numberInt": "2"}, "table": "prices", "column": "qty", "found": "a STRING value", "expected": "INT64"}),
+            json!({"_id": {"$numberInt": "3"}, "table": "prices", "column": "price", "found": "a number with more digits than NUMERIC holds", "expected": "NUMERIC"}),
+        ]
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&lake["raw/prices/dt=2020-06-01/_manifest.json"]).unwrap();
+    assert_eq!(manifest["unconverted"], json!({"price": 2, "qty": 1}));
+    assert_eq!(
+        manifest["unconverted_object"],
+        json!("raw/prices/dt=2020-06-01/_unconverted.jsonl")
+    );
+    let out = p.etl(&["status", "pipelines/prices.yaml", "--format", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        status["pipelines"][0]["days"][0]["record"]["unconverted"],
+        json!({"price": 2, "qty": 1})
+    );
+
+    // Fixed at the source, the day's rerun lists nothing, and the old list
+    // is gone from the lake.
+    let prices = p.collection("prices").await;
+    prices
+        .update_one(doc! {"_id": 2}, doc! {"$set": {"price": "2", "qty": 2}})
+        .await
+        .unwrap();
+    prices
+        .update_one(doc! {"_id": 3}, doc! {"$set": {"price": "3"}})
+        .await
+        .unwrap();
+    let summary = run_ok(
+        &p,
+        &["run", "pipelines/prices.yaml", "--date", "2020-06-01", "--rerun"],
+    );
+    assert!(!summary.contains("did not convert"), "{summary}");
+    assert!(!p
+        .lake_files()
+        .contains_key("raw/prices/dt=2020-06-01/_unconverted.jsonl"));
     p.drop_database().await;
 }
 

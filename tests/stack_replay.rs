@@ -261,7 +261,7 @@ async fn replay_rejects_reloads_the_days_with_rejects_once_the_spec_accepts_them
         let r = &before[d];
         assert_eq!(
             r["warehouse_rows"].as_u64().unwrap() + r["rejected"].as_u64().unwrap(),
-            r["source_count"].as_u64().unwrap(),
+            r["raw_lines"].as_u64().unwrap(),
             "{r}"
         );
     }
@@ -302,7 +302,7 @@ async fn replay_rejects_reloads_the_days_with_rejects_once_the_spec_accepts_them
     );
     for d in &days {
         let r = common::ledger_record(p.path(), "products", d);
-        let source = before[d.as_str()]["source_count"].as_u64().unwrap();
+        let source = before[d.as_str()]["raw_lines"].as_u64().unwrap();
         assert_eq!(r["status"], "done", "{r}");
         assert_eq!(r["rejected"].as_u64().unwrap_or(0), 0, "{d}: {r}");
         assert_eq!(r["warehouse_rows"].as_u64(), Some(source), "{d}: {r}");

@@ -417,7 +417,7 @@ async fn a_run_tells_people_by_page_email_and_webhook_and_keeps_its_exit_code() 
             .map(|r| r[field].as_u64().unwrap_or(0))
             .sum::<u64>()
     };
-    let (documents, rows, rejected) = (sum("source_count"), sum("warehouse_rows"), sum("rejected"));
+    let (documents, rows, rejected) = (sum("raw_lines"), sum("warehouse_rows"), sum("rejected"));
     assert!(
         documents > 300 && rejected > 0,
         "{documents} documents, {rejected} rejected"
@@ -533,7 +533,7 @@ async fn a_run_tells_people_by_page_email_and_webhook_and_keeps_its_exit_code() 
         };
         let row = format!(
             r#"<tr class="row-{kind}"><th scope="row">{day}</th><td><span class="badge {kind}" aria-hidden="true">{symbol}</span> {kind}</td><td class="num">{}</td><td class="num">{}</td>"#,
-            r["source_count"], r["warehouse_rows"]
+            r["raw_lines"], r["warehouse_rows"]
         );
         assert!(shown.contains(&row), "no row {row}\nin {shown}");
     }

@@ -289,7 +289,7 @@ impl PipelineView {
             }
             let Some(r) = &d.record else { continue };
             if matches!(d.status, "done" | "stale") {
-                documents += r.source_count.unwrap_or(0);
+                documents += r.read.unwrap_or(0);
                 rows_total += r.warehouse_rows.unwrap_or(0);
                 rejected += r.rejected;
                 raw += r.raw_bytes.unwrap_or(0);
@@ -419,6 +419,16 @@ fn rows(days: &[DayStatus]) -> Vec<Row> {
             "see its error and rerun command above".to_owned()
         } else if r.stale {
             "stale: the spec changed what it lands since; `etl run --stale` redoes it".to_owned()
+        } else if !r.unconverted.is_empty() {
+            format!(
+                "{} values did not convert, NULL in their rows ({}); listed in _unconverted.jsonl",
+                number(r.unconverted.values().sum()),
+                r.unconverted
+                    .iter()
+                    .map(|(c, n)| format!("{c}: {}", number(*n)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         } else {
             String::new()
         };
@@ -427,7 +437,7 @@ fn rows(days: &[DayStatus]) -> Vec<Row> {
             day: d.day.to_string(),
             kind,
             symbol,
-            source: maybe(r.source_count),
+            source: maybe(r.read),
             rows: maybe(r.warehouse_rows),
             child_rows: r
                 .child_rows
@@ -458,7 +468,7 @@ fn chart(days: &[DayStatus]) -> Option<Chart> {
     let documents = |d: &DayStatus| {
         d.record
             .as_ref()
-            .and_then(|r| r.source_count.or(r.warehouse_rows))
+            .and_then(|r| r.read.or(r.warehouse_rows))
     };
     let max_documents = shown.iter().filter_map(documents).max().unwrap_or(0).max(1);
     let max_seconds = shown

@@ -403,7 +403,7 @@ pub fn summary(report: &crate::engine::RunReport, counts: super::Counts) -> Stri
     let _ = writeln!(
         o,
         "{:<10} {:<10} {:<8} {:>n$} {:>n$} {:>b$} {:>7}  lake / warehouse",
-        "pipeline", "day", "status", "source", "rows", "raw bytes", "time"
+        "pipeline", "day", "status", "read", "rows", "raw bytes", "time"
     );
     let (mut done, mut skipped, mut failed, mut interrupted, mut elsewhere) = (0, 0, 0, 0, 0);
     let mut stale = 0;
@@ -458,7 +458,7 @@ pub fn summary(report: &crate::engine::RunReport, counts: super::Counts) -> Stri
             r.pipeline,
             r.day.to_string(),
             status,
-            num(r.source_count),
+            num(r.raw_lines.or(r.source_count)),
             num(r.warehouse_rows),
             num(r.raw_bytes),
             secs,
@@ -483,6 +483,24 @@ pub fn summary(report: &crate::engine::RunReport, counts: super::Counts) -> Stri
                     .rsplit_once('/')
                     .map_or("_rejects.jsonl".to_owned(), |(dir, _)| format!(
                         "{dir}/_rejects.jsonl"
+                    ))
+            );
+        }
+        if !r.unconverted.is_empty() {
+            let _ = writeln!(
+                o,
+                "{:<30} {:>n$}  values did not convert to their column's type, NULL in their rows ({}); listed in {}",
+                "",
+                counts.show(r.unconverted.values().sum()),
+                r.unconverted
+                    .iter()
+                    .map(|(c, k)| format!("{c}: {}", counts.show(*k)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                r.lake_object
+                    .rsplit_once('/')
+                    .map_or("_unconverted.jsonl".to_owned(), |(dir, _)| format!(
+                        "{dir}/_unconverted.jsonl"
                     ))
             );
         }

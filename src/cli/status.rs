@@ -107,9 +107,16 @@ fn is_zero(n: &u64) -> bool {
 /// What a person or a dashboard reads of a ledger record.
 #[derive(Debug, Serialize)]
 pub(super) struct RecordSummary {
+    /// The documents read: each loaded or rejected.
+    pub read: Option<u64>,
+    /// The source's own count, when the spec asked for one
+    /// (`source.count`).
     pub source_count: Option<u64>,
     pub warehouse_rows: Option<u64>,
     pub rejected: u64,
+    /// Values that did not convert to their columns' types (NULL in
+    /// their rows), by column.
+    pub unconverted: std::collections::BTreeMap<String, u64>,
     pub child_rows: std::collections::BTreeMap<String, u64>,
     pub raw_bytes: Option<u64>,
     pub seconds: f64,
@@ -146,9 +153,11 @@ impl DayStatus {
             status,
             corrupt: None,
             record: Some(RecordSummary {
+                read: r.raw_lines.or(r.source_count),
                 source_count: r.source_count,
                 warehouse_rows: r.warehouse_rows,
                 rejected: r.rejected.unwrap_or(0),
+                unconverted: r.unconverted.clone(),
                 child_rows: r.child_rows.clone(),
                 raw_bytes: r.raw_bytes,
                 seconds: r.duration().num_milliseconds() as f64 / 1000.0,
@@ -300,7 +309,7 @@ fn human(pipelines: &[PipelineStatus], counts: super::Counts) -> String {
         let _ = writeln!(
             o,
             "  {:<10} {:<8} {:>n$} {:>n$} {:>b$} {:>7}  note",
-            "day", "status", "source", "rows", "raw bytes", "time"
+            "day", "status", "read", "rows", "raw bytes", "time"
         );
         let mut gap: Option<(NaiveDate, NaiveDate)> = None;
         let flush_gap = |o: &mut String, gap: &mut Option<(NaiveDate, NaiveDate)>| {
@@ -368,7 +377,7 @@ fn human(pipelines: &[PipelineStatus], counts: super::Counts) -> String {
                 "  {:<10} {:<8} {:>n$} {:>n$} {:>b$} {:>7}  {note}",
                 d.day.to_string(),
                 status,
-                num(r.source_count),
+                num(r.read),
                 num(r.warehouse_rows),
                 num(r.raw_bytes),
                 format!("{:.1}s", r.seconds)

@@ -21,6 +21,9 @@ use crate::source::SourceError;
 /// says how far it got.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
+    /// The source's own count of the day (`source.count`, or a replay's
+    /// manifest); None when none was made: `raw_lines` are the documents
+    /// read.
     pub source_count: Option<u64>,
     pub raw_lines: Option<u64>,
     pub raw_bytes: Option<u64>,
@@ -28,6 +31,9 @@ pub struct Stats {
     pub warehouse_rows: Option<u64>,
     /// Documents sent to the partition's `_rejects` object.
     pub rejected: Option<u64>,
+    /// Values that did not convert to their columns' types, by column
+    /// (`table.column` in a child table).
+    pub unconverted: std::collections::BTreeMap<String, u64>,
     /// Rows loaded into each child table, by table name.
     pub child_rows: std::collections::BTreeMap<String, u64>,
     pub lake_object: String,
@@ -148,6 +154,7 @@ impl PipelineRuntime {
                 .map(|i| dir.join(format!("rows-{i}.ndjson")))
                 .collect(),
             rejects: dir.join("_rejects.jsonl"),
+            unconverted: dir.join("_unconverted.jsonl"),
             names: names.clone(),
         });
 
@@ -166,10 +173,11 @@ impl PipelineRuntime {
         };
 
         // 1. Extract.
+        // A replay counts by the manifest: every line must be read.
+        let counted = self.plan.source.count || self.replay;
         let extracted = extract(
             source,
-            // A replay counts by the manifest: every line must be read.
-            self.plan.source.count || self.replay,
+            counted,
             target,
             &tables,
             dir,
@@ -179,7 +187,7 @@ impl PipelineRuntime {
         )
         .await?;
         let lines = extracted.lines;
-        stats.source_count = Some(extracted.count);
+        stats.source_count = counted.then_some(extracted.count);
         stats.raw_lines = Some(lines);
         stats.raw_bytes = Some(extracted.archived.bytes);
         stats.raw_sha256 = Some(extracted.archived.sha256.clone());
@@ -204,7 +212,15 @@ impl PipelineRuntime {
             Some(s) => s.finish(&schemas).await,
             None => None,
         };
-        let (Flattening { rows, rejected, .. }, encoded) = match kept {
+        let (
+            Flattening {
+                rows,
+                rejected,
+                unconverted,
+                ..
+            },
+            encoded,
+        ) = match kept {
             Some((flattening, encoded)) => {
                 tracing::debug!(
                     pipeline = %self.plan.name, partition = %day,
@@ -217,9 +233,11 @@ impl PipelineRuntime {
                 bar.phase(Phase::Flatten {
                     documents: extracted.count,
                 });
-                if output.rejects.exists() {
-                    std::fs::remove_file(&output.rejects)
-                        .map_err(|e| io("cannot remove", &output.rejects, e))?;
+                for written in [&output.rejects, &output.unconverted] {
+                    if written.exists() {
+                        std::fs::remove_file(written)
+                            .map_err(|e| io("cannot remove", written, e))?;
+                    }
                 }
                 let staged = match &extracted.spool_path {
                     Some(spool) => Staged::Spool(spool.clone()),
@@ -243,6 +261,7 @@ impl PipelineRuntime {
             let _ = std::fs::remove_file(spool);
         }
         stats.rejected = Some(rejected);
+        stats.unconverted = unconverted.clone();
 
         // 4. Load: the lake and the warehouse, concurrently.
         let manifest = manifest(
@@ -254,6 +273,7 @@ impl PipelineRuntime {
                 sha256: &extracted.archived.sha256,
                 compression: self.plan.lake.compression,
                 rejected,
+                unconverted: &unconverted,
             },
         );
         bar.phase(Phase::Load {
@@ -271,6 +291,12 @@ impl PipelineRuntime {
             } else {
                 // A rerun after the data or the rules were fixed.
                 lake.delete(&target.rejects_path).await?;
+            }
+            if unconverted.is_empty() {
+                lake.delete(&target.unconverted_path).await?;
+            } else {
+                lake.upload(&output.unconverted, &target.unconverted_path)
+                    .await?;
             }
             if !self.replay {
                 lake.put(&target.manifest_path, manifest).await?;

@@ -43,10 +43,13 @@ pub struct PartitionRecord {
     pub spec_hash: String,
     /// The engine version.
     pub engine_version: String,
-    /// The day's documents at the source: `countDocuments` over the
-    /// partition filter under `source.count`, else the documents read.
+    /// The source's own count of the day's documents: `countDocuments` over
+    /// the partition filter under `source.count` (a replay: its manifest's
+    /// count). None without one; records written before 0.x held the
+    /// documents read here. `raw_lines` are the documents read.
     pub source_count: Option<u64>,
-    /// Lines in the raw archive.
+    /// Lines in the raw archive: the documents read, each loaded or
+    /// rejected.
     pub raw_lines: Option<u64>,
     /// Compressed bytes of the raw archive.
     pub raw_bytes: Option<u64>,
@@ -57,6 +60,11 @@ pub struct PartitionRecord {
     /// Documents sent to the partition's `_rejects` object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<u64>,
+    /// Values that did not convert to their columns' types, so that their
+    /// rows hold NULL there, by column (`table.column` in a child table);
+    /// each is a line of the day's `_unconverted.jsonl` in the lake.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub unconverted: std::collections::BTreeMap<String, u64>,
     /// Rows now in each child table's partition, by table.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub child_rows: std::collections::BTreeMap<String, u64>,
@@ -186,6 +194,7 @@ mod tests {
     fn record(day: &str, status: Status) -> PartitionRecord {
         let t: DateTime<Utc> = "2026-11-23T00:00:00Z".parse().unwrap();
         PartitionRecord {
+            unconverted: Default::default(),
             pipeline: "users".into(),
             day: day.parse().unwrap(),
             status,

@@ -656,6 +656,7 @@ impl Engine {
             warehouse_rows: stats.warehouse_rows,
             child_rows: stats.child_rows,
             rejected: stats.rejected.filter(|&n| n > 0),
+            unconverted: stats.unconverted,
             lake_object: stats.lake_object,
             warehouse_target: stats.warehouse_target,
             started_at,

@@ -165,7 +165,7 @@ impl Bar for TerminalBar {
         match &record.error {
             None => self.bar.finish_with_message(format!(
                 "done    {} docs, {} rows in {:.1}s",
-                HumanCount(record.source_count.unwrap_or(0)),
+                HumanCount(record.raw_lines.or(record.source_count).unwrap_or(0)),
                 HumanCount(record.warehouse_rows.unwrap_or(0)),
                 record.duration().num_milliseconds() as f64 / 1000.0
             )),

@@ -15,7 +15,7 @@ pub(super) fn extract(source_count: u64, read: u64, archived: u64) -> Result<(),
     }
     if source_count != read {
         return Err(PartitionError::transient(format!(
-            "reconciliation failed: source count {source_count}, raw lines {read}, warehouse rows not loaded: documents changed during the extract"
+            "reconciliation failed: the source counted {source_count} documents, {read} were read (source.count): documents changed during the extract; nothing was loaded"
         )));
     }
     Ok(())
@@ -44,8 +44,8 @@ pub(super) fn load(day: chrono::NaiveDate, c: Loaded<'_>) -> Result<(), Partitio
         || root_written != root_loaded
     {
         return Err(PartitionError::fatal(format!(
-            "reconciliation failed: source count {}, raw lines {}, warehouse rows {root_loaded}, rejected {}",
-            c.source_count, c.raw_lines, c.rejected
+            "reconciliation failed: {} documents read, the source counted {}; {root_loaded} warehouse rows and {} rejected",
+            c.raw_lines, c.source_count, c.rejected
         )));
     }
     for (name, written, loaded) in &c.tables[1..] {
@@ -82,7 +82,7 @@ mod tests {
         );
         assert!(
             e.message
-                .starts_with("reconciliation failed: source count 6, raw lines 5"),
+                .starts_with("reconciliation failed: the source counted 6 documents, 5 were read"),
             "{}",
             e.message
         );
@@ -116,7 +116,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.message,
-            "reconciliation failed: source count 10, raw lines 10, warehouse rows 7, rejected 2"
+            "reconciliation failed: 10 documents read, the source counted 10; 7 warehouse rows and 2 rejected"
         );
         assert!(!e.transient);
     }

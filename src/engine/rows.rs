@@ -9,6 +9,7 @@
 //! [wants Parquet](crate::sink::warehouse::Warehouse::wants_parquet)
 //! Parquet files encoded as the rows come.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use chrono::NaiveDate;
 use super::day::{io, PartitionError};
 use super::extract::{doc_id, CHUNKS_IN_FLIGHT};
 use crate::flatten::{FlattenError, RowError, Tables};
-use crate::sink::lake::records::reject_record;
+use crate::sink::lake::records::{reject_record, unconverted_record};
 use crate::spec::Compression;
 use crate::table::TableSchema;
 
@@ -28,6 +29,8 @@ pub(super) struct SpoolOutput {
     pub rows: Vec<PathBuf>,
     /// Rejected documents.
     pub rejects: PathBuf,
+    /// Values that did not convert to their columns' types.
+    pub unconverted: PathBuf,
     /// The tables' names, for reject records.
     pub names: Vec<String>,
 }
@@ -38,6 +41,9 @@ pub(super) struct Flattening {
     pub rows: Vec<u64>,
     /// Documents rejected.
     pub rejected: u64,
+    /// Values that did not convert, by `table.column` (a root column by
+    /// its name alone).
+    pub unconverted: BTreeMap<String, u64>,
     /// Per table, the rows of its local Parquet file when the rows were
     /// encoded as they were written; empty otherwise.
     pub encoded: Vec<u64>,
@@ -127,9 +133,11 @@ pub(super) struct RowsOut<'a> {
     day: NaiveDate,
     files: Vec<BufWriter<std::fs::File>>,
     rejects: Option<BufWriter<std::fs::File>>,
+    unconverted_out: Option<BufWriter<std::fs::File>>,
     bufs: Vec<Vec<u8>>,
     rows: Vec<u64>,
     rejected: u64,
+    unconverted: BTreeMap<String, u64>,
     /// Under a Parquet warehouse, during the extract: each table's
     /// Parquet file, written instead of its NDJSON file.
     encoders: Vec<crate::sink::parquet::Encoder>,
@@ -186,9 +194,11 @@ impl<'a> RowsOut<'a> {
             day,
             files,
             rejects: None,
+            unconverted_out: None,
             bufs: vec![Vec::with_capacity(16 * 1024); output.rows.len()],
             rows: vec![0; output.rows.len()],
             rejected: 0,
+            unconverted: BTreeMap::new(),
             encoders,
         })
     }
@@ -245,6 +255,27 @@ impl<'a> RowsOut<'a> {
                 )))
             }
         }
+        for (t, writer) in self.writers.iter().enumerate() {
+            for lost in writer.unconverted() {
+                let out = match &mut self.unconverted_out {
+                    Some(out) => out,
+                    None => self.unconverted_out.insert(BufWriter::new(
+                        std::fs::File::create(&output.unconverted)
+                            .map_err(|e| io("cannot create", &output.unconverted, e))?,
+                    )),
+                };
+                let table = &output.names[t];
+                let line = unconverted_record(table, &lost.column, &lost.found, lost.expected, raw);
+                out.write_all(&line)
+                    .map_err(|e| io("cannot write", &output.unconverted, e))?;
+                let key = if t == 0 {
+                    lost.column.to_string()
+                } else {
+                    format!("{table}.{}", lost.column)
+                };
+                *self.unconverted.entry(key).or_default() += 1;
+            }
+        }
         for (buf, count) in self.bufs.iter().zip(&mut self.rows) {
             // Rows end in a newline and hold none inside.
             *count += memchr::memchr_iter(b'\n', buf).count() as u64;
@@ -274,6 +305,10 @@ impl<'a> RowsOut<'a> {
             out.flush()
                 .map_err(|e| io("cannot write", &self.output.rejects, e))?;
         }
+        if let Some(mut out) = self.unconverted_out {
+            out.flush()
+                .map_err(|e| io("cannot write", &self.output.unconverted, e))?;
+        }
         let encoded = self
             .encoders
             .into_iter()
@@ -282,6 +317,7 @@ impl<'a> RowsOut<'a> {
         Ok(Flattening {
             rows: self.rows,
             rejected: self.rejected,
+            unconverted: self.unconverted,
             encoded,
         })
     }

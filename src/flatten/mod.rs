@@ -97,7 +97,7 @@ use crate::extjson::ExtJsonError;
 use crate::spec::{ArrayPolicy, FlattenSpec, NewFieldPolicy, TypeConflictPolicy};
 use crate::table::TableSchema;
 
-pub use row::RowWriter;
+pub use row::{RowWriter, Unconverted};
 pub use schema::{adopt_locked_types, SchemaBuilder};
 pub use tables::{
     DocumentError, Flattened, Rejected, RowError, Table, Tables, INDEX_COLUMN, PARENT_KEY_COLUMN,

@@ -25,6 +25,41 @@ use super::value::{natural_kind, write_as, Leaf};
 use super::walk::{Stop, Visitor};
 use super::{FlattenError, Flattener};
 
+/// A value pass 2 could not write in its column's type, so that its row
+/// has NULL (or, in an array, no element) there. The engine counts each
+/// and records it beside the day's rejects: no value becomes NULL
+/// unnoticed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unconverted {
+    /// The column.
+    pub column: Box<str>,
+    /// What the document held, as a message says it: `a STRING value`.
+    pub found: String,
+    /// The column's type.
+    pub expected: &'static str,
+}
+
+/// What `value`, which `kind` could not take, was; None for a missing
+/// value (null), the one NULL that needs no count.
+fn unconverted(column: &str, kind: ColumnType, value: Value<'_>) -> Option<Unconverted> {
+    if matches!(value, Value::Null) || kind == ColumnType::Record {
+        return None;
+    }
+    Some(Unconverted {
+        column: column.into(),
+        found: conflict::unrepresentable(value)
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                if super::value::too_long_for(value, kind) {
+                    format!("a number with more digits than {} holds", kind.bigquery_name())
+                } else {
+                    conflict::describe(natural_kind(value))
+                }
+            }),
+        expected: kind.bigquery_name(),
+    })
+}
+
 /// A trie slot for a path whose column the schema lacks.
 const MISSING: u32 = u32::MAX - 1;
 
@@ -65,6 +100,12 @@ impl RowWriter<'_> {
         self.flattener
             .write_resolved(&mut self.resolved, doc, ds, out)
     }
+
+    /// The values of the last row [`Self::write_row`] wrote that did not
+    /// convert to their columns' types.
+    pub fn unconverted(&self) -> &[Unconverted] {
+        &self.resolved.unconverted
+    }
 }
 
 /// A schema as pass 2 needs it.
@@ -76,6 +117,8 @@ pub(crate) struct Resolved {
     trie: PathTrie,
     /// The schema column of each explicit column.
     explicit: Vec<u32>,
+    /// The current row's values that did not convert ([`Unconverted`]).
+    unconverted: Vec<Unconverted>,
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +178,7 @@ impl Resolved {
             by_lowercase,
             trie: PathTrie::new(),
             explicit: Vec::new(),
+            unconverted: Vec::new(),
         };
         for c in &flattener.rules.explicit {
             let at = resolved
@@ -200,16 +244,19 @@ impl Visitor for RowVisitor<'_> {
         let column = &self.resolved.columns[slot as usize];
         let mark = self.out.len();
         self.out.extend_from_slice(&column.prefix);
+        let mut lost = None;
         if column.repeated {
             // A lone value in a REPEATED column: an array of one.
             self.out.push(b'[');
             if !write_as(leaf, column.kind, self.out)? {
                 self.out.truncate(mark);
-                return Ok(());
+                let lost = unconverted(&column.name, column.kind, leaf.value);
+                return self.lose(lost);
             }
             self.out.push(b']');
         } else if !write_as(leaf, column.kind, self.out)? {
             self.out.truncate(mark);
+            lost = unconverted(&column.name, column.kind, leaf.value);
         }
         if column.ts != NONE {
             if let Value::ObjectId(oid) = leaf.value {
@@ -223,7 +270,7 @@ impl Visitor for RowVisitor<'_> {
                 self.out.push(b'"');
             }
         }
-        Ok(())
+        self.lose(lost)
     }
 
     // Kept out of the recursive walk's frame, which must stay small.
@@ -260,6 +307,9 @@ impl Visitor for RowVisitor<'_> {
                 first = false;
             } else {
                 self.out.truncate(at);
+                if let Some(lost) = unconverted(&column.name, column.kind, value) {
+                    self.resolved.unconverted.push(lost);
+                }
             }
         }
         if first {
@@ -273,6 +323,25 @@ impl Visitor for RowVisitor<'_> {
 }
 
 impl RowVisitor<'_> {
+    /// A value that did not convert: the document's reject under
+    /// `reject`, else counted ([`Unconverted`]).
+    #[cold]
+    fn lose(&mut self, lost: Option<Unconverted>) -> Result<(), FlattenError> {
+        let Some(lost) = lost else {
+            return Ok(());
+        };
+        if self.conflict == TypeConflictPolicy::Reject {
+            return Err(FlattenError::Conflict {
+                path: "$".to_owned(),
+                column: lost.column.into(),
+                found: lost.found,
+                expected: lost.expected,
+            });
+        }
+        self.resolved.unconverted.push(lost);
+        Ok(())
+    }
+
     /// The schema column of `node`'s path; None when the schema lacks it
     /// and `on_new_field: ignore` skips it.
     #[inline]
@@ -347,6 +416,10 @@ impl RowVisitor<'_> {
                     written.push(at);
                 } else {
                     self.out.truncate(field_mark);
+                    let field = format!("{}.{}", column.name, column.fields[at].0);
+                    if let Some(lost) = unconverted(&field, *kind, value) {
+                        self.resolved.unconverted.push(lost);
+                    }
                 }
             }
             self.out.push(b'}');
@@ -467,6 +540,7 @@ impl Flattener {
         ds: NaiveDate,
         out: &mut Vec<u8>,
     ) -> Result<(), Stop> {
+        resolved.unconverted.clear();
         out.extend_from_slice(b"{\"_ds\":\"");
         extjson::write_date_parts(i64::from(ds.year()), ds.month(), ds.day(), out);
         out.push(b'"');
@@ -479,8 +553,17 @@ impl Flattener {
             let written = write_explicit(c, column.kind, doc, &mut relaxed, out)?;
             if !written {
                 out.truncate(mark);
-                if self.conflict == TypeConflictPolicy::Reject {
-                    reject_unconverted(c, column.kind, doc)?;
+                if let Some(lost) = explicit_unconverted(c, column.kind, doc)? {
+                    if self.conflict == TypeConflictPolicy::Reject {
+                        return Err(FlattenError::Conflict {
+                            path: c.path.clone(),
+                            column: c.name.clone(),
+                            found: lost.found,
+                            expected: lost.expected,
+                        }
+                        .into());
+                    }
+                    resolved.unconverted.push(lost);
                 }
             }
         }
@@ -507,30 +590,19 @@ impl Flattener {
     }
 }
 
-/// Under `reject`: an explicit column came out NULL; fails when the
-/// document had a non-null value there, which did not convert.
+/// An explicit column came out NULL: what the document held there, when
+/// it held a value that did not convert. Only simple paths are checked: a
+/// JSONPath's matches are JSON already.
 #[cold]
-fn reject_unconverted(
+fn explicit_unconverted(
     c: &ExplicitColumn,
     kind: ColumnType,
     doc: &RawDocument,
-) -> Result<(), FlattenError> {
+) -> Result<Option<Unconverted>, FlattenError> {
     let Lookup::Keys(keys) = &c.lookup else {
-        // A JSONPath's matches are JSON already; only simple paths are
-        // checked.
-        return Ok(());
+        return Ok(None);
     };
-    match lookup_keys(doc, keys)? {
-        None | Some(Value::Null) => Ok(()),
-        Some(v) => Err(FlattenError::Conflict {
-            path: c.path.clone(),
-            column: c.name.clone(),
-            found: conflict::unrepresentable(v)
-                .map(str::to_owned)
-                .unwrap_or_else(|| conflict::describe(natural_kind(v))),
-            expected: kind.bigquery_name(),
-        }),
-    }
+    Ok(lookup_keys(doc, keys)?.and_then(|v| unconverted(&c.name, kind, v)))
 }
 
 /// Writes an explicit column's value (or its default); false for NULL.

@@ -231,6 +231,86 @@ fn explicit_columns_convert_to_their_type() {
     assert_eq!(r.rows[1]["ts"], json!("2020-01-01T00:00:00.000000Z"));
 }
 
+/// A value that does not convert to its column's type is NULL in the row,
+/// and never silently: the writer lists it ([`super::Unconverted`]), the
+/// engine counts and records it; under `reject` the document is rejected.
+#[test]
+fn values_that_do_not_convert_are_listed_or_rejected() {
+    let yaml = |policy: &str| {
+        spec(&format!(
+            "on_type_conflict: {policy}
+columns:
+  - {{ name: points, path: $.points, type: int64 }}
+  - {{ name: price, path: $.price, type: numeric }}
+  - {{ name: note, path: $.note, type: int64 }}
+arrays: {{ default: repeated }}
+"
+        ))
+    };
+    let docs = [
+        doc! { "points": "120", "price": "1.5", "note": Bson::Null },
+        doc! {
+            "points": "many",
+            // 30 integer digits: more than NUMERIC's 29.
+            "price": "123456789012345678901234567890",
+            "tags": [1, 2],
+        },
+        doc! { "tags": [3, "x", Bson::Null] },
+    ];
+    let found = |policy: &str| {
+        let s = yaml(policy);
+        let f = Flattener::new(&s).unwrap();
+        let raws: Vec<_> = docs.iter().map(raw).collect();
+        // The schema of the first two, as a lock or an earlier day gives
+        // it: the third's `tags` hold a string an INT64 cannot.
+        let mut builder = SchemaBuilder::new();
+        for d in &raws[..2] {
+            f.infer(d, &mut builder).unwrap();
+        }
+        let schema = builder.finish();
+        let mut w = f.row_writer(&schema).unwrap();
+        raws.iter()
+            .map(|d| {
+                let mut out = Vec::new();
+                w.write_row(d, day(), &mut out).map(|()| {
+                    let row: Value = serde_json::from_slice(&out).unwrap();
+                    let lost: Vec<String> = w
+                        .unconverted()
+                        .iter()
+                        .map(|u| format!("{}: {} for {}", u.column, u.found, u.expected))
+                        .collect();
+                    (row, lost)
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let coerced = found("coerce");
+    let (row, lost) = coerced[0].as_ref().unwrap();
+    assert_eq!((&row["points"], &row["price"]), (&json!(120), &json!("1.5")));
+    assert!(lost.is_empty(), "a null is missing, not lost: {lost:?}");
+    let (row, lost) = coerced[1].as_ref().unwrap();
+    assert!(row.get("points").is_none() && row.get("price").is_none());
+    assert_eq!(
+        lost,
+        &[
+            "points: a STRING value for INT64",
+            "price: a number with more digits than NUMERIC holds for NUMERIC",
+        ]
+    );
+    // The `tags` column is INT64: "x" is listed, the null left out.
+    let (row, lost) = coerced[2].as_ref().unwrap();
+    assert_eq!(row["tags"], json!([3]));
+    assert_eq!(lost, &["tags: a STRING value for INT64"]);
+    // `variant` keeps auto columns' odd values in variant columns, but an
+    // explicit column has none: listed the same.
+    let (_, lost) = found("variant")[1].as_ref().unwrap().clone();
+    assert_eq!(lost.len(), 2, "{lost:?}");
+    let rejected = found("reject");
+    assert!(rejected[0].is_ok());
+    let e = rejected[1].as_ref().unwrap_err().to_string();
+    assert!(e.contains("points") && e.contains("STRING"), "{e}");
+}
+
 #[test]
 fn explicit_jsonpath_columns_collect_every_match() {
     let s = spec(indoc! {r#"

@@ -372,6 +372,25 @@ pub(crate) fn write_timestamp_micros(us: i64, out: &mut Vec<u8>) {
     out.push(b'Z');
 }
 
+/// Whether `v` is a number, or a string of one, too long for a NUMERIC
+/// (or BIGNUMERIC) column `kind`: why [`write_as`] refused it.
+pub(crate) fn too_long_for(v: Value<'_>, kind: ColumnType) -> bool {
+    let digits = match kind {
+        ColumnType::Numeric => NUMERIC_DIGITS,
+        ColumnType::Bignumeric => BIGNUMERIC_DIGITS,
+        _ => return false,
+    };
+    let dec = match v {
+        Value::Int32(i) => Decimal::parse(itoa::Buffer::new().format(i)),
+        Value::Int64(i) => Decimal::parse(itoa::Buffer::new().format(i)),
+        Value::Double(f) if f.is_finite() => Decimal::parse(ryu::Buffer::new().format_finite(f)),
+        Value::Decimal128(d) => Decimal::parse(&d.to_string()),
+        Value::String(s) => Decimal::parse(s.trim()),
+        _ => None,
+    };
+    dec.is_some_and(|d| !d.round(digits.1).fits(digits))
+}
+
 fn write_decimal(v: Value<'_>, digits: (usize, usize), out: &mut Vec<u8>) -> bool {
     let dec = match v {
         Value::Int32(i) => Decimal::parse(itoa::Buffer::new().format(i)),

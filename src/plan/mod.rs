@@ -375,6 +375,9 @@ pub struct PartitionTarget {
     /// Where documents rejected under `on_type_conflict: reject` go, next
     /// to the raw object; absent when none were.
     pub rejects_path: String,
+    /// Where the values that did not convert to their columns' types are
+    /// listed, next to the raw object; absent when there were none.
+    pub unconverted_path: String,
     /// The warehouse target, for people: `project.dataset.table$20200601`
     /// or a Parquet folder URL.
     pub warehouse: String,
@@ -419,6 +422,7 @@ impl PipelinePlan {
         let lake_path = templates.render(&self.lake.path, &vars)?;
         let manifest_path = manifest_path(&lake_path);
         let rejects_path = sibling(&lake_path, "_rejects.jsonl");
+        let unconverted_path = sibling(&lake_path, "_unconverted.jsonl");
         let warehouse = match &self.warehouse {
             WarehousePlan::Bigquery {
                 connection,
@@ -457,6 +461,7 @@ impl PipelinePlan {
             lake_path,
             manifest_path,
             rejects_path,
+            unconverted_path,
             warehouse,
         })
     }

@@ -23,6 +23,7 @@ const SPEED: f64 = 600.0;
 
 fn record(pipeline: &str, day: NaiveDate, status: Status, error: Option<&str>) -> PartitionRecord {
     PartitionRecord {
+        unconverted: Default::default(),
         pipeline: pipeline.into(),
         day,
         status,

@@ -18,6 +18,9 @@ pub struct RawSummary<'a> {
     pub compression: Compression,
     /// Documents sent to the rejects object.
     pub rejected: u64,
+    /// Values that did not convert to their columns' types (NULL in their
+    /// rows), by `table.column`; each is a line of the unconverted object.
+    pub unconverted: &'a std::collections::BTreeMap<String, u64>,
 }
 
 /// The manifest next to the raw object.
@@ -42,12 +45,42 @@ pub fn manifest(plan: &PipelinePlan, target: &PartitionTarget, raw: RawSummary<'
         "sha256": raw.sha256,
         "rejected": raw.rejected,
         "rejects_object": if raw.rejected > 0 { Some(&target.rejects_path) } else { None },
+        "unconverted": raw.unconverted,
+        "unconverted_object": if raw.unconverted.is_empty() { None } else { Some(&target.unconverted_path) },
         "spec_hash": plan.spec_hash,
         "engine_version": env!("CARGO_PKG_VERSION"),
     });
     let mut out = serde_json::to_vec_pretty(&m).expect("JSON");
     out.push(b'\n');
     out
+}
+
+/// One line of `_unconverted.jsonl`: a value that did not convert to its
+/// column's type, so that its row holds NULL there: the document's `_id`
+/// (canonical Extended JSON), the table and column, and what it held.
+pub fn unconverted_record(
+    table: &str,
+    column: &str,
+    found: &str,
+    expected: &str,
+    doc: &bson::RawDocument,
+) -> Vec<u8> {
+    let id = doc
+        .get("_id")
+        .ok()
+        .flatten()
+        .and_then(|v| bson::Bson::try_from(v).ok())
+        .map_or(serde_json::Value::Null, bson::Bson::into_canonical_extjson);
+    let mut line = serde_json::to_vec(&serde_json::json!({
+        "_id": id,
+        "table": table,
+        "column": column,
+        "found": found,
+        "expected": expected,
+    }))
+    .expect("JSON");
+    line.push(b'\n');
+    line
 }
 
 /// One line of `_rejects.jsonl`: the table, where in the document (with
