@@ -35,7 +35,8 @@
 //!   `rows` (flatten), the load, `reconcile`, in order in `engine/day.rs`.
 //!   **A new step of a day** is a stage module there, called from `day.rs`.
 //!   `engine/watch.rs` turns change streams into dirty days
-//!   (`engine/dirty.rs`) that a run redoes.
+//!   (`engine/dirty.rs`) that a run redoes; `engine/verify.rs` counts
+//!   MongoDB against the ledger and finds the documents in no day.
 //!
 //! Around them:
 //! - [`redact`]: display helpers that keep passwords out of every message.

@@ -33,7 +33,8 @@ use crate::sink::lake::{LakeError, Store};
 pub struct Mark {
     /// Changes seen, by kind: `insert`, `update`, `replace`, `delete`,
     /// `moved_from` (the day a document left), `unknown_day` (marked by
-    /// `changes.unknown_day: mark_recent`).
+    /// `changes.unknown_day: mark_recent`), `verify` (marked by `etl verify
+    /// --mark`: the documents by which the day's count differs).
     pub changes: BTreeMap<String, u64>,
     /// The server's time of the batch's first change of this day.
     pub first_change_at: Option<DateTime<Utc>>,
