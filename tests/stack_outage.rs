@@ -723,7 +723,6 @@ async fn the_s3_state_store_stopped_mid_day() {
     std::fs::remove_file(&hold).unwrap();
     let out = wait_bounded(child, Duration::from_secs(240));
     let shown = common::text(&out);
-    eprintln!("{shown}");
     assert_eq!(out.status.code(), Some(1), "{shown}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("elsewhere"), "{stdout}");
