@@ -1031,6 +1031,11 @@ sinks:
         manifest["unconverted_object"],
         json!("raw/prices/dt=2020-06-01/_unconverted.jsonl")
     );
+    let shown = common::text(&p.etl(&["status", "pipelines/prices.yaml"]));
+    assert!(
+        shown.contains("3 values did not convert (price: 2, qty: 1)"),
+        "{shown}"
+    );
     let out = p.etl(&["status", "pipelines/prices.yaml", "--format", "json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(

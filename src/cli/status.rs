@@ -365,6 +365,25 @@ fn human(pipelines: &[PipelineStatus], counts: super::Counts) -> String {
                     d.dirty_changes,
                     if d.dirty_changes == 1 { "" } else { "s" }
                 ),
+                _ if r.rejected > 0 || !r.unconverted.is_empty() => {
+                    let mut parts = Vec::new();
+                    if r.rejected > 0 {
+                        parts.push(format!("{} rejected", counts.show(r.rejected)));
+                    }
+                    let lost: u64 = r.unconverted.values().sum();
+                    if lost > 0 {
+                        parts.push(format!(
+                            "{} values did not convert ({})",
+                            counts.show(lost),
+                            r.unconverted
+                                .iter()
+                                .map(|(c, n)| format!("{c}: {}", counts.show(*n)))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                    parts.join("; ")
+                }
                 _ => String::new(),
             };
             let status = if d.status == "interrupted" {
