@@ -122,6 +122,14 @@ impl ParquetDatasets {
         })?;
         Ok(Some((n, schema)))
     }
+
+    async fn count(&self, table: &Table, day: NaiveDate) -> Result<u64, ParquetError> {
+        let mut total = 0;
+        for rel in self.store.list(&Self::folder(table, day)).await? {
+            total += row_count(&self.store, &rel).await?;
+        }
+        Ok(total)
+    }
 }
 
 /// `have` with the columns of `schema` it lacks appended, and the fields
@@ -155,16 +163,6 @@ fn widened(have: &TableSchema, schema: &TableSchema) -> Option<TableSchema> {
         }
     }
     changed.then_some(out)
-}
-
-impl ParquetDatasets {
-    async fn count(&self, table: &Table, day: NaiveDate) -> Result<u64, ParquetError> {
-        let mut total = 0;
-        for rel in self.store.list(&Self::folder(table, day)).await? {
-            total += row_count(&self.store, &rel).await?;
-        }
-        Ok(total)
-    }
 }
 
 impl From<ParquetError> for WarehouseError {
