@@ -349,3 +349,145 @@ async fn iso_strings_that_do_not_parse_are_in_no_day() {
     assert_eq!(p["days_differing"], 1);
     v.drop().await;
 }
+
+/// Issue 29's whole promise on one collection: documents of every orphan
+/// kind, values a declared column cannot take, a day without documents,
+/// and spec edits, through `run`, `verify`, `status` and the report. Every
+/// count a person reads is asserted, and no value is NULL uncounted.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_document_and_value_is_accounted_for_through_run_verify_status_and_report() {
+    let v = Verify::new("accounting").await;
+    v.write_spec("created_at", "date");
+    // Declared types: `n` INT64, `amount` NUMERIC.
+    v.project.edit(
+        "pipelines/events.yaml",
+        "sinks:\n",
+        "flatten:\n  columns:\n    - { name: n, path: $.n, type: int64 }\n    - { name: amount, path: $.amount, type: numeric }\nsinks:\n",
+    );
+    let mut docs: Vec<Document> = dated()
+        .into_iter()
+        // 2026-11-20 has no documents.
+        .filter(|d| !matches!(d.get_i32("_id"), Ok(5 | 6)))
+        .collect();
+    docs[0].insert("n", "many");
+    docs[1].insert("amount", "123456789012345678901234567890");
+    docs[2].insert("amount", "12.50");
+    docs.extend([
+        doc! { "_id": 101, "n": 0 },
+        doc! { "_id": 102, "created_at": Bson::Null },
+        doc! { "_id": 103, "created_at": "2026-11-19" },
+        doc! { "_id": 104, "created_at": at("2026-11-01", 12) },
+    ]);
+    v.events().insert_many(docs).await.unwrap();
+
+    // The run: 8 documents read on 4 days, the empty day done with none,
+    // and the two values that did not convert counted by column.
+    let out = v.etl(&["run", "pipelines/events.yaml"]);
+    let summary = common::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{summary}");
+    assert!(summary.contains("5 done, 0 skipped"), "{summary}");
+    // Both on 2026-11-18; "12.50" converts.
+    assert!(
+        summary.contains(
+            "2  values did not convert to their column's type, NULL in their rows (amount: 1, n: 1); listed in "
+        ),
+        "{summary}"
+    );
+    assert_eq!(summary.matches("did not convert").count(), 1, "{summary}");
+    let read: Vec<u64> = ["2026-11-18", "2026-11-19", "2026-11-20", "2026-11-21", "2026-11-22"]
+        .iter()
+        .map(|d| {
+            common::ledger_record(v.project.path(), "events", d)["raw_lines"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(read, [2, 2, 0, 2, 2]);
+    let first = common::ledger_record(v.project.path(), "events", "2026-11-18");
+    assert_eq!(first["unconverted"], json!({"amount": 1, "n": 1}));
+    assert_eq!(first["source_count"], Value::Null, "nothing counted at the source");
+    // The empty day's Parquet file has the table's columns.
+    let empty = v
+        .project
+        .path()
+        .join(".etl/warehouse/events/dt=2026-11-20/part-00000.parquet");
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(
+        std::fs::File::open(&empty).unwrap(),
+    )
+    .unwrap();
+    use parquet::file::reader::FileReader;
+    let meta = reader.metadata().file_metadata();
+    let columns: Vec<&str> = meta
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    assert_eq!(meta.num_rows(), 0);
+    assert!(
+        columns.contains(&"n") && columns.contains(&"amount") && columns.contains(&"created_at"),
+        "{columns:?}"
+    );
+
+    // Verify: the 4 documents no day selects, by reason; every day as
+    // loaded, the empty one included.
+    let (code, p) = v.verify_json(&[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(p["unpartitioned"], 4);
+    assert_eq!(
+        p["unpartitioned_by_reason"],
+        json!({"missing": 1, "null": 1, "wrong_type": 1, "unparseable_string": 0, "before_start_date": 1})
+    );
+    assert_eq!(p["days_differing"], 0);
+    assert_eq!(
+        p["days"][2],
+        json!({"day": "2026-11-20", "source_now": 0, "loaded": 0, "status": "ok"})
+    );
+
+    // Status: the read counts, the values that did not convert, the verify.
+    let shown = common::text(&v.etl(&["status", "pipelines/events.yaml"]));
+    assert!(
+        shown.contains("2 values did not convert (amount: 1, n: 1)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("  verified 2026-11-23 (2026-11-18 to 2026-11-22): 4 documents in no day\n"),
+        "{shown}"
+    );
+    let page = v.project.path().join("report.html");
+    v.project
+        .ok(&["report", "pipelines/events.yaml", "-o", page.to_str().unwrap()]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("documents read"), "the report names what it counts");
+    assert!(
+        html.contains("2 values did not convert, NULL in their rows (amount: 1, n: 1)"),
+        "{html}"
+    );
+    assert!(html.contains("4 documents in no day"), "{html}");
+
+    // A description edit redoes nothing; an edit of what lands makes the
+    // done days stale, which a catch-up leaves until asked.
+    v.project.edit(
+        "pipelines/events.yaml",
+        "name: events\n",
+        "name: events\ndescription: the events, for issue 29\n",
+    );
+    let summary = v.project.ok(&["run", "pipelines/events.yaml"]);
+    assert!(summary.contains("0 done, 5 skipped"), "{summary}");
+    v.project.edit(
+        "pipelines/events.yaml",
+        "type: numeric }",
+        "type: numeric }\n    - { name: n_text, path: $.n, type: string }",
+    );
+    let summary = v.project.ok(&["run", "pipelines/events.yaml"]);
+    assert!(
+        summary.contains("0 done, 0 skipped (already done), 0 failed, 5 stale (not redone: `--stale`)"),
+        "{summary}"
+    );
+    let summary = v.project.ok(&["run", "pipelines/events.yaml", "--stale"]);
+    assert!(summary.contains("5 done"), "{summary}");
+    // The text column takes what the INT64 one could not.
+    let first = common::ledger_record(v.project.path(), "events", "2026-11-18");
+    assert_eq!(first["unconverted"], json!({"amount": 1, "n": 1}));
+    v.drop().await;
+}
