@@ -194,17 +194,14 @@ impl Dirty {
 
     /// The watcher's saved position.
     pub async fn watch_state(&self, pipeline: &str) -> Result<Option<WatchState>, LakeError> {
-        let rel = format!("changes/{pipeline}/watch.json");
-        let Some(b) = self.store.get(&rel).await? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| LakeError::Corrupt {
-                object: self.store.display(&rel),
-                message: format!("`{pipeline}`'s watch position does not parse: {e}"),
-                hint: "delete it to watch from now on; the changes made since the watcher last saved its position (its `saved_at`, if readable) are then not marked: redo their days with `etl run --rerun --start D --end D`".to_owned(),
+        self.store
+            .get_json(&format!("changes/{pipeline}/watch.json"), |e| {
+                (
+                    format!("`{pipeline}`'s watch position does not parse: {e}"),
+                    "delete it to watch from now on; the changes made since the watcher last saved its position (its `saved_at`, if readable) are then not marked: redo their days with `etl run --rerun --start D --end D`".to_owned(),
+                )
             })
+            .await
     }
 
     /// Saves the watcher's position, after the marks it covers.

@@ -112,19 +112,16 @@ impl Ledger {
         pipeline: &str,
         day: NaiveDate,
     ) -> Result<Option<PartitionRecord>, LakeError> {
-        let key = Self::key(pipeline, day);
-        let Some(bytes) = self.store.get(&key).await? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| LakeError::Corrupt {
-                object: self.store.display(&key),
-                message: format!("the ledger record of `{pipeline}` {day} does not parse: {e}"),
-                hint: format!(
-                    "delete it to have the next run redo the day from MongoDB (its counts and timings are lost), or restore it from a backup; a run of `{pipeline}` stops until then"
-                ),
+        self.store
+            .get_json(&Self::key(pipeline, day), |e| {
+                (
+                    format!("the ledger record of `{pipeline}` {day} does not parse: {e}"),
+                    format!(
+                        "delete it to have the next run redo the day from MongoDB (its counts and timings are lost), or restore it from a backup; a run of `{pipeline}` stops until then"
+                    ),
+                )
             })
+            .await
     }
 
     /// Writes a record, replacing the day's previous one.

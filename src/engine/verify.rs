@@ -450,19 +450,14 @@ impl Verifications {
 
     /// The last result of `pipeline`, if it was ever verified.
     pub async fn get(&self, pipeline: &str) -> Result<Option<VerifyRecord>, LakeError> {
-        let key = Self::key(pipeline);
-        let Some(bytes) = self.store.get(&key).await? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| LakeError::Corrupt {
-                object: self.store.display(&key),
-                message: format!("the last `etl verify` of `{pipeline}` does not parse: {e}"),
-                hint: format!(
-                    "delete it, or run `etl verify` of `{pipeline}` again, which replaces it"
-                ),
+        self.store
+            .get_json(&Self::key(pipeline), |e| {
+                (
+                    format!("the last `etl verify` of `{pipeline}` does not parse: {e}"),
+                    format!("delete it, or run `etl verify` of `{pipeline}` again, which replaces it"),
+                )
             })
+            .await
     }
 
     /// Keeps `record` as its pipeline's last result.

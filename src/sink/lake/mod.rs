@@ -327,6 +327,27 @@ impl Store {
     }
 
     /// Reads `rel`, or None when it does not exist.
+    /// The JSON record at `rel`, if there is one. A record that does not
+    /// parse is [`LakeError::Corrupt`], never absent: `corrupt` says what
+    /// it is and how to repair it (a message and a hint).
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        rel: &str,
+        corrupt: impl FnOnce(serde_json::Error) -> (String, String),
+    ) -> Result<Option<T>, LakeError> {
+        let Some(bytes) = self.get(rel).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            let (message, hint) = corrupt(e);
+            LakeError::Corrupt {
+                object: self.display(rel),
+                message,
+                hint,
+            }
+        })
+    }
+
     pub async fn get(&self, rel: &str) -> Result<Option<bytes::Bytes>, LakeError> {
         let path = self.path(rel);
         match self.store.get(&path).await {
