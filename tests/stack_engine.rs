@@ -1510,16 +1510,21 @@ async fn rows_written_during_the_extract_equal_those_written_after_it() {
     assert_eq!(record["rejected"], 3, "{record}");
     assert_eq!(record["child_rows"]["events__items"], 81, "{record}");
 
-    // A column the day lacks: the day's schema differs from the lock's.
+    // A column the lock lacks, and no dataset schema to tell of it: the
+    // day's schema differs from the one expected, the lock's. (A column
+    // of the lock the day lacks no longer does: every day has the lock's
+    // columns, issue 29.) `who__tier`, the lock's last column, comes back
+    // as a new column in the same place, so the files are the same.
     lock["tables"]["events"]["columns"]
         .as_array_mut()
         .unwrap()
-        .push(json!({"name": "never_seen", "type": "string"}));
+        .pop();
     std::fs::write(&lock_path, serde_json::to_vec_pretty(&lock).unwrap()).unwrap();
+    std::fs::remove_dir_all(p.path().join(".etl/warehouse/_etl")).unwrap();
     let (summary, log) = run(&p);
     assert!(
         !log.contains(KEPT),
-        "the day lacks a column of the lock:\n{log}"
+        "the day has a column the lock lacks:\n{log}"
     );
     // Pass 2 ran again, from the raw archive: a day that started pass 2
     // beside its extract writes no BSON spool.
