@@ -794,9 +794,10 @@ impl PipelineCheck<'_> {
     }
 
     /// The newest Parquet file of `table`'s dataset against the lock: a
-    /// column of another type is a warning, since each day's file carries
-    /// its own schema and a run still succeeds, but a reader of the whole
-    /// dataset meets two types.
+    /// column of another type is a warning. Files written before the
+    /// dataset kept its schema (`_etl/schemas/`) may differ from it, and a
+    /// reader of the whole dataset then meets two types until those days
+    /// are rerun.
     async fn parquet_table(
         &mut self,
         rt: &PipelineRuntime,
