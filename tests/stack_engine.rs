@@ -1043,6 +1043,60 @@ sinks:
         json!({"price": 2, "qty": 1})
     );
 
+    // Under `variant` the same values are kept beside their columns.
+    let variant = p
+        .project
+        .read("pipelines/prices.yaml")
+        .replace("flatten:\n", "flatten:\n  on_type_conflict: variant\n")
+        .replace("prices", "prices_variant")
+        .replace("collection: prices_variant", "collection: prices");
+    p.project.write("pipelines/prices_variant.yaml", &variant);
+    let summary = run_ok(
+        &p,
+        &["run", "pipelines/prices_variant.yaml", "--date", "2020-06-01"],
+    );
+    assert!(!summary.contains("did not convert"), "{summary}");
+    let record = common::ledger_record(p.path(), "prices_variant", "2020-06-01");
+    assert_eq!(record["unconverted"], serde_json::Value::Null, "{record}");
+    let file = std::fs::File::open(
+        p.path()
+            .join(".etl/warehouse/prices_variant/dt=2020-06-01/part-00000.parquet"),
+    )
+    .unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batch = reader.map(Result::unwrap).next().unwrap();
+    let schema = batch.schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert!(
+        names.starts_with(&["_ds", "price", "price__v_string", "qty", "qty__v_string"]),
+        "{names:?}"
+    );
+    let text = |name: &str| {
+        use arrow_array::Array;
+        let col = batch.column_by_name(name).unwrap();
+        let col = col
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
+        (0..col.len())
+            .map(|i| (!col.is_null(i)).then(|| col.value(i).to_owned()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        text("price__v_string"),
+        [
+            None,
+            Some("n/a".to_owned()),
+            Some("123456789012345678901234567890".to_owned()),
+            None,
+            None
+        ]
+    );
+    assert_eq!(text("qty__v_string")[1].as_deref(), Some("two"));
+
     // Fixed at the source, the day's rerun lists nothing, and the old list
     // is gone from the lake.
     let prices = p.collection("prices").await;

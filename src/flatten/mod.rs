@@ -348,6 +348,9 @@ impl Flattener {
     /// Pass 1: records every column this document produces, with its type.
     pub fn infer(&self, doc: &RawDocument, schema: &mut SchemaBuilder) -> Result<(), FlattenError> {
         schema.seed(self);
+        if self.conflict == TypeConflictPolicy::Variant {
+            row::explicit_variants(self, doc, schema)?;
+        }
         if !self.auto_columns {
             return Ok(());
         }

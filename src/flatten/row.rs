@@ -554,6 +554,11 @@ impl Flattener {
             if !written {
                 out.truncate(mark);
                 if let Some(lost) = explicit_unconverted(c, column.kind, doc)? {
+                    if self.conflict == TypeConflictPolicy::Variant
+                        && write_explicit_variant(c, self.bignumeric, resolved, doc, out)?
+                    {
+                        continue;
+                    }
                     if self.conflict == TypeConflictPolicy::Reject {
                         return Err(FlattenError::Conflict {
                             path: c.path.clone(),
@@ -603,6 +608,65 @@ fn explicit_unconverted(
         return Ok(None);
     };
     Ok(lookup_keys(doc, keys)?.and_then(|v| unconverted(&c.name, kind, v)))
+}
+
+/// Pass 1 under `variant`: a declared column's value that does not convert
+/// to its type asks for the column's variant of the value's own type, as an
+/// automatic column's odd value does. Only simple paths: a JSONPath's
+/// matches are JSON already.
+pub(super) fn explicit_variants(
+    f: &Flattener,
+    doc: &RawDocument,
+    schema: &mut super::SchemaBuilder,
+) -> Result<(), FlattenError> {
+    let mut scratch = Vec::new();
+    for c in &f.rules.explicit {
+        let Lookup::Keys(keys) = &c.lookup else {
+            continue;
+        };
+        let Some(v) = lookup_keys(doc, keys)? else {
+            continue;
+        };
+        scratch.clear();
+        if write_as(Leaf::new(v), c.kind, &mut scratch)? {
+            continue;
+        }
+        if let Some(kind) = super::kind_of(f.bignumeric, v).filter(|k| *k != c.kind) {
+            schema.explicit_variant(&c.name, kind);
+        }
+    }
+    Ok(())
+}
+
+/// Pass 2 under `variant`: writes a declared column's value that did not
+/// convert into its variant column; false when the schema has none (the
+/// value is then counted, see [`Unconverted`]).
+fn write_explicit_variant(
+    c: &ExplicitColumn,
+    bignumeric: bool,
+    resolved: &Resolved,
+    doc: &RawDocument,
+    out: &mut Vec<u8>,
+) -> Result<bool, FlattenError> {
+    let Lookup::Keys(keys) = &c.lookup else {
+        return Ok(false);
+    };
+    let Some(v) = lookup_keys(doc, keys)? else {
+        return Ok(false);
+    };
+    let Some(at) = super::kind_of(bignumeric, v)
+        .and_then(|k| resolved.lookup(&conflict::variant_name(&c.name, k)))
+    else {
+        return Ok(false);
+    };
+    let column = &resolved.columns[at as usize];
+    let mark = out.len();
+    out.extend_from_slice(&column.prefix);
+    if write_as(Leaf::new(v), column.kind, out)? {
+        return Ok(true);
+    }
+    out.truncate(mark);
+    Ok(false)
 }
 
 /// Writes an explicit column's value (or its default); false for NULL.

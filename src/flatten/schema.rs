@@ -142,6 +142,9 @@ pub struct SchemaBuilder {
     object_id_timestamps: bool,
     naming: Naming,
     explicit: Vec<Column>,
+    /// Under `variant`: the variant columns of declared columns, for the
+    /// values that did not convert to the declared type.
+    explicit_variants: Vec<Column>,
     trie: PathTrie,
     columns: Vec<AutoColumn>,
     /// Columns by lowercase base name: BigQuery compares names without case.
@@ -223,6 +226,7 @@ impl SchemaBuilder {
             object_id_timestamps: false,
             naming: Naming::new("__", []),
             explicit: Vec::new(),
+            explicit_variants: Vec::new(),
             trie: PathTrie::new(),
             columns: Vec::new(),
             groups: HashMap::new(),
@@ -252,6 +256,16 @@ impl SchemaBuilder {
             .collect();
     }
 
+    /// Under `variant`: declared column `column` met a value of type `kind`
+    /// that does not convert to its type; the table gets
+    /// `<column>__v_<type>`, right after it.
+    pub(crate) fn explicit_variant(&mut self, column: &str, kind: ColumnType) {
+        let name = super::conflict::variant_name(column, kind);
+        if !self.explicit_variants.iter().any(|c| c.name == name) {
+            self.explicit_variants.push(Column::new(name, kind));
+        }
+    }
+
     /// The table: `_ds` DATE first, then the explicit columns in spec
     /// order, then the automatic ones in the order they were first seen. A
     /// column that only ever held null is STRING.
@@ -273,7 +287,17 @@ impl SchemaBuilder {
             repeated: false,
             fields: Vec::new(),
         });
-        columns.extend(std::mem::take(&mut self.explicit));
+        let variants = std::mem::take(&mut self.explicit_variants);
+        for c in std::mem::take(&mut self.explicit) {
+            let prefix = format!("{}__v_", c.name);
+            columns.push(c);
+            columns.extend(
+                variants
+                    .iter()
+                    .filter(|v| v.name.strip_prefix(&prefix).is_some_and(|k| !k.contains("__")))
+                    .cloned(),
+            );
+        }
         let autos = std::mem::take(&mut self.columns);
         for c in autos {
             let derived = (self.object_id_timestamps && c.object_ids > 0)
