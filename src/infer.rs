@@ -185,9 +185,7 @@ impl Candidates {
         let kind = match value {
             RawBsonRef::DateTime(_) => Some(Kind::Date),
             RawBsonRef::ObjectId(_) if path == "_id" => Some(Kind::ObjectId),
-            RawBsonRef::String(s) if crate::plan::iso_time(s).is_some() => {
-                Some(Kind::IsoString)
-            }
+            RawBsonRef::String(s) if crate::plan::iso_time(s).is_some() => Some(Kind::IsoString),
             RawBsonRef::Int64(n) => epoch_kind(n as f64),
             RawBsonRef::Int32(n) => epoch_kind(f64::from(n)),
             RawBsonRef::Double(f) => epoch_kind(f),
@@ -333,7 +331,6 @@ impl FieldShape {
             .join(", ")
     }
 }
-
 
 /// Why `_id` must not partition a collection: its ObjectIds tell when
 /// documents were inserted, and that says nothing of their own dates when

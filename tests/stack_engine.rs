@@ -997,7 +997,10 @@ sinks:
         ),
     )
     .unwrap();
-    let summary = run_ok(&p, &["run", "pipelines/prices.yaml", "--date", "2020-06-01"]);
+    let summary = run_ok(
+        &p,
+        &["run", "pipelines/prices.yaml", "--date", "2020-06-01"],
+    );
     assert!(
         summary.contains(
             "3  values did not convert to their column's type, NULL in their rows (price: 2, qty: 1); listed in "
@@ -1053,7 +1056,12 @@ sinks:
     p.project.write("pipelines/prices_variant.yaml", &variant);
     let summary = run_ok(
         &p,
-        &["run", "pipelines/prices_variant.yaml", "--date", "2020-06-01"],
+        &[
+            "run",
+            "pipelines/prices_variant.yaml",
+            "--date",
+            "2020-06-01",
+        ],
     );
     assert!(!summary.contains("did not convert"), "{summary}");
     let record = common::ledger_record(p.path(), "prices_variant", "2020-06-01");
@@ -1110,7 +1118,13 @@ sinks:
         .unwrap();
     let summary = run_ok(
         &p,
-        &["run", "pipelines/prices.yaml", "--date", "2020-06-01", "--rerun"],
+        &[
+            "run",
+            "pipelines/prices.yaml",
+            "--date",
+            "2020-06-01",
+            "--rerun",
+        ],
     );
     assert!(!summary.contains("did not convert"), "{summary}");
     assert!(!p

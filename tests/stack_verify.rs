@@ -394,18 +394,28 @@ async fn every_document_and_value_is_accounted_for_through_run_verify_status_and
         "{summary}"
     );
     assert_eq!(summary.matches("did not convert").count(), 1, "{summary}");
-    let read: Vec<u64> = ["2026-11-18", "2026-11-19", "2026-11-20", "2026-11-21", "2026-11-22"]
-        .iter()
-        .map(|d| {
-            common::ledger_record(v.project.path(), "events", d)["raw_lines"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let read: Vec<u64> = [
+        "2026-11-18",
+        "2026-11-19",
+        "2026-11-20",
+        "2026-11-21",
+        "2026-11-22",
+    ]
+    .iter()
+    .map(|d| {
+        common::ledger_record(v.project.path(), "events", d)["raw_lines"]
+            .as_u64()
+            .unwrap()
+    })
+    .collect();
     assert_eq!(read, [2, 2, 0, 2, 2]);
     let first = common::ledger_record(v.project.path(), "events", "2026-11-18");
     assert_eq!(first["unconverted"], json!({"amount": 1, "n": 1}));
-    assert_eq!(first["source_count"], Value::Null, "nothing counted at the source");
+    assert_eq!(
+        first["source_count"],
+        Value::Null,
+        "nothing counted at the source"
+    );
     // The empty day's Parquet file has the table's columns.
     let empty = v
         .project
@@ -455,10 +465,17 @@ async fn every_document_and_value_is_accounted_for_through_run_verify_status_and
         "{shown}"
     );
     let page = v.project.path().join("report.html");
-    v.project
-        .ok(&["report", "pipelines/events.yaml", "-o", page.to_str().unwrap()]);
+    v.project.ok(&[
+        "report",
+        "pipelines/events.yaml",
+        "-o",
+        page.to_str().unwrap(),
+    ]);
     let html = std::fs::read_to_string(&page).unwrap();
-    assert!(html.contains("documents read"), "the report names what it counts");
+    assert!(
+        html.contains("documents read"),
+        "the report names what it counts"
+    );
     assert!(
         html.contains("2 values did not convert, NULL in their rows (amount: 1, n: 1)"),
         "{html}"
@@ -481,7 +498,9 @@ async fn every_document_and_value_is_accounted_for_through_run_verify_status_and
     );
     let summary = v.project.ok(&["run", "pipelines/events.yaml"]);
     assert!(
-        summary.contains("0 done, 0 skipped (already done), 0 failed, 5 stale (not redone: `--stale`)"),
+        summary.contains(
+            "0 done, 0 skipped (already done), 0 failed, 5 stale (not redone: `--stale`)"
+        ),
         "{summary}"
     );
     let summary = v.project.ok(&["run", "pipelines/events.yaml", "--stale"]);

@@ -465,11 +465,7 @@ fn chart(days: &[DayStatus]) -> Option<Chart> {
     }
     let (width, height, left, top, right, bottom) = (760u32, 220u32, 64u32, 16u32, 56u32, 28u32);
     let (inner_width, inner_height) = (width - left - right, height - top - bottom);
-    let documents = |d: &DayStatus| {
-        d.record
-            .as_ref()
-            .and_then(|r| r.read.or(r.warehouse_rows))
-    };
+    let documents = |d: &DayStatus| d.record.as_ref().and_then(|r| r.read.or(r.warehouse_rows));
     let max_documents = shown.iter().filter_map(documents).max().unwrap_or(0).max(1);
     let max_seconds = shown
         .iter()

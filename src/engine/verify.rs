@@ -454,7 +454,9 @@ impl Verifications {
             .get_json(&Self::key(pipeline), |e| {
                 (
                     format!("the last `etl verify` of `{pipeline}` does not parse: {e}"),
-                    format!("delete it, or run `etl verify` of `{pipeline}` again, which replaces it"),
+                    format!(
+                        "delete it, or run `etl verify` of `{pipeline}` again, which replaces it"
+                    ),
                 )
             })
             .await

@@ -51,7 +51,10 @@ fn unconverted(column: &str, kind: ColumnType, value: Value<'_>) -> Option<Uncon
             .map(str::to_owned)
             .unwrap_or_else(|| {
                 if super::value::too_long_for(value, kind) {
-                    format!("a number with more digits than {} holds", kind.bigquery_name())
+                    format!(
+                        "a number with more digits than {} holds",
+                        kind.bigquery_name()
+                    )
                 } else {
                     conflict::describe(natural_kind(value))
                 }

@@ -294,7 +294,11 @@ impl SchemaBuilder {
             columns.extend(
                 variants
                     .iter()
-                    .filter(|v| v.name.strip_prefix(&prefix).is_some_and(|k| !k.contains("__")))
+                    .filter(|v| {
+                        v.name
+                            .strip_prefix(&prefix)
+                            .is_some_and(|k| !k.contains("__"))
+                    })
                     .cloned(),
             );
         }

@@ -286,7 +286,10 @@ arrays: {{ default: repeated }}
     };
     let coerced = found("coerce");
     let (row, lost) = coerced[0].as_ref().unwrap();
-    assert_eq!((&row["points"], &row["price"]), (&json!(120), &json!("1.5")));
+    assert_eq!(
+        (&row["points"], &row["price"]),
+        (&json!(120), &json!("1.5"))
+    );
     assert!(lost.is_empty(), "a null is missing, not lost: {lost:?}");
     let (row, lost) = coerced[1].as_ref().unwrap();
     assert!(row.get("points").is_none() && row.get("price").is_none());

@@ -184,7 +184,9 @@ pub fn iso_time(s: &str) -> Option<IsoTime> {
         "%Y-%m-%d %H:%M",
     ];
     if s.len() == 10 {
-        return NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(IsoTime::Date);
+        return NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .map(IsoTime::Date);
     }
     let utc = s.strip_suffix('Z').or_else(|| s.strip_suffix('z'));
     let naive = utc.unwrap_or(s);
@@ -295,7 +297,10 @@ mod tests {
         let in_window = order(&lo, &value.into()) && !order(&hi, &value.into());
         let raw = bson::rawdoc! { "ts": value };
         let kept = p.selects(&raw, day(d));
-        assert!(!kept || in_window, "{value} kept but outside the window of {d}");
+        assert!(
+            !kept || in_window,
+            "{value} kept but outside the window of {d}"
+        );
         kept
     }
 
@@ -337,9 +342,17 @@ mod tests {
         }
         // In Paris (UTC+2), 2020-06-01 starts at 05-31 22:00 UTC; a date
         // alone is that day there.
-        assert!(iso_selects("Europe/Paris", "2020-06-01", "2020-05-31T22:00:00Z"));
+        assert!(iso_selects(
+            "Europe/Paris",
+            "2020-06-01",
+            "2020-05-31T22:00:00Z"
+        ));
         assert!(iso_selects("Europe/Paris", "2020-06-01", "2020-06-01"));
-        assert!(!iso_selects("Europe/Paris", "2020-06-01", "2020-06-01T22:00:00Z"));
+        assert!(!iso_selects(
+            "Europe/Paris",
+            "2020-06-01",
+            "2020-06-01T22:00:00Z"
+        ));
     }
 
     #[test]
@@ -349,10 +362,16 @@ mod tests {
             other => panic!("{s}: {other:?}"),
         };
         assert_eq!(at("2020-06-01T12:00:00+02:00"), "2020-06-01T10:00:00+00:00");
-        assert_eq!(at("2020-06-01 12:00:00.25-0130"), "2020-06-01T13:30:00.250+00:00");
+        assert_eq!(
+            at("2020-06-01 12:00:00.25-0130"),
+            "2020-06-01T13:30:00.250+00:00"
+        );
         assert_eq!(at("2020-06-01T12:00"), "2020-06-01T12:00:00+00:00");
         assert_eq!(iso_time("2020-02-30"), None);
-        assert_eq!(iso_time("2020-06-01"), Some(IsoTime::Date(day("2020-06-01"))));
+        assert_eq!(
+            iso_time("2020-06-01"),
+            Some(IsoTime::Date(day("2020-06-01")))
+        );
     }
 
     #[test]

@@ -498,7 +498,12 @@ impl Source for MongoSource {
                 .projection(doc! { plan.field.as_str(): 1 })
                 .batch_size(batch)
                 .into_future();
-            let mut cursor = within(tokio::time::timeout(limit, find).await, &namespace, &uri, limit)?;
+            let mut cursor = within(
+                tokio::time::timeout(limit, find).await,
+                &namespace,
+                &uri,
+                limit,
+            )?;
             let mut n = 0u64;
             while answer(tokio::time::timeout(limit, cursor.advance()).await)? {
                 n += u64::from(plan.selects(cursor.current(), day));
@@ -528,7 +533,12 @@ fn within<T>(
 ) -> Result<T, SourceError> {
     match answer {
         Ok(n) => n.map_err(|e| server_error("count", namespace.to_owned(), uri.to_owned(), &e)),
-        Err(_) => Err(stalled("count", namespace.to_owned(), uri.to_owned(), limit)),
+        Err(_) => Err(stalled(
+            "count",
+            namespace.to_owned(),
+            uri.to_owned(),
+            limit,
+        )),
     }
 }
 
