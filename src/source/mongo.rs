@@ -480,19 +480,16 @@ impl Source for MongoSource {
         let (day, batch) = (target.day, self.read.batch_size.max(1000));
         let limit = stall_limit(self.read.max_time);
         Box::pin(async move {
-            let Some(plan) = select else {
-                return match tokio::time::timeout(
-                    limit,
-                    collection.count_documents(filter).into_future(),
-                )
-                .await
-                {
-                    Ok(n) => n.map_err(|e| server_error("count", namespace, uri, &e)),
-                    Err(_) => Err(stalled("count", namespace, uri, limit)),
-                };
-            };
             // Each request within the stall limit, as a read's are.
-            let answer = |what| within(what, &namespace, &uri, limit);
+            let Some(plan) = select else {
+                let count = collection.count_documents(filter).into_future();
+                return within(
+                    tokio::time::timeout(limit, count).await,
+                    &namespace,
+                    &uri,
+                    limit,
+                );
+            };
             let find = collection
                 .find(filter)
                 .projection(doc! { plan.field.as_str(): 1 })
@@ -505,7 +502,12 @@ impl Source for MongoSource {
                 limit,
             )?;
             let mut n = 0u64;
-            while answer(tokio::time::timeout(limit, cursor.advance()).await)? {
+            while within(
+                tokio::time::timeout(limit, cursor.advance()).await,
+                &namespace,
+                &uri,
+                limit,
+            )? {
                 n += u64::from(plan.selects(cursor.current(), day));
             }
             Ok(n)
