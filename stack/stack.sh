@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The local stack: FerretDB (MongoDB protocol, SQLite backend), fake-gcs-server
-# (GCS JSON API) and bigquery-emulator, built from pinned Go modules, plus
+# The local stack: FerretDB (MongoDB protocol, SQLite backend), gcs-front
+# (fake-gcs-server's GCS JSON API plus the XML API object_store writes with,
+# stack/gcs-front/) and bigquery-emulator, built from pinned Go modules, plus
 # mongo-fast (mongo-java-server, a fast in-memory MongoDB protocol server) built
 # from the pinned Maven module stack/mongo-fast/, and s3 (moto_server, an S3
 # API with conditional puts, for state stores on an object-store URL) from
@@ -73,7 +74,7 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 binary_of() {
   case "$1" in
     mongo) echo ferretdb-embedded ;;
-    gcs) echo fake-gcs-server ;;
+    gcs) echo gcs-front ;;
     bigquery) echo bigquery-emulator ;;
     mongo-fast) echo mongo-fast.jar ;;
     s3) echo moto_server ;;
@@ -85,7 +86,7 @@ binary_of() {
 module_of() {
   case "$1" in
     mongo) echo "$STACK_DIR/ferretdb" ;;
-    gcs) echo "$STACK_DIR/tools/fake-gcs-server" ;;
+    gcs) echo "$STACK_DIR/gcs-front" ;;
     bigquery) echo "$STACK_DIR/tools/bigquery-emulator" ;;
     mongo-fast) echo "$STACK_DIR/mongo-fast" ;;
   esac
@@ -109,7 +110,7 @@ sources_of() {
 package_of() {
   case "$1" in
     mongo) echo . ;;
-    gcs) echo github.com/fsouza/fake-gcs-server ;;
+    gcs) echo . ;;
     bigquery) echo github.com/goccy/bigquery-emulator/cmd/bigquery-emulator ;;
   esac
 }
@@ -216,6 +217,12 @@ live_pid() {
   fi
   # Guard against a recycled pid: the process must run our binary.
   exe="$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
+  # A stack started before stack/gcs-front ran fake-gcs-server itself: still
+  # ours, so `up` restarts it (its settings differ) and `down` stops it.
+  if [[ $1 == gcs && $exe == "$BIN_DIR/fake-gcs-server"* ]]; then
+    echo "$pid"
+    return 0
+  fi
   if [[ -n $exe && $exe != "$BIN_DIR/$(binary_of "$1")"* ]]; then
     return 1
   fi
@@ -362,7 +369,7 @@ ensure_started() {
   (
     cd "$RUN_DIR"
     if [[ $name == bigquery ]]; then
-      # Load jobs with gs:// sources read from fake-gcs-server.
+      # Load jobs with gs:// sources read from gcs-front.
       export STORAGE_EMULATOR_HOST="$GCS_URL"
     fi
     exec setsid nohup "${cmd[@]}" >>"$logf" 2>&1 </dev/null
@@ -400,7 +407,7 @@ ensure_bucket() {
   local code
   code="$(curl -sS -m 10 -o "$RUN_DIR/.bucket.out" -w '%{http_code}' -X POST \
     -H 'Content-Type: application/json' -d "{\"name\":\"$GCS_BUCKET\"}" \
-    "$GCS_URL/storage/v1/b")" || die "could not reach fake-gcs-server to create bucket $GCS_BUCKET"
+    "$GCS_URL/storage/v1/b")" || die "could not reach gcs-front to create bucket $GCS_BUCKET"
   case "$code" in
     200) log "gcs: created bucket $GCS_BUCKET" ;;
     409) log "gcs: bucket $GCS_BUCKET exists" ;;
@@ -475,7 +482,7 @@ cmd_up() {
 local stack is up:
   MongoDB (FerretDB)    $MONGO_URI
   MongoDB (mongo-fast)  $MONGO_FAST_URI   in memory, oplog $MONGO_FAST_OPLOG, heap $MONGO_FAST_HEAP
-  GCS (fake-gcs-server) $GCS_URL   bucket: $GCS_BUCKET   (STORAGE_EMULATOR_HOST)
+  GCS (gcs-front)       $GCS_URL   bucket: $GCS_BUCKET   (STORAGE_EMULATOR_HOST)
   BigQuery (emulator)   $BQ_URL   gRPC: $HOST:$BQ_GRPC_PORT
                         project: $BQ_PROJECT   dataset: $BQ_DATASET
   S3 (moto)             $s3_line

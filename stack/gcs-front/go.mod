@@ -1,8 +1,8 @@
-module etl.local/stack/tools/fake-gcs-server
+module etl.local/stack/gcs-front
 
 go 1.25.8
 
-tool github.com/fsouza/fake-gcs-server
+require github.com/fsouza/fake-gcs-server v1.55.1
 
 require (
 	cel.dev/expr v0.25.1 // indirect
@@ -22,7 +22,6 @@ require (
 	github.com/envoyproxy/go-control-plane/envoy v1.37.0 // indirect
 	github.com/envoyproxy/protoc-gen-validate v1.3.3 // indirect
 	github.com/felixge/httpsnoop v1.0.4 // indirect
-	github.com/fsouza/fake-gcs-server v1.55.1 // indirect
 	github.com/go-jose/go-jose/v4 v4.1.4 // indirect
 	github.com/go-logr/logr v1.4.3 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
