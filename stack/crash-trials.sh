@@ -9,7 +9,11 @@
 # (it slows as its jobs pile up: a trial took about 1 minute on a fresh one
 # and 2 after fifty runs). Batch k uses seed SEED+k and prints it; the same
 # seed draws the same trials:
-#   ETL_CRASH_SEED=<seed> ETL_CRASH_TRIALS=5 cargo test --release --features test-hooks --test stack_crash -- --nocapture
+#   ETL_CRASH_SEED=<seed> ETL_CRASH_TRIALS=5 ETL_CRASH_DAYS=10 cargo test --release --features test-hooks --test stack_crash -- --nocapture
+#
+# stack/test.sh runs 5 trials of a 3-day backfill: every point, at the
+# smallest backfill that reaches it. MongoDB is mongo-java-server, as for
+# the rest of the suite; ETL_TEST_MONGO=ferretdb runs them on FerretDB.
 #
 #   stack/crash-trials.sh               20 trials (4 batches), a new seed
 #   stack/crash-trials.sh 40 1733370000 40 trials (8 batches) from that seed
@@ -24,6 +28,7 @@ trials="${1:-20}"
 seed="${2:-$(date +%s)}"
 batch=5
 batches=$(( (trials + batch - 1) / batch ))
+export ETL_CRASH_DAYS="${ETL_CRASH_DAYS:-10}"
 
 stack/stack.sh up
 eval "$(stack/stack.sh env)"

@@ -9,9 +9,12 @@
 # has. All run on 127.0.0.1 only.
 # No Docker needed (see docker-compose.yml for the Docker path).
 #
-#   stack/stack.sh install   build the three binaries and mongo-fast.jar into stack/bin/
-#   stack/stack.sh up        install if needed, start what is not running, wait
-#                            for health, create bucket + dataset, print settings
+#   stack/stack.sh install [server...]  build the three binaries and mongo-fast.jar
+#                            into stack/bin/ (default all)
+#   stack/stack.sh up [server...]  install if needed, start what is not running
+#                            (default all), wait for health, create bucket +
+#                            dataset, print settings. stack/demo.sh starts only
+#                            mongo, gcs and bigquery.
 #   stack/stack.sh down      stop exactly the processes in the pid files
 #   stack/stack.sh reset [server...]  stop and delete the data of the servers
 #                            (mongo, gcs, bigquery, mongo-fast, s3; default all); then run `up`
@@ -298,10 +301,23 @@ build_one() {
   log "built $(binary_of "$name") in $(elapsed "$t0") s"
 }
 
+# Checks server names given on the command line; none means all.
+pick_servers() {
+  local name
+  for name in "$@"; do
+    case "$name" in
+      mongo | gcs | bigquery | mongo-fast | s3) ;;
+      *) die "unknown server '$name' (mongo, gcs, bigquery, mongo-fast, s3)" ;;
+    esac
+  done
+}
+
 cmd_install() {
   mkdir -p "$BIN_DIR"
-  local name
-  for name in "${SERVERS[@]}"; do
+  local name names=("$@")
+  pick_servers "${names[@]}"
+  if ((${#names[@]} == 0)); then names=("${SERVERS[@]}"); fi
+  for name in "${names[@]}"; do
     if needs_build "$name"; then
       build_one "$name"
     else
@@ -446,26 +462,44 @@ ensure_dataset() {
   rm -f "$RUN_DIR/.dataset.out"
 }
 
+# True if server $1 is among the rest of the arguments (none means all).
+wanted() {
+  local name="$1"
+  shift
+  (($# == 0)) && return 0
+  local w
+  for w in "$@"; do [[ $w == "$name" ]] && return 0; done
+  return 1
+}
+
 cmd_up() {
-  local t0 name started=()
+  local t0 name started=() only=("$@")
   t0="$(now)"
+  pick_servers "${only[@]}"
   command -v curl >/dev/null || die "curl is not on PATH"
-  command -v java >/dev/null || die "java is not on PATH (Java >= 17 runs mongo-fast)"
-  local need=0
+  if wanted mongo-fast "${only[@]}"; then
+    command -v java >/dev/null || die "java is not on PATH (Java >= 17 runs mongo-fast)"
+  fi
+  local need=()
   for name in "${SERVERS[@]}"; do
-    if needs_build "$name"; then need=1; fi
+    if wanted "$name" "${only[@]}" && needs_build "$name"; then need+=("$name"); fi
   done
-  if ((need)); then cmd_install; fi
+  if ((${#need[@]})); then cmd_install "${need[@]}"; fi
   mkdir -p "$RUN_DIR"
 
   # gcs first: the emulator reads gs:// load sources from it.
-  local servers=(gcs mongo bigquery mongo-fast) s3_line
-  if [[ -x $MOTO ]]; then
-    servers+=(s3)
-    s3_line="$S3_URL   bucket: $S3_BUCKET   (moto, in memory)"
-  else
-    s3_line="not started: run stack/python.sh first (it installs moto into stack/venv/)"
-    log "s3: not started (no $MOTO; stack/python.sh installs it)"
+  local servers=() s3_line="not asked for (stack/stack.sh up starts every server)"
+  for name in gcs mongo bigquery mongo-fast; do
+    if wanted "$name" "${only[@]}"; then servers+=("$name"); fi
+  done
+  if wanted s3 "${only[@]}"; then
+    if [[ -x $MOTO ]]; then
+      servers+=(s3)
+      s3_line="$S3_URL   bucket: $S3_BUCKET   (moto, in memory)"
+    else
+      s3_line="not started: run stack/python.sh first (it installs moto into stack/venv/)"
+      log "s3: not started (no $MOTO; stack/python.sh installs it)"
+    fi
   fi
   for name in "${servers[@]}"; do
     ensure_started "$name"
@@ -474,17 +508,24 @@ cmd_up() {
   for name in "${started[@]}"; do
     wait_healthy "$name"
   done
-  ensure_bucket
-  ensure_dataset
-  if [[ -x $MOTO ]]; then ensure_s3_bucket; fi
+  if wanted gcs "${only[@]}"; then ensure_bucket; fi
+  if wanted bigquery "${only[@]}"; then ensure_dataset; fi
+  if [[ " ${servers[*]} " == *" s3 "* ]]; then ensure_s3_bucket; fi
 
+  local off="not asked for (stack/stack.sh up starts every server)"
+  local mongo_line="$off" fast_line="$off" gcs_line="$off" bq_line="$off"
+  wanted mongo "${only[@]}" && mongo_line="$MONGO_URI"
+  wanted mongo-fast "${only[@]}" &&
+    fast_line="$MONGO_FAST_URI   in memory, oplog $MONGO_FAST_OPLOG, heap $MONGO_FAST_HEAP"
+  wanted gcs "${only[@]}" && gcs_line="$GCS_URL   bucket: $GCS_BUCKET   (STORAGE_EMULATOR_HOST)"
+  wanted bigquery "${only[@]}" && bq_line="$BQ_URL   gRPC: $HOST:$BQ_GRPC_PORT
+                        project: $BQ_PROJECT   dataset: $BQ_DATASET"
   cat <<EOF
 local stack is up:
-  MongoDB (FerretDB)    $MONGO_URI
-  MongoDB (mongo-fast)  $MONGO_FAST_URI   in memory, oplog $MONGO_FAST_OPLOG, heap $MONGO_FAST_HEAP
-  GCS (gcs-front)       $GCS_URL   bucket: $GCS_BUCKET   (STORAGE_EMULATOR_HOST)
-  BigQuery (emulator)   $BQ_URL   gRPC: $HOST:$BQ_GRPC_PORT
-                        project: $BQ_PROJECT   dataset: $BQ_DATASET
+  MongoDB (FerretDB)    $mongo_line
+  MongoDB (mongo-fast)  $fast_line
+  GCS (gcs-front)       $gcs_line
+  BigQuery (emulator)   $bq_line
   S3 (moto)             $s3_line
   logs and data         ${RUN_DIR}/
   for tests             eval "\$($STACK_DIR/stack.sh env)"
@@ -601,8 +642,8 @@ usage() {
 }
 
 case "${1:-}" in
-  install) cmd_install ;;
-  up) cmd_up ;;
+  install) shift; cmd_install "$@" ;;
+  up) shift; cmd_up "$@" ;;
   down) cmd_down ;;
   reset) shift; cmd_reset "$@" ;;
   status) cmd_status ;;

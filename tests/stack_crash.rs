@@ -1,4 +1,4 @@
-//! Crash trials on the local stack: a 10-day backfill of the three demo
+//! Crash trials on the local stack: a backfill of the three demo
 //! pipelines (BigQuery for `users` and `orders`, Parquet for `products`)
 //! is killed, then a plain catch-up run must leave exactly what a clean run
 //! leaves:
@@ -14,10 +14,13 @@
 //! first, so that a failure can be replayed:
 //!
 //! ```sh
-//! ETL_CRASH_SEED=1234 ETL_CRASH_TRIALS=20 cargo test --release --test stack_crash -- --nocapture
+//! ETL_CRASH_SEED=1234 ETL_CRASH_TRIALS=20 cargo test --release --features test-hooks --test stack_crash -- --nocapture
 //! ```
 //!
-//! `stack/crash-trials.sh` runs the long version.
+//! The backfill is `ETL_CRASH_DAYS` days (3 unless set: the smallest that
+//! reaches every point more than once, each pipeline's days running beside
+//! the others'); the arrival drawn for each point scales with it.
+//! `stack/crash-trials.sh` runs the long version: 20 trials of 10 days.
 
 mod common;
 
@@ -41,7 +44,11 @@ const BQ_TABLES: [(&str, &str); 3] = [
         "CONCAT(_root_id, ':', CAST(_idx AS STRING))",
     ),
 ];
-const TODAY: &str = "2020-06-11";
+/// The first day of the backfill, the demo's first.
+const FIRST_DAY: &str = "2020-06-01";
+/// The demo's documents per day, as in `stack/demo.sh` (300 users, 400
+/// orders and 200 products over 10 days).
+const PER_DAY: [(&str, u64); 3] = [("users", 30), ("orders", 40), ("products", 20)];
 
 /// How a trial stops the run.
 #[derive(Debug, Clone)]
@@ -63,12 +70,15 @@ struct Landed {
 struct Trials {
     project: common::Project,
     dataset: String,
+    /// The day after the backfill's last: "today", so that a catch-up
+    /// covers exactly the backfill.
+    today: String,
 }
 
 impl Trials {
     fn etl(&self, args: &[&str]) -> std::process::Command {
         let mut c = self.project.command(args);
-        c.env("ETL_TODAY", TODAY);
+        c.env("ETL_TODAY", &self.today);
         c
     }
 
@@ -159,16 +169,21 @@ fn env_number(name: &str) -> Option<u64> {
 }
 
 /// The trials of `seed`: each crash point once (at a drawn arrival), then
-/// random-time kills, `count` in all.
-fn draw(seed: u64, count: usize, clean: Duration) -> Vec<Kill> {
+/// random-time kills, `count` in all. A backfill of `days` days reads
+/// 90 documents a day and reaches each other point at least 3 times a
+/// day (a day of each pipeline; `orders` has two BigQuery tables), so the
+/// arrivals stay below what a run reaches.
+fn draw(seed: u64, count: usize, days: u64, clean: Duration) -> Vec<Kill> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let documents = 60 * days;
+    let arrivals = (5 * days / 2).max(1);
     let mut kills = Vec::new();
     for i in 0..count {
         let kill = match i % 6 {
-            0 => Kill::At("extract", rng.gen_range(1..=600)),
-            1 => Kill::At("lake_uploaded", rng.gen_range(1..=25)),
-            2 => Kill::At("bigquery_script", rng.gen_range(1..=25)),
-            3 => Kill::At("loaded", rng.gen_range(1..=25)),
+            0 => Kill::At("extract", rng.gen_range(1..=documents)),
+            1 => Kill::At("lake_uploaded", rng.gen_range(1..=arrivals)),
+            2 => Kill::At("bigquery_script", rng.gen_range(1..=arrivals)),
+            3 => Kill::At("loaded", rng.gen_range(1..=arrivals)),
             _ => Kill::After(Duration::from_millis(
                 rng.gen_range(200..clean.as_millis().max(400) as u64),
             )),
@@ -196,24 +211,33 @@ async fn a_killed_backfill_then_a_catch_up_equals_a_clean_run() {
     }
     project.set_env("ETL_MONGO_PORT", &stack::mongo_port().to_string());
     project.set_env("ETL_BQ_ENDPOINT", &stack::bq_endpoint());
+    let days = env_number("ETL_CRASH_DAYS").unwrap_or(3);
+    assert!(
+        (1..=30).contains(&days),
+        "ETL_CRASH_DAYS is 1 to 30, not {days}"
+    );
+    let first = chrono::NaiveDate::parse_from_str(FIRST_DAY, "%Y-%m-%d").unwrap();
+    let last = first + chrono::Days::new(days - 1);
     let trials = Trials {
         project,
         dataset: database.clone(),
+        today: (last + chrono::Days::new(1)).to_string(),
     };
-    let seed_out = trials
-        .etl(&[
-            "demo",
-            "--database",
-            &database,
-            "--users",
-            "300",
-            "--orders",
-            "400",
-            "--products",
-            "200",
-        ])
-        .output()
-        .unwrap();
+    let mut demo = vec![
+        "demo".to_owned(),
+        "--database".to_owned(),
+        database.clone(),
+        "--start".to_owned(),
+        FIRST_DAY.to_owned(),
+        "--end".to_owned(),
+        last.to_string(),
+    ];
+    for (collection, per_day) in PER_DAY {
+        demo.push(format!("--{collection}"));
+        demo.push((per_day * days).to_string());
+    }
+    let demo: Vec<&str> = demo.iter().map(String::as_str).collect();
+    let seed_out = trials.etl(&demo).output().unwrap();
     assert!(seed_out.status.success(), "{}", text(&seed_out));
 
     // The clean run: what every trial must end with.
@@ -229,8 +253,8 @@ async fn a_killed_backfill_then_a_catch_up_equals_a_clean_run() {
             .keys()
             .filter(|(t, _)| t == "users")
             .count(),
-        10,
-        "the clean run loads ten days of users: {:?}",
+        days as usize,
+        "the clean run loads {days} days of users: {:?}",
         reference.warehouse.keys()
     );
     for ((table, day), (rows, distinct)) in &reference.warehouse {
@@ -247,9 +271,9 @@ async fn a_killed_backfill_then_a_catch_up_equals_a_clean_run() {
             .as_secs()
     });
     let count = env_number("ETL_CRASH_TRIALS").unwrap_or(5) as usize;
-    let kills = draw(seed, count, clean_time);
+    let kills = draw(seed, count, days, clean_time);
     eprintln!(
-        "crash trials: seed {seed}, {count} trials (replay with ETL_CRASH_SEED={seed} ETL_CRASH_TRIALS={count}); the clean run took {:.1}s",
+        "crash trials: seed {seed}, {count} trials of a {days}-day backfill (replay with ETL_CRASH_SEED={seed} ETL_CRASH_TRIALS={count} ETL_CRASH_DAYS={days}); the clean run took {:.1}s",
         clean_time.as_secs_f64()
     );
 

@@ -245,20 +245,9 @@ fn parquet_count(p: &Project, day: NaiveDate) -> u64 {
     parquet_rows(p, "products", day)
 }
 
-/// Rows of `table`'s Parquet files for `day`, read from their footers.
+/// Rows of `table`'s Parquet files for `day`.
 fn parquet_rows(p: &Project, table: &str, day: NaiveDate) -> u64 {
-    let dir = p.path().join(format!(".etl/warehouse/{table}/dt={day}"));
-    let mut total = 0;
-    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let f = std::fs::File::open(e.unwrap().path()).unwrap();
-        use parquet::file::reader::FileReader;
-        total += parquet::file::serialized_reader::SerializedFileReader::new(f)
-            .unwrap()
-            .metadata()
-            .file_metadata()
-            .num_rows() as u64;
-    }
-    total
+    common::parquet_rows(&p.path().join(format!(".etl/warehouse/{table}/dt={day}")))
 }
 
 /// The main job: three pipelines, ten days, every count reconciled against
@@ -609,6 +598,8 @@ async fn mongo_dying_mid_run_fails_partitions_and_a_rerun_recovers() {
     let mut ferret = stack::OwnMongo::start(port, data.path());
     ferret.wait_ready().await;
     let p = Project::new("fail", port);
+    // Its subject is MongoDB, not BigQuery.
+    p.project.warehouse_to_parquet("pipelines/users.yaml");
     p.seed(8000, 10, 10);
 
     let child = p
@@ -673,7 +664,7 @@ async fn mongo_dying_mid_run_fails_partitions_and_a_rerun_recovers() {
     let uri = p.mongo_uri();
     for day in days() {
         assert_eq!(
-            bq_count(&p.database, "users", day).await,
+            parquet_rows(&p, "users", day),
             mongo_count(&uri, &p.database, "users", day).await,
             "{day}"
         );
@@ -1915,6 +1906,8 @@ async fn four_workers_share_one_backfill_through_leases_on_s3() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_airflow_dag_loads_each_day_once_and_a_second_pass_skips_them() {
     let p = Project::on_stack("airflow").await;
+    // Its subject is Airflow, not BigQuery.
+    p.project.warehouse_to_parquet("pipelines/users.yaml");
     p.seed(1000, 10, 1000);
     let python = common::root().join("stack/venv/bin/python");
     assert!(
@@ -2005,11 +1998,7 @@ async fn an_airflow_dag_loads_each_day_once_and_a_second_pass_skips_them() {
     let uri = p.mongo_uri();
     for day in days() {
         for pipeline in ["users", "products"] {
-            let rows = if pipeline == "users" {
-                bq_count(&p.database, "users", day).await
-            } else {
-                parquet_count(&p, day)
-            };
+            let rows = parquet_rows(&p, pipeline, day);
             let record = common::ledger_record(p.path(), pipeline, &day.to_string());
             let loaded = mongo_count(&uri, &p.database, pipeline, day).await
                 - record["rejected"].as_u64().unwrap_or(0);

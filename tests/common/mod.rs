@@ -111,6 +111,22 @@ pub fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// Rows of the Parquet files in `dir` (one day of a dataset), read from
+/// their footers.
+pub fn parquet_rows(dir: &Path) -> u64 {
+    use parquet::file::reader::FileReader;
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let f = std::fs::File::open(e.unwrap().path()).unwrap();
+        total += parquet::file::serialized_reader::SerializedFileReader::new(f)
+            .unwrap()
+            .metadata()
+            .file_metadata()
+            .num_rows() as u64;
+    }
+    total
+}
+
 /// `text` (of file `name`) with every `from` replaced by `to`; fails the
 /// test when there is no `from`, since the edit would change nothing.
 pub fn edited(name: &str, text: &str, from: &str, to: &str) -> String {
@@ -187,6 +203,29 @@ impl Project {
         self.write(rel, &edited(rel, &self.read(rel), from, to));
     }
 
+    /// Points the shipped pipeline `rel` (a `bigquery` warehouse) at a
+    /// Parquet dataset in the project's `warehouse_files` instead, named
+    /// after the pipeline: for tests whose subject is not BigQuery, which
+    /// then spend no minute on the emulator's jobs (docs/local-stack.md).
+    pub fn warehouse_to_parquet(&self, rel: &str) {
+        let text = self.read(rel);
+        let start = text
+            .find("  warehouse:\n    type: bigquery\n")
+            .unwrap_or_else(|| panic!("{rel} has no `bigquery` warehouse under `sinks`"));
+        let block = &text[start..];
+        let len = block
+            .split_inclusive('\n')
+            .enumerate()
+            .take_while(|(i, line)| *i == 0 || line.starts_with("    "))
+            .map(|(_, line)| line.len())
+            .sum::<usize>();
+        let parquet = "  warehouse:\n    type: parquet\n    connection: warehouse_files\n    path: \"{{ pipeline }}\"\n";
+        self.write(
+            rel,
+            &format!("{}{parquet}{}", &text[..start], &text[start + len..]),
+        );
+    }
+
     /// Sets `key` for every command the project runs.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.push((key.to_owned(), value.to_owned()));
@@ -243,15 +282,22 @@ pub mod stack {
         std::env::var(name).unwrap_or_else(|_| default.to_owned())
     }
 
-    /// FerretDB's port, as `stack/stack.sh` was told.
+    /// The port of the MongoDB server the suite runs on ([`on_fast_server`]),
+    /// as `stack/stack.sh` was told.
     pub fn mongo_port() -> u16 {
+        if on_fast_server() {
+            return mongo_fast_port();
+        }
         var("ETL_MONGO_PORT", "27017")
             .parse()
             .expect("ETL_MONGO_PORT is a port number")
     }
 
-    /// FerretDB's URI.
+    /// The URI of the MongoDB server the suite runs on.
     pub fn mongo_uri() -> String {
+        if on_fast_server() {
+            return mongo_fast_uri();
+        }
         var(
             "ETL_MONGO_URI",
             "mongodb://127.0.0.1:27017/?directConnection=true",
@@ -282,10 +328,15 @@ pub mod stack {
         client
     }
 
-    /// Which MongoDB server `mongo_uri` is: `fast` when the suite runs on
-    /// mongo-java-server (`ETL_TEST_MONGO=fast`, set by `stack/test.sh`).
+    /// Which MongoDB server the suite runs on: mongo-java-server unless
+    /// `ETL_TEST_MONGO=ferretdb` (`stack/test.sh` sets it for the tests
+    /// only FerretDB can show; docs/local-stack.md says which).
     pub fn on_fast_server() -> bool {
-        var("ETL_TEST_MONGO", "ferretdb") == "fast"
+        match var("ETL_TEST_MONGO", "fast").as_str() {
+            "fast" => true,
+            "ferretdb" => false,
+            other => panic!("ETL_TEST_MONGO is `fast` or `ferretdb`, not `{other}`"),
+        }
     }
 
     /// fake-gcs-server's base URL.
