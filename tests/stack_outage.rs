@@ -13,8 +13,9 @@
 //! The servers taken away are the test's own (FerretDB or
 //! mongo-java-server, moto's S3, bigquery-emulator), so no other test
 //! sees the outage. The lake outage uses S3 (moto) where the issue names
-//! GCS: fake-gcs-server rejects the XML API `object_store` writes `gs://`
-//! with (docs/local-stack.md), so a GCS lake cannot be written here at all.
+//! GCS: it was written before `stack/gcs-front` served the XML API that
+//! `object_store` writes `gs://` with (issue 32); a GCS lake outage is not
+//! written yet.
 
 mod common;
 

@@ -22,7 +22,9 @@
 //! builds with: in a release build every point is an empty function, and
 //! no environment variable can stop a real run.
 
+#[cfg(feature = "test-hooks")]
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "test-hooks")]
 use std::sync::OnceLock;
 use std::time::Duration;
 
