@@ -217,6 +217,16 @@ impl Store {
         format!("{}/{}", self.url.trim_end_matches('/'), rel)
     }
 
+    /// The `gs://bucket/key` URI of `rel`, by which BigQuery reads it;
+    /// None unless the store is a GCS bucket.
+    pub fn gs_uri(&self, rel: &str) -> Option<String> {
+        let url = url::Url::parse(&self.url).ok()?;
+        if url.scheme() != "gs" {
+            return None;
+        }
+        Some(format!("gs://{}/{}", url.host_str()?, self.path(rel)))
+    }
+
     fn io(
         &self,
         operation: &'static str,
