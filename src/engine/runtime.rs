@@ -21,6 +21,7 @@ use crate::sink::bigquery::BigQuerySink;
 use crate::sink::lake::Store;
 use crate::sink::warehouse::{self, Table, Warehouse};
 use crate::source::{MongoSource, ReadOptions, Source};
+use crate::spec::LoadFrom;
 use crate::table::TableSchema;
 use crate::template::{Templates, Vars};
 
@@ -188,17 +189,21 @@ impl PipelineRuntime {
                         partition_column,
                         clustering,
                         replace,
+                        load_from,
                         ..
                     } => {
                         let sink = self.open_bigquery(connection_name, connection).await?;
-                        Ok::<Box<dyn Warehouse>, PartitionError>(Box::new(
-                            warehouse::bigquery::BigQuery::new(
-                                sink,
-                                partition_column,
-                                clustering,
-                                *replace,
-                            ),
-                        ))
+                        let mut bq = warehouse::bigquery::BigQuery::new(
+                            sink,
+                            partition_column,
+                            clustering,
+                            *replace,
+                        );
+                        if *load_from == LoadFrom::Bucket {
+                            // The plan checked that the lake is a `gs://` bucket.
+                            bq = bq.with_bucket(self.lake().await?.clone());
+                        }
+                        Ok::<Box<dyn Warehouse>, PartitionError>(Box::new(bq))
                     }
                     WarehousePlan::Parquet {
                         connection,

@@ -340,6 +340,9 @@ pub enum WarehousePlan {
         clustering: Vec<String>,
         /// Replace mode.
         replace: ReplaceMode,
+        /// Where load jobs read the rows from; `Bucket` only with a
+        /// `gs://` lake, which holds the staged objects.
+        load_from: LoadFrom,
     },
     /// Parquet files.
     Parquet {
@@ -429,15 +432,20 @@ impl PipelinePlan {
                 dataset,
                 table,
                 replace,
+                load_from,
                 ..
             } => {
                 let project = &connection.project;
                 let ds = templates.render(dataset, &vars)?;
                 let t = templates.render(table, &vars)?;
-                let how = match replace {
+                let mut how = match replace {
                     ReplaceMode::Decorator => "load WRITE_TRUNCATE",
                     ReplaceMode::Staging => "staging table, then delete + insert",
-                };
+                }
+                .to_owned();
+                if *load_from == LoadFrom::Bucket {
+                    how.push_str(", from the lake bucket");
+                }
                 format!(
                     "bigquery {project}.{ds}.{t}${} ({how})",
                     day.format("%Y%m%d")
@@ -529,6 +537,7 @@ pub const ROWS_HASH_PREFIX: &str = "rows-v1:";
 /// Left out, because they change when or how a day is read but not its
 /// rows: `description`, `schedule`, `tests`, `source.batch_size`,
 /// `source.max_time_ms`, `source.count`, `partition.lookback`, `changes`,
+/// `sinks.warehouse.load_from` (the same rows, sent another way),
 /// and `partition.start_date` (it says which days exist, not what a day
 /// holds; a day before it is simply not run), plus `name` and `version`
 /// (a renamed pipeline has another ledger anyway). Everything else counts:
@@ -563,6 +572,13 @@ pub fn rows_hash(spec: &PipelineSpec) -> String {
                     o.remove(*key);
                 }
             }
+        }
+        if let Some(o) = top
+            .get_mut("sinks")
+            .and_then(|s| s.get_mut("warehouse"))
+            .and_then(|v| v.as_object_mut())
+        {
+            o.remove("load_from");
         }
     }
     prune_empty(&mut json);

@@ -114,6 +114,7 @@ pub fn check_pipeline(
         &spec.sinks.warehouse,
         &sample,
         warehouse_conn,
+        lake.as_ref().map(|l| l.connection.url.as_str()),
     );
     let schedule = check_schedule(&mut problems, spec, &project.defaults);
     let changes = check_changes(&mut problems, spec.changes.as_ref());
@@ -464,13 +465,15 @@ fn check_lake(
     })
 }
 
-/// `sinks.warehouse`: rendered names, the partition column and clustering.
-/// None without a connection.
+/// `sinks.warehouse`: rendered names, the partition column and clustering,
+/// and a lake in a `gs://` bucket for `load_from: bucket` (`lake_url`, the
+/// lake connection's URL when it has one). None without a connection.
 fn check_warehouse(
     problems: &mut Vec<Problem>,
     warehouse: &WarehouseSinkSpec,
     sample: &Sample,
     connection: Option<ConnectionPlan>,
+    lake_url: Option<&str>,
 ) -> Option<WarehousePlan> {
     let at = ypath!("sinks", "warehouse");
     match warehouse {
@@ -502,6 +505,21 @@ fn check_warehouse(
             for (i, c) in b.clustering.iter().enumerate() {
                 check_column_name(problems, at.key("clustering").index(i), c);
             }
+            // BigQuery reads staged rows from Cloud Storage only.
+            if let Some(url) =
+                lake_url.filter(|u| b.load_from == LoadFrom::Bucket && !u.starts_with("gs://"))
+            {
+                problems.push(
+                    Problem::new(
+                        at.key("load_from"),
+                        format!(
+                            "`load_from: bucket` needs the lake in a `gs://` bucket, found `{}`",
+                            crate::redact::redact_uri(url)
+                        ),
+                    )
+                    .hint("point the lake's connection at a `gs://` URL, where BigQuery can read the staged rows, or drop `load_from` to send the rows in the load request"),
+                );
+            }
             Some(WarehousePlan::Bigquery {
                 connection_name: b.connection.clone(),
                 connection: connection?.bigquery()?.clone(),
@@ -510,6 +528,7 @@ fn check_warehouse(
                 partition_column,
                 clustering: b.clustering.clone(),
                 replace: b.replace,
+                load_from: b.load_from,
             })
         }
         WarehouseSinkSpec::Parquet(p) => {
@@ -544,4 +563,102 @@ fn check_schedule(
         problems.push(p);
     }
     schedule
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use indoc::indoc;
+
+    use super::*;
+    use crate::spec::{load_str, Loaded, SpecKind};
+    use crate::template::{EnvMode, RedactedSecrets};
+
+    /// `pipeline` checked against a project whose lake is at `lake_url`:
+    /// its problems, as `path: message` then `hint`.
+    fn problems(lake_url: &str, pipeline: &str) -> Vec<(String, String, Option<String>)> {
+        let project = format!(
+            indoc! {"
+                version: 1
+                profiles:
+                  local:
+                    connections:
+                      mongo: {{ type: mongodb, uri: mongodb://127.0.0.1/ }}
+                      lake: {{ type: object_store, url: {} }}
+                      warehouse: {{ type: bigquery, project: etl-local }}
+            "},
+            lake_url
+        );
+        let templates =
+            Templates::from_process(Arc::new(RedactedSecrets(BTreeSet::new())), EnvMode::Lenient);
+        let project: Loaded<ProjectSpec> =
+            load_str(Path::new("etl.yaml"), &project, SpecKind::Project);
+        assert!(project.diagnostics.is_empty(), "{:?}", project.diagnostics);
+        let project =
+            crate::plan::check_project(project.spec.as_ref().unwrap(), Path::new("/p"), &templates)
+                .unwrap_or_else(|p| panic!("{p:?}"));
+        let spec: Loaded<PipelineSpec> = load_str(
+            Path::new("pipelines/events.yaml"),
+            pipeline,
+            SpecKind::Pipeline,
+        );
+        assert!(spec.diagnostics.is_empty(), "{:?}", spec.diagnostics);
+        match check_pipeline(
+            spec.spec.as_ref().unwrap(),
+            Path::new("pipelines/events.yaml"),
+            &project,
+            "local",
+            &templates,
+        ) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems
+                .into_iter()
+                .map(|p| (p.path.to_string(), p.message, p.hint))
+                .collect(),
+        }
+    }
+
+    const LOAD_FROM_BUCKET: &str = indoc! {r#"
+        version: 1
+        source: { connection: mongo, database: shop, collection: events }
+        partition: { field: created_at, kind: date, start_date: "2020-06-01" }
+        sinks:
+          lake: { connection: lake, path: "raw/events/dt={{ ds }}/events.jsonl.gz" }
+          warehouse: { type: bigquery, connection: warehouse, dataset: shop, table: events, load_from: bucket }
+    "#};
+
+    /// Issue 32, part 4: BigQuery reads staged rows from a bucket, so
+    /// `load_from: bucket` needs the lake in one.
+    #[test]
+    fn load_from_bucket_needs_a_gs_lake() {
+        assert_eq!(
+            problems(".etl/lake", LOAD_FROM_BUCKET),
+            [(
+                "sinks.warehouse.load_from".to_owned(),
+                "`load_from: bucket` needs the lake in a `gs://` bucket, found `file:///p/.etl/lake`".to_owned(),
+                Some("point the lake's connection at a `gs://` URL, where BigQuery can read the staged rows, or drop `load_from` to send the rows in the load request".to_owned()),
+            )]
+        );
+        assert_eq!(problems("gs://acme-lake/prefix", LOAD_FROM_BUCKET), []);
+        let by_request = LOAD_FROM_BUCKET.replace(", load_from: bucket", "");
+        assert_eq!(problems(".etl/lake", &by_request), []);
+    }
+
+    /// Where a load reads its rows from does not change them: switching
+    /// `load_from` leaves the rows hash, and so every loaded day, as it was.
+    #[test]
+    fn load_from_leaves_the_spec_hashes_as_they_were() {
+        let parse = |text: &str| {
+            load_str::<PipelineSpec>(Path::new("p.yaml"), text, SpecKind::Pipeline)
+                .spec
+                .unwrap()
+        };
+        let bucket = parse(LOAD_FROM_BUCKET);
+        let request = parse(&LOAD_FROM_BUCKET.replace(", load_from: bucket", ""));
+        assert_eq!(rows_hash(&bucket), rows_hash(&request));
+        assert!(!serde_json::to_string(&request)
+            .unwrap()
+            .contains("load_from"));
+    }
 }

@@ -990,6 +990,37 @@ pub struct BigquerySinkSpec {
     /// How a day's rows are replaced. Default: `decorator`.
     #[serde(default)]
     pub replace: ReplaceMode,
+
+    /// Where a load job reads a day's rows from. Default: `request`, the
+    /// rows sent in the load request. `bucket` stages them in the lake's
+    /// `gs://` bucket (under `_load/`, deleted after the load) and loads
+    /// from there, as production loads above the request size limit must.
+    // Left out when it is the default, so that the spec hashes of the days
+    // loaded before the option existed stay as they were.
+    #[serde(default, skip_serializing_if = "LoadFrom::is_request")]
+    pub load_from: LoadFrom,
+}
+
+/// Where a BigQuery load job reads the rows from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadFrom {
+    /// The rows file is uploaded in the load request (a resumable upload):
+    /// no bucket needed, but BigQuery limits the size of such a request.
+    #[default]
+    Request,
+    /// The rows file is written to the lake's `gs://` bucket, under
+    /// `_load/<dataset>/<table>/<day>/`, the job loads it by its `gs://`
+    /// URI, and the object is deleted after the load. What a crash leaves
+    /// there is deleted by the next run of the day. The lake connection
+    /// must be a `gs://` URL.
+    Bucket,
+}
+
+impl LoadFrom {
+    fn is_request(&self) -> bool {
+        *self == LoadFrom::Request
+    }
 }
 
 /// How a BigQuery partition is replaced.

@@ -143,6 +143,21 @@ impl Api {
         .await
     }
 
+    /// `jobs.insert` of a job whose data is already in a bucket. Not
+    /// retried here: a retry needs a new job id.
+    pub(super) async fn insert_job(&self, job: &Value) -> Result<Value, ApiError> {
+        let resp = self
+            .http
+            .post(format!("{}/jobs", self.project_url))
+            .bearer_auth(self.token().await?)
+            .timeout(REQUEST_TIMEOUT)
+            .json(job)
+            .send()
+            .await
+            .map_err(transport)?;
+        read_json(resp).await
+    }
+
     /// A resumable upload: the job resource opens a session, then one `PUT`
     /// streams the file. Returns the job. Not retried here: a retry needs a
     /// new job id.

@@ -28,7 +28,9 @@
 //!
 //! Files are sent with the resumable upload protocol (session, then one
 //! `PUT` of the file streamed from disk), which both BigQuery and the
-//! emulator accept. Requests go straight through `reqwest` rather than
+//! emulator accept. Or, for [`LoadSource::Uri`] (`load_from: bucket`),
+//! the job names an object in Cloud Storage (`sourceUris`) that BigQuery
+//! reads itself, without the size limit of a request. Requests go straight through `reqwest` rather than
 //! `gcp-bigquery-client`'s typed API: that crate has no media uploads, and
 //! its errors lose the HTTP status when a body is not BigQuery's JSON,
 //! which the retry policy needs. The crate still provides authentication
@@ -66,6 +68,16 @@ pub use client::ApiError;
 pub use jobs::decorator_load_job;
 pub use schema::{LayoutColumn, TableLayout};
 pub use sink::{BigQuerySink, TableState};
+
+/// Where a load job reads a day's rows from.
+#[derive(Debug, Clone, Copy)]
+pub enum LoadSource<'a> {
+    /// A local NDJSON file, sent in the load request.
+    File(&'a std::path::Path),
+    /// An NDJSON object in a bucket, `gs://bucket/key`, which BigQuery
+    /// reads itself (`sourceUris`): no request size limit.
+    Uri(&'a str),
+}
 
 /// Why a BigQuery operation failed.
 #[derive(Debug, thiserror::Error)]

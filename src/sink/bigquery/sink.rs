@@ -21,7 +21,7 @@ use super::jobs::{
 use super::schema::{
     check_partitioning, check_schema, missing_fields, parse_column, schema_json, TableLayout,
 };
-use super::{BigQueryError, Target};
+use super::{BigQueryError, LoadSource, Target};
 use crate::credentials::ServiceAccount;
 use crate::spec::ReplaceMode;
 use crate::table::TableSchema;
@@ -305,6 +305,33 @@ impl BigQuerySink {
         partition_column: &str,
         mode: ReplaceMode,
     ) -> Result<u64, BigQueryError> {
+        self.replace_partition_from(
+            dataset,
+            table,
+            day,
+            LoadSource::File(rows_file),
+            rows,
+            schema,
+            partition_column,
+            mode,
+        )
+        .await
+    }
+
+    /// [`Self::replace_partition`] with the rows in a file or, for
+    /// [`LoadSource::Uri`], in an object BigQuery reads itself.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn replace_partition_from(
+        &self,
+        dataset: &str,
+        table: &str,
+        day: NaiveDate,
+        rows_file: LoadSource<'_>,
+        rows: u64,
+        schema: &TableSchema,
+        partition_column: &str,
+        mode: ReplaceMode,
+    ) -> Result<u64, BigQueryError> {
         check_names(dataset, table)?;
         let target = self.target(dataset, table, Some(day));
         check_schema(&target, schema, partition_column)?;
@@ -483,7 +510,7 @@ impl BigQuerySink {
     async fn replace_via_staging(
         &self,
         target: &Target,
-        rows_file: &Path,
+        rows_file: LoadSource<'_>,
         schema: &TableSchema,
         partition_column: &str,
     ) -> Result<(), BigQueryError> {
@@ -594,14 +621,18 @@ impl BigQuerySink {
         }
     }
 
-    /// Runs a load job whose data is `file`, and waits for it.
+    /// Runs a load job whose data is `source`, and waits for it.
     async fn load(
         &self,
         op: &'static str,
         target: &Target,
         job: Value,
-        file: &Path,
+        source: LoadSource<'_>,
     ) -> Result<Value, BigQueryError> {
+        let file = match source {
+            LoadSource::File(file) => file,
+            LoadSource::Uri(uri) => return self.load_uri(op, target, job, uri).await,
+        };
         let size = tokio::fs::metadata(file)
             .await
             .map_err(|error| BigQueryError::Io {
@@ -632,6 +663,45 @@ impl BigQuerySink {
                 .unwrap_or("?"),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "load job done"
+        );
+        Ok(done)
+    }
+
+    /// Runs a load job reading the object at `uri` (`gs://...`), and waits
+    /// for it. The job carries its `jobReference` from the start: a job id
+    /// of ours makes the insert safe to retry, and bigquery-emulator fails
+    /// a `sourceUris` load without one (HTTP 500, nil pointer).
+    async fn load_uri(
+        &self,
+        op: &'static str,
+        target: &Target,
+        job: Value,
+        uri: &str,
+    ) -> Result<Value, BigQueryError> {
+        let day = target
+            .day
+            .map(|d| d.format("%Y%m%d").to_string())
+            .unwrap_or_default();
+        let prefix = job_prefix(&target.table, &day);
+        let mut job = job;
+        job["configuration"]["load"]["sourceUris"] = json!([uri]);
+        let started = Instant::now();
+        let resp = retry(RETRIES, "load job", || {
+            let mut body = job.clone();
+            body["jobReference"] = self.job_reference(&prefix);
+            async move { self.api.insert_job(&body).await }
+        })
+        .await
+        .map_err(target.request_failed(op))?;
+        let done = self.wait_job(op, target, resp).await?;
+        debug!(
+            job_id = done["jobReference"]["jobId"].as_str().unwrap_or("?"),
+            uri,
+            output_rows = done["statistics"]["load"]["outputRows"]
+                .as_str()
+                .unwrap_or("?"),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "load job from the bucket done"
         );
         Ok(done)
     }

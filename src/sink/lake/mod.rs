@@ -217,6 +217,16 @@ impl Store {
         format!("{}/{}", self.url.trim_end_matches('/'), rel)
     }
 
+    /// The `gs://bucket/key` URI of `rel`, by which BigQuery reads it;
+    /// None unless the store is a GCS bucket.
+    pub fn gs_uri(&self, rel: &str) -> Option<String> {
+        let url = url::Url::parse(&self.url).ok()?;
+        if url.scheme() != "gs" {
+            return None;
+        }
+        Some(format!("gs://{}/{}", url.host_str()?, self.path(rel)))
+    }
+
     fn io(
         &self,
         operation: &'static str,
@@ -417,6 +427,33 @@ impl Store {
 mod tests {
     use super::*;
     use object_store::memory::InMemory;
+
+    /// The URI a BigQuery load job is given for a staged object: the
+    /// bucket, the store's prefix, then the object (issue 32, part 4).
+    #[test]
+    fn gs_uri_names_the_object_in_its_bucket_and_only_on_gcs() {
+        let key = serde_json::json!({
+            "gcs_base_url": "http://127.0.0.1:1",
+            "disable_oauth": true,
+            "client_email": "",
+            "private_key": "",
+            "private_key_id": "",
+        })
+        .to_string();
+        let options = BTreeMap::from([("google_service_account_key".to_owned(), key)]);
+        let gcs = Store::open("gs://acme-lake/etl/prod", &options).unwrap();
+        assert_eq!(
+            gcs.gs_uri("_load/shop/events/2020-06-01/a1.ndjson")
+                .as_deref(),
+            Some("gs://acme-lake/etl/prod/_load/shop/events/2020-06-01/a1.ndjson")
+        );
+        let memory = Store::from_parts(
+            Arc::new(InMemory::new()),
+            Path::from("p"),
+            "memory://".into(),
+        );
+        assert_eq!(memory.gs_uri("a.ndjson"), None);
+    }
 
     #[tokio::test]
     async fn upload_overwrites_the_same_name() {

@@ -1,11 +1,19 @@
 //! [`Warehouse`] on BigQuery: a table per output table, DAY-partitioned on
 //! the partition column; the work is [`BigQuerySink`]'s.
+//!
+//! With a bucket ([`BigQuery::with_bucket`], `load_from: bucket`) a day's
+//! rows file is staged in the lake's bucket under
+//! `_load/<dataset>/<table>/<day>/<attempt>.ndjson` and loaded from there,
+//! then deleted whatever the load did. A process that dies in between
+//! leaves an object that nothing reads; the next attempt at the day
+//! deletes whatever is under its folder before staging its own.
 
 use chrono::NaiveDate;
 use tokio::sync::Mutex;
 
 use super::{DayRows, ReadRows, Table, Warehouse, WarehouseError};
-use crate::sink::bigquery::{BigQueryError, BigQuerySink};
+use crate::sink::bigquery::{BigQueryError, BigQuerySink, LoadSource};
+use crate::sink::lake::{LakeError, Store};
 use crate::spec::ReplaceMode;
 use crate::table::TableSchema;
 
@@ -16,6 +24,9 @@ pub struct BigQuery {
     partition_column: String,
     clustering: Vec<String>,
     replace: ReplaceMode,
+    /// Where rows are staged for BigQuery to read them (a `gs://` lake);
+    /// None sends them in the load request.
+    bucket: Option<Store>,
     /// Table creation and schema changes happen one day at a time.
     schema_changes: Mutex<()>,
 }
@@ -34,9 +45,77 @@ impl BigQuery {
             partition_column: partition_column.to_owned(),
             clustering: clustering.to_vec(),
             replace,
+            bucket: None,
             schema_changes: Mutex::new(()),
         }
     }
+
+    /// Loads from `bucket` (a `gs://` store, the lake) instead of sending
+    /// the rows in the request.
+    pub fn with_bucket(mut self, bucket: Store) -> Self {
+        self.bucket = Some(bucket);
+        self
+    }
+
+    /// Stages `rows` in `bucket`, replaces the day from there, and deletes
+    /// the staged object.
+    async fn replace_day_from_bucket(
+        &self,
+        bucket: &Store,
+        table: &Table,
+        day: NaiveDate,
+        rows: &DayRows,
+        schema: &TableSchema,
+    ) -> Result<u64, WarehouseError> {
+        let dir = stage_dir(&table.dataset, &table.name, day);
+        // What an attempt that died before its clean-up left.
+        for left in bucket.list(&dir).await.map_err(lake_error)? {
+            bucket.delete(&left).await.map_err(lake_error)?;
+            tracing::info!(object = %bucket.display(&left), "staged rows of an earlier attempt deleted");
+        }
+        let rel = format!("{dir}/{}.ndjson", uuid::Uuid::new_v4().simple());
+        let uri = bucket.gs_uri(&rel).ok_or_else(|| {
+            WarehouseError::new(
+                format!(
+                    "`load_from: bucket` needs a `gs://` lake, not `{}`",
+                    bucket.display("")
+                ),
+                false,
+            )
+        })?;
+        bucket
+            .upload(&rows.ndjson, &rel)
+            .await
+            .map_err(lake_error)?;
+        let loaded = self
+            .sink
+            .replace_partition_from(
+                &table.dataset,
+                &table.name,
+                day,
+                LoadSource::Uri(&uri),
+                rows.rows,
+                schema,
+                &self.partition_column,
+                self.replace,
+            )
+            .await;
+        if let Err(e) = bucket.delete(&rel).await {
+            tracing::warn!(error = %e, object = %uri, "cannot delete the staged rows; the next run of the day does");
+        }
+        Ok(loaded?)
+    }
+}
+
+/// The folder of a day's staged rows in the bucket: one per table and day,
+/// so an attempt knows what an earlier one may have left.
+fn stage_dir(dataset: &str, table: &str, day: NaiveDate) -> String {
+    format!("_load/{dataset}/{table}/{day}")
+}
+
+fn lake_error(e: LakeError) -> WarehouseError {
+    let transient = e.is_transient();
+    WarehouseError::new(e, transient)
 }
 
 impl From<BigQueryError> for WarehouseError {
@@ -74,6 +153,12 @@ impl Warehouse for BigQuery {
         rows: &DayRows,
         schema: &TableSchema,
     ) -> Result<u64, WarehouseError> {
+        // A day without rows sends no load job, so nothing is staged.
+        if let (Some(bucket), true) = (&self.bucket, rows.rows > 0) {
+            return self
+                .replace_day_from_bucket(bucket, table, day, rows, schema)
+                .await;
+        }
         Ok(self
             .sink
             .replace_partition(
