@@ -11,9 +11,11 @@
 # seed draws the same trials:
 #   ETL_CRASH_SEED=<seed> ETL_CRASH_TRIALS=5 ETL_CRASH_DAYS=10 cargo test --release --features test-hooks --test stack_crash -- --nocapture
 #
-# stack/test.sh runs 5 trials of a 3-day backfill: every point, at the
-# smallest backfill that reaches it. MongoDB is mongo-java-server, as for
-# the rest of the suite; ETL_TEST_MONGO=ferretdb runs them on FerretDB.
+# stack/test.sh runs 5 trials of a 3-day backfill, with the lake on gs://
+# (gcs-front) and again in a folder: every point, at the smallest backfill
+# that reaches it. Here the lake is on gs:// unless ETL_CRASH_LAKE=files.
+# MongoDB is mongo-java-server, as for the rest of the suite;
+# ETL_TEST_MONGO=ferretdb runs them on FerretDB.
 #
 #   stack/crash-trials.sh               20 trials (4 batches), a new seed
 #   stack/crash-trials.sh 40 1733370000 40 trials (8 batches) from that seed

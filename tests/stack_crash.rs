@@ -17,6 +17,10 @@
 //! ETL_CRASH_SEED=1234 ETL_CRASH_TRIALS=20 cargo test --release --features test-hooks --test stack_crash -- --nocapture
 //! ```
 //!
+//! The lake is a `gs://` prefix on the stack's GCS server (gcs-front), as
+//! production keeps it, or with `ETL_CRASH_LAKE=files` a local folder;
+//! `stack/test.sh` runs the trials on both.
+//!
 //! The backfill is `ETL_CRASH_DAYS` days (3 unless set: the smallest that
 //! reaches every point more than once, each pipeline's days running beside
 //! the others'); the arrival drawn for each point scales with it.
@@ -70,6 +74,8 @@ struct Landed {
 struct Trials {
     project: common::Project,
     dataset: String,
+    /// The lake, when it is on GCS (else `.etl/lake`).
+    gcs_lake: Option<etl::sink::lake::Store>,
     /// The day after the backfill's last: "today", so that a catch-up
     /// covers exactly the backfill.
     today: String,
@@ -93,6 +99,11 @@ impl Trials {
     async fn reset(&self) {
         for dir in ["lake", "warehouse", "state", "staging"] {
             let _ = std::fs::remove_dir_all(self.project.path().join(".etl").join(dir));
+        }
+        if let Some(lake) = &self.gcs_lake {
+            for rel in lake.list("").await.unwrap() {
+                lake.delete(&rel).await.unwrap();
+            }
         }
         let emulator = stack::Emulator::require().await;
         for (table, _) in BQ_TABLES {
@@ -120,10 +131,18 @@ impl Trials {
             let distinct = ids.iter().collect::<BTreeSet<_>>().len() as u64;
             warehouse.insert(("products".to_owned(), day), (ids.len() as u64, distinct));
         }
-        Landed {
-            lake: common::files_under(&root.join("lake")),
-            warehouse,
-        }
+        let lake = match &self.gcs_lake {
+            Some(lake) => {
+                let mut objects = BTreeMap::new();
+                for rel in lake.list("").await.unwrap() {
+                    let bytes = lake.get(&rel).await.unwrap().unwrap();
+                    objects.insert(rel, bytes.to_vec());
+                }
+                objects
+            }
+            None => common::files_under(&root.join("lake")),
+        };
+        Landed { lake, warehouse }
     }
 }
 
@@ -218,9 +237,15 @@ async fn a_killed_backfill_then_a_catch_up_equals_a_clean_run() {
     );
     let first = chrono::NaiveDate::parse_from_str(FIRST_DAY, "%Y-%m-%d").unwrap();
     let last = first + chrono::Days::new(days - 1);
+    let gcs_lake = match std::env::var("ETL_CRASH_LAKE").as_deref() {
+        Ok("gcs") | Err(_) => Some(project.lake_on_gcs(&format!("it_crash/{database}"))),
+        Ok("files") => None,
+        Ok(other) => panic!("ETL_CRASH_LAKE is `gcs` or `files`, not `{other}`"),
+    };
     let trials = Trials {
         project,
         dataset: database.clone(),
+        gcs_lake,
         today: (last + chrono::Days::new(1)).to_string(),
     };
     let mut demo = vec![
@@ -257,6 +282,16 @@ async fn a_killed_backfill_then_a_catch_up_equals_a_clean_run() {
         "the clean run loads {days} days of users: {:?}",
         reference.warehouse.keys()
     );
+    let raw = reference
+        .lake
+        .keys()
+        .filter(|k| k.starts_with("raw/"))
+        .count();
+    assert!(
+        raw >= 3 * days as usize,
+        "the clean run archives each pipeline's days in the lake: {:?}",
+        reference.lake.keys()
+    );
     for ((table, day), (rows, distinct)) in &reference.warehouse {
         assert!(
             *rows > 0 && rows == distinct,
@@ -273,8 +308,13 @@ async fn a_killed_backfill_then_a_catch_up_equals_a_clean_run() {
     let count = env_number("ETL_CRASH_TRIALS").unwrap_or(5) as usize;
     let kills = draw(seed, count, days, clean_time);
     eprintln!(
-        "crash trials: seed {seed}, {count} trials of a {days}-day backfill (replay with ETL_CRASH_SEED={seed} ETL_CRASH_TRIALS={count} ETL_CRASH_DAYS={days}); the clean run took {:.1}s",
-        clean_time.as_secs_f64()
+        "crash trials: seed {seed}, {count} trials of a {days}-day backfill, the lake {lake} (replay with ETL_CRASH_SEED={seed} ETL_CRASH_TRIALS={count} ETL_CRASH_DAYS={days} ETL_CRASH_LAKE={kind}); the clean run took {:.1}s",
+        clean_time.as_secs_f64(),
+        lake = match &trials.gcs_lake {
+            Some(l) => l.display(""),
+            None => ".etl/lake".to_owned(),
+        },
+        kind = if trials.gcs_lake.is_some() { "gcs" } else { "files" },
     );
 
     for (i, kill) in kills.iter().enumerate() {

@@ -21,19 +21,6 @@ use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path;
 use object_store::{GetOptions, ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
 
-/// A service-account key such as a production one, but pointing at the
-/// stack's server, with OAuth off: no secret.
-fn service_account_key() -> String {
-    serde_json::json!({
-        "gcs_base_url": stack::gcs_endpoint(),
-        "disable_oauth": true,
-        "client_email": "",
-        "private_key": "",
-        "private_key_id": "",
-    })
-    .to_string()
-}
-
 /// Fails the test with a hint unless the stack's GCS server answers.
 fn require_gcs() {
     let endpoint = stack::gcs_endpoint();
@@ -63,7 +50,7 @@ fn store(test: &str) -> Store {
     require_gcs();
     let options = BTreeMap::from([(
         "google_service_account_key".to_owned(),
-        service_account_key(),
+        stack::gcs_service_account_key(),
     )]);
     Store::open(
         &format!("gs://{}/{}", stack::GCS_BUCKET, prefix(test)),
@@ -89,7 +76,7 @@ fn gcs() -> object_store::gcp::GoogleCloudStorage {
     require_gcs();
     object_store::gcp::GoogleCloudStorageBuilder::new()
         .with_bucket_name(stack::GCS_BUCKET)
-        .with_service_account_key(service_account_key())
+        .with_service_account_key(stack::gcs_service_account_key())
         .build()
         .unwrap()
 }
@@ -528,7 +515,7 @@ async fn four_workers_share_one_backfill_through_leases_on_gcs() {
     );
     project.set_env("ETL_MONGO_PORT", &stack::mongo_port().to_string());
     project.set_env("ETL_BQ_ENDPOINT", &stack::bq_endpoint());
-    project.set_env("ETL_GCS_KEY", &service_account_key());
+    project.set_env("ETL_GCS_KEY", &stack::gcs_service_account_key());
     let state = leases::StateStore::on(
         Arc::new(gcs()),
         &state_prefix,

@@ -16,19 +16,6 @@ use bson::doc;
 use common::stack;
 use etl::sink::lake::Store;
 
-/// A service-account key such as a production one, but pointing at the
-/// stack's GCS server, with OAuth off: no secret.
-fn service_account_key() -> String {
-    serde_json::json!({
-        "gcs_base_url": stack::gcs_endpoint(),
-        "disable_oauth": true,
-        "client_email": "",
-        "private_key": "",
-        "private_key_id": "",
-    })
-    .to_string()
-}
-
 /// A project whose `local` lake is `gs://etl-lake/<prefix>`, with its
 /// database, dataset and lake prefix of its own.
 struct Project {
@@ -43,30 +30,17 @@ impl Project {
     async fn on_stack(tag: &str) -> Self {
         stack::mongo().await;
         let name = format!("it_{tag}_{}", std::process::id());
-        let url = format!("gs://{}/it_load_from/{name}", stack::GCS_BUCKET);
         let mut project = common::Project::with(&["etl.yaml"]);
         project.edit(
             "etl.yaml",
             "?directConnection=true",
             "?directConnection=true&serverSelectionTimeoutMS=2000",
         );
-        project.edit(
-            "etl.yaml",
-            "      lake:\n        type: object_store\n        url: .etl/lake\n",
-            &format!(
-                "      lake:\n        type: object_store\n        url: {url}\n        options:\n          google_service_account_key: '{{{{ env(\"ETL_TEST_GCS_KEY\") }}}}'\n"
-            ),
-        );
+        let lake = project.lake_on_gcs(&format!("it_load_from/{name}"));
         project.set_env("ETL_MONGO_PORT", &stack::mongo_port().to_string());
-        project.set_env("ETL_TEST_GCS_KEY", &service_account_key());
         if let Ok(bq) = std::env::var("ETL_BQ_ENDPOINT") {
             project.set_env("ETL_BQ_ENDPOINT", &bq);
         }
-        let options = BTreeMap::from([(
-            "google_service_account_key".to_owned(),
-            service_account_key(),
-        )]);
-        let lake = Store::open(&url, &options).unwrap();
         Self {
             project,
             name,
@@ -198,7 +172,7 @@ async fn the_warehouse_contract_holds_when_loads_come_from_the_bucket() {
     emu.drop_table(stack::BQ_DATASET, &name).await;
     let options = BTreeMap::from([(
         "google_service_account_key".to_owned(),
-        service_account_key(),
+        stack::gcs_service_account_key(),
     )]);
     let lake = Store::open(
         &format!("gs://{}/it_load_from/{name}", stack::GCS_BUCKET),

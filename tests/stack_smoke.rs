@@ -131,7 +131,12 @@ async fn gcs_json_api_upload_reads_back_through_object_store() {
         .body(body)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("gcs-front (fake-gcs-server) is not reachable: {e}\n{}", stack::HINT));
+        .unwrap_or_else(|e| {
+            panic!(
+                "gcs-front (fake-gcs-server) is not reachable: {e}\n{}",
+                stack::HINT
+            )
+        });
     assert!(resp.status().is_success(), "upload: {}", resp.status());
 
     // object_store's GCS client reads through the JSON API, so reads work

@@ -226,6 +226,25 @@ impl Project {
         );
     }
 
+    /// Moves the project's lake (connection `lake`, every profile) to
+    /// `gs://<the stack's bucket>/<prefix>` on the stack's GCS server, with
+    /// a key from the environment as a production one would come; the
+    /// lake as `etl` opens it.
+    pub fn lake_on_gcs(&mut self, prefix: &str) -> etl::sink::lake::Store {
+        let url = format!("gs://{}/{prefix}", stack::GCS_BUCKET);
+        self.edit(
+            "etl.yaml",
+            "      lake:\n        type: object_store\n        url: .etl/lake\n",
+            &format!(
+                "      lake:\n        type: object_store\n        url: {url}\n        options:\n          google_service_account_key: '{{{{ env(\"ETL_TEST_GCS_KEY\") }}}}'\n"
+            ),
+        );
+        let key = stack::gcs_service_account_key();
+        self.set_env("ETL_TEST_GCS_KEY", &key);
+        let options = BTreeMap::from([("google_service_account_key".to_owned(), key)]);
+        etl::sink::lake::Store::open(&url, &options).unwrap()
+    }
+
     /// Sets `key` for every command the project runs.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.push((key.to_owned(), value.to_owned()));
@@ -339,9 +358,23 @@ pub mod stack {
         }
     }
 
-    /// fake-gcs-server's base URL.
+    /// gcs-front's (fake-gcs-server's) base URL.
     pub fn gcs_endpoint() -> String {
         var("STORAGE_EMULATOR_HOST", "http://127.0.0.1:4443")
+    }
+
+    /// A service-account key such as a production one, but pointing at
+    /// the stack's GCS server, with OAuth off: no secret. A `gs://`
+    /// connection takes it as `google_service_account_key`.
+    pub fn gcs_service_account_key() -> String {
+        serde_json::json!({
+            "gcs_base_url": gcs_endpoint(),
+            "disable_oauth": true,
+            "client_email": "",
+            "private_key": "",
+            "private_key_id": "",
+        })
+        .to_string()
     }
 
     /// moto's S3 endpoint, and the bucket `stack.sh up` creates there.
