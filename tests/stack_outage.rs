@@ -14,8 +14,8 @@
 //! mongo-java-server, moto's S3, bigquery-emulator), so no other test
 //! sees the outage. The lake outage uses S3 (moto) where the issue names
 //! GCS: it was written before `stack/gcs-front` served the XML API that
-//! `object_store` writes `gs://` with (issue 32); a GCS lake outage is not
-//! written yet.
+//! `object_store` writes `gs://` with (issue 32); the GCS lake outage runs
+//! beside it, on a gcs-front of its own.
 
 mod common;
 
@@ -31,6 +31,8 @@ use serde_json::Value;
 
 const DAYS: [&str; 3] = ["2020-06-01", "2020-06-02", "2020-06-03"];
 const S3_BUCKET: &str = "etl-outage";
+/// The bucket of the GCS lake outage, on a gcs-front of the test's own.
+const GCS_BUCKET: &str = "etl-outage";
 /// `etl run --retries 1`: two attempts a day.
 const ATTEMPTS: u64 = 2;
 
@@ -41,6 +43,8 @@ enum Outage {
     Mongo,
     /// Its lake, an S3 bucket on moto, is killed.
     Lake,
+    /// Its lake, a GCS bucket on a gcs-front of the test's own, is killed.
+    GcsLake,
     /// Its BigQuery emulator is killed.
     BigQuery,
     /// Its lake folder is made read-only.
@@ -122,6 +126,50 @@ async fn start_moto(port: u16) -> Server {
     server
 }
 
+/// A service-account key for the gcs-front on `port`, OAuth off, as
+/// `common::stack::gcs_service_account_key` makes one for the stack's.
+fn gcs_key(port: u16) -> String {
+    serde_json::json!({
+        "gcs_base_url": format!("http://127.0.0.1:{port}"),
+        "disable_oauth": true,
+        "client_email": "",
+        "private_key": "",
+        "private_key_id": "",
+    })
+    .to_string()
+}
+
+/// The stack's GCS server (gcs-front) on `port`, keeping its objects in
+/// `dir` as GCS keeps them across an outage, with the test's bucket.
+async fn start_gcs(port: u16, dir: &Path) -> Server {
+    let mut cmd = Command::new(common::root().join("stack/bin/gcs-front"));
+    cmd.args([
+        "-scheme",
+        "http",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        &port.to_string(),
+    ])
+    .args(["-backend", "filesystem", "-filesystem-root"])
+    .arg(dir);
+    let server = Server::spawn(cmd);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_http(&format!("{base}/storage/v1/b")).await;
+    let made = reqwest::Client::new()
+        .post(format!("{base}/storage/v1/b"))
+        .json(&serde_json::json!({ "name": GCS_BUCKET }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        made.status().is_success() || made.status() == reqwest::StatusCode::CONFLICT,
+        "bucket: {}",
+        made.status()
+    );
+    server
+}
+
 /// bigquery-emulator on `port`, keeping its data in `dir`.
 async fn start_bigquery(port: u16, grpc: u16, dir: &Path) -> Server {
     let mut cmd = Command::new(common::root().join("stack/bin/bigquery-emulator"));
@@ -196,7 +244,10 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(outage: Outage, users_mongo: u16, bq_endpoint: &str, s3_port: u16) -> Self {
+    /// `lake_port` is the port of the S3 (moto) or GCS server of a lake
+    /// outage or of the state store's.
+    fn new(outage: Outage, users_mongo: u16, bq_endpoint: &str, lake_port: u16) -> Self {
+        let s3_port = lake_port;
         let database = format!(
             "it_outage_{}_{}",
             format!("{outage:?}").to_lowercase(),
@@ -250,6 +301,28 @@ impl Setup {
         }
         if outage == Outage::Lake {
             project.edit(users, "    connection: lake\n", "    connection: lake_s3\n");
+        }
+        if outage == Outage::GcsLake {
+            project.edit(
+                "etl.yaml",
+                "  local:\n    connections:\n",
+                &format!(
+                    "  local:
+    connections:
+      lake_gcs:
+        type: object_store
+        url: gs://{GCS_BUCKET}/lake
+        options:
+          google_service_account_key: '{{{{ env(\"ETL_GCS_KEY\") }}}}'
+"
+                ),
+            );
+            project.set_env("ETL_GCS_KEY", &gcs_key(lake_port));
+            project.edit(
+                users,
+                "    connection: lake\n",
+                "    connection: lake_gcs\n",
+            );
         }
         if outage == Outage::SilentSource {
             project.edit(
@@ -575,6 +648,64 @@ async fn the_s3_lake_stopped_mid_day() {
         .build()
         .unwrap();
     for day in &DAYS[1..] {
+        use object_store::ObjectStore;
+        let key = format!(
+            "lake/raw/users/dt={day}/users-{}.jsonl.gz",
+            day.replace('-', "")
+        );
+        let bytes = store
+            .get(&object_store::path::Path::from(key.as_str()))
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e}"))
+            .bytes()
+            .await
+            .unwrap();
+        let mut text = String::new();
+        use std::io::Read;
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(
+            text.lines().count() as u64,
+            setup.mongo_users(stack::mongo_port(), day).await,
+            "{key}"
+        );
+    }
+}
+
+/// Issue 32: the same outage with the lake in a `gs://` bucket, written
+/// through `object_store`'s GCS client (the XML API gcs-front serves).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gcs_lake_stopped_mid_day() {
+    stack::mongo().await;
+    let port = free_port();
+    let data = tempfile::tempdir().unwrap();
+    let gcs = std::cell::RefCell::new(start_gcs(port, data.path()).await);
+    let setup = Setup::new(
+        Outage::GcsLake,
+        stack::mongo_port(),
+        &stack::bq_endpoint(),
+        port,
+    );
+    setup.seed(stack::mongo_port());
+    outage(
+        &setup,
+        || gcs.borrow_mut().kill(),
+        || async {
+            // Its objects are on disk: day 1's archive is still there.
+            *gcs.borrow_mut() = start_gcs(port, data.path()).await;
+        },
+        &format!("gs://{GCS_BUCKET}/lake"),
+    )
+    .await;
+    setup.users_loaded(stack::mongo_port()).await;
+    // Every day is in the bucket now, whole.
+    let store = object_store::gcp::GoogleCloudStorageBuilder::new()
+        .with_bucket_name(GCS_BUCKET)
+        .with_service_account_key(gcs_key(port))
+        .build()
+        .unwrap();
+    for day in DAYS {
         use object_store::ObjectStore;
         let key = format!(
             "lake/raw/users/dt={day}/users-{}.jsonl.gz",
