@@ -550,6 +550,34 @@ where
 }
 
 impl Setup {
+    /// Each of `days` of `users` archived whole in the lake bucket `store`
+    /// (under `lake/`), with MongoDB's count of lines.
+    async fn archived(&self, store: &dyn object_store::ObjectStore, days: &[&str]) {
+        use std::io::Read;
+        for day in days {
+            let key = format!(
+                "lake/raw/users/dt={day}/users-{}.jsonl.gz",
+                day.replace('-', "")
+            );
+            let bytes = store
+                .get(&object_store::path::Path::from(key.as_str()))
+                .await
+                .unwrap_or_else(|e| panic!("{key}: {e}"))
+                .bytes()
+                .await
+                .unwrap();
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_string(&mut text)
+                .unwrap();
+            assert_eq!(
+                text.lines().count() as u64,
+                self.mongo_users(stack::mongo_port(), day).await,
+                "{key}"
+            );
+        }
+    }
+
     /// Every day of `users` in the warehouse with MongoDB's count.
     async fn users_loaded(&self, mongo_port: u16) {
         for day in DAYS {
@@ -647,30 +675,7 @@ async fn the_s3_lake_stopped_mid_day() {
         .with_secret_access_key(stack::S3_KEY)
         .build()
         .unwrap();
-    for day in &DAYS[1..] {
-        use object_store::ObjectStore;
-        let key = format!(
-            "lake/raw/users/dt={day}/users-{}.jsonl.gz",
-            day.replace('-', "")
-        );
-        let bytes = store
-            .get(&object_store::path::Path::from(key.as_str()))
-            .await
-            .unwrap_or_else(|e| panic!("{key}: {e}"))
-            .bytes()
-            .await
-            .unwrap();
-        let mut text = String::new();
-        use std::io::Read;
-        flate2::read::GzDecoder::new(&bytes[..])
-            .read_to_string(&mut text)
-            .unwrap();
-        assert_eq!(
-            text.lines().count() as u64,
-            setup.mongo_users(stack::mongo_port(), day).await,
-            "{key}"
-        );
-    }
+    setup.archived(&store, &DAYS[1..]).await;
 }
 
 /// Issue 32: the same outage with the lake in a `gs://` bucket, written
@@ -705,30 +710,7 @@ async fn the_gcs_lake_stopped_mid_day() {
         .with_service_account_key(gcs_key(port))
         .build()
         .unwrap();
-    for day in DAYS {
-        use object_store::ObjectStore;
-        let key = format!(
-            "lake/raw/users/dt={day}/users-{}.jsonl.gz",
-            day.replace('-', "")
-        );
-        let bytes = store
-            .get(&object_store::path::Path::from(key.as_str()))
-            .await
-            .unwrap_or_else(|e| panic!("{key}: {e}"))
-            .bytes()
-            .await
-            .unwrap();
-        let mut text = String::new();
-        use std::io::Read;
-        flate2::read::GzDecoder::new(&bytes[..])
-            .read_to_string(&mut text)
-            .unwrap();
-        assert_eq!(
-            text.lines().count() as u64,
-            setup.mongo_users(stack::mongo_port(), day).await,
-            "{key}"
-        );
-    }
+    setup.archived(&store, &DAYS).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -57,6 +57,10 @@ func main() {
 	if *scheme != "http" {
 		log.Fatalf("-scheme %q: only http is served", *scheme)
 	}
+	// The stack serves this machine only: no object reaches another.
+	if ip := net.ParseIP(*host); *host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		log.Fatalf("-host %q: only a loopback address (127.0.0.1, ::1 or localhost) is served", *host)
+	}
 	addr := net.JoinHostPort(*host, fmt.Sprint(*port))
 	if *publicHost == "" {
 		*publicHost = addr
