@@ -71,7 +71,18 @@ phase_end
 phase "build" 900
 # The release profile, as stack/demo.sh builds it: the two README commands
 # share one build of the dependencies instead of a release and a debug one.
-cargo build --locked --release --all-targets --features test-hooks
+# --timings keeps where the build went in target/cargo-timings/.
+cargo build --locked --release --all-targets --features test-hooks --timings
+python3 - <<'PY' || true
+import json, re
+html = open("target/cargo-timings/cargo-timing.html").read()
+units = json.loads(re.search(r"const UNIT_DATA = (\[.*?\]);\n", html, re.S).group(1))
+units = [u for u in units if u["duration"] >= 0.1]  # the others were fresh
+if units:
+    print(f"== build: {len(units)} units compiled, {sum(u['duration'] for u in units):.0f}s of unit time; the slowest:")
+    for u in sorted(units, key=lambda u: -u["duration"])[:8]:
+        print(f"{u['duration']:8.1f}  {u['name']} {u['version']} {u.get('target', '').strip()}")
+PY
 phase_end
 
 phase "etl test, etl schema lock --check (the specs' flatten cases, the committed locks)" 20
