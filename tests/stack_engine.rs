@@ -175,31 +175,6 @@ fn ms(day: NaiveDate) -> i64 {
         .timestamp_millis()
 }
 
-/// MongoDB's own count of a day, computed here, not by the engine.
-async fn mongo_count(uri: &str, db: &str, coll: &str, day: NaiveDate) -> u64 {
-    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
-    let c = client.database(db).collection::<bson::Document>(coll);
-    let next = day.succ_opt().unwrap();
-    let filter = match coll {
-        // products are partitioned by the time inside `_id`.
-        "products" => {
-            let oid = |d: NaiveDate| {
-                let mut b = [0u8; 12];
-                b[..4].copy_from_slice(&((ms(d) / 1000) as u32).to_be_bytes());
-                bson::oid::ObjectId::from_bytes(b)
-            };
-            doc! { "_id": { "$gte": oid(day), "$lt": oid(next) } }
-        }
-        "orders" => {
-            doc! { "status": { "$ne": "test" }, "created_at": { "$gte": bson::DateTime::from_millis(ms(day)), "$lt": bson::DateTime::from_millis(ms(next)) } }
-        }
-        _ => {
-            doc! { "created_at": { "$gte": bson::DateTime::from_millis(ms(day)), "$lt": bson::DateTime::from_millis(ms(next)) } }
-        }
-    };
-    c.count_documents(filter).await.unwrap()
-}
-
 /// The sum of the `items` arrays' lengths over a day's orders.
 async fn mongo_item_count(uri: &str, db: &str, day: NaiveDate) -> u64 {
     use futures::TryStreamExt;
@@ -290,7 +265,7 @@ async fn three_pipelines_ten_days_reconciled_idempotent() {
     let mut rejected_by: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
     for day in days() {
         for coll in ["users", "orders", "products"] {
-            let expected = mongo_count(&uri, &p.database, coll, day).await;
+            let expected = stack::mongo_day_count(&uri, &p.database, coll, day).await;
             let ext = if coll == "orders" { "zst" } else { "gz" };
             let raw = format!(
                 "raw/{coll}/dt={day}/{coll}-{}.jsonl.{ext}",
@@ -460,12 +435,12 @@ async fn three_pipelines_ten_days_reconciled_idempotent() {
     assert!(p.lake_files() == lake, "a rerun changed lake objects");
     assert_eq!(
         bq_count(&p.database, "users", days()[2]).await,
-        mongo_count(&uri, &p.database, "users", days()[2]).await
+        stack::mongo_day_count(&uri, &p.database, "users", days()[2]).await
     );
 
     // Deleted upstream: a rerun of the day shrinks the warehouse to match.
     let d3 = days()[2];
-    let before = mongo_count(&uri, &p.database, "orders", d3).await;
+    let before = stack::mongo_day_count(&uri, &p.database, "orders", d3).await;
     let orders = p.collection("orders").await;
     let victims: Vec<bson::Document> = orders
         .find(doc! {"created_at": {"$gte": bson::DateTime::from_millis(ms(d3)), "$lt": bson::DateTime::from_millis(ms(d3) + 86_400_000)}})
@@ -497,7 +472,7 @@ async fn three_pipelines_ten_days_reconciled_idempotent() {
     );
     assert_eq!(
         bq_count(&p.database, "orders", days()[3]).await,
-        mongo_count(&uri, &p.database, "orders", days()[3]).await
+        stack::mongo_day_count(&uri, &p.database, "orders", days()[3]).await
     );
 
     // `etl status` shows the ledger with its gaps.
@@ -665,7 +640,7 @@ async fn mongo_dying_mid_run_fails_partitions_and_a_rerun_recovers() {
     for day in days() {
         assert_eq!(
             parquet_rows(&p, "users", day),
-            mongo_count(&uri, &p.database, "users", day).await,
+            stack::mongo_day_count(&uri, &p.database, "users", day).await,
             "{day}"
         );
     }
@@ -717,7 +692,7 @@ async fn iso_string_partitions_match_date_partitions() {
             .num_rows() as u64;
         assert_eq!(
             rows,
-            mongo_count(&uri, &p.database, "users", day).await,
+            stack::mongo_day_count(&uri, &p.database, "users", day).await,
             "{day}"
         );
     }
@@ -2000,7 +1975,7 @@ async fn an_airflow_dag_loads_each_day_once_and_a_second_pass_skips_them() {
         for pipeline in ["users", "products"] {
             let rows = parquet_rows(&p, pipeline, day);
             let record = common::ledger_record(p.path(), pipeline, &day.to_string());
-            let loaded = mongo_count(&uri, &p.database, pipeline, day).await
+            let loaded = stack::mongo_day_count(&uri, &p.database, pipeline, day).await
                 - record["rejected"].as_u64().unwrap_or(0);
             assert!(loaded > 0, "{pipeline} {day}: the seed has rows");
             assert_eq!(rows, loaded, "{pipeline} {day}: warehouse rows");
@@ -2103,7 +2078,7 @@ async fn preview_reads_a_day_back_from_bigquery_and_from_parquet() {
     );
     assert_eq!(
         want.len() as u64,
-        mongo_count(&uri, &p.database, "orders", day).await
+        stack::mongo_day_count(&uri, &p.database, "orders", day).await
     );
     let out = preview(&[
         "pipelines/orders.yaml",

@@ -247,7 +247,6 @@ impl Setup {
     /// `lake_port` is the port of the S3 (moto) or GCS server of a lake
     /// outage or of the state store's.
     fn new(outage: Outage, users_mongo: u16, bq_endpoint: &str, lake_port: u16) -> Self {
-        let s3_port = lake_port;
         let database = format!(
             "it_outage_{}_{}",
             format!("{outage:?}").to_lowercase(),
@@ -273,7 +272,7 @@ impl Setup {
         type: object_store
         url: s3://{S3_BUCKET}/lake
         options:
-          aws_endpoint: http://127.0.0.1:{s3_port}
+          aws_endpoint: http://127.0.0.1:{lake_port}
           aws_allow_http: \"true\"
           aws_region: us-east-1
           aws_access_key_id: '{{{{ env(\"ETL_S3_KEY_ID\") }}}}'
@@ -338,7 +337,7 @@ impl Setup {
                 &format!(
                     "  url: s3://{S3_BUCKET}/state
   options:
-    aws_endpoint: http://127.0.0.1:{s3_port}
+    aws_endpoint: http://127.0.0.1:{lake_port}
     aws_allow_http: \"true\"
     aws_region: us-east-1
     aws_access_key_id: '{{{{ env(\"ETL_S3_KEY_ID\") }}}}'
@@ -666,15 +665,7 @@ async fn the_s3_lake_stopped_mid_day() {
     .await;
     setup.users_loaded(stack::mongo_port()).await;
     // The days the outage failed are in the bucket now, whole.
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(format!("http://127.0.0.1:{port}"))
-        .with_bucket_name(S3_BUCKET)
-        .with_region("us-east-1")
-        .with_allow_http(true)
-        .with_access_key_id(stack::S3_KEY_ID)
-        .with_secret_access_key(stack::S3_KEY)
-        .build()
-        .unwrap();
+    let store = stack::s3(&format!("http://127.0.0.1:{port}"), S3_BUCKET);
     setup.archived(&store, &DAYS[1..]).await;
 }
 

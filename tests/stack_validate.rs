@@ -481,15 +481,7 @@ async fn state_stores_on_local_files_and_s3_are_written_and_refuse_a_second_crea
         "{}",
         stdout(&out)
     );
-    let s3 = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(stack::s3_endpoint())
-        .with_bucket_name(stack::S3_BUCKET)
-        .with_region("us-east-1")
-        .with_allow_http(true)
-        .with_access_key_id(stack::S3_KEY_ID)
-        .with_secret_access_key(stack::S3_KEY)
-        .build()
-        .unwrap();
+    let s3 = stack::s3(&stack::s3_endpoint(), stack::S3_BUCKET);
     let left = {
         use futures::TryStreamExt;
         use object_store::ObjectStore;

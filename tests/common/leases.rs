@@ -11,7 +11,6 @@ use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
 
-use bson::doc;
 use chrono::NaiveDate;
 
 use crate::common::{self, stack};
@@ -45,15 +44,7 @@ impl StateStore {
 
     /// `prefix` in the stack's S3 bucket, once moto answers.
     pub async fn s3(prefix: &str) -> Self {
-        let store = object_store::aws::AmazonS3Builder::new()
-            .with_endpoint(stack::s3_endpoint())
-            .with_bucket_name(stack::S3_BUCKET)
-            .with_region("us-east-1")
-            .with_allow_http(true)
-            .with_access_key_id(stack::S3_KEY_ID)
-            .with_secret_access_key(stack::S3_KEY)
-            .build()
-            .unwrap();
+        let store = stack::s3(&stack::s3_endpoint(), stack::S3_BUCKET);
         let server = format!("moto's S3 at {}", stack::s3_endpoint());
         Self::on(Arc::new(store), prefix, &server).await
     }
@@ -106,30 +97,6 @@ fn days() -> Vec<NaiveDate> {
         .iter_days()
         .take(10)
         .collect()
-}
-
-/// MongoDB's own count of a day of `users` (by `created_at`) or
-/// `products` (by the time inside `_id`), computed here, not by the engine.
-async fn mongo_count(uri: &str, db: &str, coll: &str, day: NaiveDate) -> u64 {
-    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
-    let c = client.database(db).collection::<bson::Document>(coll);
-    let ms = |d: NaiveDate| d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis();
-    let next = day.succ_opt().unwrap();
-    let filter = match coll {
-        "products" => {
-            let oid = |d: NaiveDate| {
-                let mut b = [0u8; 12];
-                b[..4].copy_from_slice(&((ms(d) / 1000) as u32).to_be_bytes());
-                bson::oid::ObjectId::from_bytes(b)
-            };
-            doc! { "_id": { "$gte": oid(day), "$lt": oid(next) } }
-        }
-        "users" => {
-            doc! { "created_at": { "$gte": bson::DateTime::from_millis(ms(day)), "$lt": bson::DateTime::from_millis(ms(next)) } }
-        }
-        other => panic!("no day count for `{other}`"),
-    };
-    c.count_documents(filter).await.unwrap()
 }
 
 /// The four-worker backfill of users and products over 2020-06-01..10 on
@@ -213,7 +180,7 @@ pub async fn four_workers_share_a_backfill(
             };
             let record = state.json(&format!("ledger/{pipeline}/{day}.json")).await;
             // The demo's products carry a few type conflicts, rejected whole.
-            let loaded = mongo_count(mongo_uri, database, pipeline, day).await
+            let loaded = stack::mongo_day_count(mongo_uri, database, pipeline, day).await
                 - record["rejected"].as_u64().unwrap_or(0);
             assert_eq!(
                 (rows, distinct),

@@ -389,6 +389,48 @@ pub mod stack {
     pub const S3_KEY_ID: &str = "moto-test";
     pub const S3_KEY: &str = "moto-test";
 
+    /// MongoDB's own count of a day of the demo's `users` and `orders` (by
+    /// `created_at`; orders without the `test` status) or `products` (by the
+    /// time inside `_id`), computed here, not by the engine.
+    pub async fn mongo_day_count(uri: &str, db: &str, coll: &str, day: chrono::NaiveDate) -> u64 {
+        let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+        let c = client.database(db).collection::<bson::Document>(coll);
+        let ms =
+            |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis();
+        let next = day.succ_opt().unwrap();
+        let filter = match coll {
+            // products are partitioned by the time inside `_id`.
+            "products" => {
+                let oid = |d: chrono::NaiveDate| {
+                    let mut b = [0u8; 12];
+                    b[..4].copy_from_slice(&((ms(d) / 1000) as u32).to_be_bytes());
+                    bson::oid::ObjectId::from_bytes(b)
+                };
+                bson::doc! { "_id": { "$gte": oid(day), "$lt": oid(next) } }
+            }
+            "orders" => {
+                bson::doc! { "status": { "$ne": "test" }, "created_at": { "$gte": bson::DateTime::from_millis(ms(day)), "$lt": bson::DateTime::from_millis(ms(next)) } }
+            }
+            _ => {
+                bson::doc! { "created_at": { "$gte": bson::DateTime::from_millis(ms(day)), "$lt": bson::DateTime::from_millis(ms(next)) } }
+            }
+        };
+        c.count_documents(filter).await.unwrap()
+    }
+
+    /// An S3 client of `bucket` on the moto at `endpoint`.
+    pub fn s3(endpoint: &str, bucket: &str) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_allow_http(true)
+            .with_access_key_id(S3_KEY_ID)
+            .with_secret_access_key(S3_KEY)
+            .build()
+            .unwrap()
+    }
+
     /// bigquery-emulator's base URL.
     pub fn bq_endpoint() -> String {
         var("ETL_BQ_ENDPOINT", "http://127.0.0.1:9050")
