@@ -25,6 +25,10 @@ pub struct ServiceAccount {
     pub client_email: String,
     /// The whole JSON key.
     pub json: Secret,
+    /// The key says `"disable_oauth": true`, as one made for an emulator
+    /// (`gcs_base_url` pointing at it) does: `object_store` then sends no
+    /// token at all.
+    pub disable_oauth: bool,
 }
 
 impl fmt::Debug for ServiceAccount {
@@ -84,6 +88,7 @@ impl ServiceAccount {
         Ok(Self {
             secret: secret.to_owned(),
             client_email: field("client_email").to_owned(),
+            disable_oauth: v.get("disable_oauth").and_then(|x| x.as_bool()) == Some(true),
             json,
         })
     }
@@ -179,7 +184,7 @@ impl Source {
             ("gs", Some(a)) => Source::ServiceAccount {
                 secret: a.secret.clone(),
                 client_email: a.client_email.clone(),
-                emulator: false,
+                emulator: a.disable_oauth,
             },
             ("gs", None) => Source::ApplicationDefault(adc()),
             ("s3" | "s3a", _) => Source::StoreEnvironment("AWS"),
@@ -276,6 +281,18 @@ mod tests {
             "ServiceAccount(etl@acme.iam.gserviceaccount.com from `gcp_sa`)",
             "Debug shows the account, never the key"
         );
+    }
+
+    #[test]
+    fn a_key_made_for_an_emulator_says_it_sends_no_token() {
+        let key = r#"{"type":"service_account","client_email":"etl-local@etl-local.iam.gserviceaccount.com","private_key":"unused","gcs_base_url":"http://127.0.0.1:4443","disable_oauth":true}"#;
+        let a = ServiceAccount::from_secret("gcs_local", secret(key)).unwrap();
+        assert!(a.disable_oauth);
+        assert_eq!(
+            Source::object_store(Some(&a), "gs://etl-local-lake", || unreachable!()).to_string(),
+            "service account etl-local@etl-local.iam.gserviceaccount.com (secret `gcs_local`), not sent: the endpoint is an emulator"
+        );
+        assert!(!account().disable_oauth, "a production key sends its token");
     }
 
     #[test]

@@ -15,6 +15,11 @@ eval "$(stack/stack.sh env)"
 echo "== building etl (release)"
 cargo build --locked --release --quiet
 etl=target/release/etl
+# The `local` profile keeps its lake, Parquet warehouse and ledger in gs://
+# buckets on gcs-front, with a service-account key from an age secret, as a
+# production profile would: seal that key, then take the stack's identity.
+stack/stack.sh key
+eval "$(stack/stack.sh env)"
 
 # The demo data covers 2020-06-01..2020-06-10; pinning "today" to the day
 # after makes the default catch-up range exactly the demo days.
@@ -38,8 +43,12 @@ echo
   --columns _id,product_id,name,category,price,in_stock
 echo
 echo "Report (a page of every day, open it in a browser): .etl/report.html"
-echo "Lake (raw archives and manifests): .etl/lake/raw/"
-echo "Warehouse: BigQuery emulator at $ETL_BQ_ENDPOINT (dataset etl_demo: users, orders);"
-echo "           Parquet dataset at .etl/warehouse/products/"
-echo "More rows: target/release/etl preview PIPELINE --date DAY [--table NAME] [--format json]."
+echo "Lake (raw archives and manifests): gs://etl-local-lake/raw/ on gcs-front ($ETL_GCS_ENDPOINT),"
+echo "      listed by: curl '$ETL_GCS_ENDPOINT/storage/v1/b/etl-local-lake/o?prefix=raw/orders/'"
+echo "Ledger: gs://etl-local-state/; Parquet dataset: gs://etl-local-warehouse/products/"
+echo "Warehouse: BigQuery emulator at $ETL_BQ_ENDPOINT (dataset etl_demo: users, orders)."
+echo "More rows, in a shell that has the stack's settings and age identity:"
+echo "  eval \"\$(stack/stack.sh env)\""
+echo "  target/release/etl preview PIPELINE --date DAY [--table NAME] [--format json]"
+echo "Without the stack's buckets: --profile files keeps all of it in folders under .etl/."
 echo "The stack is still running: stop it with 'stack/stack.sh down'."

@@ -20,6 +20,9 @@
 #                            (mongo, gcs, bigquery, mongo-fast, s3; default all); then run `up`
 #   stack/stack.sh status    one line per server; exit 0 if all healthy, 3 if not
 #   stack/stack.sh env       export lines:  eval "$(stack/stack.sh env)"
+#   stack/stack.sh key [project-dir]  seal the `local` profile's GCS key (see
+#                            cmd_key) into <project-dir>/.etl/secrets/ (default:
+#                            the repository); needs target/release/etl or ETL_BIN
 #
 # Ports (env): ETL_MONGO_PORT (27017), ETL_GCS_PORT (4443), ETL_BQ_PORT (9050),
 # ETL_BQ_GRPC_PORT (9060), ETL_MONGO_FAST_PORT (27018), ETL_S3_PORT (9070).
@@ -49,6 +52,9 @@ HEALTH_TIMEOUT="${ETL_STACK_TIMEOUT:-60}"
 BQ_PROJECT=etl-local
 BQ_DATASET=etl_demo
 GCS_BUCKET=etl-lake
+# The `local` profile's lake, Parquet warehouse and ledger (etl.yaml).
+LOCAL_BUCKETS=(etl-local-lake etl-local-warehouse etl-local-state)
+AGE_IDENTITY="$RUN_DIR/age/identity.txt"
 S3_BUCKET=etl-state
 MOTO="$STACK_DIR/venv/bin/moto_server"
 
@@ -420,14 +426,14 @@ wait_healthy() {
 }
 
 ensure_bucket() {
-  local code
+  local bucket="$1" code
   code="$(curl -sS -m 10 -o "$RUN_DIR/.bucket.out" -w '%{http_code}' -X POST \
-    -H 'Content-Type: application/json' -d "{\"name\":\"$GCS_BUCKET\"}" \
-    "$GCS_URL/storage/v1/b")" || die "could not reach gcs-front to create bucket $GCS_BUCKET"
+    -H 'Content-Type: application/json' -d "{\"name\":\"$bucket\"}" \
+    "$GCS_URL/storage/v1/b")" || die "could not reach gcs-front to create bucket $bucket"
   case "$code" in
-    200) log "gcs: created bucket $GCS_BUCKET" ;;
-    409) log "gcs: bucket $GCS_BUCKET exists" ;;
-    *) die "creating bucket $GCS_BUCKET: HTTP $code: $(cat "$RUN_DIR/.bucket.out")" ;;
+    200) log "gcs: created bucket $bucket" ;;
+    409) log "gcs: bucket $bucket exists" ;;
+    *) die "creating bucket $bucket: HTTP $code: $(cat "$RUN_DIR/.bucket.out")" ;;
   esac
   rm -f "$RUN_DIR/.bucket.out"
 }
@@ -508,7 +514,9 @@ cmd_up() {
   for name in "${started[@]}"; do
     wait_healthy "$name"
   done
-  if wanted gcs "${only[@]}"; then ensure_bucket; fi
+  if wanted gcs "${only[@]}"; then
+    for bucket in "$GCS_BUCKET" "${LOCAL_BUCKETS[@]}"; do ensure_bucket "$bucket"; done
+  fi
   if wanted bigquery "${only[@]}"; then ensure_dataset; fi
   if [[ " ${servers[*]} " == *" s3 "* ]]; then ensure_s3_bucket; fi
 
@@ -517,7 +525,7 @@ cmd_up() {
   wanted mongo "${only[@]}" && mongo_line="$MONGO_URI"
   wanted mongo-fast "${only[@]}" &&
     fast_line="$MONGO_FAST_URI   in memory, oplog $MONGO_FAST_OPLOG, heap $MONGO_FAST_HEAP"
-  wanted gcs "${only[@]}" && gcs_line="$GCS_URL   bucket: $GCS_BUCKET   (STORAGE_EMULATOR_HOST)"
+  wanted gcs "${only[@]}" && gcs_line="$GCS_URL   buckets: $GCS_BUCKET (tests), ${LOCAL_BUCKETS[*]}"
   wanted bigquery "${only[@]}" && bq_line="$BQ_URL   gRPC: $HOST:$BQ_GRPC_PORT
                         project: $BQ_PROJECT   dataset: $BQ_DATASET"
   cat <<EOF
@@ -634,10 +642,46 @@ export ETL_S3_PORT=$S3_PORT
 export ETL_S3_ENDPOINT=$S3_URL
 export ETL_S3_BUCKET=$S3_BUCKET
 EOF
+  # The stack's own age identity, once `key` has made it: the `local`
+  # profile's GCS key is sealed with it.
+  if [[ -f $AGE_IDENTITY ]]; then echo "export ETL_AGE_IDENTITY_FILE=$AGE_IDENTITY"; fi
+}
+
+# ------------------------------------------------------------------------ key
+
+# The `local` profile reaches its buckets on gcs-front as a production
+# profile reaches GCS: with a service-account key in an age secret
+# (`gcs_local` in etl.yaml). The key is a service-account JSON whose
+# `gcs_base_url` points at gcs-front and whose `disable_oauth` tells
+# object_store to send no token (gcs-front checks none); it holds no private
+# key. It is sealed to the stack's own age identity, made here once
+# (stack/run/age/identity.txt, mode 600, outside git) and exported by `env`;
+# the JSON goes to `etl secrets encrypt` on stdin and never touches the disk.
+# Sealed again on every call, since the port may change (ETL_GCS_PORT).
+cmd_key() {
+  local project="${1:-$(dirname "$STACK_DIR")}"
+  local etl="${ETL_BIN:-$(dirname "$STACK_DIR")/target/release/etl}"
+  local out="$project/.etl/secrets/gcs_local.age" recipient
+  [[ -x $etl ]] || die "no etl binary at $etl (cargo build --release, or set ETL_BIN)"
+  if [[ ! -f $AGE_IDENTITY ]]; then
+    mkdir -p "$(dirname "$AGE_IDENTITY")"
+    chmod 700 "$(dirname "$AGE_IDENTITY")"
+    (umask 077 && "$etl" secrets keygen >"$AGE_IDENTITY.tmp" 2>/dev/null)
+    mv "$AGE_IDENTITY.tmp" "$AGE_IDENTITY"
+    log "key: made the stack's age identity $AGE_IDENTITY"
+  fi
+  recipient="$(sed -n 's/^# public key: //p' "$AGE_IDENTITY")"
+  [[ $recipient == age1* ]] || die "$AGE_IDENTITY has no '# public key: age1...' line"
+  mkdir -p "$(dirname "$out")"
+  printf '{"type":"service_account","project_id":"%s","client_email":"etl-local@%s.iam.gserviceaccount.com","private_key_id":"none","private_key":"none: gcs-front checks no token","gcs_base_url":"%s","disable_oauth":true}' \
+    "$BQ_PROJECT" "$BQ_PROJECT" "$GCS_URL" |
+    "$etl" secrets encrypt --recipient "$recipient" - >"$out.tmp"
+  mv "$out.tmp" "$out"
+  log "key: sealed the local profile's GCS key (gcs-front at $GCS_URL) into $out"
 }
 
 usage() {
-  sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,/^set -euo/{/^set -euo/d;p}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit "${1:-2}"
 }
 
@@ -648,6 +692,7 @@ case "${1:-}" in
   reset) shift; cmd_reset "$@" ;;
   status) cmd_status ;;
   env) cmd_env ;;
+  key) shift; cmd_key "$@" ;;
   -h | --help | help) usage 0 ;;
   "") usage ;;
   *) log "unknown command: $1"; usage ;;

@@ -229,8 +229,10 @@ fn airflow_python() -> std::path::PathBuf {
 /// Airflow would render, is refused.
 #[test]
 fn odd_names_stay_literals_and_cannot_be_overridden() {
-    let p = project();
+    let mut p = project();
     let profile = r#"we"ird\ """prof"#;
+    // The project file's default, not the tests' `files`.
+    p.unset_env("ETL_PROFILE");
     let yaml = p.read("etl.yaml").replace(
         "default_profile: local",
         &format!(

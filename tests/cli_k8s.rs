@@ -660,14 +660,14 @@ fn usage_errors_exit_2_and_say_what_to_do() {
 
 #[test]
 fn a_local_state_store_is_refused_unless_allowed() {
-    // The repository's etl.yaml, as shipped: `state.url: .etl/state`, and
-    // the local profile's stores in folders.
+    // The repository's etl.yaml, as shipped, in the tests' `files` profile:
+    // `state.url: .etl/state`, and the stores in folders.
     let p = Project::with(&["etl.yaml", "pipelines", "schemas/tables"]);
     let refused = p.etl(&["k8s", "--image", IMAGE, "pipelines/users.yaml"]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(refused.stdout.is_empty());
     insta::assert_snapshot!(String::from_utf8_lossy(&refused.stderr), @r"
-    warning: connection `lake` of profile `local` is a local folder (`.etl/lake`): in a pod that is the pod's own disk, and what is written there is lost when the pod ends
+    warning: connection `lake` of profile `files` is a local folder (`.etl/lake`): in a pod that is the pod's own disk, and what is written there is lost when the pod ends
 
     hint: give it a `gs://`, `s3://` or `az://` URL in that profile, or use another profile (`--profile`)
 
@@ -692,7 +692,7 @@ fn a_local_state_store_is_refused_unless_allowed() {
             && err.contains("(written anyway: --allow-local-state)"),
         "{err}"
     );
-    // The local profile decrypts nothing: no identity Secret to mount.
+    // The files profile decrypts nothing: no identity Secret to mount.
     let objects = documents(&String::from_utf8_lossy(&allowed.stdout));
     let pod =
         &find(&objects, "CronJob", "etl-users")["spec"]["jobTemplate"]["spec"]["template"]["spec"];

@@ -142,7 +142,8 @@ fn secret_errors_name_the_secret_and_exit_2() {
         &[("ETL_AGE_IDENTITY", &other)],
     );
     assert!(
-        text(&unknown).contains("unknown secret `nope` (known: `gcp_sa`, `mongo_uri`)"),
+        text(&unknown)
+            .contains("unknown secret `nope` (known: `gcp_sa`, `gcs_local`, `mongo_uri`)"),
         "{}",
         text(&unknown)
     );

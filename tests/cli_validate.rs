@@ -54,7 +54,7 @@ fn each_mistake_names_its_location_and_what_was_expected() {
         ("duplicate_column", ":18:13: flatten.columns[1].name: column `user_key` is produced twice", ""),
         ("excluded_partition_field", ":20:7: flatten.exclude[1]: `$.created_at` excludes the partition field `created_at`", ""),
         ("same_path_every_day", ":23:11: sinks.lake.path: the lake path is the same for every day", "hint: put the day in the path"),
-        ("unknown_secret", ":28:12: sinks.warehouse.table: unknown secret `nope` (known: `gcp_sa`, `mongo_uri`)", ""),
+        ("unknown_secret", ":28:12: sinks.warehouse.table: unknown secret `nope` (known: `gcp_sa`, `gcs_local`, `mongo_uri`)", ""),
         ("bad_warehouse_field", ":28:5: sinks.warehouse: unknown field `tabel`", "hint: did you mean `table`?"),
         ("bad_column_name", ":15:13: flatten.columns[0].name: invalid column name `1st key`", "hint: BigQuery column names"),
         ("rule_inside_explode", ":11:1: flatten: `$.items.price` lies inside the exploded array `$.items`", "hint: move the rule into the explode rule's `flatten`"),
@@ -126,8 +126,11 @@ fn json_diagnostics_for_ci_and_editors() {
 
 #[test]
 fn plan_shows_each_day_filter_paths_and_target() {
+    // The shipped default profile, as a user sees it (tests run `files`).
     let out = etl(
         &[
+            "--profile",
+            "local",
             "plan",
             "pipelines/users.yaml",
             "pipelines/orders.yaml",
@@ -227,7 +230,9 @@ fn unknown_profile_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("unknown profile `staging`, expected one of `fast`, `local`, `prod`"),
+        stderr.contains(
+            "unknown profile `staging`, expected one of `fast`, `files`, `local`, `prod`"
+        ),
         "{stderr}"
     );
 }

@@ -215,7 +215,7 @@ fn check_state(
     allow: bool,
     scratch: &mut Scratches,
 ) -> Option<Refusal> {
-    let url = &project.state.url;
+    let url = &project.state(&checked.profile).url;
     let place = if let Some(path) = url.strip_prefix("file://") {
         scratch.add("state", &container_path(&project.root, Path::new(path)));
         "a folder on the pod's own disk"
@@ -225,9 +225,15 @@ fn check_state(
         return None;
     };
     let file = checked.file.display();
-    let raw = &checked.spec.state.url;
+    let at = project.state_at(&checked.profile).key("url");
+    let raw = checked
+        .spec
+        .profiles
+        .get(&checked.profile)
+        .and_then(|p| p.state.as_ref())
+        .map_or(&checked.spec.state.url, |s| &s.url);
     let message = format!(
-        "{file}: `state.url` is `{raw}`, {place}: each pod would keep a ledger of its own that ends with it, so every CronJob run would redo every day since `start_date`, and leases could not keep the pods of a backfill apart"
+        "{file}: `{at}` is `{raw}`, {place}: each pod would keep a ledger of its own that ends with it, so every CronJob run would redo every day since `start_date`, and leases could not keep the pods of a backfill apart"
     );
     if allow {
         eprintln!("warning: {message} (written anyway: --allow-local-state)\n");
@@ -235,7 +241,7 @@ fn check_state(
     }
     Some(refuse(
         message,
-        format!("point `state.url` in {file} at a store every pod reaches, such as `gs://bucket/etl-state` (see docs/operations.md), or pass --allow-local-state to write the manifests anyway"),
+        format!("point `{at}` in {file} at a store every pod reaches, such as `gs://bucket/etl-state` (see docs/operations.md), or pass --allow-local-state to write the manifests anyway"),
     ))
 }
 

@@ -383,6 +383,8 @@ impl RangeArgs {
 /// active profile.
 pub(crate) struct LoadedPlans {
     pub project: crate::plan::ProjectPlan,
+    /// The profile in use.
+    pub profile: String,
     pub plans: Vec<crate::plan::PipelinePlan>,
     pub templates: Templates,
 }
@@ -460,6 +462,7 @@ pub(crate) fn load_plans(
     }
     Ok(LoadedPlans {
         project: plan,
+        profile,
         plans,
         templates,
     })
@@ -473,12 +476,13 @@ pub struct Context {
 }
 
 impl Context {
-    /// The context of a command given `--project file` and nothing else.
+    /// The context of a command given `--project file --profile profile`
+    /// and nothing else.
     #[cfg(test)]
-    pub(crate) fn for_project(file: PathBuf) -> Self {
+    pub(crate) fn for_project(file: PathBuf, profile: &str) -> Self {
         Self {
             project: Some(file),
-            profile: None,
+            profile: Some(profile.to_owned()),
             today: None,
         }
     }

@@ -62,7 +62,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         Err(code) => return Ok(code),
     };
     let plan = loaded.plans.into_iter().next().expect("one spec, one plan");
-    let templates = match open_secrets(&loaded.project, std::iter::once(&plan), "previewed") {
+    let templates = match open_secrets(
+        &loaded.project,
+        &loaded.profile,
+        std::iter::once(&plan),
+        "previewed",
+    ) {
         Ok(t) => t,
         Err(code) => return Ok(code),
     };

@@ -44,7 +44,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     let path = args
         .output
         .unwrap_or_else(|| loaded.project.root.join(".etl").join("report.html"));
-    if let Err(code) = write(ctx, &loaded.project, &loaded.plans, &path)? {
+    if let Err(code) = write(ctx, &loaded.project, &loaded.profile, &loaded.plans, &path)? {
         return Ok(code);
     }
     println!("wrote {}", path.display());
@@ -65,10 +65,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
 pub(super) fn write(
     ctx: &Context,
     project: &ProjectPlan,
+    profile: &str,
     plans: &[PipelinePlan],
     path: &Path,
 ) -> anyhow::Result<Result<(), Exit>> {
-    let statuses = match collect(ctx, project, plans)? {
+    let statuses = match collect(ctx, project, profile, plans)? {
         Ok(s) => s,
         Err(code) => return Ok(Err(code)),
     };

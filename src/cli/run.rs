@@ -202,8 +202,8 @@ pub fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<Exit> {
 fn execute(ctx: &Context, args: RunArgs, mode: Mode) -> anyhow::Result<Exit> {
     let bars = std::io::stderr().is_terminal() && matches!(args.flags.log_format, LogFormat::Text);
     init_logging(args.flags.log_format, bars);
-    let (project, plans) = match load_plans(ctx, &args.files, "run") {
-        Ok(l) => (l.project, l.plans),
+    let (project, profile, plans) = match load_plans(ctx, &args.files, "run") {
+        Ok(l) => (l.project, l.profile, l.plans),
         Err(code) => return Ok(code),
     };
     let req = args.range.request();
@@ -216,7 +216,7 @@ fn execute(ctx: &Context, args: RunArgs, mode: Mode) -> anyhow::Result<Exit> {
             (p, range)
         })
         .collect();
-    let templates = match open_secrets(&project, jobs.iter().map(|(p, _)| p), "run") {
+    let templates = match open_secrets(&project, &profile, jobs.iter().map(|(p, _)| p), "run") {
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
@@ -237,7 +237,7 @@ fn execute(ctx: &Context, args: RunArgs, mode: Mode) -> anyhow::Result<Exit> {
         ..Default::default()
     };
     let rt = tokio::runtime::Runtime::new()?;
-    let engine = match Engine::new(project, templates.clone(), ctx.clock(), progress) {
+    let engine = match Engine::new(project, &profile, templates.clone(), ctx.clock(), progress) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
@@ -277,7 +277,7 @@ fn execute(ctx: &Context, args: RunArgs, mode: Mode) -> anyhow::Result<Exit> {
     // one is said, and the run's exit code stays the run's.
     let mut page = None;
     if let Some(path) = &args.flags.report {
-        match super::report::write(ctx, &after_project, &after_plans, path) {
+        match super::report::write(ctx, &after_project, &profile, &after_plans, path) {
             Ok(Ok(())) => {
                 println!("report: {}", path.display());
                 page = Some(path.display().to_string());
@@ -321,6 +321,7 @@ fn execute(ctx: &Context, args: RunArgs, mode: Mode) -> anyhow::Result<Exit> {
 /// the message: "nothing was {verb}".
 pub(super) fn open_secrets<'a>(
     project: &crate::plan::ProjectPlan,
+    profile: &str,
     plans: impl Iterator<Item = &'a crate::plan::PipelinePlan>,
     verb: &str,
 ) -> Result<Arc<Templates>, Exit> {
@@ -334,7 +335,7 @@ pub(super) fn open_secrets<'a>(
     let store = crate::secrets::SecretStore::new(project.secrets.clone(), key);
     let needed: std::collections::BTreeSet<String> = plans
         .flat_map(|p| p.secret_names())
-        .chain(crate::plan::Secrets::secret_names(&project.state))
+        .chain(crate::plan::Secrets::secret_names(project.state(profile)))
         .collect();
     let mut unusable = 0;
     for name in &needed {

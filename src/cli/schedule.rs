@@ -64,7 +64,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let templates = match open_secrets(&loaded.project, loaded.plans.iter(), "scheduled") {
+    let templates = match open_secrets(
+        &loaded.project,
+        &loaded.profile,
+        loaded.plans.iter(),
+        "scheduled",
+    ) {
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
@@ -96,6 +101,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     });
     let engine = match Engine::new(
         loaded.project.clone(),
+        &loaded.profile,
         templates.clone(),
         Arc::new(crate::schedule::TodayOf(timeline.clone())),
         Arc::new(crate::engine::progress::LogProgress),

@@ -179,11 +179,11 @@ impl DayStatus {
 /// state object of a pipeline is corrupt. Stale days are done: they do
 /// not fail it.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
-    let (project, plans) = match load_plans(ctx, &args.files, "shown") {
-        Ok(l) => (l.project, l.plans),
+    let (project, profile, plans) = match load_plans(ctx, &args.files, "shown") {
+        Ok(l) => (l.project, l.profile, l.plans),
         Err(code) => return Ok(code),
     };
-    let pipelines = match collect(ctx, &project, &plans)? {
+    let pipelines = match collect(ctx, &project, &profile, &plans)? {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
@@ -212,14 +212,15 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
 pub(super) fn collect(
     ctx: &Context,
     project: &crate::plan::ProjectPlan,
+    profile: &str,
     plans: &[PipelinePlan],
 ) -> anyhow::Result<Result<Vec<PipelineStatus>, Exit>> {
     // Only the state store's own secrets, if any: status needs no other.
-    let templates = match open_secrets(project, std::iter::empty(), "shown") {
+    let templates = match open_secrets(project, profile, std::iter::empty(), "shown") {
         Ok(t) => t,
         Err(code) => return Ok(Err(code)),
     };
-    let (store, _) = crate::engine::open_store_connection(&templates, &project.state)
+    let (store, _) = crate::engine::open_store_connection(&templates, project.state(profile))
         .map_err(|e| anyhow::anyhow!("the ledger's store: {e}"))?;
     let dirty = crate::engine::dirty::Dirty::new(store.clone());
     let verifications = crate::engine::verify::Verifications::new(store.clone());

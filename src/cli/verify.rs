@@ -109,15 +109,15 @@ impl PipelineVerify {
 
 /// `etl verify`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
-    let (project, plans) = match load_plans(ctx, &args.files, "verified") {
-        Ok(l) => (l.project, l.plans),
+    let (project, profile, plans) = match load_plans(ctx, &args.files, "verified") {
+        Ok(l) => (l.project, l.profile, l.plans),
         Err(code) => return Ok(code),
     };
-    let templates = match open_secrets(&project, plans.iter(), "verified") {
+    let templates = match open_secrets(&project, &profile, plans.iter(), "verified") {
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
-    let (store, _) = crate::engine::open_store_connection(&templates, &project.state)
+    let (store, _) = crate::engine::open_store_connection(&templates, project.state(&profile))
         .map_err(|e| anyhow::anyhow!("the ledger's store: {e}"))?;
     let ledger = Ledger::new(store.clone());
     let dirty = Dirty::new(store.clone());

@@ -38,13 +38,19 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let templates = match open_secrets(&loaded.project, loaded.plans.iter(), "watched") {
+    let templates = match open_secrets(
+        &loaded.project,
+        &loaded.profile,
+        loaded.plans.iter(),
+        "watched",
+    ) {
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
     let rt = tokio::runtime::Runtime::new()?;
     let engine = match Engine::new(
         loaded.project,
+        &loaded.profile,
         templates,
         ctx.clock(),
         Arc::new(crate::engine::progress::LogProgress),

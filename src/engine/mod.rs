@@ -256,11 +256,12 @@ impl Engine {
     /// paths with real secrets.
     pub fn new(
         project: ProjectPlan,
+        profile: &str,
         templates: Arc<Templates>,
         clock: Arc<dyn Clock>,
         progress: Arc<dyn progress::Progress>,
     ) -> Result<Self, PartitionError> {
-        let (store, _) = runtime::open_store_connection(&templates, &project.state)
+        let (store, _) = runtime::open_store_connection(&templates, project.state(profile))
             .map_err(|e| PartitionError::fatal(format!("the ledger's store: {e}")))?;
         let worker = lease::worker_name(clock.now());
         // The worker's name without the host, as a folder name.

@@ -135,7 +135,9 @@ sinks:
 
 /// The project in `dir`, planned.
 fn load(dir: &Path) -> (ProjectPlan, PipelinePlan, Arc<crate::template::Templates>) {
-    let ctx = crate::cli::Context::for_project(dir.join("etl.yaml"));
+    // The shipped `local` profile's with its lake, warehouse and ledger in
+    // folders.
+    let ctx = crate::cli::Context::for_project(dir.join("etl.yaml"), "files");
     let loaded = crate::cli::load_plans(&ctx, &[dir.join("pipelines/events.yaml")], "run")
         .unwrap_or_else(|_| panic!("the test project does not load"));
     let plan = loaded.plans.into_iter().next().unwrap();
@@ -189,6 +191,7 @@ impl Run {
         let clock = Arc::new(FixedClock::at("2026-11-23T00:00:05Z".parse().unwrap()));
         let engine = Engine::new(
             project,
+            "files",
             templates.clone(),
             clock.clone(),
             Arc::new(progress::LogProgress),
@@ -244,6 +247,7 @@ impl Run {
         let (project, _, templates) = self::project(&self.root);
         Engine::new(
             project,
+            "files",
             templates,
             self.clock.clone(),
             Arc::new(progress::LogProgress),

@@ -47,9 +47,12 @@ pub struct ProjectPlan {
     pub profiles: BTreeMap<String, BTreeMap<String, ConnectionPlan>>,
     /// Secret names and their files.
     pub secrets: BTreeMap<String, PathBuf>,
-    /// Where the ledger and the leases live: `state.url` resolved (a
-    /// plain path becomes a `file://` URL), with its options.
-    pub state: StoreConnection,
+    /// Where the ledger and the leases live when a profile does not say:
+    /// `state.url` resolved (a plain path becomes a `file://` URL), with
+    /// its options. [`ProjectPlan::state`] gives a profile's.
+    pub default_state: StoreConnection,
+    /// The profiles with a `state` of their own, resolved the same way.
+    pub profile_states: BTreeMap<String, StoreConnection>,
     /// Local staging folder (absolute).
     pub staging_dir: PathBuf,
     /// Keep a done day's staging folder.
@@ -58,6 +61,25 @@ pub struct ProjectPlan {
     pub defaults: DefaultsSpec,
     /// Who to tell how a run went.
     pub notify: Vec<crate::spec::NotifySpec>,
+}
+
+impl ProjectPlan {
+    /// Where profile `profile` keeps its ledger and leases: its own
+    /// `state`, else the top-level one.
+    pub fn state(&self, profile: &str) -> &StoreConnection {
+        self.profile_states
+            .get(profile)
+            .unwrap_or(&self.default_state)
+    }
+
+    /// The YAML path of [`ProjectPlan::state`]'s spec.
+    pub fn state_at(&self, profile: &str) -> YamlPath {
+        if self.profile_states.contains_key(profile) {
+            crate::ypath!("profiles", profile, "state")
+        } else {
+            crate::ypath!("state")
+        }
+    }
 }
 
 /// A connection, with its templates kept for the engine and a display form

@@ -25,9 +25,10 @@ pub fn secrets_used(plan: &ProjectPlan, profile: &str) -> BTreeMap<String, (Yaml
             used.entry(name).or_insert_with(|| (at.key(&field), field));
         }
     }
-    for (field, name) in plan.state.secrets() {
+    let state_at = plan.state_at(profile);
+    for (field, name) in plan.state(profile).secrets() {
         used.entry(name)
-            .or_insert_with(|| (ypath!("state").key(&field), field));
+            .or_insert_with(|| (state_at.key(&field), field));
     }
     for (i, n) in plan.notify.iter().enumerate() {
         if let Some((field, name)) = n.secret() {
@@ -60,23 +61,40 @@ pub fn check_project(
         profiles.insert(pname.clone(), conns);
     }
 
-    // The state store is checked as a connection would be, at `state`.
-    let state = check_connection(
+    // The state stores are checked as connections would be, at `state`
+    // and at each profile's own.
+    let check_state =
+        |problems: &mut Vec<Problem>, at: YamlPath, store: ObjectStoreConnectionSpec| {
+            let ConnectionPlan::ObjectStore(state) = check_connection(
+                problems,
+                spec,
+                root,
+                templates,
+                &at,
+                &ConnectionSpec::ObjectStore(store),
+            ) else {
+                unreachable!("an object store spec plans as an object store")
+            };
+            check_state_leases(problems, &at, &state);
+            state
+        };
+    let default_state = check_state(
         &mut problems,
-        spec,
-        root,
-        templates,
-        &ypath!("state"),
-        &ConnectionSpec::ObjectStore(ObjectStoreConnectionSpec {
+        ypath!("state"),
+        ObjectStoreConnectionSpec {
             url: spec.state.url.clone(),
             options: spec.state.options.clone(),
             credentials: spec.state.credentials.clone(),
-        }),
+        },
     );
-    let ConnectionPlan::ObjectStore(state) = state else {
-        unreachable!("an object store spec plans as an object store")
-    };
-    check_state_leases(&mut problems, &state);
+    let mut profile_states = BTreeMap::new();
+    for (pname, profile) in &spec.profiles {
+        if let Some(store) = &profile.state {
+            let at = ypath!("profiles", pname.as_str(), "state");
+            let state = check_state(&mut problems, at, store.clone());
+            profile_states.insert(pname.clone(), state);
+        }
+    }
     let notify = spec
         .notify
         .iter()
@@ -99,7 +117,8 @@ pub fn check_project(
             .iter()
             .map(|(k, v)| (k.clone(), root.join(&v.file)))
             .collect(),
-        state,
+        default_state,
+        profile_states,
         staging_dir: root.join(&spec.state.staging_dir),
         keep_staging: spec.state.keep_staging,
         defaults: spec.defaults.clone(),
@@ -323,7 +342,7 @@ fn check_connection(
 /// Leases take conditional creates, which `object_store` gives on S3 only
 /// when told which kind the store has: without it every day would fail
 /// at run time, so say it here.
-fn check_state_leases(problems: &mut Vec<Problem>, state: &StoreConnection) {
+fn check_state_leases(problems: &mut Vec<Problem>, at: &YamlPath, state: &StoreConnection) {
     use object_store::aws::AmazonS3ConfigKey;
     let told = state.options.keys().any(|k| {
         k.parse::<AmazonS3ConfigKey>()
@@ -332,10 +351,10 @@ fn check_state_leases(problems: &mut Vec<Problem>, state: &StoreConnection) {
     if state.url.starts_with("s3://") && !told {
         problems.push(
             Problem::new(
-                ypath!("state", "url"),
-                "an `s3://` state store needs conditional puts for the day leases, and `state.options` has no `aws_conditional_put`",
+                at.key("url"),
+                format!("an `s3://` state store needs conditional puts for the day leases, and `{at}.options` has no `aws_conditional_put`"),
             )
-            .hint("add `aws_conditional_put: etag` under `state.options` (AWS S3 and most S3-compatible stores give it; docs/operations.md)"),
+            .hint(format!("add `aws_conditional_put: etag` under `{at}.options` (AWS S3 and most S3-compatible stores give it; docs/operations.md)")),
         );
     }
 }

@@ -60,6 +60,14 @@ fn default_profile_name() -> String {
 pub struct ProfileSpec {
     /// Connections by name. Each has a `type`.
     pub connections: BTreeMap<String, ConnectionSpec>,
+
+    /// This profile's run ledger and day leases, when they are not the
+    /// top-level `state.url`: an object store written like an
+    /// `object_store` connection (`url`, `options`, `credentials`). The
+    /// staging folder stays the top-level one. A production profile puts
+    /// its ledger beside its lake (`gs://...`), where every machine sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ObjectStoreConnectionSpec>,
 }
 
 /// A connection to a source or a sink. The `type` says which kind.

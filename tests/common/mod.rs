@@ -29,7 +29,10 @@ const CALLER_SETTINGS: [&str; 10] = [
 ];
 
 /// The one way tests start `etl`: in `dir`, "today" pinned to [`TODAY`],
-/// no colours, and none of [`CALLER_SETTINGS`]; a test sets what it needs.
+/// no colours, none of [`CALLER_SETTINGS`], and the `files` profile (the
+/// shipped `local` one with its lake, Parquet warehouse and ledger in
+/// folders, which tests read as files; [`Project::on_gcs`] puts them in
+/// buckets); a test sets what it needs.
 pub fn etl_command(dir: &Path) -> Command {
     command_in(env!("CARGO_BIN_EXE_etl"), dir)
 }
@@ -38,12 +41,13 @@ pub fn etl_command(dir: &Path) -> Command {
 /// runs `etl` itself, such as Airflow.
 pub fn command_in(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
     let mut c = Command::new(program);
-    c.current_dir(dir)
-        .env("ETL_TODAY", TODAY)
-        .env("NO_COLOR", "1");
     for k in CALLER_SETTINGS {
         c.env_remove(k);
     }
+    c.current_dir(dir)
+        .env("ETL_TODAY", TODAY)
+        .env("ETL_PROFILE", "files")
+        .env("NO_COLOR", "1");
     c
 }
 
@@ -137,12 +141,52 @@ pub fn edited(name: &str, text: &str, from: &str, to: &str) -> String {
     text.replace(from, to)
 }
 
+/// The `local` profile's buckets of one test ([`Project::on_gcs`]), as
+/// `etl` opens them.
+pub struct Buckets {
+    /// Connection `lake`.
+    pub lake: etl::sink::lake::Store,
+    /// Connection `warehouse_files`, the Parquet datasets.
+    pub warehouse: etl::sink::lake::Store,
+    /// The ledger and the leases.
+    pub state: etl::sink::lake::Store,
+}
+
+impl Buckets {
+    /// Every object under the lake, with its bytes, by relative path.
+    pub async fn lake_objects(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        for rel in self.lake.list("").await.unwrap() {
+            let bytes = self.lake.get(&rel).await.unwrap().unwrap();
+            out.insert(rel, bytes.to_vec());
+        }
+        out
+    }
+
+    /// Rows of the Parquet files under `rel` of the warehouse bucket,
+    /// read from their footers.
+    pub async fn parquet_rows(&self, rel: &str) -> u64 {
+        use parquet::file::reader::FileReader;
+        let mut total = 0;
+        for file in self.warehouse.list(rel).await.unwrap() {
+            let bytes = self.warehouse.get(&file).await.unwrap().unwrap();
+            total += parquet::file::serialized_reader::SerializedFileReader::new(bytes)
+                .unwrap()
+                .metadata()
+                .file_metadata()
+                .num_rows() as u64;
+        }
+        total
+    }
+}
+
 /// A project folder of a test's own: files copied from the repository,
 /// then edited. Every edit must match what it replaces, so no test runs on
 /// a file it only believes it changed.
 pub struct Project {
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    unset: Vec<String>,
 }
 
 impl Project {
@@ -151,6 +195,7 @@ impl Project {
         Self {
             dir: tempfile::tempdir().unwrap(),
             env: Vec::new(),
+            unset: Vec::new(),
         }
     }
 
@@ -245,9 +290,50 @@ impl Project {
         etl::sink::lake::Store::open(&url, &options).unwrap()
     }
 
+    /// Moves the project to the shipped `local` profile, whose lake,
+    /// Parquet warehouse and ledger are gs:// buckets on gcs-front, each
+    /// under `prefix` here (every test its own). The key comes as
+    /// `stack/stack.sh key` makes it: a service-account JSON pointing at
+    /// gcs-front, sealed into `.etl/secrets/gcs_local.age`, here to an age
+    /// identity of the test's own, handed to `etl` in `ETL_AGE_IDENTITY`.
+    pub fn on_gcs(&mut self, prefix: &str) -> Buckets {
+        use age::secrecy::ExposeSecret;
+        let mut urls = Vec::new();
+        for bucket in stack::LOCAL_BUCKETS {
+            let url = format!("gs://{bucket}/{prefix}");
+            self.edit(
+                "etl.yaml",
+                &format!(" url: gs://{bucket}\n"),
+                &format!(" url: {url}\n"),
+            );
+            urls.push(url);
+        }
+        let identity = age::x25519::Identity::generate();
+        let key = stack::gcs_local_key();
+        let sealed = age::encrypt(&identity.to_public(), key.as_bytes()).unwrap();
+        let file = self.path().join(".etl/secrets/gcs_local.age");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, sealed).unwrap();
+        self.set_env("ETL_AGE_IDENTITY", identity.to_string().expose_secret());
+        self.set_env("ETL_PROFILE", "local");
+        let options = BTreeMap::from([("google_service_account_key".to_owned(), key)]);
+        let open = |url: &String| etl::sink::lake::Store::open(url, &options).unwrap();
+        Buckets {
+            lake: open(&urls[0]),
+            warehouse: open(&urls[1]),
+            state: open(&urls[2]),
+        }
+    }
+
     /// Sets `key` for every command the project runs.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// Leaves `key` out of the environment of every command the project
+    /// runs, as [`etl_command`] would set it.
+    pub fn unset_env(&mut self, key: &str) {
+        self.unset.push(key.to_owned());
     }
 
     /// `etl args` in the project, not started.
@@ -262,6 +348,9 @@ impl Project {
     pub fn program(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = command_in(program, self.path());
         c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        for k in &self.unset {
+            c.env_remove(k);
+        }
         c
     }
 
@@ -373,6 +462,26 @@ pub mod stack {
             "client_email": "",
             "private_key": "",
             "private_key_id": "",
+        })
+        .to_string()
+    }
+
+    /// The buckets of the shipped `local` profile, which `stack.sh up`
+    /// creates: its lake, Parquet warehouse and ledger, in that order.
+    pub const LOCAL_BUCKETS: [&str; 3] =
+        ["etl-local-lake", "etl-local-warehouse", "etl-local-state"];
+
+    /// The `local` profile's key, as `stack/stack.sh key` makes it: a
+    /// service-account JSON for gcs-front, with no private key in it.
+    pub fn gcs_local_key() -> String {
+        serde_json::json!({
+            "type": "service_account",
+            "project_id": BQ_PROJECT,
+            "client_email": format!("etl-local@{BQ_PROJECT}.iam.gserviceaccount.com"),
+            "private_key_id": "none",
+            "private_key": "none: gcs-front checks no token",
+            "gcs_base_url": gcs_endpoint(),
+            "disable_oauth": true,
         })
         .to_string()
     }

@@ -103,14 +103,18 @@ pub(super) fn run(
             Err(problems) => diagnostics.extend(problems.into_iter().map(|p| loaded.place(p))),
         }
     }
-    let templates =
-        super::super::run::open_secrets(&checked.plan, plans.iter().map(|(_, p)| p), "checked")?;
+    let templates = super::super::run::open_secrets(
+        &checked.plan,
+        &checked.profile,
+        plans.iter().map(|(_, p)| p),
+        "checked",
+    )?;
     let rt = tokio::runtime::Runtime::new().map_err(|e| {
         eprintln!("error: cannot start the async runtime: {e}");
         Exit::RunFailed
     })?;
     let (state, checks) = rt.block_on(async {
-        let state = check_state(&checked.plan, &templates, project);
+        let state = check_state(&checked.plan, &checked.profile, &templates, project);
         let checks = futures::future::join_all(plans.into_iter().map(|(loaded, plan)| {
             let day = check_day(ctx, &plan);
             let runtime = PipelineRuntime::new(plan, templates.clone());
@@ -175,12 +179,15 @@ struct StateCheck {
 /// on one name, the second of which must be refused, as the leases need.
 async fn check_state(
     plan: &crate::plan::ProjectPlan,
+    profile: &str,
     templates: &crate::template::Templates,
     project: &LoadedProject,
 ) -> StateCheck {
-    let shown = plan.state.display();
+    let state = plan.state(profile);
+    let shown = state.display();
+    let at = plan.state_at(profile).key("url");
     let place = |message: String, hint: Option<String>| {
-        let mut p = Problem::new(ypath!("state", "url"), message);
+        let mut p = Problem::new(at.clone(), message);
         p.hint = hint;
         project.loaded.place(p)
     };
@@ -191,7 +198,7 @@ async fn check_state(
         )],
         summary: format!("state store {shown}: not writable"),
     };
-    let store = match open_store_connection(templates, &plan.state) {
+    let store = match open_store_connection(templates, state) {
         Ok((store, _)) => store,
         Err(e) => return failed(e.to_string()),
     };
