@@ -269,6 +269,23 @@ fn an_s3_state_store_without_conditional_puts_is_refused_with_the_option_to_add(
     );
     let out = p.etl(&["validate", "pipelines/users.yaml"]);
     assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+
+    // A profile's own state store is checked where it is written, and
+    // only that profile uses it.
+    p.edit(
+        "etl.yaml",
+        "  files:\n    connections:\n",
+        "  files:\n    state:\n      url: s3://acme-etl-state/files\n    connections:\n",
+    );
+    let out = p.etl(&["validate", "pipelines/users.yaml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(": profiles.files.state.url: an `s3://` state store needs conditional puts for the day leases, and `profiles.files.state.options` has no `aws_conditional_put`"),
+        "{err}"
+    );
+    let plan = p.etl(&["plan", "pipelines/users.yaml"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", common::text(&plan));
 }
 
 /// `notify:` mistakes are found before a run, each where it is written:
