@@ -50,5 +50,5 @@ echo "Warehouse: BigQuery emulator at $ETL_BQ_ENDPOINT (dataset etl_demo: users,
 echo "More rows, in a shell that has the stack's settings and age identity:"
 echo "  eval \"\$(stack/stack.sh env)\""
 echo "  target/release/etl preview PIPELINE --date DAY [--table NAME] [--format json]"
-echo "Without the stack's buckets: --profile files keeps all of it in folders under .etl/."
+echo "--profile files keeps the lake, the Parquet dataset and the ledger in folders under .etl/ instead."
 echo "The stack is still running: stop it with 'stack/stack.sh down'."
