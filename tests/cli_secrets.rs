@@ -12,6 +12,7 @@ const MARKER: &str = "Pa55-MARKER-7c1e";
 
 fn etl(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     common::etl_command(dir)
+        .env("ETL_PROFILE", common::TEST_PROFILE)
         .args(args)
         .envs(env.iter().copied())
         .output()

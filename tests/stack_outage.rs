@@ -261,9 +261,9 @@ impl Setup {
         );
         project.edit(
             "etl.yaml",
-            "  local:\n    connections:\n",
+            "  files:\n    connections:\n",
             &format!(
-                "  local:
+                "  files:
     connections:
       mongo_users:
         type: mongodb
@@ -304,9 +304,9 @@ impl Setup {
         if outage == Outage::GcsLake {
             project.edit(
                 "etl.yaml",
-                "  local:\n    connections:\n",
+                "  files:\n    connections:\n",
                 &format!(
-                    "  local:
+                    "  files:
     connections:
       lake_gcs:
         type: object_store

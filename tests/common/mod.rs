@@ -28,11 +28,16 @@ const CALLER_SETTINGS: [&str; 10] = [
     "GOOGLE_APPLICATION_CREDENTIALS",
 ];
 
+/// The profile tests run the shipped `etl.yaml` in: `local` with its lake,
+/// Parquet warehouse and ledger in folders, which tests read as files, and
+/// with no key to seal (a fresh clone has none). [`Project::on_gcs`] moves
+/// a project to the buckets of `local` itself.
+pub const TEST_PROFILE: &str = "files";
+
 /// The one way tests start `etl`: in `dir`, "today" pinned to [`TODAY`],
-/// no colours, none of [`CALLER_SETTINGS`], and the `files` profile (the
-/// shipped `local` one with its lake, Parquet warehouse and ledger in
-/// folders, which tests read as files; [`Project::on_gcs`] puts them in
-/// buckets); a test sets what it needs.
+/// no colours, and none of [`CALLER_SETTINGS`]; a test sets what it needs.
+/// In the repository itself, and in a [`Project`] with its `etl.yaml`,
+/// the profile is [`TEST_PROFILE`].
 pub fn etl_command(dir: &Path) -> Command {
     command_in(env!("CARGO_BIN_EXE_etl"), dir)
 }
@@ -46,8 +51,10 @@ pub fn command_in(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
     }
     c.current_dir(dir)
         .env("ETL_TODAY", TODAY)
-        .env("ETL_PROFILE", "files")
         .env("NO_COLOR", "1");
+    if dir == root() {
+        c.env("ETL_PROFILE", TEST_PROFILE);
+    }
     c
 }
 
@@ -199,11 +206,15 @@ impl Project {
         }
     }
 
-    /// A folder with these files or folders of the repository copied in.
+    /// A folder with these files or folders of the repository copied in;
+    /// with `etl.yaml`, its commands run in [`TEST_PROFILE`].
     pub fn with(paths: &[&str]) -> Self {
-        let p = Self::empty();
+        let mut p = Self::empty();
         for rel in paths {
             p.copy(rel);
+        }
+        if paths.contains(&"etl.yaml") {
+            p.set_env("ETL_PROFILE", TEST_PROFILE);
         }
         p
     }
