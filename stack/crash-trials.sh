@@ -11,9 +11,10 @@
 # seed draws the same trials:
 #   ETL_CRASH_SEED=<seed> ETL_CRASH_TRIALS=5 ETL_CRASH_DAYS=10 cargo test --release --features test-hooks --test stack_crash -- --nocapture
 #
-# stack/test.sh runs 5 trials of a 3-day backfill, with the lake on gs://
-# (gcs-front) and again in a folder: every point, at the smallest backfill
-# that reaches it. Here the lake is on gs:// unless ETL_CRASH_LAKE=files.
+# stack/test.sh runs 5 trials of a 3-day backfill, with the lake, the
+# Parquet dataset and the ledger in gs:// buckets (gcs-front), and again in
+# folders: every point, at the smallest backfill that reaches it. Here they
+# are in buckets unless ETL_CRASH_LAKE=files.
 # MongoDB is mongo-java-server, as for the rest of the suite;
 # ETL_TEST_MONGO=ferretdb runs them on FerretDB.
 #

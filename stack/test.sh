@@ -129,7 +129,7 @@ echo "== FerretDB tests (ran beside them; their output):"
 cat target/test-output-ferretdb.txt
 phase_end
 
-phase "crash trials (tests/stack_crash.rs: 5 killed 3-day backfills, each caught up, with the lake on gs:// then in a folder; stack/crash-trials.sh runs more)" 180
+phase "crash trials (tests/stack_crash.rs: 5 killed 3-day backfills, each caught up, with lake, Parquet dataset and ledger in gs:// buckets, then in folders; stack/crash-trials.sh runs more)" 180
 # Its own phase, on a fresh emulator, on mongo-java-server: each trial runs
 # the backfill of the three pipelines twice (killed, then caught up).
 : >target/test-output-crash.txt

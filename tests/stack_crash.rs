@@ -17,9 +17,11 @@
 //! ETL_CRASH_SEED=1234 ETL_CRASH_TRIALS=20 cargo test --release --features test-hooks --test stack_crash -- --nocapture
 //! ```
 //!
-//! The lake is a `gs://` prefix on the stack's GCS server (gcs-front), as
-//! production keeps it, or with `ETL_CRASH_LAKE=files` a local folder;
-//! `stack/test.sh` runs the trials on both.
+//! The project runs in the shipped `local` profile: the lake, the Parquet
+//! dataset and the ledger are `gs://` prefixes in its buckets on the
+//! stack's GCS server (gcs-front), as production keeps them; or with
+//! `ETL_CRASH_LAKE=files`, local folders. `stack/test.sh` runs the trials
+//! on both.
 //!
 //! The backfill is `ETL_CRASH_DAYS` days (3 unless set: the smallest that
 //! reaches every point more than once, each pipeline's days running beside
@@ -74,8 +76,9 @@ struct Landed {
 struct Trials {
     project: common::Project,
     dataset: String,
-    /// The lake, when it is on GCS (else `.etl/lake`).
-    gcs_lake: Option<etl::sink::lake::Store>,
+    /// The `local` profile's buckets, when the lake, the Parquet dataset
+    /// and the ledger are on GCS (else folders under `.etl/`).
+    buckets: Option<common::Buckets>,
     /// The day after the backfill's last: "today", so that a catch-up
     /// covers exactly the backfill.
     today: String,
@@ -100,9 +103,11 @@ impl Trials {
         for dir in ["lake", "warehouse", "state", "staging"] {
             let _ = std::fs::remove_dir_all(self.project.path().join(".etl").join(dir));
         }
-        if let Some(lake) = &self.gcs_lake {
-            for rel in lake.list("").await.unwrap() {
-                lake.delete(&rel).await.unwrap();
+        if let Some(b) = &self.buckets {
+            for store in [&b.lake, &b.warehouse, &b.state] {
+                for rel in store.list("").await.unwrap() {
+                    store.delete(&rel).await.unwrap();
+                }
             }
         }
         let emulator = stack::Emulator::require().await;
@@ -127,32 +132,30 @@ impl Trials {
                 );
             }
         }
-        for (day, ids) in parquet_ids(&root.join("warehouse/products")) {
+        let parquet = match &self.buckets {
+            Some(b) => b.objects(&b.warehouse, "products").await,
+            None => common::files_under(&root.join("warehouse/products")),
+        };
+        for (day, ids) in parquet_ids(parquet) {
             let distinct = ids.iter().collect::<BTreeSet<_>>().len() as u64;
             warehouse.insert(("products".to_owned(), day), (ids.len() as u64, distinct));
         }
-        let lake = match &self.gcs_lake {
-            Some(lake) => {
-                let mut objects = BTreeMap::new();
-                for rel in lake.list("").await.unwrap() {
-                    let bytes = lake.get(&rel).await.unwrap().unwrap();
-                    objects.insert(rel, bytes.to_vec());
-                }
-                objects
-            }
+        let lake = match &self.buckets {
+            Some(b) => b.lake_objects().await,
             None => common::files_under(&root.join("lake")),
         };
         Landed { lake, warehouse }
     }
 }
 
-/// Per day (`dt=` folder), the `_id` of every row of the Parquet files.
-fn parquet_ids(dir: &std::path::Path) -> BTreeMap<String, Vec<String>> {
+/// Per day (`dt=` folder), the `_id` of every row of the Parquet files
+/// (paths below the dataset, with their bytes).
+fn parquet_ids(files: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<String>> {
     use arrow_array::{Array, StringArray};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::arrow::ProjectionMask;
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (file, _) in common::files_under(dir) {
+    for (file, bytes) in files {
         if !file.ends_with(".parquet") {
             continue;
         }
@@ -162,9 +165,7 @@ fn parquet_ids(dir: &std::path::Path) -> BTreeMap<String, Vec<String>> {
             .unwrap()
             .trim_start_matches("dt=")
             .to_owned();
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(dir.join(&file)).unwrap())
-                .unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
         let mask = ProjectionMask::columns(builder.parquet_schema(), ["_id"]);
         let ids = out.entry(day).or_default();
         for batch in builder.with_projection(mask).build().unwrap() {
@@ -237,15 +238,15 @@ async fn a_killed_backfill_then_a_catch_up_equals_a_clean_run() {
     );
     let first = chrono::NaiveDate::parse_from_str(FIRST_DAY, "%Y-%m-%d").unwrap();
     let last = first + chrono::Days::new(days - 1);
-    let gcs_lake = match std::env::var("ETL_CRASH_LAKE").as_deref() {
-        Ok("gcs") | Err(_) => Some(project.lake_on_gcs(&format!("it_crash/{database}"))),
+    let buckets = match std::env::var("ETL_CRASH_LAKE").as_deref() {
+        Ok("gcs") | Err(_) => Some(project.on_gcs(&format!("it_crash/{database}"))),
         Ok("files") => None,
         Ok(other) => panic!("ETL_CRASH_LAKE is `gcs` or `files`, not `{other}`"),
     };
     let trials = Trials {
         project,
         dataset: database.clone(),
-        gcs_lake,
+        buckets,
         today: (last + chrono::Days::new(1)).to_string(),
     };
     let mut demo = vec![
@@ -310,11 +311,11 @@ async fn a_killed_backfill_then_a_catch_up_equals_a_clean_run() {
     eprintln!(
         "crash trials: seed {seed}, {count} trials of a {days}-day backfill, the lake {lake} (replay with ETL_CRASH_SEED={seed} ETL_CRASH_TRIALS={count} ETL_CRASH_DAYS={days} ETL_CRASH_LAKE={kind}); the clean run took {:.1}s",
         clean_time.as_secs_f64(),
-        lake = match &trials.gcs_lake {
-            Some(l) => l.display(""),
+        lake = match &trials.buckets {
+            Some(b) => format!("{}, the Parquet dataset and the ledger in buckets", b.lake.display("")),
             None => ".etl/lake".to_owned(),
         },
-        kind = if trials.gcs_lake.is_some() { "gcs" } else { "files" },
+        kind = if trials.buckets.is_some() { "gcs" } else { "files" },
     );
 
     for (i, kill) in kills.iter().enumerate() {

@@ -1,11 +1,14 @@
-//! The leak test: a real run on the local stack whose MongoDB URI and
-//! BigQuery service-account key are age secrets, each carrying a marker.
-//! Afterwards the marker is looked for in every file the project folder
-//! holds (staging, lake, ledger) and in everything `etl` printed: run logs
-//! as text and as JSON, `plan`, `status` and `validate --decrypt`.
+//! The leak test: a real run on the local stack, in the shipped `local`
+//! profile, whose MongoDB URI, BigQuery service-account key and GCS key
+//! (the lake and the ledger are gs:// buckets) are age secrets, each
+//! carrying a marker. Afterwards the markers are looked for in every file
+//! the project folder holds (staging, the age files), every object of its
+//! lake and ledger buckets, and everything `etl` printed: run logs as text
+//! and as JSON, `plan`, `status` and `validate --decrypt`.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -16,6 +19,8 @@ use common::{stack, text};
 const PASSWORD: &str = "Pw-LEAK-5d3a91";
 /// Inside the service account's private key.
 const KEY: &str = "Key-LEAK-8b2f07";
+/// Inside the GCS key (gcs-front checks none, so it is carried, not used).
+const GCS_KEY: &str = "GcsKey-LEAK-41c9e2";
 const ACCOUNT: &str = "etl-leak@etl-local.iam.gserviceaccount.com";
 
 struct Project {
@@ -54,16 +59,40 @@ impl Project {
     }
 
     /// Encrypts `plaintext`, given on stdin so it is never a file, into
-    /// `secrets/<name>.age`.
-    fn encrypt(&self, name: &str, recipient: &str, plaintext: &str) {
+    /// `file` of the project.
+    fn encrypt(&self, file: &str, recipient: &str, plaintext: &str) {
         let out = self.etl(
             &["secrets", "encrypt", "--recipient", recipient, "-"],
             Some(plaintext.as_bytes()),
         );
         assert!(out.status.success(), "{}", text(&out));
-        let file = self.path().join(format!("secrets/{name}.age"));
+        let file = self.path().join(file);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         std::fs::write(file, &out.stdout).unwrap();
     }
+
+    /// Every object of the project's lake and ledger buckets, by URL.
+    async fn bucket_objects(&self) -> Vec<(String, Vec<u8>)> {
+        let options = BTreeMap::from([("google_service_account_key".to_owned(), gcs_key())]);
+        let mut out = Vec::new();
+        for bucket in stack::LOCAL_BUCKETS {
+            let url = format!("gs://{bucket}/{}", self.database);
+            let store = etl::sink::lake::Store::open(&url, &options).unwrap();
+            for rel in store.list("").await.unwrap() {
+                let bytes = store.get(&rel).await.unwrap().unwrap();
+                out.push((format!("{url}/{rel}"), bytes.to_vec()));
+            }
+        }
+        out
+    }
+}
+
+/// The `local` profile's GCS key as `stack/stack.sh key` makes it, with
+/// the marker in it.
+fn gcs_key() -> String {
+    let mut key: serde_json::Value = serde_json::from_str(&stack::gcs_local_key()).unwrap();
+    key["private_key_id"] = GCS_KEY.into();
+    key.to_string()
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -116,6 +145,16 @@ fn project() -> Project {
         plain.contains(&endpoint) && plain.contains("keep_staging: true"),
         "etl.yaml's local warehouse or staging folder moved"
     );
+    // The profile's buckets, under a prefix of the test's own.
+    let mut plain = plain;
+    for bucket in stack::LOCAL_BUCKETS {
+        plain = common::edited(
+            "etl.yaml",
+            &plain,
+            &format!(" url: gs://{bucket}\n"),
+            &format!(" url: gs://{bucket}/{database}\n"),
+        );
+    }
     std::fs::write(p.join("etl.yaml"), &plain).unwrap();
 
     // The identity lives outside the project, as it would in ~/.config.
@@ -153,7 +192,8 @@ fn project() -> Project {
         "mongodb://etl:{PASSWORD}@127.0.0.1:{}/?directConnection=true&authMechanism=PLAIN",
         stack::mongo_port()
     );
-    project.encrypt("mongo_uri", &recipient, &uri);
+    project.encrypt("secrets/mongo_uri.age", &recipient, &uri);
+    project.encrypt(".etl/secrets/gcs_local.age", &recipient, &gcs_key());
     let key = serde_json::json!({
         "type": "service_account",
         "project_id": "etl-local",
@@ -163,7 +203,7 @@ fn project() -> Project {
         "client_id": "1",
         "token_uri": "https://oauth2.googleapis.com/token",
     });
-    project.encrypt("gcp_sa", &recipient, &key.to_string());
+    project.encrypt("secrets/gcp_sa.age", &recipient, &key.to_string());
     let local_mongo = format!(
         "uri: mongodb://127.0.0.1:{}/?directConnection=true",
         stack::mongo_port()
@@ -179,8 +219,8 @@ fn project() -> Project {
     project
 }
 
-#[test]
-fn secrets_reach_no_file_log_or_output() {
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_reach_no_file_log_or_output() {
     let p = project();
     let mut printed = Vec::new();
     printed.push((
@@ -224,7 +264,7 @@ fn secrets_reach_no_file_log_or_output() {
         "{run}"
     );
     assert!(
-        run.contains("credentials  lake             none needed: local files"),
+        run.contains("credentials  lake             service account etl-local@etl-local.iam.gserviceaccount.com (secret `gcs_local`), not sent: the endpoint is an emulator"),
         "{run}"
     );
     assert!(
@@ -236,15 +276,19 @@ fn secrets_reach_no_file_log_or_output() {
     // The markers are real: revealing shows them, and the scan finds them.
     let revealed = p.ok(&["secrets", "show", "mongo_uri", "--reveal"]);
     assert!(contains(revealed.as_bytes(), PASSWORD), "{revealed}");
+    let revealed = p.ok(&["secrets", "show", "gcs_local", "--reveal"]);
+    assert!(contains(revealed.as_bytes(), GCS_KEY), "{revealed}");
 
     let mut everything: Vec<(String, Vec<u8>)> =
         common::files_under(p.path()).into_iter().collect();
+    everything.extend(p.bucket_objects().await);
     let names: Vec<&str> = everything.iter().map(|(n, _)| n.as_str()).collect();
     for wanted in [
         ".etl/staging/",
-        ".etl/lake/",
-        ".etl/state/",
+        "gs://etl-local-lake/",
+        "gs://etl-local-state/",
         "secrets/gcp_sa.age",
+        ".etl/secrets/gcs_local.age",
     ] {
         assert!(
             names.iter().any(|n| n.contains(wanted)),
@@ -253,7 +297,7 @@ fn secrets_reach_no_file_log_or_output() {
     }
     everything.extend(printed.into_iter().map(|(n, t)| (n, t.into_bytes())));
     for (name, bytes) in &everything {
-        for marker in [PASSWORD, KEY] {
+        for marker in [PASSWORD, KEY, GCS_KEY] {
             assert!(!contains(bytes, marker), "{marker} leaked into {name}");
         }
     }

@@ -162,10 +162,21 @@ pub struct Buckets {
 impl Buckets {
     /// Every object under the lake, with its bytes, by relative path.
     pub async fn lake_objects(&self) -> BTreeMap<String, Vec<u8>> {
+        self.objects(&self.lake, "").await
+    }
+
+    /// Every object under `rel` of `store`, with its bytes, by path
+    /// relative to `rel`, as [`files_under`] gives a folder's.
+    pub async fn objects(
+        &self,
+        store: &etl::sink::lake::Store,
+        rel: &str,
+    ) -> BTreeMap<String, Vec<u8>> {
         let mut out = BTreeMap::new();
-        for rel in self.lake.list("").await.unwrap() {
-            let bytes = self.lake.get(&rel).await.unwrap().unwrap();
-            out.insert(rel, bytes.to_vec());
+        for path in store.list(rel).await.unwrap() {
+            let bytes = store.get(&path).await.unwrap().unwrap();
+            let below = path.strip_prefix(rel).unwrap_or(&path);
+            out.insert(below.trim_start_matches('/').to_owned(), bytes.to_vec());
         }
         out
     }
