@@ -23,7 +23,11 @@
 //! - [`flatten`]: pure and synchronous: documents into NDJSON rows and their
 //!   table schemas, one per output table (child tables from `explode`).
 //! - [`table`]: output table schemas and the NDJSON row format between the
-//!   flattener and the sinks.
+//!   flattener and BigQuery.
+//! - [`rows`]: the typed row path: the flattener's values straight into
+//!   Arrow builders, one per column, then record batches of bounded size,
+//!   then Parquet files, which the Parquet warehouse loads (rules compiled
+//!   once, then staged rows, builders, batches, encoders).
 //! - [`sink`]: the lake (`sink::lake`: the store, the raw archive, the
 //!   manifest) and the [`sink::warehouse::Warehouse`] contract (replace a
 //!   day, count it, read it back for `etl preview`) with its conformance
@@ -65,6 +69,7 @@ pub mod lock;
 pub mod notify;
 pub mod plan;
 pub mod redact;
+pub mod rows;
 pub mod schedule;
 pub mod secrets;
 pub mod sink;

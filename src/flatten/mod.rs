@@ -79,13 +79,16 @@
 
 mod conflict;
 mod naming;
+mod out;
 mod row;
 mod rules;
 mod schema;
 mod tables;
 mod value;
 
-pub(crate) use value::write_timestamp_micros;
+pub(crate) use out::RowOut;
+pub(crate) use row::{OutColumn, OutField};
+pub(crate) use value::{convert, write_timestamp_micros, Leaf, Scalar};
 mod walk;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -407,4 +410,4 @@ fn failure(stop: Stop) -> FlattenError {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
