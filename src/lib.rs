@@ -20,8 +20,10 @@
 //!   replay from the lake) implements it in a file beside `source/mongo.rs`.
 //! - [`extjson`]: raw BSON as MongoDB Extended JSON (the lake's lines), the
 //!   raw-BSON walk the flattener uses, and calendar arithmetic.
-//! - [`flatten`]: pure and synchronous: documents into NDJSON rows and their
-//!   table schemas, one per output table (child tables from `explode`).
+//! - [`flatten`]: pure and synchronous: documents into rows and their table
+//!   schemas, one per output table (child tables from `explode`). One walk
+//!   writes a row in either format of its row-format contract
+//!   (`flatten/out.rs`): NDJSON text, or typed values for [`rows`].
 //! - [`table`]: output table schemas and the NDJSON row format between the
 //!   flattener and BigQuery.
 //! - [`rows`]: the typed row path: the flattener's values straight into

@@ -7,7 +7,10 @@
 //!    [`finish`](SchemaBuilder::finish) is the partition's table schema.
 //! 2. [`Flattener::write_row`] appends each document as one NDJSON row in
 //!    the format of [`crate::table`], every value conformed to the schema's
-//!    column type, so a load never fails on a drifted document.
+//!    column type, so a load never fails on a drifted document. The same
+//!    walk writes typed values instead for [`crate::rows`], through the
+//!    row-format contract of the `out` submodule: both formats get the same
+//!    value in the same column, or the same NULL.
 //!
 //! # Rules
 //!

@@ -350,3 +350,65 @@ fn the_typed_path_writes_hostile_documents_values() {
         "no REPEATED RECORD column"
     );
 }
+
+/// A document whose child row conflicts under `reject` leaves no row in
+/// any table, the root row written before it included; the next document
+/// is written whole.
+#[test]
+fn a_rejected_document_leaves_no_row_in_any_table() {
+    let spec = spec(indoc::indoc! {"
+        on_type_conflict: reject
+        arrays:
+          rules: [{ path: $.items, policy: explode }]
+    "});
+    let tables = Tables::new(&spec).unwrap();
+    let docs: Vec<RawDocumentBuf> = [
+        bson::doc! { "_id": 1, "items": [{ "q": 1 }, { "q": 2 }] },
+        bson::doc! { "_id": 2, "items": [{ "q": 3 }, { "q": "three" }] },
+        bson::doc! { "_id": 3, "items": [{ "q": 4 }] },
+    ]
+    .iter()
+    .map(|d| RawDocumentBuf::from_document(d).unwrap())
+    .collect();
+    let mut builders = tables.schema_builders();
+    for d in &docs {
+        tables.infer(d, &mut builders).unwrap();
+    }
+    let schemas: Vec<TableSchema> = builders.into_iter().map(|b| b.finish()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        dir.path().join("root.parquet"),
+        dir.path().join("items.parquet"),
+    ];
+    let mut out = ParquetTables::create(&tables, &schemas, &files, day()).unwrap();
+    out.document(&docs[0]).unwrap();
+    match out.document(&docs[1]) {
+        Err(super::RowsError::Flatten(e)) => {
+            assert_eq!(e.table, 1);
+            assert_eq!(
+                e.source.to_string(),
+                "`$.q` is a STRING value, but column `q` is INT64"
+            );
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    out.document(&docs[2]).unwrap();
+    assert_eq!(out.rows(), [2, 3]);
+    assert_eq!(out.finish().unwrap(), [2, 3]);
+    let root = read(&files[0]);
+    let ids = root[0]
+        .column_by_name("_id")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow_array::Int64Array>()
+        .unwrap();
+    assert_eq!(ids.values().to_vec(), [1, 3]);
+    let items = read(&files[1]);
+    let q = items[0]
+        .column_by_name("q")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow_array::Int64Array>()
+        .unwrap();
+    assert_eq!(q.values().to_vec(), [1, 2, 4]);
+}
