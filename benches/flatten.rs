@@ -17,6 +17,11 @@
 //! `tags`, explicit typed columns, excludes, `on_type_conflict: variant`
 //! and `on_new_field: ignore`). Reported in documents/s.
 //!
+//! The `parquet/*` group runs pass 2 of the same orders under the same
+//! rule sets into one Parquet file per table, both ways: `ndjson` (rows as
+//! NDJSON text read back by arrow-json, the path before issue 31) and
+//! `typed` (the typed Arrow builders of [`etl::rows`]).
+//!
 //! `cargo bench --bench flatten -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
@@ -222,5 +227,92 @@ fn bench_tables(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, bench_tables);
+/// Pass 2 into one Parquet file per table, against schemas from pass 1:
+/// the NDJSON path (rows as text, read back by arrow-json) or the typed
+/// path ([`etl::rows`]).
+fn to_parquet(
+    tables: &etl::flatten::Tables,
+    schemas: &[etl::table::TableSchema],
+    docs: &[RawDocumentBuf],
+    day: NaiveDate,
+    dir: &std::path::Path,
+    typed: bool,
+) -> u64 {
+    let files: Vec<_> = (0..schemas.len())
+        .map(|t| dir.join(format!("{t}.parquet")))
+        .collect();
+    if typed {
+        let mut out = etl::rows::ParquetTables::create(tables, schemas, &files, day)
+            .expect("the files start");
+        for d in docs {
+            out.document(d).expect("rows write");
+        }
+        return out.finish().expect("the files end").iter().sum();
+    }
+    let mut encoders: Vec<_> = schemas
+        .iter()
+        .zip(&files)
+        .map(|(s, f)| etl::sink::parquet::Encoder::create(s, f, day).expect("the files start"))
+        .collect();
+    let mut writers = tables.row_writers(schemas).expect("the schemas resolve");
+    let mut outs = vec![Vec::with_capacity(1 << 16); schemas.len()];
+    for d in docs {
+        tables
+            .write_rows_with(d, day, &mut writers, &mut outs)
+            .expect("rows write");
+        for (out, encoder) in outs.iter_mut().zip(&mut encoders) {
+            encoder.rows(out).expect("rows encode");
+            out.clear();
+        }
+    }
+    encoders
+        .into_iter()
+        .map(|e| e.finish().expect("the files end"))
+        .sum()
+}
+
+/// `parquet/{ndjson,typed}/{plain,explode,all_policies}`: pass 2 of the
+/// 5000 orders into Parquet files both ways, in documents/s.
+fn bench_parquet(c: &mut Criterion) {
+    let opts = DemoOptions::default();
+    let orders: Vec<RawDocumentBuf> = etl::demo::orders(&opts)
+        .map(|d| RawDocumentBuf::from_document(&d).expect("demo documents encode"))
+        .collect();
+    let day = NaiveDate::from_ymd_opt(2020, 6, 1).expect("a date");
+    let dir = tempfile::tempdir().expect("a scratch folder");
+    let mut group = c.benchmark_group("parquet");
+    group.throughput(Throughput::Elements(orders.len() as u64));
+    for (name, yaml) in [
+        ("plain", "{}"),
+        ("explode", EXPLODE),
+        ("all_policies", ALL_POLICIES),
+    ] {
+        let spec: FlattenSpec = serde_yaml::from_str(yaml).expect("a valid flatten spec");
+        let tables = etl::flatten::Tables::new(&spec).expect("the rules compile");
+        let mut builders = tables.schema_builders();
+        for d in &orders {
+            tables
+                .infer(d, &mut builders)
+                .expect("demo documents flatten");
+        }
+        let schemas: Vec<_> = builders.into_iter().map(|b| b.finish()).collect();
+        for (path, typed) in [("ndjson", false), ("typed", true)] {
+            group.bench_function(format!("{path}/{name}"), |b| {
+                b.iter(|| {
+                    black_box(to_parquet(
+                        &tables,
+                        &schemas,
+                        &orders,
+                        day,
+                        dir.path(),
+                        typed,
+                    ))
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_tables, bench_parquet);
 criterion_main!(benches);

@@ -20,10 +20,16 @@
 //!   replay from the lake) implements it in a file beside `source/mongo.rs`.
 //! - [`extjson`]: raw BSON as MongoDB Extended JSON (the lake's lines), the
 //!   raw-BSON walk the flattener uses, and calendar arithmetic.
-//! - [`flatten`]: pure and synchronous: documents into NDJSON rows and their
-//!   table schemas, one per output table (child tables from `explode`).
+//! - [`flatten`]: pure and synchronous: documents into rows and their table
+//!   schemas, one per output table (child tables from `explode`). One walk
+//!   writes a row in either format of its row-format contract
+//!   (`flatten/out.rs`): NDJSON text, or typed values for [`rows`].
 //! - [`table`]: output table schemas and the NDJSON row format between the
-//!   flattener and the sinks.
+//!   flattener and BigQuery.
+//! - [`rows`]: the typed row path: the flattener's values straight into
+//!   Arrow builders, one per column, then record batches of bounded size,
+//!   then Parquet files, which the Parquet warehouse loads (rules compiled
+//!   once, then staged rows, builders, batches, encoders).
 //! - [`sink`]: the lake (`sink::lake`: the store, the raw archive, the
 //!   manifest) and the [`sink::warehouse::Warehouse`] contract (replace a
 //!   day, count it, read it back for `etl preview`) with its conformance
@@ -65,6 +71,7 @@ pub mod lock;
 pub mod notify;
 pub mod plan;
 pub mod redact;
+pub mod rows;
 pub mod schedule;
 pub mod secrets;
 pub mod sink;

@@ -8,6 +8,8 @@
 # [2020-06-01, 2020-06-02)), under /usr/bin/time -v, writing Parquet to a
 # fresh folder:
 #   etl           the shipped orders spec, Parquet warehouse (etl_parquet.sh)
+#   etl_base      the same with the etl binary ETL_BASE_BIN (another build, such
+#                 as the base of a branch), for a before/after in one run
 #   pymongoarrow  find_arrow_all -> pyarrow.parquet
 #   pandas        pymongo -> pandas.json_normalize -> Parquet (what the
 #                 original Python project did)
@@ -21,7 +23,7 @@
 # The headline is the ratio to etl: CPU/doc and RSS as multiples of etl's.
 # Medians of ETL_BENCH_REPEAT runs (default 3), peers interleaved per round.
 #
-# Env: ETL_PEERS (default "etl pymongoarrow pandas dlt sling"),
+# Env: ETL_PEERS (default "etl pymongoarrow pandas dlt sling"), ETL_BASE_BIN,
 # ETL_BENCH_MONGO_PORT (27119), ETL_BENCH_MONGO_HEAP (10g), ETL_BENCH_REPEAT,
 # ETL_BENCH_NO_BUILD=1. Exits non-zero if a peer fails or if a peer that
 # restricts to the day produced another row count than the floor counted.
@@ -60,11 +62,14 @@ drain="$root/target/release/examples/drain"
 peer_cmd() {
   case "$1" in
     etl) echo "$here/etl_parquet.sh" ;;
+    etl_base)
+      [[ -n ${ETL_BASE_BIN:-} ]] || die "peer etl_base needs ETL_BASE_BIN, the etl binary to compare with"
+      echo "env ETL_BIN=${base_bin:-$ETL_BASE_BIN} $here/etl_parquet.sh" ;;
     pymongoarrow) echo "$py $here/pymongoarrow_parquet.py" ;;
     pandas) echo "$py $here/pandas_normalize.py" ;;
     dlt) echo "$py $here/dlt_parquet.py" ;;
     sling) echo "$here/sling_parquet.sh" ;;
-    *) die "unknown peer '$1' (etl pymongoarrow pandas dlt sling)" ;;
+    *) die "unknown peer '$1' (etl etl_base pymongoarrow pandas dlt sling)" ;;
   esac
 }
 for p in "${peers[@]}"; do peer_cmd "$p" >/dev/null; done
@@ -87,6 +92,11 @@ script_t0=$(date +%s)
 mkdir -p "$work/bin"
 cp "$etl" "$drain" "$work/bin/"
 etl="$work/bin/etl" drain="$work/bin/drain"
+if [[ -n ${ETL_BASE_BIN:-} ]]; then
+  [[ -x $ETL_BASE_BIN ]] || die "ETL_BASE_BIN=$ETL_BASE_BIN is not an executable"
+  cp "$ETL_BASE_BIN" "$work/bin/etl-base"
+  base_bin="$work/bin/etl-base"
+fi
 export ETL_BIN="$etl" # for etl_parquet.sh
 build="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo +dirty)"
 
@@ -185,7 +195,7 @@ status=0
 } >"$work/table.txt"
 cat "$work/table.txt"
 # Print the commands with the binaries' real paths, not the snapshots'.
-sed -e "s#$work/bin/etl#$root/target/release/etl#g" -e "s#$work/bin/drain#$root/target/release/examples/drain#g" <<EOF
+sed -e "s#$work/bin/etl-base#${ETL_BASE_BIN:-}#g" -e "s#$work/bin/etl#$root/target/release/etl#g" -e "s#$work/bin/drain#$root/target/release/examples/drain#g" <<EOF
 
 wall_s: elapsed; cpu_s: user+sys of the peer's whole process tree (interpreter
 start and imports included); us_doc: cpu_s per document of the day; x_etl:

@@ -248,13 +248,21 @@ impl PipelineRuntime {
                     from = if extracted.spool_path.is_some() { "the spool" } else { "the raw archive" },
                     "flattening the day after its extract"
                 );
+                // Under a Parquet warehouse each table's Parquet file is
+                // written straight from typed columns, as during the extract.
+                let parquet: Option<Vec<PathBuf>> = warehouse
+                    .wants_parquet()
+                    .then(|| names.iter().map(|n| parquet_file(dir, n)).collect());
                 let (schemas, tables, output) = (schemas.clone(), tables.clone(), output.clone());
                 let flattening = tokio::task::spawn_blocking(move || {
-                    flatten_staged(&tables, &staged, &output, &schemas, day)
+                    flatten_staged(&tables, &staged, &output, &schemas, parquet.as_deref(), day)
                 })
                 .await
                 .map_err(|e| PartitionError::fatal(e.to_string()))??;
-                (flattening, vec![None; names.len()])
+                let encoded = (0..names.len())
+                    .map(|i| flattening.encoded.get(i).copied())
+                    .collect();
+                (flattening, encoded)
             }
         };
         if let Some(spool) = &extracted.spool_path {

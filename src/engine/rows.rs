@@ -7,7 +7,8 @@
 //! or the local raw archive ([`flatten_staged`]).
 //! Either way [`RowsOut`] writes: NDJSON files, or under a warehouse that
 //! [wants Parquet](crate::sink::warehouse::Warehouse::wants_parquet)
-//! Parquet files encoded as the rows come.
+//! Parquet files, the rows built as typed Arrow columns as they come
+//! ([`crate::rows`]).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -19,6 +20,7 @@ use chrono::NaiveDate;
 use super::day::{io, PartitionError};
 use super::extract::{doc_id, CHUNKS_IN_FLIGHT};
 use crate::flatten::{FlattenError, RowError, Tables};
+use crate::rows::{ParquetTables, RowsError};
 use crate::sink::lake::records::{reject_record, unconverted_record};
 use crate::spec::Compression;
 use crate::table::TableSchema;
@@ -58,15 +60,17 @@ pub(super) enum Staged {
 }
 
 /// Pass 2 after the extract: the staged documents to rows, one file per
-/// table; see [`RowsOut`].
+/// table; see [`RowsOut`]. `parquet`: each table's Parquet file, written
+/// instead of its NDJSON file.
 pub(super) fn flatten_staged(
     tables: &Tables,
     staged: &Staged,
     output: &SpoolOutput,
     schemas: &[TableSchema],
+    parquet: Option<&[PathBuf]>,
     day: NaiveDate,
 ) -> Result<Flattening, PartitionError> {
-    let mut out = RowsOut::create(tables, output, schemas, day, None)?;
+    let mut out = RowsOut::create(tables, output, schemas, day, parquet)?;
     match staged {
         Staged::Spool(spool) => {
             let mut input = BufReader::with_capacity(
@@ -123,24 +127,32 @@ pub(super) fn flatten_staged(
 }
 
 /// Pass 2's output files: each document's rows appended to its tables'
-/// NDJSON files. A document with a type conflict under `on_type_conflict:
+/// files. A document with a type conflict under `on_type_conflict:
 /// reject` goes whole, as canonical Extended JSON, to the rejects file with
 /// the reason, and none of its rows are written.
 pub(super) struct RowsOut<'a> {
     tables: &'a Tables,
     output: &'a SpoolOutput,
-    writers: Vec<crate::flatten::RowWriter<'a>>,
     day: NaiveDate,
-    files: Vec<BufWriter<std::fs::File>>,
+    out: Out<'a>,
     rejects: Option<BufWriter<std::fs::File>>,
     unconverted_out: Option<BufWriter<std::fs::File>>,
-    bufs: Vec<Vec<u8>>,
-    rows: Vec<u64>,
     rejected: u64,
     unconverted: BTreeMap<String, u64>,
-    /// Under a Parquet warehouse, during the extract: each table's
-    /// Parquet file, written instead of its NDJSON file.
-    encoders: Vec<crate::sink::parquet::Encoder>,
+}
+
+/// The tables' files.
+enum Out<'a> {
+    /// NDJSON, for BigQuery.
+    Ndjson {
+        writers: Vec<crate::flatten::RowWriter<'a>>,
+        files: Vec<BufWriter<std::fs::File>>,
+        /// One document's rows per table.
+        bufs: Vec<Vec<u8>>,
+        rows: Vec<u64>,
+    },
+    /// Parquet, under a Parquet warehouse: typed Arrow columns, no text.
+    Parquet(ParquetTables<'a>),
 }
 
 impl<'a> RowsOut<'a> {
@@ -155,12 +167,13 @@ impl<'a> RowsOut<'a> {
         day: NaiveDate,
         parquet: Option<&[PathBuf]>,
     ) -> Result<Self, PartitionError> {
-        let writers = tables.row_writers(schemas).map_err(|e| {
+        let writer_error = |e: RowError| {
             PartitionError::fatal(format!("table `{}`: {}", output.names[e.table], e.source))
-        })?;
-        let (files, encoders) = match parquet {
-            None => (
-                output
+        };
+        let out = match parquet {
+            None => Out::Ndjson {
+                writers: tables.row_writers(schemas).map_err(writer_error)?,
+                files: output
                     .rows
                     .iter()
                     .map(|path| {
@@ -169,47 +182,51 @@ impl<'a> RowsOut<'a> {
                             .map_err(|e| io("cannot create", path, e))
                     })
                     .collect::<Result<Vec<_>, _>>()?,
-                Vec::new(),
-            ),
-            Some(parquet) => (
-                Vec::new(),
-                schemas
-                    .iter()
-                    .zip(parquet)
-                    .map(|(schema, path)| {
-                        if let Some(dir) = path.parent() {
-                            std::fs::create_dir_all(dir)
-                                .map_err(|e| io("cannot create", dir, e))?;
-                        }
-                        crate::sink::parquet::Encoder::create(schema, path, day)
-                            .map_err(|e| PartitionError::fatal(e.to_string()))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
+                bufs: vec![Vec::with_capacity(16 * 1024); output.rows.len()],
+                rows: vec![0; output.rows.len()],
+            },
+            Some(parquet) => {
+                for path in parquet {
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
+                    }
+                }
+                Out::Parquet(
+                    ParquetTables::create(tables, schemas, parquet, day).map_err(|e| match e {
+                        RowsError::Flatten(e) => writer_error(e),
+                        RowsError::Parquet(e) => PartitionError::fatal(e.to_string()),
+                    })?,
+                )
+            }
         };
         Ok(Self {
             tables,
             output,
-            writers,
             day,
-            files,
+            out,
             rejects: None,
             unconverted_out: None,
-            bufs: vec![Vec::with_capacity(16 * 1024); output.rows.len()],
-            rows: vec![0; output.rows.len()],
             rejected: 0,
             unconverted: BTreeMap::new(),
-            encoders,
         })
     }
 
     /// One document's rows, or its reject record.
     fn document(&mut self, raw: &bson::RawDocument) -> Result<(), PartitionError> {
         let output = self.output;
-        match self
-            .tables
-            .write_rows_with(raw, self.day, &mut self.writers, &mut self.bufs)
-        {
+        let written = match &mut self.out {
+            Out::Ndjson { writers, bufs, .. } => self
+                .tables
+                .write_rows_with(raw, self.day, writers, bufs)
+                .map_err(RowsError::Flatten),
+            Out::Parquet(tables) => tables.document(raw),
+        };
+        let written = match written {
+            Ok(()) => Ok(()),
+            Err(RowsError::Flatten(e)) => Err(e),
+            Err(RowsError::Parquet(e)) => return Err(PartitionError::fatal(e.to_string())),
+        };
+        match written {
             Ok(()) => {}
             // A type conflict under `reject`, and a document that is not
             // valid inside (invalid UTF-8, too deep), which no policy can
@@ -255,7 +272,11 @@ impl<'a> RowsOut<'a> {
                 )))
             }
         }
-        for (t, writer) in self.writers.iter().enumerate() {
+        let writers = match &self.out {
+            Out::Ndjson { writers, .. } => &writers[..],
+            Out::Parquet(tables) => tables.writers(),
+        };
+        for (t, writer) in writers.iter().enumerate() {
             for lost in writer.unconverted() {
                 let out = match &mut self.unconverted_out {
                     Some(out) => out,
@@ -276,31 +297,45 @@ impl<'a> RowsOut<'a> {
                 *self.unconverted.entry(key).or_default() += 1;
             }
         }
-        for (buf, count) in self.bufs.iter().zip(&mut self.rows) {
-            // Rows end in a newline and hold none inside.
-            *count += memchr::memchr_iter(b'\n', buf).count() as u64;
-        }
-        for ((buf, file), path) in self.bufs.iter().zip(&mut self.files).zip(&output.rows) {
-            if !buf.is_empty() {
-                file.write_all(buf)
-                    .map_err(|e| io("cannot write", path, e))?;
+        if let Out::Ndjson {
+            files, bufs, rows, ..
+        } = &mut self.out
+        {
+            for (buf, count) in bufs.iter().zip(rows.iter_mut()) {
+                // Rows end in a newline and hold none inside.
+                *count += memchr::memchr_iter(b'\n', buf).count() as u64;
             }
-        }
-        for (buf, encoder) in self.bufs.iter().zip(&mut self.encoders) {
-            encoder
-                .rows(buf)
-                .map_err(|e| PartitionError::fatal(e.to_string()))?;
-        }
-        for buf in &mut self.bufs {
-            buf.clear();
+            for ((buf, file), path) in bufs.iter().zip(files.iter_mut()).zip(&output.rows) {
+                if !buf.is_empty() {
+                    file.write_all(buf)
+                        .map_err(|e| io("cannot write", path, e))?;
+                }
+            }
+            for buf in bufs.iter_mut() {
+                buf.clear();
+            }
         }
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Flattening, PartitionError> {
-        for (file, path) in self.files.iter_mut().zip(&self.output.rows) {
-            file.flush().map_err(|e| io("cannot write", path, e))?;
-        }
+    fn finish(self) -> Result<Flattening, PartitionError> {
+        let (rows, encoded) = match self.out {
+            Out::Ndjson {
+                mut files, rows, ..
+            } => {
+                for (file, path) in files.iter_mut().zip(&self.output.rows) {
+                    file.flush().map_err(|e| io("cannot write", path, e))?;
+                }
+                (rows, Vec::new())
+            }
+            Out::Parquet(tables) => {
+                let rows = tables.rows().to_vec();
+                let encoded = tables
+                    .finish()
+                    .map_err(|e| PartitionError::fatal(e.to_string()))?;
+                (rows, encoded)
+            }
+        };
         if let Some(mut out) = self.rejects {
             out.flush()
                 .map_err(|e| io("cannot write", &self.output.rejects, e))?;
@@ -309,13 +344,8 @@ impl<'a> RowsOut<'a> {
             out.flush()
                 .map_err(|e| io("cannot write", &self.output.unconverted, e))?;
         }
-        let encoded = self
-            .encoders
-            .into_iter()
-            .map(|e| e.finish().map_err(|e| PartitionError::fatal(e.to_string())))
-            .collect::<Result<_, _>>()?;
         Ok(Flattening {
-            rows: self.rows,
+            rows,
             rejected: self.rejected,
             unconverted: self.unconverted,
             encoded,

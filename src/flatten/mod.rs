@@ -7,7 +7,10 @@
 //!    [`finish`](SchemaBuilder::finish) is the partition's table schema.
 //! 2. [`Flattener::write_row`] appends each document as one NDJSON row in
 //!    the format of [`crate::table`], every value conformed to the schema's
-//!    column type, so a load never fails on a drifted document.
+//!    column type, so a load never fails on a drifted document. The same
+//!    walk writes typed values instead for [`crate::rows`], through the
+//!    row-format contract of the `out` submodule: both formats get the same
+//!    value in the same column, or the same NULL.
 //!
 //! # Rules
 //!
@@ -79,13 +82,16 @@
 
 mod conflict;
 mod naming;
+mod out;
 mod row;
 mod rules;
 mod schema;
 mod tables;
 mod value;
 
-pub(crate) use value::write_timestamp_micros;
+pub(crate) use out::RowOut;
+pub(crate) use row::{OutColumn, OutField};
+pub(crate) use value::{convert, write_timestamp_micros, Leaf, Scalar};
 mod walk;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -407,4 +413,4 @@ fn failure(stop: Stop) -> FlattenError {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use bson::raw::RawDocument;
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 
 use crate::extjson::{self, Value};
 use crate::spec::{ColumnType, NewFieldPolicy, TypeConflictPolicy};
@@ -19,6 +19,7 @@ use crate::table::TableSchema;
 
 use super::conflict;
 use super::naming::Naming;
+use super::out::RowOut;
 use super::rules::{ExplicitColumn, Lookup};
 use super::schema::{PathTrie, NONE};
 use super::value::{natural_kind, write_as, Leaf};
@@ -100,6 +101,17 @@ impl RowWriter<'_> {
         ds: NaiveDate,
         out: &mut Vec<u8>,
     ) -> Result<(), FlattenError> {
+        self.write_row_to(doc, ds, out)
+    }
+
+    /// [`Self::write_row`] into any row format: NDJSON text or typed
+    /// values (`crate::rows`). On error `out` is rolled back.
+    pub(crate) fn write_row_to<O: RowOut>(
+        &mut self,
+        doc: &RawDocument,
+        ds: NaiveDate,
+        out: &mut O,
+    ) -> Result<(), FlattenError> {
         self.flattener
             .write_resolved(&mut self.resolved, doc, ds, out)
     }
@@ -120,21 +132,33 @@ pub(crate) struct Resolved {
     trie: PathTrie,
     /// The schema column of each explicit column.
     explicit: Vec<u32>,
+    /// The `_ds` column, by its exact name.
+    ds: Option<u32>,
     /// The current row's values that did not convert ([`Unconverted`]).
     unconverted: Vec<Unconverted>,
 }
 
+/// A schema column as pass 2 writes it.
 #[derive(Debug, Clone)]
-struct OutColumn {
+pub(crate) struct OutColumn {
     /// `,"name":`
-    prefix: Box<[u8]>,
-    name: Box<str>,
-    kind: ColumnType,
-    repeated: bool,
-    /// A RECORD's fields: `"name":` and type.
-    fields: Vec<(Box<str>, Box<[u8]>, ColumnType)>,
+    pub prefix: Box<[u8]>,
+    pub name: Box<str>,
+    pub kind: ColumnType,
+    pub repeated: bool,
+    /// A RECORD's fields.
+    pub fields: Vec<OutField>,
     /// The column `<name>__ts` of `object_id_timestamps`, or NONE.
     ts: u32,
+}
+
+/// A RECORD's field as pass 2 writes it.
+#[derive(Debug, Clone)]
+pub(crate) struct OutField {
+    pub name: Box<str>,
+    /// `"name":`
+    pub prefix: Box<[u8]>,
+    pub kind: ColumnType,
 }
 
 impl Resolved {
@@ -158,7 +182,11 @@ impl Resolved {
                         let mut prefix = Vec::new();
                         extjson::write_json_string(&f.name, &mut prefix);
                         prefix.push(b':');
-                        (f.name.as_str().into(), prefix.into_boxed_slice(), f.kind)
+                        OutField {
+                            name: f.name.as_str().into(),
+                            prefix: prefix.into_boxed_slice(),
+                            kind: f.kind,
+                        }
                     })
                     .collect(),
                 ts: NONE,
@@ -175,7 +203,9 @@ impl Resolved {
                 }
             }
         }
+        let ds = by_name.get(crate::table::DS_COLUMN).copied();
         let mut resolved = Resolved {
+            ds,
             columns,
             by_name,
             by_lowercase,
@@ -218,16 +248,16 @@ impl Resolved {
     }
 }
 
-struct RowVisitor<'a> {
+struct RowVisitor<'a, O> {
     conflict: TypeConflictPolicy,
     bignumeric: bool,
     skip_missing: bool,
     naming: &'a Naming,
     resolved: &'a mut Resolved,
-    out: &'a mut Vec<u8>,
+    out: &'a mut O,
 }
 
-impl Visitor for RowVisitor<'_> {
+impl<O: RowOut> Visitor for RowVisitor<'_, O> {
     #[inline]
     fn enter(&mut self, parent: u32, key: &str, guess: &mut usize) -> u32 {
         self.resolved.trie.find_or_insert(parent, key, guess)
@@ -245,32 +275,28 @@ impl Visitor for RowVisitor<'_> {
             slot = self.conflicting(slot, leaf)?;
         }
         let column = &self.resolved.columns[slot as usize];
-        let mark = self.out.len();
-        self.out.extend_from_slice(&column.prefix);
         let mut lost = None;
         if column.repeated {
             // A lone value in a REPEATED column: an array of one.
-            self.out.push(b'[');
-            if !write_as(leaf, column.kind, self.out)? {
-                self.out.truncate(mark);
+            let mark = self.out.mark();
+            self.out.list_start(slot, column);
+            if !self.out.list_item(column.kind, leaf, true)? {
+                self.out.rollback(mark);
                 let lost = unconverted(&column.name, column.kind, leaf.value);
                 return self.lose(lost);
             }
-            self.out.push(b']');
-        } else if !write_as(leaf, column.kind, self.out)? {
-            self.out.truncate(mark);
+            self.out.list_end();
+        } else if !self.out.value(slot, column, leaf)? {
             lost = unconverted(&column.name, column.kind, leaf.value);
         }
         if column.ts != NONE {
             if let Value::ObjectId(oid) = leaf.value {
                 let ts = &self.resolved.columns[column.ts as usize];
-                self.out.extend_from_slice(&ts.prefix);
-                self.out.push(b'"');
-                super::value::write_timestamp_micros(
+                self.out.timestamp(
+                    column.ts,
+                    ts,
                     oid.timestamp().timestamp_millis() / 1000 * 1_000_000,
-                    self.out,
                 );
-                self.out.push(b'"');
             }
         }
         self.lose(lost)
@@ -288,9 +314,8 @@ impl Visitor for RowVisitor<'_> {
             // text, as the `json` policy writes it.
             return self.leaf(node, Leaf::new(Value::Array(array)));
         }
-        let mark = self.out.len();
-        self.out.extend_from_slice(&column.prefix);
-        self.out.push(b'[');
+        let mark = self.out.mark();
+        self.out.list_start(slot, column);
         if column.kind == ColumnType::Record {
             return self.write_records(slot, array, mark);
         }
@@ -302,30 +327,23 @@ impl Visitor for RowVisitor<'_> {
                 self.conflicting(slot, leaf)?;
             }
             // BigQuery arrays hold no NULL: null elements are left out.
-            let at = self.out.len();
-            if !first {
-                self.out.push(b',');
-            }
-            if write_as(leaf, column.kind, self.out)? {
+            if self.out.list_item(column.kind, leaf, first)? {
                 first = false;
-            } else {
-                self.out.truncate(at);
-                if let Some(lost) = unconverted(&column.name, column.kind, value) {
-                    self.resolved.unconverted.push(lost);
-                }
+            } else if let Some(lost) = unconverted(&column.name, column.kind, value) {
+                self.resolved.unconverted.push(lost);
             }
         }
         if first {
             // No element: BigQuery reads a missing REPEATED field as [].
-            self.out.truncate(mark);
+            self.out.rollback(mark);
         } else {
-            self.out.push(b']');
+            self.out.list_end();
         }
         Ok(())
     }
 }
 
-impl RowVisitor<'_> {
+impl<O: RowOut> RowVisitor<'_, O> {
     /// A value that did not convert: the document's reject under
     /// `reject`, else counted ([`Unconverted`]).
     #[cold]
@@ -370,7 +388,7 @@ impl RowVisitor<'_> {
         &mut self,
         slot: u32,
         array: &RawDocument,
-        mark: usize,
+        mark: O::Mark,
     ) -> Result<(), FlattenError> {
         let column = &self.resolved.columns[slot as usize];
         let mut first = true;
@@ -380,7 +398,7 @@ impl RowVisitor<'_> {
                 (_, Value::Null) => continue,
                 (_, Value::Document(d)) => d,
                 (_, other) => {
-                    self.out.truncate(mark);
+                    self.out.rollback(mark);
                     return Err(FlattenError::Conflict {
                         path: "$".to_owned(),
                         column: column.name.to_string(),
@@ -389,17 +407,14 @@ impl RowVisitor<'_> {
                     });
                 }
             };
-            if !first {
-                self.out.push(b',');
-            }
+            self.out.record_start(first);
             first = false;
-            self.out.push(b'{');
             written.clear();
             for item in extjson::elements(doc) {
                 let (key, value) = item?;
                 let name = self.naming.base(&[key]).name;
-                let Some(at) = column.fields.iter().position(|(n, _, _)| **n == *name) else {
-                    self.out.truncate(mark);
+                let Some(at) = column.fields.iter().position(|f| *f.name == *name) else {
+                    self.out.rollback(mark);
                     return Err(FlattenError::UnknownColumn {
                         path: format!("$[*].{key}"),
                         column: format!("{}.{name}", column.name),
@@ -409,28 +424,25 @@ impl RowVisitor<'_> {
                 if written.contains(&at) {
                     continue;
                 }
-                let (_, prefix, kind) = &column.fields[at];
-                let field_mark = self.out.len();
-                if !written.is_empty() {
-                    self.out.push(b',');
-                }
-                self.out.extend_from_slice(prefix);
-                if write_as(Leaf::new(value), *kind, self.out)? {
+                let field = &column.fields[at];
+                if self
+                    .out
+                    .record_field(at, field, Leaf::new(value), written.is_empty())?
+                {
                     written.push(at);
                 } else {
-                    self.out.truncate(field_mark);
-                    let field = format!("{}.{}", column.name, column.fields[at].0);
-                    if let Some(lost) = unconverted(&field, *kind, value) {
+                    let name = format!("{}.{}", column.name, field.name);
+                    if let Some(lost) = unconverted(&name, field.kind, value) {
                         self.resolved.unconverted.push(lost);
                     }
                 }
             }
-            self.out.push(b'}');
+            self.out.record_end();
         }
         if first {
-            self.out.truncate(mark);
+            self.out.rollback(mark);
         } else {
-            self.out.push(b']');
+            self.out.list_end();
         }
         Ok(())
     }
@@ -511,17 +523,17 @@ impl Flattener {
         })
     }
 
-    fn write_resolved(
+    fn write_resolved<O: RowOut>(
         &self,
         resolved: &mut Resolved,
         doc: &RawDocument,
         ds: NaiveDate,
-        out: &mut Vec<u8>,
+        out: &mut O,
     ) -> Result<(), FlattenError> {
-        let start = out.len();
+        let start = out.mark();
         let result = match self.write_once(resolved, doc, ds, out) {
             Err(Stop::Duplicate) => {
-                out.truncate(start);
+                out.rollback(start);
                 let doc = super::deduplicated(doc)?;
                 self.write_once(resolved, &doc, ds, out)
             }
@@ -530,32 +542,27 @@ impl Flattener {
         match result {
             Ok(()) => Ok(()),
             Err(stop) => {
-                out.truncate(start);
+                out.rollback(start);
                 Err(super::failure(stop))
             }
         }
     }
 
-    fn write_once(
+    fn write_once<O: RowOut>(
         &self,
         resolved: &mut Resolved,
         doc: &RawDocument,
         ds: NaiveDate,
-        out: &mut Vec<u8>,
+        out: &mut O,
     ) -> Result<(), Stop> {
         resolved.unconverted.clear();
-        out.extend_from_slice(b"{\"_ds\":\"");
-        extjson::write_date_parts(i64::from(ds.year()), ds.month(), ds.day(), out);
-        out.push(b'"');
+        out.start_row(ds, resolved.ds);
 
         let mut relaxed = None;
         for (c, &at) in self.rules.explicit.iter().zip(&resolved.explicit) {
             let column = &resolved.columns[at as usize];
-            let mark = out.len();
-            out.extend_from_slice(&column.prefix);
-            let written = write_explicit(c, column.kind, doc, &mut relaxed, out)?;
+            let written = write_explicit(c, at, column, doc, &mut relaxed, out)?;
             if !written {
-                out.truncate(mark);
                 if let Some(lost) = explicit_unconverted(c, column.kind, doc)? {
                     if self.conflict == TypeConflictPolicy::Variant
                         && write_explicit_variant(c, self.bignumeric, resolved, doc, out)?
@@ -593,7 +600,7 @@ impl Flattener {
                 &mut visitor,
             )?;
         }
-        out.extend_from_slice(b"}\n");
+        out.end_row();
         Ok(())
     }
 }
@@ -644,12 +651,12 @@ pub(super) fn explicit_variants(
 /// Pass 2 under `variant`: writes a declared column's value that did not
 /// convert into its variant column; false when the schema has none (the
 /// value is then counted, see [`Unconverted`]).
-fn write_explicit_variant(
+fn write_explicit_variant<O: RowOut>(
     c: &ExplicitColumn,
     bignumeric: bool,
     resolved: &Resolved,
     doc: &RawDocument,
-    out: &mut Vec<u8>,
+    out: &mut O,
 ) -> Result<bool, FlattenError> {
     let Lookup::Keys(keys) = &c.lookup else {
         return Ok(false);
@@ -663,26 +670,22 @@ fn write_explicit_variant(
         return Ok(false);
     };
     let column = &resolved.columns[at as usize];
-    let mark = out.len();
-    out.extend_from_slice(&column.prefix);
-    if write_as(Leaf::new(v), column.kind, out)? {
-        return Ok(true);
-    }
-    out.truncate(mark);
-    Ok(false)
+    Ok(out.value(at, column, Leaf::new(v))?)
 }
 
-/// Writes an explicit column's value (or its default); false for NULL.
-fn write_explicit(
+/// Writes an explicit column's value (or its default) into column `slot`;
+/// false for NULL.
+fn write_explicit<O: RowOut>(
     c: &ExplicitColumn,
-    kind: ColumnType,
+    slot: u32,
+    column: &OutColumn,
     doc: &RawDocument,
     relaxed: &mut Option<serde_json::Value>,
-    out: &mut Vec<u8>,
+    out: &mut O,
 ) -> Result<bool, FlattenError> {
     let written = match &c.lookup {
         Lookup::Keys(keys) => match lookup_keys(doc, keys)? {
-            Some(v) => return Ok(write_as(Leaf::new(v), kind, out)?),
+            Some(v) => return Ok(out.value(slot, column, Leaf::new(v))?),
             None => None,
         },
         Lookup::Query(query) => {
@@ -699,22 +702,20 @@ fn write_explicit(
             })?;
             match found.as_slice() {
                 [] => None,
-                [one] => Some(write_json_match(one.val, kind, out)?),
+                [one] => Some(write_json_match(one.val, slot, column, out)?),
                 many => {
                     let all =
                         serde_json::Value::Array(many.iter().map(|r| r.val.clone()).collect());
-                    Some(write_json_match(&all, kind, out)?)
+                    Some(write_json_match(&all, slot, column, out)?)
                 }
             }
         }
     };
     match (written, &c.default) {
         (Some(w), _) => Ok(w),
-        (None, Some(default)) => Ok(write_as(
-            Leaf::new(default.as_raw_bson_ref().into()),
-            kind,
-            out,
-        )?),
+        (None, Some(default)) => {
+            Ok(out.value(slot, column, Leaf::new(default.as_raw_bson_ref().into()))?)
+        }
         (None, None) => Ok(false),
     }
 }
@@ -747,10 +748,11 @@ fn lookup_keys<'a>(
 /// A JSONPath match (relaxed Extended JSON) in a `kind` column: read back
 /// as BSON, so `{"$date": ...}` is a date again, then converted like any
 /// value. Text that is not valid Extended JSON stays JSON text.
-fn write_json_match(
+fn write_json_match<O: RowOut>(
     value: &serde_json::Value,
-    kind: ColumnType,
-    out: &mut Vec<u8>,
+    slot: u32,
+    column: &OutColumn,
+    out: &mut O,
 ) -> Result<bool, FlattenError> {
     if value.is_null() {
         return Ok(false);
@@ -759,16 +761,9 @@ fn write_json_match(
         .ok()
         .and_then(|b| bson::RawBson::try_from(b).ok());
     match raw {
-        Some(raw) => Ok(write_as(
-            Leaf::new(raw.as_raw_bson_ref().into()),
-            kind,
-            out,
-        )?),
-        None if matches!(kind, ColumnType::Json | ColumnType::String) => {
-            extjson::write_embedded_json::<FlattenError>(out, |o| {
-                serde_json::to_writer(&mut *o, value).expect("a JSON value serializes into a Vec");
-                Ok(())
-            })?;
+        Some(raw) => Ok(out.value(slot, column, Leaf::new(raw.as_raw_bson_ref().into()))?),
+        None if matches!(column.kind, ColumnType::Json | ColumnType::String) => {
+            out.json_text(slot, column, value);
             Ok(true)
         }
         None => Ok(false),

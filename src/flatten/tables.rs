@@ -31,7 +31,7 @@ use chrono::NaiveDate;
 use crate::spec::{ArrayPolicy, ColumnSpec, ColumnType, FlattenSpec};
 use crate::table::TableSchema;
 
-use super::{FlattenError, Flattener, RowWriter, SchemaBuilder};
+use super::{FlattenError, Flattener, RowOut, RowWriter, SchemaBuilder};
 
 /// The root document's `_id`, in every child row.
 pub const ROOT_ID_COLUMN: &str = "_root_id";
@@ -364,15 +364,29 @@ impl Tables {
         })
     }
 
-    /// Each row of `doc` through `write`, into its table's buffer; on error
-    /// every buffer is truncated back, as [`Tables::write_rows`] says.
-    fn write_each(
+    /// [`Tables::write_rows_with`] into any row format: NDJSON text or
+    /// typed values (`crate::rows`). On error every output is rolled back.
+    pub(crate) fn write_rows_into<O: RowOut>(
         &self,
         doc: &RawDocument,
-        outs: &mut [Vec<u8>],
-        write: &mut WriteRow<'_>,
+        ds: NaiveDate,
+        writers: &mut [RowWriter<'_>],
+        outs: &mut [O],
     ) -> Result<(), RowError> {
-        let marks: Vec<usize> = outs.iter().map(Vec::len).collect();
+        self.write_each(doc, outs, &mut |t, row, out| {
+            writers[t].write_row_to(row, ds, out)
+        })
+    }
+
+    /// Each row of `doc` through `write`, into its table's output; on
+    /// error every output is rolled back, as [`Tables::write_rows`] says.
+    fn write_each<O: RowOut>(
+        &self,
+        doc: &RawDocument,
+        outs: &mut [O],
+        write: &mut WriteRow<'_, O>,
+    ) -> Result<(), RowError> {
+        let marks: Vec<O::Mark> = outs.iter().map(RowOut::mark).collect();
         let mut failed = 0;
         let result = self.each_row(doc, &mut |t, row| {
             failed = t;
@@ -380,7 +394,7 @@ impl Tables {
         });
         result.map_err(|source| {
             for (out, mark) in outs.iter_mut().zip(marks) {
-                out.truncate(mark);
+                out.rollback(mark);
             }
             RowError {
                 table: failed,
@@ -390,8 +404,8 @@ impl Tables {
     }
 }
 
-/// Writes a row document of table `usize` into that table's buffer.
-type WriteRow<'w> = dyn FnMut(usize, &RawDocument, &mut Vec<u8>) -> Result<(), FlattenError> + 'w;
+/// Writes a row document of table `usize` into that table's output.
+type WriteRow<'w, O> = dyn FnMut(usize, &RawDocument, &mut O) -> Result<(), FlattenError> + 'w;
 
 /// What [`Tables::flatten_all`] makes of some documents, per table.
 #[derive(Debug, Clone)]

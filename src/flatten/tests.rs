@@ -1394,7 +1394,7 @@ fn hostile_value() -> impl Strategy<Value = Bson> {
 /// A document, sometimes wrapped `depth` levels deep, and, when `corrupt`
 /// is set, with a string `"\u{7}bad"` whose first byte is made 0xFF: the
 /// document stays well-formed BSON, with invalid UTF-8 inside.
-fn hostile_doc() -> impl Strategy<Value = (Vec<u8>, bool)> {
+pub(crate) fn hostile_doc() -> impl Strategy<Value = (Vec<u8>, bool)> {
     (
         proptest::collection::vec((hostile_key(), hostile_value()), 0..8),
         prop_oneof![4 => Just(0usize), 1 => 1usize..99],

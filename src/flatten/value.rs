@@ -201,6 +201,125 @@ pub(crate) fn write_as(
     })
 }
 
+/// A value in its column's type, for typed columns (`crate::rows`): what
+/// [`write_as`] writes as NDJSON text, before it is text. Text-like values
+/// (STRING, JSON, BYTES as base64, and NUMERIC/BIGNUMERIC as their plain
+/// decimal) are bytes the caller's buffer holds, `start..end`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Scalar {
+    /// STRING, JSON, BYTES (base64): UTF-8 text.
+    Text(usize, usize),
+    /// NUMERIC and BIGNUMERIC: plain decimal text (`-42.5`), within the
+    /// column type's digits.
+    Decimal(usize, usize),
+    Int64(i64),
+    Float64(f64),
+    Bool(bool),
+    /// TIMESTAMP: microseconds since the epoch, UTC.
+    Micros(i64),
+    /// DATE: days since 1970-01-01.
+    Days(i32),
+}
+
+/// `leaf` in a `kind` column, typed: [`write_as`] without the text. None
+/// (and nothing appended to `text`) exactly when [`write_as`] writes
+/// nothing.
+pub(crate) fn convert(
+    leaf: Leaf<'_>,
+    kind: ColumnType,
+    text: &mut Vec<u8>,
+) -> Result<Option<Scalar>, ExtJsonError> {
+    let v = leaf.value;
+    if matches!(v, Value::Null) {
+        return Ok(None);
+    }
+    let start = text.len();
+    Ok(match kind {
+        ColumnType::String => {
+            write_raw_text(leaf, text)?;
+            Some(Scalar::Text(start, text.len()))
+        }
+        ColumnType::Json => {
+            write_raw_json(leaf, text)?;
+            Some(Scalar::Text(start, text.len()))
+        }
+        ColumnType::Int64 => as_i64(v).map(Scalar::Int64),
+        ColumnType::Float64 => as_f64(v).map(Scalar::Float64),
+        ColumnType::Numeric | ColumnType::Bignumeric => {
+            let digits = if kind == ColumnType::Numeric {
+                NUMERIC_DIGITS
+            } else {
+                BIGNUMERIC_DIGITS
+            };
+            decimal_of(v, digits).map(|d| {
+                d.write_plain(text);
+                Scalar::Decimal(start, text.len())
+            })
+        }
+        ColumnType::Bool => as_bool(v).map(Scalar::Bool),
+        ColumnType::Timestamp => as_micros(v).map(Scalar::Micros),
+        // Within 0001..9999 the days fit an i32 with room to spare.
+        ColumnType::Date => {
+            as_micros(v).map(|us| Scalar::Days(us.div_euclid(86_400_000_000) as i32))
+        }
+        ColumnType::Record => None,
+        ColumnType::Bytes => match v {
+            Value::Binary(b) => {
+                extjson::write_base64(b.bytes, text);
+                Some(Scalar::Text(start, text.len()))
+            }
+            Value::String(s) => {
+                extjson::write_base64(s.as_bytes(), text);
+                Some(Scalar::Text(start, text.len()))
+            }
+            _ => None,
+        },
+    })
+}
+
+/// The STRING form's text, unquoted: what [`write_text`] writes inside
+/// its JSON string.
+fn write_raw_text(leaf: Leaf<'_>, out: &mut Vec<u8>) -> Result<(), ExtJsonError> {
+    match leaf.value {
+        Value::String(s) => out.extend_from_slice(s.as_bytes()),
+        Value::Int32(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+        Value::Int64(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+        Value::Double(f) if f.is_finite() => extjson::write_json_f64(f, out),
+        Value::Double(f) => out.extend_from_slice(if f.is_nan() {
+            b"NaN"
+        } else if f > 0.0 {
+            b"Infinity"
+        } else {
+            b"-Infinity"
+        }),
+        Value::Boolean(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+        Value::DateTime(_) | Value::Timestamp(_) => match as_micros(leaf.value) {
+            Some(us) => write_timestamp_micros(us, out),
+            None => write_raw_json(leaf, out)?,
+        },
+        Value::ObjectId(oid) => extjson::write_hex(&oid.bytes(), out),
+        Value::Decimal128(d) => out.extend_from_slice(d.to_string().as_bytes()),
+        Value::Binary(b) if is_uuid(b) => write_uuid(b.bytes, out),
+        Value::Binary(b) => extjson::write_base64(b.bytes, out),
+        _ => write_raw_json(leaf, out)?,
+    }
+    Ok(())
+}
+
+/// The relaxed Extended JSON text of the value: what [`write_json_text`]
+/// embeds in its JSON string.
+fn write_raw_json(leaf: Leaf<'_>, out: &mut Vec<u8>) -> Result<(), ExtJsonError> {
+    match leaf.prune {
+        None => extjson::write_value::<false>(leaf.value, out, 0),
+        Some(rule) => {
+            let bson = leaf.value.to_bson()?;
+            let json = rule.prune(bson).into_relaxed_extjson();
+            serde_json::to_writer(&mut *out, &json).expect("a JSON value serializes into a Vec");
+            Ok(())
+        }
+    }
+}
+
 /// The STRING form.
 fn write_text(leaf: Leaf<'_>, out: &mut Vec<u8>) -> Result<bool, ExtJsonError> {
     match leaf.value {
@@ -392,6 +511,20 @@ pub(crate) fn too_long_for(v: Value<'_>, kind: ColumnType) -> bool {
 }
 
 fn write_decimal(v: Value<'_>, digits: (usize, usize), out: &mut Vec<u8>) -> bool {
+    match decimal_of(v, digits) {
+        Some(d) => {
+            out.push(b'"');
+            d.write_plain(out);
+            out.push(b'"');
+            true
+        }
+        None => false,
+    }
+}
+
+/// `v` as a decimal of at most `digits`, rounded like BigQuery's `CAST`;
+/// None when it is no number or too long.
+fn decimal_of(v: Value<'_>, digits: (usize, usize)) -> Option<Decimal> {
     let dec = match v {
         Value::Int32(i) => Decimal::parse(itoa::Buffer::new().format(i)),
         Value::Int64(i) => Decimal::parse(itoa::Buffer::new().format(i)),
@@ -403,15 +536,7 @@ fn write_decimal(v: Value<'_>, digits: (usize, usize), out: &mut Vec<u8>) -> boo
         Value::String(s) => Decimal::parse(s.trim()),
         _ => None,
     };
-    match dec.map(|d| d.round(digits.1)) {
-        Some(d) if d.fits(digits) => {
-            out.push(b'"');
-            d.write_plain(out);
-            out.push(b'"');
-            true
-        }
-        _ => false,
-    }
+    dec.map(|d| d.round(digits.1)).filter(|d| d.fits(digits))
 }
 
 /// A finite decimal number: `coefficient × 10^exponent`, the coefficient's

@@ -1,25 +1,24 @@
-//! Parquet files from rows: the format behind the Parquet warehouse
+//! Parquet files: the format behind the Parquet warehouse
 //! ([`crate::sink::warehouse::parquet`]).
 //!
-//! Rows (see [`crate::table`]) stream through arrow-json into record
-//! batches of bounded size, so memory does not grow with the partition,
-//! and the same rows and schema give the same bytes. [`read_rows`] turns
-//! them back into rows, for `etl preview`.
+//! A day's rows reach it as Parquet files the row path ([`crate::rows`])
+//! encodes from typed Arrow builders. Rows handed over as NDJSON (see
+//! [`crate::table`]: the warehouse contract's form) stream through
+//! arrow-json into record batches of bounded size instead ([`write_local`]).
+//! Either way memory does not grow with the partition, and the same rows
+//! and schema give the same bytes. [`read_rows`] turns them back into rows,
+//! for `etl preview`.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 
 use super::lake::LakeError;
 use crate::spec::ColumnType;
 use crate::table::{Column, JsonRow, TableSchema};
 
-/// Rows per record batch and per row group: bounds memory.
-const BATCH_ROWS: usize = 8192;
+use crate::rows::{ParquetFile, BATCH_ROWS};
 
 /// NDJSON an [`Encoder`] gathers before decoding it.
 const PENDING_BYTES: usize = 256 << 10;
@@ -111,8 +110,7 @@ pub struct Encoder {
     /// Rows not yet decoded: the decoder is handed [`PENDING_BYTES`] at a
     /// time, not a document's few rows per call.
     pending: Vec<u8>,
-    writer: ArrowWriter<std::fs::File>,
-    rows: u64,
+    file: ParquetFile,
     day: chrono::NaiveDate,
 }
 
@@ -129,20 +127,10 @@ impl Encoder {
             .with_batch_size(BATCH_ROWS)
             .build_decoder()
             .map_err(|e| err(e.to_string()))?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_max_row_group_size(BATCH_ROWS)
-            .set_created_by(format!("etl {}", env!("CARGO_PKG_VERSION")))
-            .build();
-        let file = std::fs::File::create(out)
-            .map_err(|e| err(format!("cannot create `{}`: {e}", out.display())))?;
-        let writer =
-            ArrowWriter::try_new(file, arrow, Some(props)).map_err(|e| err(e.to_string()))?;
         Ok(Self {
             decoder,
             pending: Vec::with_capacity(PENDING_BYTES + (64 << 10)),
-            writer,
-            rows: 0,
+            file: ParquetFile::create(arrow, out, day)?,
             day,
         })
     }
@@ -174,8 +162,7 @@ impl Encoder {
 
     fn flush(&mut self) -> Result<(), ParquetError> {
         if let Some(batch) = self.decoder.flush().map_err(|e| self.error(e))? {
-            self.rows += batch.num_rows() as u64;
-            self.writer.write(&batch).map_err(|e| self.error(e))?;
+            self.file.write(&batch)?;
         }
         Ok(())
     }
@@ -184,12 +171,7 @@ impl Encoder {
     pub fn finish(mut self) -> Result<u64, ParquetError> {
         self.decode_pending()?;
         self.flush()?;
-        let (day, rows) = (self.day, self.rows);
-        self.writer.close().map_err(|e| ParquetError::Convert {
-            day,
-            message: e.to_string(),
-        })?;
-        Ok(rows)
+        self.file.finish()
     }
 
     fn error(&self, e: impl std::fmt::Display) -> ParquetError {

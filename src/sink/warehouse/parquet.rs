@@ -225,6 +225,9 @@ impl Warehouse for ParquetDatasets {
             self.clear(table, day).await?;
             return Ok(self.count(table, day).await?);
         }
+        // The engine always hands over the Parquet file the typed row path
+        // (`crate::rows`) wrote; rows given only as NDJSON, the contract's
+        // other form (the conformance suite), are converted by arrow-json.
         let local = match &rows.parquet {
             Some(encoded) => encoded.clone(),
             None => {
