@@ -183,9 +183,11 @@ impl AutoColumn {
     /// The column of a `repeated` array that held objects: REPEATED RECORD
     /// when every element was an object and the keys make distinct field
     /// names; otherwise REPEATED JSON (or STRING, with scalars), each
-    /// object as its JSON text, so nothing is lost.
+    /// object as its JSON text, so nothing is lost. Objects that were all
+    /// empty make JSON too: a RECORD needs a field (BigQuery refuses one
+    /// without, and Parquet cannot write an empty struct).
     fn record_column(&self, record: &RecordStats) -> Column {
-        if record.collision || self.kind.is_some() {
+        if record.collision || self.kind.is_some() || record.fields.is_empty() {
             return Column {
                 name: self.name.clone(),
                 kind: self

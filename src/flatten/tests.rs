@@ -1320,6 +1320,26 @@ mod records {
     }
 
     #[test]
+    fn arrays_of_only_empty_objects_stay_json_text() {
+        // Found by the typed path's differential test (issue 31): such a
+        // RECORD had no field, and the day's Parquet file failed.
+        let s = spec("arrays: { default: repeated }");
+        let r = run(
+            &s,
+            &[
+                doc! { "tags": [{}, {}] },
+                doc! { "tags": [] },
+                doc! { "n": 1 },
+            ],
+        );
+        let cols = repeated_columns(&r.schema);
+        assert_eq!(cols[1..], [("tags", "JSON", true), ("n", "INT64", false)]);
+        assert_eq!(r.rows[0]["tags"], json!(["{}", "{}"]));
+        // An empty array has no element, as any REPEATED column's.
+        assert_eq!(r.rows[1]["tags"], json!(null));
+    }
+
+    #[test]
     fn objects_mixed_with_scalars_or_colliding_keys_stay_json_text() {
         let s = spec("arrays: { default: repeated }");
         let r = run(
