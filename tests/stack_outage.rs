@@ -126,19 +126,6 @@ async fn start_moto(port: u16) -> Server {
     server
 }
 
-/// A service-account key for the gcs-front on `port`, OAuth off, as
-/// `common::stack::gcs_service_account_key` makes one for the stack's.
-fn gcs_key(port: u16) -> String {
-    serde_json::json!({
-        "gcs_base_url": format!("http://127.0.0.1:{port}"),
-        "disable_oauth": true,
-        "client_email": "",
-        "private_key": "",
-        "private_key_id": "",
-    })
-    .to_string()
-}
-
 /// The stack's GCS server (gcs-front) on `port`, keeping its objects in
 /// `dir` as GCS keeps them across an outage, with the test's bucket.
 async fn start_gcs(port: u16, dir: &Path) -> Server {
@@ -316,7 +303,10 @@ impl Setup {
 "
                 ),
             );
-            project.set_env("ETL_GCS_KEY", &gcs_key(lake_port));
+            project.set_env(
+                "ETL_GCS_KEY",
+                &stack::gcs_key(&format!("http://127.0.0.1:{lake_port}")),
+            );
             project.edit(
                 users,
                 "    connection: lake\n",
@@ -698,7 +688,7 @@ async fn the_gcs_lake_stopped_mid_day() {
     // Every day is in the bucket now, whole.
     let store = object_store::gcp::GoogleCloudStorageBuilder::new()
         .with_bucket_name(GCS_BUCKET)
-        .with_service_account_key(gcs_key(port))
+        .with_service_account_key(stack::gcs_key(&format!("http://127.0.0.1:{port}")))
         .build()
         .unwrap();
     setup.archived(&store, &DAYS).await;

@@ -73,7 +73,7 @@ impl Project {
 
     /// Every object of the project's lake and ledger buckets, by URL.
     async fn bucket_objects(&self) -> Vec<(String, Vec<u8>)> {
-        let options = BTreeMap::from([("google_service_account_key".to_owned(), gcs_key())]);
+        let options = BTreeMap::from([("google_service_account_key".to_owned(), marked_gcs_key())]);
         let mut out = Vec::new();
         for bucket in stack::LOCAL_BUCKETS {
             let url = format!("gs://{bucket}/{}", self.database);
@@ -89,8 +89,9 @@ impl Project {
 
 /// The `local` profile's GCS key as `stack/stack.sh key` makes it, with
 /// the marker in it.
-fn gcs_key() -> String {
-    let mut key: serde_json::Value = serde_json::from_str(&stack::gcs_local_key()).unwrap();
+fn marked_gcs_key() -> String {
+    let mut key: serde_json::Value =
+        serde_json::from_str(&stack::gcs_service_account_key()).unwrap();
     key["private_key_id"] = GCS_KEY.into();
     key.to_string()
 }
@@ -193,7 +194,7 @@ fn project() -> Project {
         stack::mongo_port()
     );
     project.encrypt("secrets/mongo_uri.age", &recipient, &uri);
-    project.encrypt(".etl/secrets/gcs_local.age", &recipient, &gcs_key());
+    project.encrypt(".etl/secrets/gcs_local.age", &recipient, &marked_gcs_key());
     let key = serde_json::json!({
         "type": "service_account",
         "project_id": "etl-local",

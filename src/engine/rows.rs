@@ -215,16 +215,14 @@ impl<'a> RowsOut<'a> {
     fn document(&mut self, raw: &bson::RawDocument) -> Result<(), PartitionError> {
         let output = self.output;
         let written = match &mut self.out {
-            Out::Ndjson { writers, bufs, .. } => self
-                .tables
-                .write_rows_with(raw, self.day, writers, bufs)
-                .map_err(RowsError::Flatten),
-            Out::Parquet(tables) => tables.document(raw),
-        };
-        let written = match written {
-            Ok(()) => Ok(()),
-            Err(RowsError::Flatten(e)) => Err(e),
-            Err(RowsError::Parquet(e)) => return Err(PartitionError::fatal(e.to_string())),
+            Out::Ndjson { writers, bufs, .. } => {
+                self.tables.write_rows_with(raw, self.day, writers, bufs)
+            }
+            Out::Parquet(tables) => match tables.document(raw) {
+                Ok(()) => Ok(()),
+                Err(RowsError::Flatten(e)) => Err(e),
+                Err(RowsError::Parquet(e)) => return Err(PartitionError::fatal(e.to_string())),
+            },
         };
         match written {
             Ok(()) => {}

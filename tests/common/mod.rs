@@ -125,17 +125,21 @@ pub fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 /// Rows of the Parquet files in `dir` (one day of a dataset), read from
 /// their footers.
 pub fn parquet_rows(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| parquet_file_rows(std::fs::File::open(e.unwrap().path()).unwrap()))
+        .sum()
+}
+
+/// Rows of one Parquet file (a local file, or an object's bytes), read
+/// from its footer.
+pub fn parquet_file_rows(file: impl parquet::file::reader::ChunkReader + 'static) -> u64 {
     use parquet::file::reader::FileReader;
-    let mut total = 0;
-    for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let f = std::fs::File::open(e.unwrap().path()).unwrap();
-        total += parquet::file::serialized_reader::SerializedFileReader::new(f)
-            .unwrap()
-            .metadata()
-            .file_metadata()
-            .num_rows() as u64;
-    }
-    total
+    parquet::file::serialized_reader::SerializedFileReader::new(file)
+        .unwrap()
+        .metadata()
+        .file_metadata()
+        .num_rows() as u64
 }
 
 /// `text` (of file `name`) with every `from` replaced by `to`; fails the
@@ -184,15 +188,9 @@ impl Buckets {
     /// Rows of the Parquet files under `rel` of the warehouse bucket,
     /// read from their footers.
     pub async fn parquet_rows(&self, rel: &str) -> u64 {
-        use parquet::file::reader::FileReader;
         let mut total = 0;
         for file in self.warehouse.list(rel).await.unwrap() {
-            let bytes = self.warehouse.get(&file).await.unwrap().unwrap();
-            total += parquet::file::serialized_reader::SerializedFileReader::new(bytes)
-                .unwrap()
-                .metadata()
-                .file_metadata()
-                .num_rows() as u64;
+            total += parquet_file_rows(self.warehouse.get(&file).await.unwrap().unwrap());
         }
         total
     }
@@ -331,7 +329,7 @@ impl Project {
             urls.push(url);
         }
         let identity = age::x25519::Identity::generate();
-        let key = stack::gcs_local_key();
+        let key = stack::gcs_service_account_key();
         let sealed = age::encrypt(&identity.to_public(), key.as_bytes()).unwrap();
         let file = self.path().join(".etl/secrets/gcs_local.age");
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
@@ -474,18 +472,10 @@ pub mod stack {
         var("STORAGE_EMULATOR_HOST", "http://127.0.0.1:4443")
     }
 
-    /// A service-account key such as a production one, but pointing at
-    /// the stack's GCS server, with OAuth off: no secret. A `gs://`
-    /// connection takes it as `google_service_account_key`.
+    /// The key for the stack's GCS server: [`gcs_key`] for its endpoint.
+    /// A `gs://` connection takes it as `google_service_account_key`.
     pub fn gcs_service_account_key() -> String {
-        serde_json::json!({
-            "gcs_base_url": gcs_endpoint(),
-            "disable_oauth": true,
-            "client_email": "",
-            "private_key": "",
-            "private_key_id": "",
-        })
-        .to_string()
+        gcs_key(&gcs_endpoint())
     }
 
     /// The buckets of the shipped `local` profile, which `stack.sh up`
@@ -493,16 +483,17 @@ pub mod stack {
     pub const LOCAL_BUCKETS: [&str; 3] =
         ["etl-local-lake", "etl-local-warehouse", "etl-local-state"];
 
-    /// The `local` profile's key, as `stack/stack.sh key` makes it: a
-    /// service-account JSON for gcs-front, with no private key in it.
-    pub fn gcs_local_key() -> String {
+    /// A service-account key such as a production one, as `stack/stack.sh
+    /// key` makes it for the `local` profile, but for the GCS server at
+    /// `endpoint` (`gcs_base_url`), with OAuth off: no private key in it.
+    pub fn gcs_key(endpoint: &str) -> String {
         serde_json::json!({
             "type": "service_account",
             "project_id": BQ_PROJECT,
             "client_email": format!("etl-local@{BQ_PROJECT}.iam.gserviceaccount.com"),
             "private_key_id": "none",
             "private_key": "none: gcs-front checks no token",
-            "gcs_base_url": gcs_endpoint(),
+            "gcs_base_url": endpoint,
             "disable_oauth": true,
         })
         .to_string()
