@@ -23,13 +23,13 @@
 //! - [`flatten`]: pure and synchronous: documents into rows and their table
 //!   schemas, one per output table (child tables from `explode`). One walk
 //!   writes a row in either format of its row-format contract
-//!   (`flatten/out.rs`): NDJSON text, or typed values for [`rows`].
-//! - [`table`]: output table schemas and the NDJSON row format between the
-//!   flattener and BigQuery.
+//!   (`flatten/out.rs`): typed values for [`rows`], or NDJSON text (the
+//!   readable row format of `etl test` and of the tests).
+//! - [`table`]: output table schemas and the NDJSON row format.
 //! - [`rows`]: the typed row path: the flattener's values straight into
 //!   Arrow builders, one per column, then record batches of bounded size,
-//!   then Parquet files, which the Parquet warehouse loads (rules compiled
-//!   once, then staged rows, builders, batches, encoders).
+//!   then Parquet files, which both warehouses load (rules compiled once,
+//!   then staged rows, builders, batches, encoders).
 //! - [`sink`]: the lake (`sink::lake`: the store, the raw archive, the
 //!   manifest) and the [`sink::warehouse::Warehouse`] contract (replace a
 //!   day, count it, read it back for `etl preview`) with its conformance

@@ -1,8 +1,11 @@
 //! Output table schemas, shared by the flattener (which infers them) and the
 //! sinks (which create tables and files from them).
 //!
-//! Rows travel between the two as a local NDJSON file in BigQuery's JSON
-//! load format, one object per line:
+//! A run's rows travel between the two as Parquet files ([`crate::rows`]).
+//! The row format here, BigQuery's JSON load format (one object per line),
+//! is the readable one: `etl test`'s expected rows, `etl preview`'s rows,
+//! the warehouse contract's suite, and the reference the typed path is
+//! held to:
 //! - `INT64` as a JSON number (its text is exact, whatever its size);
 //! - `FLOAT64` as a JSON number (NaN and infinities never appear: they are
 //!   written as null);

@@ -1445,7 +1445,7 @@ async fn a_refused_query_fails_at_once_with_a_hint() {
         .collect();
     assert_eq!(done.len(), 1, "{done:?}");
     assert!(
-        done[0].join("rows-0.ndjson").is_file()
+        done[0].join("parquet-users/part-00000.parquet").is_file()
             && done[0].join("users-20200601.jsonl.gz").is_file()
             && !done[0].join("spool.bson").exists(),
         "keep_staging keeps the rows and the raw archive"

@@ -112,7 +112,7 @@ sinks:
         ),
     );
     // What a run killed between staging and clean-up leaves.
-    let crashed = format!("_load/{}/events/2020-06-01/0dead.ndjson", p.name);
+    let crashed = format!("_load/{}/events/2020-06-01/0dead.parquet", p.name);
     p.lake
         .put(&crashed, b"{\"not\": \"a row\"}\n".to_vec())
         .await

@@ -1,7 +1,7 @@
 //! One day of one pipeline, start to end: the stages in order, each in
 //! a module of its own (see [`super`]), and what a failure records.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -150,9 +150,7 @@ impl PipelineRuntime {
         let names: Vec<String> = out_tables.iter().map(|t| t.name.clone()).collect();
         let logical = tables.names(&self.plan.name);
         let output = Arc::new(SpoolOutput {
-            rows: (0..names.len())
-                .map(|i| dir.join(format!("rows-{i}.ndjson")))
-                .collect(),
+            parquet: names.iter().map(|n| parquet_file(dir, n)).collect(),
             rejects: dir.join("_rejects.jsonl"),
             unconverted: dir.join("_unconverted.jsonl"),
             names: names.clone(),
@@ -161,14 +159,10 @@ impl PipelineRuntime {
         // Pass 2 starts beside the extract when the day's schemas can be
         // told before it.
         let mut speculation = match self.warehouse().await.ok() {
-            Some(warehouse) => {
-                let parquet: Option<Vec<PathBuf>> = warehouse
-                    .wants_parquet()
-                    .then(|| names.iter().map(|n| parquet_file(dir, n)).collect());
-                self.expected_schemas(warehouse, &out_tables, &logical)
-                    .await
-                    .map(|expected| Speculation::start(&tables, &output, expected, parquet, day))
-            }
+            Some(warehouse) => self
+                .expected_schemas(warehouse, &out_tables, &logical)
+                .await
+                .map(|expected| Speculation::start(&tables, &output, expected, day)),
             None => None,
         };
 
@@ -212,22 +206,17 @@ impl PipelineRuntime {
             Some(s) => s.finish(&schemas).await,
             None => None,
         };
-        let (
-            Flattening {
-                rows,
-                rejected,
-                unconverted,
-                ..
-            },
-            encoded,
-        ) = match kept {
-            Some((flattening, encoded)) => {
+        let Flattening {
+            rows,
+            rejected,
+            unconverted,
+        } = match kept {
+            Some(flattening) => {
                 tracing::debug!(
                     pipeline = %self.plan.name, partition = %day,
-                    parquet_kept = encoded.iter().filter(|e| e.is_some()).count(),
                     "rows written during the extract kept: the day has the columns expected"
                 );
-                (flattening, encoded)
+                flattening
             }
             None => {
                 bar.phase(Phase::Flatten {
@@ -248,21 +237,12 @@ impl PipelineRuntime {
                     from = if extracted.spool_path.is_some() { "the spool" } else { "the raw archive" },
                     "flattening the day after its extract"
                 );
-                // Under a Parquet warehouse each table's Parquet file is
-                // written straight from typed columns, as during the extract.
-                let parquet: Option<Vec<PathBuf>> = warehouse
-                    .wants_parquet()
-                    .then(|| names.iter().map(|n| parquet_file(dir, n)).collect());
                 let (schemas, tables, output) = (schemas.clone(), tables.clone(), output.clone());
-                let flattening = tokio::task::spawn_blocking(move || {
-                    flatten_staged(&tables, &staged, &output, &schemas, parquet.as_deref(), day)
+                tokio::task::spawn_blocking(move || {
+                    flatten_staged(&tables, &staged, &output, &schemas, day)
                 })
                 .await
-                .map_err(|e| PartitionError::fatal(e.to_string()))??;
-                let encoded = (0..names.len())
-                    .map(|i| flattening.encoded.get(i).copied())
-                    .collect();
-                (flattening, encoded)
+                .map_err(|e| PartitionError::fatal(e.to_string()))??
             }
         };
         if let Some(spool) = &extracted.spool_path {
@@ -317,9 +297,8 @@ impl PipelineRuntime {
             let mut loaded = Vec::with_capacity(names.len());
             for (i, table) in out_tables.iter().enumerate() {
                 let day_rows = DayRows {
-                    ndjson: output.rows[i].clone(),
+                    parquet: output.parquet[i].clone(),
                     rows: rows[i],
-                    parquet: encoded[i].map(|_| parquet_file(dir, &table.name)),
                 };
                 warehouse.prepare(table, &schemas[i]).await?;
                 loaded.push(

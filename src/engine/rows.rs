@@ -5,14 +5,13 @@
 //! end with ([`Speculation`]), and is kept when the day's schemas turn out
 //! to be those; otherwise it runs again after the extract, over the spool
 //! or the local raw archive ([`flatten_staged`]).
-//! Either way [`RowsOut`] writes: NDJSON files, or under a warehouse that
-//! [wants Parquet](crate::sink::warehouse::Warehouse::wants_parquet)
-//! Parquet files, the rows built as typed Arrow columns as they come
-//! ([`crate::rows`]).
+//! Either way [`RowsOut`] writes one Parquet file per table, the rows built
+//! as typed Arrow columns as they come ([`crate::rows`]): the file both
+//! warehouses load.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -27,8 +26,8 @@ use crate::table::TableSchema;
 
 /// Where pass 2 writes.
 pub(super) struct SpoolOutput {
-    /// One rows file per table.
-    pub rows: Vec<PathBuf>,
+    /// One Parquet file per table.
+    pub parquet: Vec<PathBuf>,
     /// Rejected documents.
     pub rejects: PathBuf,
     /// Values that did not convert to their columns' types.
@@ -46,9 +45,6 @@ pub(super) struct Flattening {
     /// Values that did not convert, by `table.column` (a root column by
     /// its name alone).
     pub unconverted: BTreeMap<String, u64>,
-    /// Per table, the rows of its local Parquet file when the rows were
-    /// encoded as they were written; empty otherwise.
-    pub encoded: Vec<u64>,
 }
 
 /// Where pass 2 reads the day's documents after the extract.
@@ -59,18 +55,16 @@ pub(super) enum Staged {
     Archive(PathBuf, Compression),
 }
 
-/// Pass 2 after the extract: the staged documents to rows, one file per
-/// table; see [`RowsOut`]. `parquet`: each table's Parquet file, written
-/// instead of its NDJSON file.
+/// Pass 2 after the extract: the staged documents to rows, one Parquet
+/// file per table; see [`RowsOut`].
 pub(super) fn flatten_staged(
     tables: &Tables,
     staged: &Staged,
     output: &SpoolOutput,
     schemas: &[TableSchema],
-    parquet: Option<&[PathBuf]>,
     day: NaiveDate,
 ) -> Result<Flattening, PartitionError> {
-    let mut out = RowsOut::create(tables, output, schemas, day, parquet)?;
+    let mut out = RowsOut::create(tables, output, schemas, day)?;
     match staged {
         Staged::Spool(spool) => {
             let mut input = BufReader::with_capacity(
@@ -127,82 +121,41 @@ pub(super) fn flatten_staged(
 }
 
 /// Pass 2's output files: each document's rows appended to its tables'
-/// files. A document with a type conflict under `on_type_conflict:
+/// Parquet files. A document with a type conflict under `on_type_conflict:
 /// reject` goes whole, as canonical Extended JSON, to the rejects file with
 /// the reason, and none of its rows are written.
 pub(super) struct RowsOut<'a> {
     tables: &'a Tables,
     output: &'a SpoolOutput,
-    day: NaiveDate,
-    out: Out<'a>,
+    out: ParquetTables<'a>,
     rejects: Option<BufWriter<std::fs::File>>,
     unconverted_out: Option<BufWriter<std::fs::File>>,
     rejected: u64,
     unconverted: BTreeMap<String, u64>,
 }
 
-/// The tables' files.
-enum Out<'a> {
-    /// NDJSON, for BigQuery.
-    Ndjson {
-        writers: Vec<crate::flatten::RowWriter<'a>>,
-        files: Vec<BufWriter<std::fs::File>>,
-        /// One document's rows per table.
-        bufs: Vec<Vec<u8>>,
-        rows: Vec<u64>,
-    },
-    /// Parquet, under a Parquet warehouse: typed Arrow columns, no text.
-    Parquet(ParquetTables<'a>),
-}
-
 impl<'a> RowsOut<'a> {
-    /// `parquet`: each table's rows go into that Parquet file instead of
-    /// its NDJSON file (the Parquet file is all a Parquet warehouse loads:
-    /// the day's NDJSON would be a gigabyte of writes per million orders
-    /// for nothing).
     fn create(
         tables: &'a Tables,
         output: &'a SpoolOutput,
         schemas: &[TableSchema],
         day: NaiveDate,
-        parquet: Option<&[PathBuf]>,
     ) -> Result<Self, PartitionError> {
-        let writer_error = |e: RowError| {
-            PartitionError::fatal(format!("table `{}`: {}", output.names[e.table], e.source))
-        };
-        let out = match parquet {
-            None => Out::Ndjson {
-                writers: tables.row_writers(schemas).map_err(writer_error)?,
-                files: output
-                    .rows
-                    .iter()
-                    .map(|path| {
-                        std::fs::File::create(path)
-                            .map(|f| BufWriter::with_capacity(1 << 20, f))
-                            .map_err(|e| io("cannot create", path, e))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-                bufs: vec![Vec::with_capacity(16 * 1024); output.rows.len()],
-                rows: vec![0; output.rows.len()],
-            },
-            Some(parquet) => {
-                for path in parquet {
-                    if let Some(dir) = path.parent() {
-                        std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
-                    }
-                }
-                Out::Parquet(
-                    ParquetTables::create(tables, schemas, parquet, day).map_err(|e| match e {
-                        RowsError::Flatten(e) => writer_error(e),
-                        RowsError::Parquet(e) => PartitionError::fatal(e.to_string()),
-                    })?,
-                )
+        for path in &output.parquet {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
             }
-        };
+        }
+        let out = ParquetTables::create(tables, schemas, &output.parquet, day).map_err(|e| match e {
+            RowsError::Flatten(e) => PartitionError::fatal(format!(
+                "table `{}`: {}",
+                output.names[e.table], e.source
+            )),
+            RowsError::Parquet(e) => PartitionError::fatal(e.to_string()),
+        })?;
         Ok(Self {
             tables,
             output,
-            day,
             out,
             rejects: None,
             unconverted_out: None,
@@ -214,15 +167,10 @@ impl<'a> RowsOut<'a> {
     /// One document's rows, or its reject record.
     fn document(&mut self, raw: &bson::RawDocument) -> Result<(), PartitionError> {
         let output = self.output;
-        let written = match &mut self.out {
-            Out::Ndjson { writers, bufs, .. } => {
-                self.tables.write_rows_with(raw, self.day, writers, bufs)
-            }
-            Out::Parquet(tables) => match tables.document(raw) {
-                Ok(()) => Ok(()),
-                Err(RowsError::Flatten(e)) => Err(e),
-                Err(RowsError::Parquet(e)) => return Err(PartitionError::fatal(e.to_string())),
-            },
+        let written = match self.out.document(raw) {
+            Ok(()) => Ok(()),
+            Err(RowsError::Flatten(e)) => Err(e),
+            Err(RowsError::Parquet(e)) => return Err(PartitionError::fatal(e.to_string())),
         };
         match written {
             Ok(()) => {}
@@ -270,11 +218,7 @@ impl<'a> RowsOut<'a> {
                 )))
             }
         }
-        let writers = match &self.out {
-            Out::Ndjson { writers, .. } => &writers[..],
-            Out::Parquet(tables) => tables.writers(),
-        };
-        for (t, writer) in writers.iter().enumerate() {
+        for (t, writer) in self.out.writers().iter().enumerate() {
             for lost in writer.unconverted() {
                 let out = match &mut self.unconverted_out {
                     Some(out) => out,
@@ -295,45 +239,20 @@ impl<'a> RowsOut<'a> {
                 *self.unconverted.entry(key).or_default() += 1;
             }
         }
-        if let Out::Ndjson {
-            files, bufs, rows, ..
-        } = &mut self.out
-        {
-            for (buf, count) in bufs.iter().zip(rows.iter_mut()) {
-                // Rows end in a newline and hold none inside.
-                *count += memchr::memchr_iter(b'\n', buf).count() as u64;
-            }
-            for ((buf, file), path) in bufs.iter().zip(files.iter_mut()).zip(&output.rows) {
-                if !buf.is_empty() {
-                    file.write_all(buf)
-                        .map_err(|e| io("cannot write", path, e))?;
-                }
-            }
-            for buf in bufs.iter_mut() {
-                buf.clear();
-            }
-        }
         Ok(())
     }
 
     fn finish(self) -> Result<Flattening, PartitionError> {
-        let (rows, encoded) = match self.out {
-            Out::Ndjson {
-                mut files, rows, ..
-            } => {
-                for (file, path) in files.iter_mut().zip(&self.output.rows) {
-                    file.flush().map_err(|e| io("cannot write", path, e))?;
-                }
-                (rows, Vec::new())
-            }
-            Out::Parquet(tables) => {
-                let rows = tables.rows().to_vec();
-                let encoded = tables
-                    .finish()
-                    .map_err(|e| PartitionError::fatal(e.to_string()))?;
-                (rows, encoded)
-            }
-        };
+        let rows = self.out.rows().to_vec();
+        let encoded = self
+            .out
+            .finish()
+            .map_err(|e| PartitionError::fatal(e.to_string()))?;
+        if encoded != rows {
+            return Err(PartitionError::fatal(format!(
+                "the Parquet files hold {encoded:?} rows, not the {rows:?} flattened"
+            )));
+        }
         if let Some(mut out) = self.rejects {
             out.flush()
                 .map_err(|e| io("cannot write", &self.output.rejects, e))?;
@@ -346,7 +265,6 @@ impl<'a> RowsOut<'a> {
             rows,
             rejected: self.rejected,
             unconverted: self.unconverted,
-            encoded,
         })
     }
 }
@@ -355,39 +273,32 @@ impl<'a> RowsOut<'a> {
 /// the day is expected to end with ([`PipelineRuntime::expected_schemas`]),
 /// so that a day is not read back from local disk after its extract.
 ///
-/// Pass 2's output is a function of the documents and of the schemas' set
-/// of columns, so the rows are kept only when the day's schemas, known
-/// after the extract, have exactly the expected columns ([`same_columns`]);
+/// Pass 2's output is a function of the documents and of the schemas, so
+/// the rows are kept only when the day's schemas, known after the
+/// extract, are exactly the ones expected;
 /// otherwise they are dropped and pass 2 runs again over the local raw
-/// archive (the extract writes no spool beside a speculation). Under a
-/// Parquet warehouse it encodes each table's Parquet file instead, whose
-/// bytes also depend on the columns' order, so there the schemas must be
-/// exactly the ones expected (the lock's order: see
+/// archive (the extract writes no spool beside a speculation). The
+/// Parquet files' bytes depend on the columns' order too, so the schemas
+/// must be exactly the ones expected (the lock's order: see
 /// [`crate::flatten::adopt_locked_types`]). It never fails
 /// the partition: an error stops it, and pass 2 over the raw archive meets
 /// the error again and reports it.
 pub(super) struct Speculation {
     expected: Vec<TableSchema>,
-    /// Whether it writes Parquet files rather than NDJSON.
-    parquet: bool,
     chunks: Option<tokio::sync::mpsc::Sender<Arc<Vec<u8>>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: tokio::task::JoinHandle<Option<Flattening>>,
 }
 
 impl Speculation {
-    /// `parquet`: under a Parquet warehouse, each table's local Parquet
-    /// file, encoded as the rows are written.
     pub(super) fn start(
         tables: &Arc<Tables>,
         output: &Arc<SpoolOutput>,
         expected: Vec<TableSchema>,
-        parquet: Option<Vec<PathBuf>>,
         day: NaiveDate,
     ) -> Self {
         let (chunks, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(CHUNKS_IN_FLIGHT);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let is_parquet = parquet.is_some();
         let thread = tokio::task::spawn_blocking({
             let (tables, output, schemas, stop) = (
                 tables.clone(),
@@ -396,8 +307,7 @@ impl Speculation {
                 stop.clone(),
             );
             move || {
-                let mut out =
-                    RowsOut::create(&tables, &output, &schemas, day, parquet.as_deref()).ok()?;
+                let mut out = RowsOut::create(&tables, &output, &schemas, day).ok()?;
                 while let Some(chunk) = rx.blocking_recv() {
                     if stop.load(std::sync::atomic::Ordering::Relaxed) {
                         return None;
@@ -411,7 +321,6 @@ impl Speculation {
         });
         Self {
             expected,
-            parquet: is_parquet,
             chunks: Some(chunks),
             stop,
             thread,
@@ -429,62 +338,21 @@ impl Speculation {
         }
     }
 
-    /// The rows written, if the day's `schemas` are the ones expected and
-    /// the thread got through every document. Parquet files (`encoded`
-    /// Some for each table) are kept only if every schema is exactly the
-    /// one expected, column order included: the order is the file's.
-    pub(super) async fn finish(
-        mut self,
-        schemas: &[TableSchema],
-    ) -> Option<(Flattening, Vec<Option<u64>>)> {
+    /// The rows written, if the day's `schemas` are exactly the ones
+    /// expected (column order included: the order is the files') and the
+    /// thread got through every document.
+    pub(super) async fn finish(mut self, schemas: &[TableSchema]) -> Option<Flattening> {
         self.chunks = None;
-        let keep = self.expected.len() == schemas.len()
-            && self.expected.iter().zip(schemas).all(|(a, b)| {
-                if self.parquet {
-                    a == b
-                } else {
-                    same_columns(a, b)
-                }
-            });
+        let keep = self.expected == schemas;
         if !keep {
             self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        let written = self.thread.await.ok().flatten().filter(|_| keep)?;
-        let encoded = (0..schemas.len())
-            .map(|i| written.encoded.get(i).copied())
-            .collect();
-        Some((written, encoded))
+        self.thread.await.ok().flatten().filter(|_| keep)
     }
-}
-
-/// Whether pass 2 writes the same rows against `a` as against `b`: the same
-/// columns, in any order. Pass 2 finds a column by its name, and by its
-/// name without case when that fails; with two names equal without case,
-/// which one that finds depends on the order, so then only the same order
-/// will do.
-fn same_columns(a: &TableSchema, b: &TableSchema) -> bool {
-    if a.columns.len() != b.columns.len() {
-        return false;
-    }
-    let lowercase: std::collections::HashSet<String> = a
-        .columns
-        .iter()
-        .map(|c| c.name.to_ascii_lowercase())
-        .collect();
-    if lowercase.len() != a.columns.len() {
-        return a == b;
-    }
-    sorted_columns(a) == sorted_columns(b)
-}
-
-fn sorted_columns(s: &TableSchema) -> Vec<&crate::table::Column> {
-    let mut columns: Vec<&crate::table::Column> = s.columns.iter().collect();
-    columns.sort_by(|x, y| x.name.cmp(&y.name));
-    columns
 }
 
 /// Table `table`'s local Parquet file in staging folder `dir`.
-pub(super) fn parquet_file(dir: &Path, table: &str) -> PathBuf {
+pub(super) fn parquet_file(dir: &std::path::Path, table: &str) -> PathBuf {
     dir.join(format!("parquet-{table}"))
         .join("part-00000.parquet")
 }

@@ -1,13 +1,14 @@
 //! Parquet files: the format behind the Parquet warehouse
 //! ([`crate::sink::warehouse::parquet`]).
 //!
-//! A day's rows reach it as Parquet files the row path ([`crate::rows`])
-//! encodes from typed Arrow builders. Rows handed over as NDJSON (see
-//! [`crate::table`]: the warehouse contract's form) stream through
-//! arrow-json into record batches of bounded size instead ([`write_local`]).
-//! Either way memory does not grow with the partition, and the same rows
-//! and schema give the same bytes. [`read_rows`] turns them back into rows,
-//! for `etl preview`.
+//! A run's rows reach both warehouses as the Parquet files the row path
+//! ([`crate::rows`]) encodes from typed Arrow builders. Rows written by
+//! hand in the NDJSON row format of [`crate::table`] (the warehouse
+//! contract's suite, the tests, the benchmark of the old path) stream
+//! through arrow-json into record batches of bounded size instead
+//! ([`write_local`]); no run uses it. Either way memory does not grow with
+//! the partition, and the same rows and schema give the same bytes.
+//! [`read_rows`] turns them back into rows, for `etl preview`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -214,6 +215,18 @@ fn read_error(store: &super::lake::Store, rel: &str, e: &dyn std::fmt::Display) 
 pub async fn row_count(store: &super::lake::Store, rel: &str) -> Result<u64, ParquetError> {
     let builder = open(store, rel).await?;
     Ok(builder.metadata().file_metadata().num_rows().max(0) as u64)
+}
+
+/// The Arrow schema of the local Parquet file `path`, from its footer.
+pub fn local_schema(path: &Path) -> Result<arrow_schema::SchemaRef, ParquetError> {
+    let err = |message: String| ParquetError::Read {
+        file: path.display().to_string(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| err(e.to_string()))?;
+    Ok(builder.schema().clone())
 }
 
 /// The Arrow schema of the Parquet object `rel` in `store`, from its

@@ -210,8 +210,8 @@ pub struct StateSpec {
     #[serde(default = "default_staging_dir")]
     pub staging_dir: String,
 
-    /// Keep each day's staging folder (the compressed raw archive, the rows
-    /// files, and the BSON spool of a day that needed one) after the day is recorded `done`. Default:
+    /// Keep each day's staging folder (the compressed raw archive, the
+    /// tables' Parquet files, and the BSON spool of a day that needed one) after the day is recorded `done`. Default:
     /// `false`: a finished day's folder is removed, so a year of backfill
     /// does not keep a year of data on local disk. A failed day's folder
     /// is always kept for inspection, and its error says where.
@@ -1013,11 +1013,11 @@ pub struct BigquerySinkSpec {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadFrom {
-    /// The rows file is uploaded in the load request (a resumable upload):
+    /// The day's Parquet file is uploaded in the load request (a resumable upload):
     /// no bucket needed, but BigQuery limits the size of such a request.
     #[default]
     Request,
-    /// The rows file is written to the lake's `gs://` bucket, under
+    /// The day's Parquet file is written to the lake's `gs://` bucket, under
     /// `_load/<dataset>/<table>/<day>/`, the job loads it by its `gs://`
     /// URI, and the object is deleted after the load. What a crash leaves
     /// there is deleted by the next run of the day. The lake connection

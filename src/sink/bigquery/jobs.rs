@@ -30,12 +30,12 @@ pub fn decorator_load_job(
             "datasetId": dataset,
             "tableId": format!("{table}${}", day.format("%Y%m%d")),
         },
-        "sourceFormat": "NEWLINE_DELIMITED_JSON",
         "writeDisposition": "WRITE_TRUNCATE",
         "createDisposition": "CREATE_NEVER",
         "schema": schema_json(schema),
         "timePartitioning": {"type": "DAY", "field": partition_column},
     });
+    parquet_source(&mut load);
     if !clustering.is_empty() {
         load["clustering"] = json!({ "fields": clustering });
     }
@@ -49,13 +49,23 @@ pub(super) fn staging_load_job(
     staging: &str,
     schema: &TableSchema,
 ) -> Value {
-    json!({ "configuration": { "load": {
+    let mut load = json!({
         "destinationTable": {"projectId": project, "datasetId": dataset, "tableId": staging},
-        "sourceFormat": "NEWLINE_DELIMITED_JSON",
         "writeDisposition": "WRITE_TRUNCATE",
         "createDisposition": "CREATE_NEVER",
         "schema": schema_json(schema),
-    }}})
+    });
+    parquet_source(&mut load);
+    json!({ "configuration": { "load": load } })
+}
+
+/// A load's source: one Parquet file ([`crate::rows`]), read against the
+/// job's `schema` (the lock's columns). `enableListInference` makes a
+/// Parquet LIST a REPEATED column rather than a RECORD holding a `list`
+/// of `element`s.
+fn parquet_source(load: &mut Value) {
+    load["sourceFormat"] = json!("PARQUET");
+    load["parquetOptions"] = json!({ "enableListInference": true });
 }
 
 /// `{table}__staging_{YYYYMMDD}_{attempt}`. Each attempt at a day loads

@@ -72,9 +72,9 @@ pub use sink::{BigQuerySink, TableState};
 /// Where a load job reads a day's rows from.
 #[derive(Debug, Clone, Copy)]
 pub enum LoadSource<'a> {
-    /// A local NDJSON file, sent in the load request.
+    /// A local Parquet file, sent in the load request.
     File(&'a std::path::Path),
-    /// An NDJSON object in a bucket, `gs://bucket/key`, which BigQuery
+    /// A Parquet object in a bucket, `gs://bucket/key`, which BigQuery
     /// reads itself (`sourceUris`): no request size limit.
     Uri(&'a str),
 }

@@ -23,7 +23,7 @@ use super::schema::{
 };
 use super::{BigQueryError, LoadSource, Target};
 use crate::credentials::ServiceAccount;
-use crate::spec::ReplaceMode;
+use crate::spec::{ColumnType, ReplaceMode};
 use crate::table::TableSchema;
 
 /// Google's BigQuery API host.
@@ -51,6 +51,8 @@ pub struct BigQuerySink {
     project: String,
     location: Option<String>,
     job_timeout: Duration,
+    /// Requests go to an emulator (`endpoint`), not to Google.
+    emulator: bool,
 }
 
 impl std::fmt::Debug for BigQuerySink {
@@ -106,6 +108,7 @@ impl BigQuerySink {
             project: project.to_owned(),
             location: location.map(str::to_owned),
             job_timeout: Duration::from_secs(3600),
+            emulator: endpoint.is_some(),
         })
     }
 
@@ -286,8 +289,8 @@ impl BigQuerySink {
         }
     }
 
-    /// Replaces the rows of day `day` with the rows of the NDJSON file
-    /// (`rows` of them, in the format of [`crate::table`]), atomically from
+    /// Replaces the rows of day `day` with the rows of the Parquet file
+    /// `rows_file` (`rows` of them, of `schema`: see [`crate::rows`]), atomically from
     /// a reader's view, and returns the number of rows now in that
     /// partition. The table must exist ([`Self::ensure_table`]) with every
     /// column of `schema`. Rows of another day are rejected (decorator
@@ -335,6 +338,14 @@ impl BigQuerySink {
         check_names(dataset, table)?;
         let target = self.target(dataset, table, Some(day));
         check_schema(&target, schema, partition_column)?;
+        if self.emulator && rows > 0 {
+            if let Some(column) = decimal_column(&schema.columns) {
+                warn!(
+                    dataset, table, partition = %day, column,
+                    "bigquery-emulator v0.8.1 reads Parquet DECIMAL values as 0: this NUMERIC or BIGNUMERIC column reads 0 there (BigQuery loads it exactly)"
+                );
+            }
+        }
         let started = Instant::now();
         if rows == 0 {
             // No load job: an empty upload is not worth a job, and whether a
@@ -824,6 +835,15 @@ impl BigQuerySink {
 
 /// `s` as a GoogleSQL string literal: quoted, with backslashes, quotes
 /// and control characters escaped.
+/// The first NUMERIC or BIGNUMERIC column, a RECORD's field included.
+fn decimal_column(columns: &[crate::table::Column]) -> Option<&str> {
+    columns.iter().find_map(|c| match c.kind {
+        ColumnType::Numeric | ColumnType::Bignumeric => Some(c.name.as_str()),
+        ColumnType::Record => decimal_column(&c.fields),
+        _ => None,
+    })
+}
+
 fn string_literal(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('\'');

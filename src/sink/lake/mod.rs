@@ -443,16 +443,16 @@ mod tests {
         let options = BTreeMap::from([("google_service_account_key".to_owned(), key)]);
         let gcs = Store::open("gs://acme-lake/etl/prod", &options).unwrap();
         assert_eq!(
-            gcs.gs_uri("_load/shop/events/2020-06-01/a1.ndjson")
+            gcs.gs_uri("_load/shop/events/2020-06-01/a1.parquet")
                 .as_deref(),
-            Some("gs://acme-lake/etl/prod/_load/shop/events/2020-06-01/a1.ndjson")
+            Some("gs://acme-lake/etl/prod/_load/shop/events/2020-06-01/a1.parquet")
         );
         let memory = Store::from_parts(
             Arc::new(InMemory::new()),
             Path::from("p"),
             "memory://".into(),
         );
-        assert_eq!(memory.gs_uri("a.ndjson"), None);
+        assert_eq!(memory.gs_uri("a.parquet"), None);
     }
 
     #[tokio::test]

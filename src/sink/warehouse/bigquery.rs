@@ -1,9 +1,12 @@
 //! [`Warehouse`] on BigQuery: a table per output table, DAY-partitioned on
 //! the partition column; the work is [`BigQuerySink`]'s.
 //!
+//! A day's rows are the Parquet file the row path wrote ([`DayRows`]),
+//! loaded against the schema of the lock.
+//!
 //! With a bucket ([`BigQuery::with_bucket`], `load_from: bucket`) a day's
-//! rows file is staged in the lake's bucket under
-//! `_load/<dataset>/<table>/<day>/<attempt>.ndjson` and loaded from there,
+//! Parquet file is staged in the lake's bucket under
+//! `_load/<dataset>/<table>/<day>/<attempt>.parquet` and loaded from there,
 //! then deleted whatever the load did. A process that dies in between
 //! leaves an object that nothing reads; the next attempt at the day
 //! deletes whatever is under its folder before staging its own.
@@ -73,7 +76,7 @@ impl BigQuery {
             bucket.delete(&left).await.map_err(lake_error)?;
             tracing::info!(object = %bucket.display(&left), "staged rows of an earlier attempt deleted");
         }
-        let rel = format!("{dir}/{}.ndjson", uuid::Uuid::new_v4().simple());
+        let rel = format!("{dir}/{}.parquet", uuid::Uuid::new_v4().simple());
         let uri = bucket.gs_uri(&rel).ok_or_else(|| {
             WarehouseError::new(
                 format!(
@@ -84,7 +87,7 @@ impl BigQuery {
             )
         })?;
         bucket
-            .upload(&rows.ndjson, &rel)
+            .upload(&rows.parquet, &rel)
             .await
             .map_err(lake_error)?;
         let loaded = self
@@ -165,7 +168,7 @@ impl Warehouse for BigQuery {
                 &table.dataset,
                 &table.name,
                 day,
-                &rows.ndjson,
+                &rows.parquet,
                 rows.rows,
                 schema,
                 &self.partition_column,

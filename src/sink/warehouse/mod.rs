@@ -50,18 +50,14 @@ pub struct Table {
     pub root: bool,
 }
 
-/// A day's rows for one table, in local files.
+/// A day's rows for one table: a local Parquet file of the schema they
+/// are loaded with, as the row path ([`crate::rows`]) writes it.
 #[derive(Debug, Clone)]
 pub struct DayRows {
-    /// The rows as NDJSON in the format of [`crate::table`]. It need not
-    /// exist when `parquet` is given to a warehouse that [wants
-    /// Parquet](Warehouse::wants_parquet).
-    pub ndjson: PathBuf,
-    /// Rows written to the file.
+    /// The Parquet file.
+    pub parquet: PathBuf,
+    /// Rows in the file.
     pub rows: u64,
-    /// The same rows, already encoded as a Parquet file for the schema
-    /// they are loaded with.
-    pub parquet: Option<PathBuf>,
 }
 
 /// Rows read back from a day: its columns in the table's order, and each
@@ -117,12 +113,6 @@ pub type DaysHolding = BTreeMap<String, BTreeSet<NaiveDate>>;
 /// retry may help. [`conformance::run`] checks each clause.
 #[async_trait::async_trait]
 pub trait Warehouse: Send + Sync {
-    /// Whether [`DayRows::parquet`] is what this warehouse loads, so that
-    /// the engine may encode Parquet instead of NDJSON.
-    fn wants_parquet(&self) -> bool {
-        false
-    }
-
     /// The table's columns, or None when it does not exist or the
     /// warehouse keeps no schema of its own.
     async fn schema(&self, table: &Table) -> Result<Option<TableSchema>, WarehouseError>;

@@ -26,7 +26,9 @@ use chrono::NaiveDate;
 
 use super::{DayRows, ReadRows, Table, Warehouse, WarehouseError};
 use crate::sink::lake::Store;
-use crate::sink::parquet::{matching_values, read_rows, row_count, write_local, ParquetError};
+use crate::sink::parquet::{
+    arrow_schema, local_schema, matching_values, read_rows, row_count, ParquetError,
+};
 use crate::spec::ColumnType;
 use crate::table::TableSchema;
 
@@ -136,6 +138,15 @@ impl ParquetDatasets {
 /// a RECORD of both lacks in `have` appended to it; None when `have`
 /// lacks nothing. Types are never changed: the engine's merge has made
 /// the day's schema fit the dataset's.
+/// `name TYPE, ...`, for a message.
+fn fields_text(fields: &arrow_schema::Fields) -> String {
+    fields
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn widened(have: &TableSchema, schema: &TableSchema) -> Option<TableSchema> {
     let mut out = have.clone();
     let mut changed = false;
@@ -177,10 +188,6 @@ impl From<ParquetError> for WarehouseError {
 
 #[async_trait::async_trait]
 impl Warehouse for ParquetDatasets {
-    fn wants_parquet(&self) -> bool {
-        true
-    }
-
     /// The dataset's schema: its newest version, which every file written
     /// since carries whole.
     async fn schema(&self, table: &Table) -> Result<Option<TableSchema>, WarehouseError> {
@@ -225,25 +232,24 @@ impl Warehouse for ParquetDatasets {
             self.clear(table, day).await?;
             return Ok(self.count(table, day).await?);
         }
-        // The engine always hands over the Parquet file the typed row path
-        // (`crate::rows`) wrote; rows given only as NDJSON, the contract's
-        // other form (the conformance suite), are converted by arrow-json.
-        let local = match &rows.parquet {
-            Some(encoded) => encoded.clone(),
-            None => {
-                let (ndjson, schema) = (rows.ndjson.clone(), schema.clone());
-                let local = ndjson.with_extension("parquet");
-                let out = local.clone();
-                tokio::task::spawn_blocking(move || write_local(&ndjson, &schema, &out, day))
-                    .await
-                    .map_err(|e| ParquetError::Convert {
-                        day,
-                        message: e.to_string(),
-                    })??;
-                local
+        // A file of other columns would break the dataset's one schema
+        // for every reader: it never gets in.
+        let have = local_schema(&rows.parquet)?;
+        let want = arrow_schema(schema);
+        if have.fields() != want.fields() {
+            return Err(ParquetError::Convert {
+                day,
+                message: format!(
+                    "`{}` does not hold the columns of table `{}`: it has {}, the table {}",
+                    rows.parquet.display(),
+                    table.name,
+                    fields_text(have.fields()),
+                    fields_text(want.fields()),
+                ),
             }
-        };
-        self.publish(table, day, &local).await?;
+            .into());
+        }
+        self.publish(table, day, &rows.parquet).await?;
         Ok(self.count(table, day).await?)
     }
 
@@ -424,13 +430,7 @@ mod tests {
         let datasets = ParquetDatasets::new(store.clone());
         let users = table("users");
         let schema = conformance::schema(false);
-        let empty = scratch.path().join("empty.ndjson");
-        std::fs::write(&empty, "").unwrap();
-        let none = DayRows {
-            ndjson: empty,
-            rows: 0,
-            parquet: None,
-        };
+        let none = conformance::rows(scratch.path(), "empty", &schema, &[], None);
         let (d1, d2, d3) = (
             "2020-06-01".parse().unwrap(),
             "2020-06-02".parse().unwrap(),
@@ -448,13 +448,13 @@ mod tests {
             store.list("warehouse/users").await.unwrap(),
             Vec::<String>::new()
         );
-        let one = scratch.path().join("one.ndjson");
-        std::fs::write(&one, "{\"_ds\":\"2020-06-02\",\"id\":1}\n").unwrap();
-        let one = DayRows {
-            ndjson: one,
-            rows: 1,
-            parquet: None,
-        };
+        let one = conformance::rows(
+            scratch.path(),
+            "one",
+            &schema,
+            &[r#"{"_ds":"2020-06-02","id":1}"#.to_owned()],
+            None,
+        );
         assert_eq!(
             datasets
                 .replace_day(&users, d2, &one, &schema)
@@ -489,17 +489,17 @@ mod tests {
             ("price", ColumnType::Numeric),
         ]);
         let dir = tempfile::tempdir().unwrap();
-        let ndjson = dir.path().join("rows.ndjson");
-        std::fs::write(
-            &ndjson,
-            concat!(
-                r#"{"_ds":"2020-06-01","id":9007199254740993,"name":"Zoë","price":"19.99"}"#,
-                "\n",
-                r#"{"_ds":"2020-06-01","id":2}"#,
-                "\n",
-            ),
-        )
-        .unwrap();
+        let rows = conformance::rows(
+            dir.path(),
+            "rows",
+            &schema,
+            &[
+                r#"{"_ds":"2020-06-01","id":9007199254740993,"name":"Zoë","price":"19.99"}"#
+                    .to_owned(),
+                r#"{"_ds":"2020-06-01","id":2}"#.to_owned(),
+            ],
+            None,
+        );
         let store = memory();
         store
             .put("users/dt=2020-06-01/part-00001.parquet", b"stale".to_vec())
@@ -512,11 +512,6 @@ mod tests {
             root: true,
         };
         let day = "2020-06-01".parse().unwrap();
-        let rows = DayRows {
-            ndjson,
-            rows: 2,
-            parquet: None,
-        };
         assert_eq!(
             datasets
                 .replace_day(&table, day, &rows, &schema)
