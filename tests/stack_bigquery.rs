@@ -184,7 +184,10 @@ async fn staging_mode_replaces_one_day_and_leaves_the_others() {
         }
     };
     let loaded_1 = replace(
-        rows_file(&dir, "a", &s,
+        rows_file(
+            &dir,
+            "a",
+            &s,
             &[
                 row("2020-06-01", 1),
                 row("2020-06-01", 2),
@@ -195,9 +198,7 @@ async fn staging_mode_replaces_one_day_and_leaves_the_others() {
     )
     .await;
     let loaded_2 = replace(
-        rows_file(&dir, "b", &s,
-            &[row("2020-06-02", 4), row("2020-06-02", 5)],
-        ),
+        rows_file(&dir, "b", &s, &[row("2020-06-02", 4), row("2020-06-02", 5)]),
         d2,
     )
     .await;
@@ -262,7 +263,10 @@ async fn repeated_records_load_and_grow_fields() {
     sink.ensure_table(ds, &table, &s, "_ds", &[]).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d1 = day("2020-06-01");
-    let file = rows_file(&dir, "a", &s,
+    let file = rows_file(
+        &dir,
+        "a",
+        &s,
         &[
             json!({"_ds": "2020-06-01", "lines": [{"sku": "a", "qty": 2}, {"sku": "b"}]}),
             json!({"_ds": "2020-06-01"}),
@@ -444,8 +448,16 @@ async fn every_column_type_round_trips_through_a_load() {
     // stores a Parquet NULL in a JSON column as JSON `null` (from NDJSON,
     // a missing key, it stored SQL NULL).
     assert!(
-        n[2..].iter().map(Value::as_str).eq([None, None, Some("false"), Some("true")])
-            || n[2..].iter().map(Value::as_str).eq([Some("null"), None, Some("false"), Some("false")]),
+        n[2..]
+            .iter()
+            .map(Value::as_str)
+            .eq([None, None, Some("false"), Some("true")])
+            || n[2..].iter().map(Value::as_str).eq([
+                Some("null"),
+                None,
+                Some("false"),
+                Some("false")
+            ]),
         "a NULL JSON value read back as {n:?}"
     );
 }
@@ -505,7 +517,10 @@ async fn a_row_that_does_not_fit_fails_naming_table_and_day() {
     sink.ensure_table(ds, &table, &s, "_ds", &[]).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = day("2020-06-01");
-    let (good, n) = rows_file(&dir, "good", &s,
+    let (good, n) = rows_file(
+        &dir,
+        "good",
+        &s,
         &[
             json!({"_ds": "2020-06-01", "id": 1}),
             json!({"_ds": "2020-06-01", "id": 2}),
@@ -582,7 +597,10 @@ async fn the_emulator_rolls_back_a_failing_script() {
     ]);
     sink.ensure_table(ds, &table, &s, "_ds", &[]).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (file, n) = rows_file(&dir, "two", &s,
+    let (file, n) = rows_file(
+        &dir,
+        "two",
+        &s,
         &[
             json!({"_ds": "2020-06-01", "id": 1}),
             json!({"_ds": "2020-06-01", "id": 2}),

@@ -146,13 +146,14 @@ impl<'a> RowsOut<'a> {
                 std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
             }
         }
-        let out = ParquetTables::create(tables, schemas, &output.parquet, day).map_err(|e| match e {
-            RowsError::Flatten(e) => PartitionError::fatal(format!(
-                "table `{}`: {}",
-                output.names[e.table], e.source
-            )),
-            RowsError::Parquet(e) => PartitionError::fatal(e.to_string()),
-        })?;
+        let out =
+            ParquetTables::create(tables, schemas, &output.parquet, day).map_err(|e| match e {
+                RowsError::Flatten(e) => PartitionError::fatal(format!(
+                    "table `{}`: {}",
+                    output.names[e.table], e.source
+                )),
+                RowsError::Parquet(e) => PartitionError::fatal(e.to_string()),
+            })?;
         Ok(Self {
             tables,
             output,
