@@ -230,7 +230,11 @@ impl ExtractWriter {
             .map_err(|e| io("cannot create", raw_path, e))?;
         let (chunks, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(CHUNKS_IN_FLIGHT);
         let thread = tokio::task::spawn_blocking(move || {
-            let mut line = Vec::with_capacity(16 * 1024);
+            // A chunk's lines go to the compressor in one write: the
+            // compressed bytes do not depend on how the lines are split
+            // (see the archive's tests), and a write per line cost a
+            // call into zstd each.
+            let mut text = Vec::with_capacity(2 * CHUNK_BYTES);
             let mut lines = 0u64;
             while let Some(chunk) = rx.blocking_recv() {
                 if let Some((spool, path)) = &mut spool {
@@ -238,12 +242,12 @@ impl ExtractWriter {
                         .write_all(&chunk)
                         .map_err(|e| io("cannot write", path, e))?;
                 }
+                text.clear();
                 for doc in crate::extjson::concatenated(&chunk) {
                     let doc =
                         doc.map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;
-                    line.clear();
                     if let crate::extjson::ArchiveLine::Bytes(why) =
-                        crate::extjson::write_archive_line(doc, &mut line)
+                        crate::extjson::write_archive_line(doc, &mut text)
                     {
                         tracing::warn!(
                             document = lines + 1,
@@ -251,11 +255,11 @@ impl ExtractWriter {
                             "kept in the raw archive as BSON bytes (`$bson`): canonical Extended JSON cannot hold it"
                         );
                     }
-                    line.push(b'\n');
-                    raw.write(&line)
-                        .map_err(|e| io("cannot write", raw.path(), e))?;
+                    text.push(b'\n');
                     lines += 1;
                 }
+                raw.write(&text)
+                    .map_err(|e| io("cannot write", raw.path(), e))?;
             }
             if let Some((mut spool, path)) = spool {
                 spool.flush().map_err(|e| io("cannot write", &path, e))?;
