@@ -21,7 +21,9 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 # Every local mongo uri -> URI (the prod one is a secret), and the Parquet
-# files straight into OUT_DIR.
+# files straight into OUT_DIR. It runs the `files` profile: its lake, warehouse
+# and ledger are folders (the lake and the ledger under the temp project's
+# .etl/), where the default profile keeps them in buckets on a GCS emulator.
 sed -e "s#^\(        uri: \)mongodb://127\.0\.0\.1:.*#\1$uri#" -e "s#^\(        url: \)\.etl/warehouse\$#\1$out#" \
   "$root/etl.yaml" >"$work/etl.yaml"
 grep -qF "uri: $uri" "$work/etl.yaml" && grep -qF "url: $out" "$work/etl.yaml" ||
@@ -33,6 +35,6 @@ sed -e "s/database: shop/database: $database/" -e '/^  filter:$/d' -e '/^    sta
 if [[ -f $root/schemas/tables/orders.json ]]; then cp "$root/schemas/tables/orders.json" "$work/schemas/tables/"; fi
 
 next="$(date -u -d "$day + 1 day" +%F)"
-(cd "$work" && ETL_TODAY="$next" "$etl" run pipelines/orders.yaml --date "$day" --rerun >"$work/run.txt" 2>&1) ||
+(cd "$work" && ETL_TODAY="$next" "$etl" --profile files run pipelines/orders.yaml --date "$day" --rerun >"$work/run.txt" 2>&1) ||
   { cat "$work/run.txt" >&2; exit 1; }
 awk -v d="$day" '$1 == "orders" && $2 == d {print $5}' "$work/run.txt"

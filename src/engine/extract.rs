@@ -32,9 +32,48 @@ use crate::spec::Compression;
 
 /// Bytes of BSON handed to the writer thread at a time: large enough that
 /// the hand-over costs nothing, small enough that memory stays bounded
-/// (at most [`CHUNKS_IN_FLIGHT`] + 2 chunks whatever the partition size).
+/// (at most [`KEPT_CHUNKS`] + 1 chunks whatever the partition size).
 pub(super) const CHUNK_BYTES: usize = 1 << 20;
 pub(super) const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Chunks handed over that the reading loop keeps, to fill their buffers
+/// again: as many as two readers (the writer thread and pass 2) can hold,
+/// each with its channel full and one chunk in hand, and one more.
+const KEPT_CHUNKS: usize = 2 * (CHUNKS_IN_FLIGHT + 1) + 1;
+
+/// The buffers of the chunks handed over, filled again once every reader is
+/// done with them. A fresh megabyte per chunk cost a page fault (the kernel
+/// zeroing a page) every 4 KiB of documents.
+#[derive(Default)]
+struct ChunkBuffers {
+    /// The chunks handed over, oldest first: the readers take them in order.
+    sent: std::collections::VecDeque<Arc<Vec<u8>>>,
+}
+
+impl ChunkBuffers {
+    /// An empty buffer for the next chunk: the oldest one handed over if
+    /// every reader is done with it, else a new one.
+    fn empty(&mut self) -> Vec<u8> {
+        if let Some(oldest) = self.sent.front_mut() {
+            if let Some(buffer) = Arc::get_mut(oldest) {
+                let mut buffer = std::mem::take(buffer);
+                self.sent.pop_front();
+                buffer.clear();
+                return buffer;
+            }
+        }
+        Vec::with_capacity(CHUNK_BYTES + (16 << 10))
+    }
+
+    /// Keeps `chunk`, just handed over, to fill again.
+    fn handed_over(&mut self, chunk: &Arc<Vec<u8>>) {
+        if self.sent.len() == KEPT_CHUNKS {
+            // Still in use: its last reader frees it.
+            self.sent.pop_front();
+        }
+        self.sent.push_back(chunk.clone());
+    }
+}
 
 /// A day's documents, with the source's count running beside them when
 /// the spec asks for one (`source.count`).
@@ -143,7 +182,8 @@ pub(super) async fn extract(
     // still has them.
     let mut inferred = tables.schema_builders();
     let mut reader = DayReader::open(source, target, count).await?;
-    let mut chunk = Vec::with_capacity(CHUNK_BYTES + (16 << 10));
+    let mut buffers = ChunkBuffers::default();
+    let mut chunk = buffers.empty();
     while let Some(doc) = reader.next().await? {
         match tables.infer(doc, &mut inferred) {
             // Not valid inside: pass 2 rejects it, naming the path.
@@ -157,10 +197,8 @@ pub(super) async fn extract(
         }
         chunk.extend_from_slice(doc.as_bytes());
         if chunk.len() >= CHUNK_BYTES {
-            let full = Arc::new(std::mem::replace(
-                &mut chunk,
-                Vec::with_capacity(CHUNK_BYTES + (16 << 10)),
-            ));
+            let full = Arc::new(std::mem::replace(&mut chunk, buffers.empty()));
+            buffers.handed_over(&full);
             if let Some(s) = speculation.as_deref_mut() {
                 s.send(full.clone()).await;
             }
@@ -230,7 +268,11 @@ impl ExtractWriter {
             .map_err(|e| io("cannot create", raw_path, e))?;
         let (chunks, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(CHUNKS_IN_FLIGHT);
         let thread = tokio::task::spawn_blocking(move || {
-            let mut line = Vec::with_capacity(16 * 1024);
+            // A chunk's lines go to the compressor in one write: the
+            // compressed bytes do not depend on how the lines are split
+            // (see the archive's tests), and a write per line cost a
+            // call into zstd each.
+            let mut text = Vec::with_capacity(2 * CHUNK_BYTES);
             let mut lines = 0u64;
             while let Some(chunk) = rx.blocking_recv() {
                 if let Some((spool, path)) = &mut spool {
@@ -238,12 +280,12 @@ impl ExtractWriter {
                         .write_all(&chunk)
                         .map_err(|e| io("cannot write", path, e))?;
                 }
+                text.clear();
                 for doc in crate::extjson::concatenated(&chunk) {
                     let doc =
                         doc.map_err(|e| PartitionError::fatal(format!("document #{lines}: {e}")))?;
-                    line.clear();
                     if let crate::extjson::ArchiveLine::Bytes(why) =
-                        crate::extjson::write_archive_line(doc, &mut line)
+                        crate::extjson::write_archive_line(doc, &mut text)
                     {
                         tracing::warn!(
                             document = lines + 1,
@@ -251,11 +293,11 @@ impl ExtractWriter {
                             "kept in the raw archive as BSON bytes (`$bson`): canonical Extended JSON cannot hold it"
                         );
                     }
-                    line.push(b'\n');
-                    raw.write(&line)
-                        .map_err(|e| io("cannot write", raw.path(), e))?;
+                    text.push(b'\n');
                     lines += 1;
                 }
+                raw.write(&text)
+                    .map_err(|e| io("cannot write", raw.path(), e))?;
             }
             if let Some((mut spool, path)) = spool {
                 spool.flush().map_err(|e| io("cannot write", &path, e))?;

@@ -144,7 +144,7 @@ pub(crate) fn elements(doc: &RawDocument) -> Elements<'_> {
 /// simdutf8's (which hands short inputs to std's) cost a call and a loop
 /// set-up each. Longer or non-ASCII text goes to simdutf8.
 #[inline]
-fn utf8(bytes: &[u8]) -> Option<&str> {
+pub(crate) fn utf8(bytes: &[u8]) -> Option<&str> {
     if bytes.is_ascii() {
         // SAFETY: ASCII is valid UTF-8; `is_ascii` just checked every byte.
         Some(unsafe { std::str::from_utf8_unchecked(bytes) })

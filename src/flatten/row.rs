@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use bson::raw::RawDocument;
 use chrono::NaiveDate;
+use jsonpath_rust::parser::model::JpQuery;
 
 use crate::extjson::{self, Value};
 use crate::spec::{ColumnType, NewFieldPolicy, TypeConflictPolicy};
@@ -559,9 +560,29 @@ impl Flattener {
         out.start_row(ds, resolved.ds);
 
         let mut relaxed = None;
-        for (c, &at) in self.rules.explicit.iter().zip(&resolved.explicit) {
+        // Scanned at the first simple path, where each column's own
+        // lookup used to scan: an error comes at the same point.
+        let mut top = None;
+        for (j, (c, &at)) in self
+            .rules
+            .explicit
+            .iter()
+            .zip(&resolved.explicit)
+            .enumerate()
+        {
             let column = &resolved.columns[at as usize];
-            let written = write_explicit(c, at, column, doc, &mut relaxed, out)?;
+            let found = match &c.lookup {
+                Lookup::Keys(keys) if j < TOP_LEVEL_COLUMNS => {
+                    let top = match &top {
+                        Some(top) => top,
+                        None => top.insert(TopLevel::scan(&self.rules.explicit, doc)?),
+                    };
+                    Found::Value(top.lookup(j, keys)?)
+                }
+                Lookup::Keys(keys) => Found::Value(lookup_keys(doc, keys)?),
+                Lookup::Query(query) => Found::Query(query),
+            };
+            let written = write_explicit(c, at, column, doc, found, &mut relaxed, out)?;
             if !written {
                 if let Some(lost) = explicit_unconverted(c, column.kind, doc)? {
                     if self.conflict == TypeConflictPolicy::Variant
@@ -673,6 +694,56 @@ fn write_explicit_variant<O: RowOut>(
     Ok(out.value(at, column, Leaf::new(v))?)
 }
 
+/// What an explicit column's path found in a document.
+enum Found<'a, 'q> {
+    /// A simple path's value, if any.
+    Value(Option<Value<'a>>),
+    /// A JSONPath: its query has yet to run.
+    Query(&'q JpQuery),
+}
+
+/// Explicit columns whose simple path's first key [`TopLevel`] finds; any
+/// further ones are looked up alone.
+const TOP_LEVEL_COLUMNS: usize = 16;
+
+/// The values at the first key of the explicit columns' simple paths, from
+/// one scan of a document's top level rather than one per column (a child
+/// table's row has three explicit columns, `_root_id`, `_idx` and its own).
+struct TopLevel<'a> {
+    /// Per explicit column, what its first key holds: the last of a
+    /// repeated key, as [`lookup_keys`] reads it.
+    values: [Option<Value<'a>>; TOP_LEVEL_COLUMNS],
+}
+
+impl<'a> TopLevel<'a> {
+    fn scan(explicit: &[ExplicitColumn], doc: &'a RawDocument) -> Result<Self, FlattenError> {
+        let mut values = [None; TOP_LEVEL_COLUMNS];
+        let columns = &explicit[..explicit.len().min(TOP_LEVEL_COLUMNS)];
+        for item in extjson::elements(doc) {
+            let (key, value) = item?;
+            for (j, c) in columns.iter().enumerate() {
+                if let Lookup::Keys(keys) = &c.lookup {
+                    if keys.first().is_some_and(|first| first == key) {
+                        values[j] = Some(value);
+                    }
+                }
+            }
+        }
+        Ok(Self { values })
+    }
+
+    /// Explicit column `j`'s value at `keys`, its simple path: what
+    /// [`lookup_keys`] finds.
+    fn lookup(&self, j: usize, keys: &[String]) -> Result<Option<Value<'a>>, FlattenError> {
+        match (self.values[j], keys.len()) {
+            (_, 0) => Ok(None),
+            (value, 1) => Ok(value),
+            (Some(Value::Document(d)), _) => lookup_keys(d, &keys[1..]),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// Writes an explicit column's value (or its default) into column `slot`;
 /// false for NULL.
 fn write_explicit<O: RowOut>(
@@ -680,15 +751,14 @@ fn write_explicit<O: RowOut>(
     slot: u32,
     column: &OutColumn,
     doc: &RawDocument,
+    found: Found<'_, '_>,
     relaxed: &mut Option<serde_json::Value>,
     out: &mut O,
 ) -> Result<bool, FlattenError> {
-    let written = match &c.lookup {
-        Lookup::Keys(keys) => match lookup_keys(doc, keys)? {
-            Some(v) => return Ok(out.value(slot, column, Leaf::new(v))?),
-            None => None,
-        },
-        Lookup::Query(query) => {
+    let written = match found {
+        Found::Value(Some(v)) => return Ok(out.value(slot, column, Leaf::new(v))?),
+        Found::Value(None) => None,
+        Found::Query(query) => {
             let value = match relaxed {
                 Some(v) => v,
                 None => relaxed.insert(extjson::to_relaxed_value(doc)?),

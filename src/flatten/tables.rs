@@ -615,18 +615,15 @@ fn root_id(doc: &RawDocument) -> Result<Option<String>, FlattenError> {
     let Some(id) = doc.get("_id").map_err(|e| bson_error("$._id", e))? else {
         return Ok(None);
     };
-    let mut out = Vec::new();
-    let written = super::value::write_as(
+    // The STRING value's text as typed columns get it: what the NDJSON
+    // path writes, without the JSON quotes and escapes to read back.
+    let mut text = Vec::new();
+    let converted = super::value::convert(
         super::value::Leaf::new(id.into()),
         ColumnType::String,
-        &mut out,
+        &mut text,
     )?;
-    if !written {
-        return Ok(None);
-    }
-    // `out` is a JSON string; the child document wants its text.
-    let text: String = serde_json::from_slice(&out).expect("a STRING value is a JSON string");
-    Ok(Some(text))
+    Ok(converted.map(|_| String::from_utf8(text).expect("a STRING value's text is UTF-8")))
 }
 
 /// The array at `keys` in `row`, if that is an array.

@@ -393,8 +393,11 @@ impl ArrayBuilder for ScalarBuilder {
     }
 }
 
+/// Staged text as a `str`: short ASCII text, most of it, checked in a few
+/// word compares (see [`crate::extjson::utf8`]).
+#[inline]
 fn utf8(text: &[u8], start: usize, end: usize) -> Result<&str, String> {
-    simdutf8::basic::from_utf8(&text[start..end]).map_err(|e| format!("text is not UTF-8: {e}"))
+    crate::extjson::utf8(&text[start..end]).ok_or_else(|| "text is not UTF-8".to_owned())
 }
 
 /// Appends the value of one column of one row to a builder of any type:
@@ -479,9 +482,7 @@ fn append_scalar(
     value: Option<Scalar>,
     text: &[u8],
 ) -> Result<(), String> {
-    let str_at = |start: usize, end: usize| {
-        simdutf8::basic::from_utf8(&text[start..end]).map_err(|e| format!("text is not UTF-8: {e}"))
-    };
+    let str_at = |start: usize, end: usize| utf8(text, start, end);
     match (data_type, value) {
         (DataType::Utf8, Some(Scalar::Text(s, e))) => {
             downcast::<StringBuilder>(builder)?.append_value(str_at(s, e)?)

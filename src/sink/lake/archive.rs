@@ -139,4 +139,55 @@ mod tests {
             assert_eq!(outs[0], outs[1], "{c:?}");
         }
     }
+
+    /// The extract hands the archive a chunk's lines in one write, where it
+    /// used to write them one by one: the bytes must not depend on that.
+    #[test]
+    fn raw_archives_do_not_depend_on_how_lines_are_split() {
+        // Past zstd's window at level 3 (2 MiB) and many of its blocks,
+        // and lines that compress unevenly.
+        let mut lines = Vec::new();
+        let mut x = 0x9e37_79b9_u32;
+        while lines.len() < 5 << 20 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let n = lines.len();
+            lines.extend_from_slice(format!("{{\"n\":{n},\"x\":\"{x:08x}\",\"s\":\"").as_bytes());
+            lines.extend(std::iter::repeat_n(
+                b'a' + (x % 26) as u8,
+                (x % 300) as usize,
+            ));
+            lines.extend_from_slice(b"\"}\n");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
+            let write = |name: &str, splits: &mut dyn Iterator<Item = usize>| {
+                let p = dir.path().join(name);
+                let mut w = RawArchive::create(&p, c).unwrap();
+                let mut at = 0;
+                while at < lines.len() {
+                    let end = (at + splits.next().unwrap()).min(lines.len());
+                    w.write(&lines[at..end]).unwrap();
+                    at = end;
+                }
+                (w.finish().unwrap(), std::fs::read(p).unwrap())
+            };
+            let whole = write("whole", &mut std::iter::repeat(lines.len()));
+            let by_line = write(
+                "by_line",
+                &mut lines
+                    .split_inclusive(|&b| b == b'\n')
+                    .map(<[u8]>::len)
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            );
+            let odd = write(
+                "odd",
+                &mut [1, 7, 4096, 65_537, 1 << 20, 3].into_iter().cycle(),
+            );
+            assert!(whole.1 == by_line.1 && whole.1 == odd.1, "{c:?}");
+            assert_eq!(whole.0, by_line.0, "{c:?}");
+        }
+    }
 }
