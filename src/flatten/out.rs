@@ -1,9 +1,10 @@
 //! Where pass 2 writes a row: the contract between the walk, which decides
 //! the column of every value, and a row format.
 //!
-//! Two formats keep it: NDJSON text (`Vec<u8>`, the format of
-//! [`crate::table`], which BigQuery loads) and typed values staged for Arrow
-//! columns (`crate::rows`, which the Parquet warehouse writes). The walk
+//! Two formats keep it: typed values staged for Arrow columns
+//! (`crate::rows`, the Parquet files both warehouses load) and NDJSON text
+//! (`Vec<u8>`, the readable format of [`crate::table`]: `etl test`'s rows,
+//! and the reference the typed path is held to in its tests). The walk
 //! is the same for both, so they can never disagree on which value lands
 //! in which column, or on which value is NULL.
 //!

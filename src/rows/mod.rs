@@ -1,6 +1,7 @@
 //! The typed row path (issue 31): a day's documents straight into Arrow
-//! record batches and Parquet files, with no NDJSON text in between. The
-//! Parquet warehouse loads what it writes; BigQuery still loads NDJSON.
+//! record batches and Parquet files, with no NDJSON text in between. Both
+//! warehouses load what it writes: the Parquet datasets publish the file,
+//! BigQuery loads it (`sourceFormat: PARQUET`).
 //!
 //! In the order a document flows:
 //! 1. the rules, compiled once: [`crate::flatten::Tables`], each table's
