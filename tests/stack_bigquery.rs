@@ -55,20 +55,17 @@ async fn sink() -> BigQuerySink {
 }
 
 /// `rows` (in the row format of `etl::table`) as the Parquet file a run
-/// loads, `{name}.parquet`, for rows of `schema`.
+/// loads, `{name}.parquet`, for rows of `schema`: the warehouse contract's
+/// own rows files.
 fn rows_file(
     dir: &tempfile::TempDir,
     name: &str,
     schema: &TableSchema,
     rows: &[Value],
 ) -> (PathBuf, u64) {
-    let ndjson = dir.path().join(format!("{name}.ndjson"));
-    let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
-    std::fs::write(&ndjson, text).unwrap();
-    let parquet = dir.path().join(format!("{name}.parquet"));
-    let n = etl::sink::parquet::write_local(&ndjson, schema, &parquet, day("2020-06-01")).unwrap();
-    assert_eq!(n, rows.len() as u64, "{name}: every row encoded");
-    (parquet, n)
+    let lines: Vec<String> = rows.iter().map(Value::to_string).collect();
+    let day = etl::sink::warehouse::conformance::rows(dir.path(), name, schema, &lines, None);
+    (day.parquet, day.rows)
 }
 
 #[tokio::test]
