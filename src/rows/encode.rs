@@ -67,3 +67,86 @@ impl ParquetFile {
         }
     }
 }
+
+/// Batches waiting for the encoder thread: with the one it encodes and
+/// the one being built, three batches of a table at most.
+const BATCHES_IN_FLIGHT: usize = 1;
+
+/// The Parquet files of a day's tables, encoded on a thread of their own:
+/// the thread that flattens hands each full batch over and goes on, so
+/// flattening and Parquet's encoding and compression use two cores.
+/// Each file gets its batches in the order they were sent, so the bytes
+/// are the ones one thread would write.
+pub struct Encoder {
+    batches: Option<std::sync::mpsc::SyncSender<(usize, RecordBatch)>>,
+    thread: Option<std::thread::JoinHandle<Result<Vec<u64>, ParquetError>>>,
+    day: chrono::NaiveDate,
+}
+
+impl Encoder {
+    /// Starts `files`' thread.
+    pub fn start(mut files: Vec<ParquetFile>, day: chrono::NaiveDate) -> Self {
+        let (batches, received) =
+            std::sync::mpsc::sync_channel::<(usize, RecordBatch)>(BATCHES_IN_FLIGHT);
+        let thread = std::thread::Builder::new()
+            .name("etl-parquet".to_owned())
+            .spawn(move || {
+                for (table, batch) in received {
+                    files[table].write(&batch)?;
+                }
+                files.into_iter().map(ParquetFile::finish).collect()
+            })
+            .expect("the OS starts a thread");
+        Self {
+            batches: Some(batches),
+            thread: Some(thread),
+            day,
+        }
+    }
+
+    /// Hands table `table`'s `batch` over; waits while the thread is
+    /// [`BATCHES_IN_FLIGHT`] behind.
+    pub fn write(&mut self, table: usize, batch: RecordBatch) -> Result<(), ParquetError> {
+        let sent = match &self.batches {
+            Some(batches) => batches.send((table, batch)).is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The thread stopped: its error says why.
+        self.join().map(|_| ())
+    }
+
+    /// Ends every file; returns each one's rows.
+    pub fn finish(mut self) -> Result<Vec<u64>, ParquetError> {
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<Vec<u64>, ParquetError> {
+        self.batches = None;
+        let day = self.day;
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(rows)) => rows,
+            Some(Err(_)) => Err(ParquetError::Convert {
+                day,
+                message: "the thread encoding Parquet panicked".to_owned(),
+            }),
+            None => Err(ParquetError::Convert {
+                day,
+                message: "the thread encoding Parquet has already stopped".to_owned(),
+            }),
+        }
+    }
+}
+
+impl Drop for Encoder {
+    fn drop(&mut self) {
+        // A day given up: the thread ends with the channel, its files
+        // left unfinished (the day's staging folder is cleared).
+        self.batches = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -15,7 +15,8 @@
 //!    `StructBuilder`), cut into record batches of [`BATCH_ROWS`] rows, so
 //!    memory does not grow with the day;
 //! 4. `encode`: the batches into each table's Parquet file
-//!    ([`ParquetFile`]).
+//!    ([`ParquetFile`]), on a thread of their own ([`Encoder`]), so the
+//!    walk and the builders use one core and Parquet's encoder another.
 //!
 //! Values are the ones the NDJSON path gives once arrow-json has read it
 //! back (the `rows_differential` test holds the two paths to it, column
@@ -34,7 +35,7 @@ use crate::flatten::{RowError, RowWriter, Tables};
 use crate::sink::parquet::ParquetError;
 use crate::table::TableSchema;
 
-pub use encode::ParquetFile;
+pub use encode::{Encoder, ParquetFile};
 
 use columns::TableColumns;
 use staged::Staged;
@@ -62,7 +63,7 @@ pub struct ParquetTables<'a> {
     writers: Vec<RowWriter<'a>>,
     staged: Vec<Staged>,
     columns: Vec<TableColumns>,
-    files: Vec<ParquetFile>,
+    files: Encoder,
     full: Vec<arrow_array::RecordBatch>,
     rows: Vec<u64>,
     day: NaiveDate,
@@ -89,7 +90,7 @@ impl<'a> ParquetTables<'a> {
             writers,
             staged: (0..schemas.len()).map(|_| Staged::default()).collect(),
             columns,
-            files,
+            files: Encoder::start(files, day),
             full: Vec::new(),
             rows: vec![0; schemas.len()],
             day,
@@ -115,7 +116,7 @@ impl<'a> ParquetTables<'a> {
                 .append(staged, &mut self.full)
                 .map_err(convert)?;
             for batch in self.full.drain(..) {
-                self.files[t].write(&batch)?;
+                self.files.write(t, batch)?;
             }
         }
         Ok(())
@@ -134,16 +135,14 @@ impl<'a> ParquetTables<'a> {
     /// Ends every file; returns each one's rows.
     pub fn finish(mut self) -> Result<Vec<u64>, ParquetError> {
         let day = self.day;
-        let mut out = Vec::with_capacity(self.files.len());
-        for (columns, mut file) in self.columns.iter_mut().zip(self.files) {
+        for (t, columns) in self.columns.iter_mut().enumerate() {
             if let Some(batch) = columns
                 .finish()
                 .map_err(|message| ParquetError::Convert { day, message })?
             {
-                file.write(&batch)?;
+                self.files.write(t, batch)?;
             }
-            out.push(file.finish()?);
         }
-        Ok(out)
+        self.files.finish()
     }
 }

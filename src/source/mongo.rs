@@ -5,6 +5,8 @@
 //! document as bytes borrowed from it. It never materialises a
 //! `bson::Document`, which is several times slower, nor a copy of each
 //! document (the driver's `Cursor` copies each one out of its batch).
+//! The next batch is asked for while the engine reads the current one
+//! ([`PartitionCursor`]), so the server and `etl` work at the same time.
 //! Every message that can carry the connection string goes through
 //! [`crate::redact`].
 
@@ -383,7 +385,12 @@ impl MongoSource {
         }
         let cursor = self.answer("find", find.batch()).await?;
         Ok(PartitionCursor {
-            cursor,
+            batches: ReadAhead::start(
+                cursor,
+                self.namespace.clone(),
+                self.uri_display.clone(),
+                stall_limit(self.read.max_time),
+            ),
             batch: None,
             docs: Vec::new(),
             next: 0,
@@ -446,10 +453,86 @@ impl MongoSource {
     }
 }
 
+/// The batches of a cursor, each asked for while the one before is read:
+/// a task of its own sends the `getMore` as soon as the channel has room,
+/// so at most two batches are held (the one being read, and the next,
+/// waiting or on its way). Without it the server sat idle while `etl`
+/// read each batch, and `etl` while the server made the next.
+struct ReadAhead {
+    /// Each batch, then None at the end (a channel closed without it is a
+    /// read that stopped, not the end of the day).
+    batches: tokio::sync::mpsc::Receiver<Result<Option<RawBatch>, SourceError>>,
+    /// Aborted on drop, which drops the cursor (the driver then kills it
+    /// on the server).
+    task: tokio::task::JoinHandle<()>,
+    namespace: String,
+    uri: String,
+    ended: bool,
+}
+
+impl ReadAhead {
+    fn start(mut cursor: RawBatchCursor, namespace: String, uri: String, limit: Duration) -> Self {
+        use futures::StreamExt;
+        let (tx, batches) = tokio::sync::mpsc::channel(1);
+        let (ns, at) = (namespace.clone(), uri.clone());
+        let task = tokio::spawn(async move {
+            // Room first, then the request: never a third batch in memory.
+            while let Ok(room) = tx.reserve().await {
+                let next = match tokio::time::timeout(limit, cursor.next()).await {
+                    Ok(None) => Ok(None),
+                    Ok(Some(Ok(batch))) => Ok(Some(batch)),
+                    Ok(Some(Err(e))) => Err(server_error("getMore", ns.clone(), at.clone(), &e)),
+                    Err(_) => Err(stalled("getMore", ns.clone(), at.clone(), limit)),
+                };
+                let last = !matches!(next, Ok(Some(_)));
+                room.send(next);
+                if last {
+                    return;
+                }
+            }
+        });
+        Self {
+            batches,
+            task,
+            namespace,
+            uri,
+            ended: false,
+        }
+    }
+
+    /// The next batch; None at the end.
+    async fn next(&mut self) -> Result<Option<RawBatch>, SourceError> {
+        if self.ended {
+            return Ok(None);
+        }
+        match self.batches.recv().await {
+            Some(next) => {
+                self.ended = matches!(next, Ok(None));
+                next
+            }
+            None => Err(SourceError::Server {
+                operation: "getMore",
+                namespace: self.namespace.clone(),
+                uri: self.uri.clone(),
+                message: "the task reading batches ahead stopped before the cursor's end"
+                    .to_owned(),
+                transient: true,
+                hint: None,
+            }),
+        }
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A cursor over one partition, a batch at a time: its documents are
 /// borrowed from the server's reply, not copied out of it one by one.
 pub struct PartitionCursor<'a> {
-    cursor: RawBatchCursor,
+    batches: ReadAhead,
     /// The batch being read.
     batch: Option<RawBatch>,
     /// Where each of its documents lies in its reply's bytes.
@@ -481,12 +564,12 @@ impl PartitionCursor<'_> {
 
     /// Reads the next batch and finds its documents; false at the end.
     async fn next_batch(&mut self) -> Result<bool, SourceError> {
-        use futures::StreamExt;
         self.docs.clear();
         self.next = 0;
-        let cursor = &mut self.cursor;
-        let next = async { cursor.next().await.transpose() };
-        let Some(batch) = self.source.answer("getMore", next).await? else {
+        // The batch read before is dropped first: it leaves room for the
+        // one after this.
+        self.batch = None;
+        let Some(batch) = self.batches.next().await? else {
             self.batch = None;
             return Ok(false);
         };
