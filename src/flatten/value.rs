@@ -202,13 +202,16 @@ pub(crate) fn write_as(
 }
 
 /// A value in its column's type, for typed columns (`crate::rows`): what
-/// [`write_as`] writes as NDJSON text, before it is text. Text-like values
-/// (STRING, JSON, BYTES as base64, and NUMERIC/BIGNUMERIC as their plain
-/// decimal) are bytes the caller's buffer holds, `start..end`.
+/// [`write_as`] writes as NDJSON text, before it is text. Values of
+/// variable length (STRING, JSON, BYTES, and NUMERIC/BIGNUMERIC as their
+/// plain decimal) are bytes the caller's buffer holds, `start..end`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Scalar {
-    /// STRING, JSON, BYTES (base64): UTF-8 text.
+    /// STRING, JSON: UTF-8 text.
     Text(usize, usize),
+    /// BYTES: the bytes themselves (the NDJSON row form writes them as
+    /// base64).
+    Bytes(usize, usize),
     /// NUMERIC and BIGNUMERIC: plain decimal text (`-42.5`), within the
     /// column type's digits.
     Decimal(usize, usize),
@@ -265,12 +268,12 @@ pub(crate) fn convert(
         ColumnType::Record => None,
         ColumnType::Bytes => match v {
             Value::Binary(b) => {
-                extjson::write_base64(b.bytes, text);
-                Some(Scalar::Text(start, text.len()))
+                text.extend_from_slice(b.bytes);
+                Some(Scalar::Bytes(start, text.len()))
             }
             Value::String(s) => {
-                extjson::write_base64(s.as_bytes(), text);
-                Some(Scalar::Text(start, text.len()))
+                text.extend_from_slice(s.as_bytes());
+                Some(Scalar::Bytes(start, text.len()))
             }
             _ => None,
         },

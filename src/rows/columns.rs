@@ -12,7 +12,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    make_builder, ArrayBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
+    make_builder, ArrayBuilder, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
     Decimal256Builder, Float64Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
     TimestampMicrosecondBuilder,
 };
@@ -257,6 +257,7 @@ impl ColumnBuilder {
 #[derive(Debug)]
 enum ScalarBuilder {
     Utf8(StringBuilder),
+    Binary(BinaryBuilder),
     Int64(Int64Builder),
     Float64(Float64Builder),
     Bool(BooleanBuilder),
@@ -271,6 +272,7 @@ impl ScalarBuilder {
         let n = BATCH_ROWS;
         Some(match data_type {
             DataType::Utf8 => Self::Utf8(StringBuilder::with_capacity(n, 1024)),
+            DataType::Binary => Self::Binary(BinaryBuilder::with_capacity(n, 1024)),
             DataType::Int64 => Self::Int64(Int64Builder::with_capacity(n)),
             DataType::Float64 => Self::Float64(Float64Builder::with_capacity(n)),
             DataType::Boolean => Self::Bool(BooleanBuilder::with_capacity(n)),
@@ -301,6 +303,7 @@ impl ScalarBuilder {
         };
         match (self, value) {
             (Self::Utf8(b), Scalar::Text(start, end)) => b.append_value(utf8(text, start, end)?),
+            (Self::Binary(b), Scalar::Bytes(start, end)) => b.append_value(&text[start..end]),
             (Self::Int64(b), Scalar::Int64(i)) => b.append_value(i),
             (Self::Float64(b), Scalar::Float64(f)) => b.append_value(f),
             (Self::Bool(b), Scalar::Bool(x)) => b.append_value(x),
@@ -329,6 +332,7 @@ impl ScalarBuilder {
     fn append_null(&mut self) {
         match self {
             Self::Utf8(b) => b.append_null(),
+            Self::Binary(b) => b.append_null(),
             Self::Int64(b) => b.append_null(),
             Self::Float64(b) => b.append_null(),
             Self::Bool(b) => b.append_null(),
@@ -342,6 +346,7 @@ impl ScalarBuilder {
     fn inner(&self) -> &dyn ArrayBuilder {
         match self {
             Self::Utf8(b) => b,
+            Self::Binary(b) => b,
             Self::Int64(b) => b,
             Self::Float64(b) => b,
             Self::Bool(b) => b,
@@ -355,6 +360,7 @@ impl ScalarBuilder {
     fn inner_mut(&mut self) -> &mut dyn ArrayBuilder {
         match self {
             Self::Utf8(b) => b,
+            Self::Binary(b) => b,
             Self::Int64(b) => b,
             Self::Float64(b) => b,
             Self::Bool(b) => b,
@@ -488,6 +494,10 @@ fn append_scalar(
             downcast::<StringBuilder>(builder)?.append_value(str_at(s, e)?)
         }
         (DataType::Utf8, None) => downcast::<StringBuilder>(builder)?.append_null(),
+        (DataType::Binary, Some(Scalar::Bytes(s, e))) => {
+            downcast::<BinaryBuilder>(builder)?.append_value(&text[s..e])
+        }
+        (DataType::Binary, None) => downcast::<BinaryBuilder>(builder)?.append_null(),
         (DataType::Int64, v) => {
             let b = downcast::<Int64Builder>(builder)?;
             match v {

@@ -406,3 +406,69 @@ fn a_rejected_document_leaves_no_row_in_any_table() {
         .unwrap();
     assert_eq!(q.values().to_vec(), [1, 2, 4]);
 }
+
+/// BYTES are binary in the file, the bytes themselves (Parquet's
+/// BYTE_ARRAY without UTF8, which BigQuery loads into BYTES), alone, in
+/// an array and in a record of an array; a UUID is text, as its STRING
+/// column wants. (A string beside binaries makes the column STRING.)
+#[test]
+fn bytes_are_binary_in_the_file_not_base64_text() {
+    use arrow_array::cast::AsArray;
+    use bson::spec::BinarySubtype;
+    let bin = |bytes: &[u8]| bson::Binary {
+        subtype: BinarySubtype::Generic,
+        bytes: bytes.to_vec(),
+    };
+    let spec = spec("arrays: { default: repeated }");
+    let tables = Tables::new(&spec).unwrap();
+    let docs: Vec<RawDocumentBuf> = [
+        bson::doc! {
+            "_id": 1,
+            "blob": bin(&[0, 255, b'a']),
+            "blobs": [bin(b"x"), bin(&[])],
+            "parts": [{ "data": bin(&[7, 8]) }],
+            "uuid": bson::Binary { subtype: BinarySubtype::Uuid, bytes: vec![0x11; 16] },
+        },
+        bson::doc! { "_id": 2, "blob": bin(b"text"), "blobs": [], "parts": [] },
+        bson::doc! { "_id": 3 },
+    ]
+    .iter()
+    .map(|d| RawDocumentBuf::from_document(d).unwrap())
+    .collect();
+    let mut builders = tables.schema_builders();
+    for d in &docs {
+        tables.infer(d, &mut builders).unwrap();
+    }
+    let schemas: Vec<TableSchema> = builders.into_iter().map(|b| b.finish()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let files = [dir.path().join("root.parquet")];
+    let mut out = ParquetTables::create(&tables, &schemas, &files, day()).unwrap();
+    for d in &docs {
+        out.document(d).unwrap();
+    }
+    assert_eq!(out.finish().unwrap(), [3]);
+    let batch = &read(&files[0])[0];
+    let blob = batch.column_by_name("blob").unwrap().as_binary::<i32>();
+    assert_eq!(blob.value(0), [0, 255, b'a']);
+    assert_eq!(blob.value(1), b"text");
+    assert!(blob.is_null(2));
+    let blobs = batch.column_by_name("blobs").unwrap().as_list::<i32>();
+    let first = blobs.value(0);
+    assert_eq!(
+        first.as_binary::<i32>().iter().collect::<Vec<_>>(),
+        [Some(&b"x"[..]), Some(&[][..])]
+    );
+    let parts = batch
+        .column_by_name("parts")
+        .unwrap()
+        .as_list::<i32>()
+        .value(0);
+    let data = parts
+        .as_struct()
+        .column_by_name("data")
+        .unwrap()
+        .as_binary::<i32>();
+    assert_eq!(data.value(0), [7, 8]);
+    let uuid = batch.column_by_name("uuid").unwrap().as_string::<i32>();
+    assert_eq!(uuid.value(0), "11111111-1111-1111-1111-111111111111");
+}

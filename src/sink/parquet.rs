@@ -48,16 +48,84 @@ pub enum ParquetError {
     Store(#[from] LakeError),
 }
 
-/// The Arrow schema of a table. BYTES stay base64 text, as in the rows file:
-/// arrow-json cannot decode base64 into binary.
+/// The Arrow schema of a table. BYTES are binary (Parquet's BYTE_ARRAY
+/// without the UTF8 annotation), which BigQuery loads into a BYTES column;
+/// their NDJSON row form is base64 text.
 pub fn arrow_schema(schema: &TableSchema) -> Schema {
     Schema::new(schema.columns.iter().map(arrow_field).collect::<Vec<_>>())
+}
+
+/// `t` with every binary as text: what arrow-json decodes a row file
+/// into (it has no base64), before [`from_base64`].
+fn as_text(t: &DataType) -> DataType {
+    let field = |f: &Field| Field::new(f.name(), as_text(f.data_type()), f.is_nullable());
+    match t {
+        DataType::Binary => DataType::Utf8,
+        DataType::List(item) => DataType::List(Arc::new(field(item))),
+        DataType::Struct(fields) => {
+            DataType::Struct(fields.iter().map(|f| field(f)).collect::<Vec<_>>().into())
+        }
+        t => t.clone(),
+    }
+}
+
+/// `array`, decoded by [`as_text`]'s schema, as `want`: each base64 text
+/// where `want` has a binary decoded, in lists and records too.
+fn from_base64(
+    array: &arrow_array::ArrayRef,
+    want: &DataType,
+) -> Result<arrow_array::ArrayRef, String> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::{Array, BinaryArray, ListArray, StructArray};
+    use base64::Engine;
+    if array.data_type() == want {
+        return Ok(array.clone());
+    }
+    Ok(match (array.data_type(), want) {
+        (DataType::Utf8, DataType::Binary) => {
+            let text = array.as_string::<i32>();
+            let decoded = text
+                .iter()
+                .map(|v| {
+                    v.map(|v| base64::engine::general_purpose::STANDARD.decode(v))
+                        .transpose()
+                        .map_err(|e| format!("a BYTES value is not base64 ({e}): {v:?}"))
+                })
+                .collect::<Result<BinaryArray, _>>()?;
+            Arc::new(decoded)
+        }
+        (DataType::List(_), DataType::List(item)) => {
+            let list = array.as_list::<i32>();
+            Arc::new(ListArray::new(
+                item.clone(),
+                list.offsets().clone(),
+                from_base64(list.values(), item.data_type())?,
+                list.nulls().cloned(),
+            ))
+        }
+        (DataType::Struct(_), DataType::Struct(fields)) => {
+            let record = array.as_struct();
+            let columns = record
+                .columns()
+                .iter()
+                .zip(fields.iter())
+                .map(|(c, f)| from_base64(c, f.data_type()))
+                .collect::<Result<Vec<_>, _>>()?;
+            Arc::new(StructArray::new(
+                fields.clone(),
+                columns,
+                record.nulls().cloned(),
+            ))
+        }
+        (have, want) => return Err(format!("a {have} column where {want} was expected")),
+    })
 }
 
 /// One column as an Arrow field: REPEATED as a list, RECORD as a struct.
 fn arrow_field(c: &Column) -> Field {
     let t = match c.kind {
-        ColumnType::String | ColumnType::Json | ColumnType::Bytes => DataType::Utf8,
+        ColumnType::String | ColumnType::Json => DataType::Utf8,
+        ColumnType::Bytes => DataType::Binary,
         ColumnType::Int64 => DataType::Int64,
         ColumnType::Float64 => DataType::Float64,
         ColumnType::Numeric => DataType::Decimal128(38, 9),
@@ -108,6 +176,8 @@ pub fn write_local(
 /// schema, not on how the bytes were handed over.
 pub struct Encoder {
     decoder: arrow_json::reader::Decoder,
+    /// The file's schema (the decoder's has text for binary).
+    arrow: arrow_schema::SchemaRef,
     /// Rows not yet decoded: the decoder is handed [`PENDING_BYTES`] at a
     /// time, not a document's few rows per call.
     pending: Vec<u8>,
@@ -124,12 +194,20 @@ impl Encoder {
     ) -> Result<Self, ParquetError> {
         let err = |m: String| ParquetError::Convert { day, message: m };
         let arrow = Arc::new(arrow_schema(schema));
-        let decoder = arrow_json::ReaderBuilder::new(arrow.clone())
+        let text = Schema::new(
+            arrow
+                .fields()
+                .iter()
+                .map(|f| Field::new(f.name(), as_text(f.data_type()), f.is_nullable()))
+                .collect::<Vec<_>>(),
+        );
+        let decoder = arrow_json::ReaderBuilder::new(Arc::new(text))
             .with_batch_size(BATCH_ROWS)
             .build_decoder()
             .map_err(|e| err(e.to_string()))?;
         Ok(Self {
             decoder,
+            arrow: arrow.clone(),
             pending: Vec::with_capacity(PENDING_BYTES + (64 << 10)),
             file: ParquetFile::create(arrow, out, day)?,
             day,
@@ -163,6 +241,15 @@ impl Encoder {
 
     fn flush(&mut self) -> Result<(), ParquetError> {
         if let Some(batch) = self.decoder.flush().map_err(|e| self.error(e))? {
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(self.arrow.fields())
+                .map(|(c, f)| from_base64(c, f.data_type()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.error(e))?;
+            let batch = arrow_array::RecordBatch::try_new(self.arrow.clone(), columns)
+                .map_err(|e| self.error(e))?;
             self.file.write(&batch)?;
         }
         Ok(())
@@ -274,7 +361,7 @@ pub async fn read_rows(
 
 /// The values of column `column` of the Parquet object `rel` that are in
 /// `wanted`, compared as text (a string column as it is, an integer
-/// column in decimal). Only that column is read, batch by batch; a file
+/// column in decimal, a binary one in base64). Only that column is read, batch by batch; a file
 /// without it, or with it of another type, matches nothing.
 pub async fn matching_values(
     store: &super::lake::Store,
@@ -314,6 +401,7 @@ pub async fn matching_values(
                 DataType::Utf8 => array.as_string::<i32>().value(i).to_owned(),
                 DataType::LargeUtf8 => array.as_string::<i64>().value(i).to_owned(),
                 DataType::Int64 => array.as_primitive::<Int64Type>().value(i).to_string(),
+                DataType::Binary => base64_text(array.as_binary::<i32>().value(i)),
                 _ => return Ok(out),
             };
             if wanted.contains(&text) {
@@ -360,6 +448,7 @@ fn json_value(array: &dyn arrow_array::Array, i: usize) -> Result<serde_json::Va
         }
         DataType::Boolean => Value::Bool(array.as_boolean().value(i)),
         DataType::Utf8 => Value::String(array.as_string::<i32>().value(i).to_owned()),
+        DataType::Binary => Value::String(base64_text(array.as_binary::<i32>().value(i))),
         DataType::Date32 => {
             let days = array.as_primitive::<Date32Type>().value(i);
             let day = chrono::NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_CE_DAYS)
@@ -405,6 +494,13 @@ fn json_value(array: &dyn arrow_array::Array, i: usize) -> Result<serde_json::Va
         }
         other => return Err(format!("no row form for Arrow type {other}")),
     })
+}
+
+/// BYTES in their row form: standard base64.
+fn base64_text(bytes: &[u8]) -> String {
+    let mut text = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
+    crate::extjson::write_base64(bytes, &mut text);
+    String::from_utf8(text).expect("base64 is ASCII")
 }
 
 /// Days from 0001-01-01 to 1970-01-01, as chrono counts them.

@@ -339,11 +339,8 @@ impl BigQuerySink {
         let target = self.target(dataset, table, Some(day));
         check_schema(&target, schema, partition_column)?;
         if self.emulator && rows > 0 {
-            if let Some(column) = decimal_column(&schema.columns) {
-                warn!(
-                    dataset, table, partition = %day, column,
-                    "bigquery-emulator v0.8.1 reads Parquet DECIMAL values as 0: this NUMERIC or BIGNUMERIC column reads 0 there (BigQuery loads it exactly)"
-                );
+            for (column, what) in emulator_lossy_columns(&schema.columns) {
+                warn!(dataset, table, partition = %day, column, "bigquery-emulator v0.8.1 {what}");
             }
         }
         let started = Instant::now();
@@ -836,12 +833,30 @@ impl BigQuerySink {
 /// `s` as a GoogleSQL string literal: quoted, with backslashes, quotes
 /// and control characters escaped.
 /// The first NUMERIC or BIGNUMERIC column, a RECORD's field included.
-fn decimal_column(columns: &[crate::table::Column]) -> Option<&str> {
-    columns.iter().find_map(|c| match c.kind {
-        ColumnType::Numeric | ColumnType::Bignumeric => Some(c.name.as_str()),
-        ColumnType::Record => decimal_column(&c.fields),
-        _ => None,
-    })
+/// The first column of each type bigquery-emulator v0.8.1 loads from
+/// Parquet otherwise than BigQuery does, with what it does to it.
+fn emulator_lossy_columns(columns: &[crate::table::Column]) -> Vec<(&str, &'static str)> {
+    const DECIMAL: &str = "reads Parquet DECIMAL values as 0: this NUMERIC or BIGNUMERIC column reads 0 there (BigQuery loads it exactly)";
+    const BYTES: &str = "reads Parquet binary values as strings: a byte of this BYTES column that is not UTF-8 reads U+FFFD there (BigQuery loads the bytes as they are)";
+    fn walk<'a>(columns: &'a [crate::table::Column], out: &mut Vec<(&'a str, &'static str)>) {
+        for c in columns {
+            let what = match c.kind {
+                ColumnType::Numeric | ColumnType::Bignumeric => DECIMAL,
+                ColumnType::Bytes => BYTES,
+                ColumnType::Record => {
+                    walk(&c.fields, out);
+                    continue;
+                }
+                _ => continue,
+            };
+            if !out.iter().any(|(_, w)| *w == what) {
+                out.push((c.name.as_str(), what));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(columns, &mut out);
+    out
 }
 
 fn string_literal(s: &str) -> String {
@@ -870,5 +885,30 @@ mod tests {
             super::string_literal("a'b\\c\nd\u{1}"),
             r"'a\'b\\c\nd\u0001'"
         );
+    }
+
+    /// One warning per kind of loss, naming the first column it hits,
+    /// inside records too.
+    #[test]
+    fn the_emulator_warns_of_decimals_and_bytes_once_each() {
+        use crate::spec::ColumnType;
+        use crate::table::Column;
+        let mut record = Column::new("r", ColumnType::Record).repeated(true);
+        record.fields = vec![
+            Column::new("blob", ColumnType::Bytes),
+            Column::new("n2", ColumnType::Numeric),
+        ];
+        let columns = [
+            Column::new("s", ColumnType::String),
+            Column::new("n", ColumnType::Bignumeric),
+            record,
+            Column::new("blob2", ColumnType::Bytes),
+        ];
+        let found: Vec<(&str, bool)> = super::emulator_lossy_columns(&columns)
+            .into_iter()
+            .map(|(c, what)| (c, what.contains("DECIMAL")))
+            .collect();
+        assert_eq!(found, [("n", true), ("blob", false)]);
+        assert!(super::emulator_lossy_columns(&columns[..1]).is_empty());
     }
 }
