@@ -582,9 +582,15 @@ impl Flattener {
                 Lookup::Keys(keys) => Found::Value(lookup_keys(doc, keys)?),
                 Lookup::Query(query) => Found::Query(query),
             };
-            let written = write_explicit(c, at, column, doc, found, &mut relaxed, out)?;
+            let mut matched = None;
+            let written =
+                write_explicit(c, at, column, doc, found, &mut relaxed, &mut matched, out)?;
             if !written {
-                if let Some(lost) = explicit_unconverted(c, column.kind, doc)? {
+                let lost = match matched {
+                    Some(lost) => Some(lost),
+                    None => explicit_unconverted(c, column.kind, doc)?,
+                };
+                if let Some(lost) = lost {
                     if self.conflict == TypeConflictPolicy::Variant
                         && write_explicit_variant(c, self.bignumeric, resolved, doc, out)?
                     {
@@ -626,9 +632,10 @@ impl Flattener {
     }
 }
 
-/// An explicit column came out NULL: what the document held there, when
-/// it held a value that did not convert. Only simple paths are checked: a
-/// JSONPath's matches are JSON already.
+/// An explicit column of a simple path came out NULL: what the document
+/// held there, when it held a value that did not convert. (A JSONPath's
+/// match that did not convert is found as it is written:
+/// [`write_explicit`].)
 #[cold]
 fn explicit_unconverted(
     c: &ExplicitColumn,
@@ -745,7 +752,9 @@ impl<'a> TopLevel<'a> {
 }
 
 /// Writes an explicit column's value (or its default) into column `slot`;
-/// false for NULL.
+/// false for NULL. A JSONPath match that is not null but did not convert
+/// is left in `lost`.
+#[allow(clippy::too_many_arguments)]
 fn write_explicit<O: RowOut>(
     c: &ExplicitColumn,
     slot: u32,
@@ -753,6 +762,7 @@ fn write_explicit<O: RowOut>(
     doc: &RawDocument,
     found: Found<'_, '_>,
     relaxed: &mut Option<serde_json::Value>,
+    lost: &mut Option<Unconverted>,
     out: &mut O,
 ) -> Result<bool, FlattenError> {
     let written = match found {
@@ -770,13 +780,23 @@ fn write_explicit<O: RowOut>(
                     message: e.to_string(),
                 }
             })?;
-            match found.as_slice() {
+            let all;
+            let matched = match found.as_slice() {
                 [] => None,
-                [one] => Some(write_json_match(one.val, slot, column, out)?),
+                [one] => Some(one.val),
                 many => {
-                    let all =
-                        serde_json::Value::Array(many.iter().map(|r| r.val.clone()).collect());
-                    Some(write_json_match(&all, slot, column, out)?)
+                    all = serde_json::Value::Array(many.iter().map(|r| r.val.clone()).collect());
+                    Some(&all)
+                }
+            };
+            match matched {
+                None => None,
+                Some(value) => {
+                    let written = write_json_match(value, slot, column, out)?;
+                    if !written && !value.is_null() {
+                        *lost = Some(json_unconverted(&c.name, column.kind, value));
+                    }
+                    Some(written)
                 }
             }
         }
@@ -813,6 +833,20 @@ fn lookup_keys<'a>(
         }
     }
     Ok(None)
+}
+
+/// What a JSONPath match that `kind` could not take was.
+#[cold]
+fn json_unconverted(column: &str, kind: ColumnType, value: &serde_json::Value) -> Unconverted {
+    let raw = bson::Bson::try_from(value.clone())
+        .ok()
+        .and_then(|b| bson::RawBson::try_from(b).ok());
+    raw.and_then(|raw| unconverted(column, kind, raw.as_raw_bson_ref().into()))
+        .unwrap_or_else(|| Unconverted {
+            column: column.into(),
+            found: "a JSON value".to_owned(),
+            expected: kind.bigquery_name(),
+        })
 }
 
 /// A JSONPath match (relaxed Extended JSON) in a `kind` column: read back

@@ -347,6 +347,76 @@ fn explicit_jsonpath_columns_collect_every_match() {
     assert_eq!(row["when"], json!("2020-06-01T00:00:00.000000Z"));
 }
 
+/// A JSONPath column whose match does not convert is NULL and counted,
+/// as a simple path's is; under `reject` the document is rejected. A
+/// JSONPath that matches nothing, or null, is missing, not lost.
+#[test]
+fn a_jsonpath_match_that_does_not_convert_is_counted_not_dropped() {
+    let yaml = |policy: &str| {
+        spec(&format!(
+            r#"on_type_conflict: {policy}
+columns:
+  - {{ name: first_qty, path: "$.items[0].qty", type: int64 }}
+  - {{ name: when, path: "$.events[0].at", type: timestamp }}
+"#
+        ))
+    };
+    let docs = [
+        doc! { "items": [{ "qty": "two" }], "events": [{ "at": "soon" }] },
+        doc! { "items": [{ "qty": 3 }], "events": [{ "at": Bson::Null }] },
+        doc! { "items": [] },
+    ];
+    let found = |policy: &str| {
+        let s = yaml(policy);
+        let f = Flattener::new(&s).unwrap();
+        let raws: Vec<_> = docs.iter().map(raw).collect();
+        let mut builder = SchemaBuilder::new();
+        for d in &raws {
+            f.infer(d, &mut builder).unwrap();
+        }
+        let schema = builder.finish();
+        let mut w = f.row_writer(&schema).unwrap();
+        raws.iter()
+            .map(|d| {
+                let mut out = Vec::new();
+                w.write_row(d, day(), &mut out).map(|()| {
+                    let row: Value = serde_json::from_slice(&out).unwrap();
+                    let lost: Vec<String> = w
+                        .unconverted()
+                        .iter()
+                        .map(|u| format!("{}: {} for {}", u.column, u.found, u.expected))
+                        .collect();
+                    (row, lost)
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let coerced = found("coerce");
+    let (row, lost) = coerced[0].as_ref().unwrap();
+    assert!(
+        row.get("first_qty").is_none() && row.get("when").is_none(),
+        "{row}"
+    );
+    assert_eq!(
+        lost,
+        &[
+            "first_qty: a STRING value for INT64",
+            "when: a STRING value for TIMESTAMP"
+        ]
+    );
+    let (row, lost) = coerced[1].as_ref().unwrap();
+    assert_eq!(row["first_qty"], json!(3));
+    assert!(
+        lost.is_empty(),
+        "a null match is missing, not lost: {lost:?}"
+    );
+    assert!(coerced[2].as_ref().unwrap().1.is_empty());
+    let rejected = found("reject");
+    let e = rejected[0].as_ref().unwrap_err().to_string();
+    assert!(e.contains("first_qty") && e.contains("STRING"), "{e}");
+    assert!(rejected[1].is_ok() && rejected[2].is_ok());
+}
+
 #[test]
 fn an_explicit_column_named_like_its_path_replaces_the_automatic_one() {
     let s = spec(indoc! {"
