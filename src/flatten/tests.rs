@@ -231,6 +231,37 @@ fn explicit_columns_convert_to_their_type() {
     assert_eq!(r.rows[1]["ts"], json!("2020-01-01T00:00:00.000000Z"));
 }
 
+/// Each of `docs` written against the schema of the first `schema_of`,
+/// as its NDJSON row and the values it left unconverted.
+fn written(
+    s: &FlattenSpec,
+    docs: &[Document],
+    schema_of: usize,
+) -> Vec<Result<(Value, Vec<String>), FlattenError>> {
+    let f = Flattener::new(s).unwrap();
+    let raws: Vec<_> = docs.iter().map(raw).collect();
+    let mut builder = SchemaBuilder::new();
+    for d in &raws[..schema_of] {
+        f.infer(d, &mut builder).unwrap();
+    }
+    let schema = builder.finish();
+    let mut w = f.row_writer(&schema).unwrap();
+    raws.iter()
+        .map(|d| {
+            let mut out = Vec::new();
+            w.write_row(d, day(), &mut out).map(|()| {
+                let row: Value = serde_json::from_slice(&out).unwrap();
+                let lost: Vec<String> = w
+                    .unconverted()
+                    .iter()
+                    .map(|u| format!("{}: {} for {}", u.column, u.found, u.expected))
+                    .collect();
+                (row, lost)
+            })
+        })
+        .collect()
+}
+
 /// A value that does not convert to its column's type is NULL in the row,
 /// and never silently: the writer lists it ([`super::Unconverted`]), the
 /// engine counts and records it; under `reject` the document is rejected.
@@ -257,33 +288,9 @@ arrays: {{ default: repeated }}
         },
         doc! { "tags": [3, "x", Bson::Null] },
     ];
-    let found = |policy: &str| {
-        let s = yaml(policy);
-        let f = Flattener::new(&s).unwrap();
-        let raws: Vec<_> = docs.iter().map(raw).collect();
-        // The schema of the first two, as a lock or an earlier day gives
-        // it: the third's `tags` hold a string an INT64 cannot.
-        let mut builder = SchemaBuilder::new();
-        for d in &raws[..2] {
-            f.infer(d, &mut builder).unwrap();
-        }
-        let schema = builder.finish();
-        let mut w = f.row_writer(&schema).unwrap();
-        raws.iter()
-            .map(|d| {
-                let mut out = Vec::new();
-                w.write_row(d, day(), &mut out).map(|()| {
-                    let row: Value = serde_json::from_slice(&out).unwrap();
-                    let lost: Vec<String> = w
-                        .unconverted()
-                        .iter()
-                        .map(|u| format!("{}: {} for {}", u.column, u.found, u.expected))
-                        .collect();
-                    (row, lost)
-                })
-            })
-            .collect::<Vec<_>>()
-    };
+    // The schema of the first two, as a lock or an earlier day gives it:
+    // the third's `tags` hold a string an INT64 cannot.
+    let found = |policy: &str| written(&yaml(policy), &docs, 2);
     let coerced = found("coerce");
     let (row, lost) = coerced[0].as_ref().unwrap();
     assert_eq!(
@@ -366,31 +373,7 @@ columns:
         doc! { "items": [{ "qty": 3 }], "events": [{ "at": Bson::Null }] },
         doc! { "items": [] },
     ];
-    let found = |policy: &str| {
-        let s = yaml(policy);
-        let f = Flattener::new(&s).unwrap();
-        let raws: Vec<_> = docs.iter().map(raw).collect();
-        let mut builder = SchemaBuilder::new();
-        for d in &raws {
-            f.infer(d, &mut builder).unwrap();
-        }
-        let schema = builder.finish();
-        let mut w = f.row_writer(&schema).unwrap();
-        raws.iter()
-            .map(|d| {
-                let mut out = Vec::new();
-                w.write_row(d, day(), &mut out).map(|()| {
-                    let row: Value = serde_json::from_slice(&out).unwrap();
-                    let lost: Vec<String> = w
-                        .unconverted()
-                        .iter()
-                        .map(|u| format!("{}: {} for {}", u.column, u.found, u.expected))
-                        .collect();
-                    (row, lost)
-                })
-            })
-            .collect::<Vec<_>>()
-    };
+    let found = |policy: &str| written(&yaml(policy), &docs, docs.len());
     let coerced = found("coerce");
     let (row, lost) = coerced[0].as_ref().unwrap();
     assert!(

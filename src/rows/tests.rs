@@ -190,6 +190,21 @@ fn show(array: &dyn Array, row: usize) -> String {
     arrow_cast::display::array_value_to_string(array, row).unwrap_or_else(|e| e.to_string())
 }
 
+fn raw_docs(docs: &[bson::Document]) -> Vec<RawDocumentBuf> {
+    docs.iter()
+        .map(|d| RawDocumentBuf::from_document(d).unwrap())
+        .collect()
+}
+
+/// The schemas `docs` give, as pass 1 infers them.
+fn inferred(tables: &Tables, docs: &[RawDocumentBuf]) -> Vec<TableSchema> {
+    let mut builders = tables.schema_builders();
+    for d in docs {
+        tables.infer(d, &mut builders).unwrap();
+    }
+    builders.into_iter().map(|b| b.finish()).collect()
+}
+
 fn spec(yaml: &str) -> FlattenSpec {
     crate::spec::yaml::from_str(yaml).unwrap()
 }
@@ -356,19 +371,12 @@ fn a_rejected_document_leaves_no_row_in_any_table() {
           rules: [{ path: $.items, policy: explode }]
     "});
     let tables = Tables::new(&spec).unwrap();
-    let docs: Vec<RawDocumentBuf> = [
+    let docs = raw_docs(&[
         bson::doc! { "_id": 1, "items": [{ "q": 1 }, { "q": 2 }] },
         bson::doc! { "_id": 2, "items": [{ "q": 3 }, { "q": "three" }] },
         bson::doc! { "_id": 3, "items": [{ "q": 4 }] },
-    ]
-    .iter()
-    .map(|d| RawDocumentBuf::from_document(d).unwrap())
-    .collect();
-    let mut builders = tables.schema_builders();
-    for d in &docs {
-        tables.infer(d, &mut builders).unwrap();
-    }
-    let schemas: Vec<TableSchema> = builders.into_iter().map(|b| b.finish()).collect();
+    ]);
+    let schemas = inferred(&tables, &docs);
     let dir = tempfile::tempdir().unwrap();
     let files = [
         dir.path().join("root.parquet"),
@@ -421,7 +429,7 @@ fn bytes_are_binary_in_the_file_not_base64_text() {
     };
     let spec = spec("arrays: { default: repeated }");
     let tables = Tables::new(&spec).unwrap();
-    let docs: Vec<RawDocumentBuf> = [
+    let docs = raw_docs(&[
         bson::doc! {
             "_id": 1,
             "blob": bin(&[0, 255, b'a']),
@@ -431,15 +439,8 @@ fn bytes_are_binary_in_the_file_not_base64_text() {
         },
         bson::doc! { "_id": 2, "blob": bin(b"text"), "blobs": [], "parts": [] },
         bson::doc! { "_id": 3 },
-    ]
-    .iter()
-    .map(|d| RawDocumentBuf::from_document(d).unwrap())
-    .collect();
-    let mut builders = tables.schema_builders();
-    for d in &docs {
-        tables.infer(d, &mut builders).unwrap();
-    }
-    let schemas: Vec<TableSchema> = builders.into_iter().map(|b| b.finish()).collect();
+    ]);
+    let schemas = inferred(&tables, &docs);
     let dir = tempfile::tempdir().unwrap();
     let files = [dir.path().join("root.parquet")];
     let mut out = ParquetTables::create(&tables, &schemas, &files, day()).unwrap();
