@@ -13,9 +13,10 @@
 //! `expected_renames` (`[JSONPath, column]` pairs).
 //!
 //! Every fixture's rows must also load: they are decoded with arrow-json
-//! into the Parquet sink's Arrow schema, which is as strict about types as
-//! a BigQuery load. The demo pipelines' rules run over the demo data the
-//! same way.
+//! in strict mode into the Arrow schema of their NDJSON form, which is as
+//! strict about types as a BigQuery load, then written as the Parquet
+//! file a warehouse loads (BYTES decoded from base64). The demo
+//! pipelines' rules run over the demo data the same way.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -134,7 +135,7 @@ fn parse_rows(text: &str) -> Result<Vec<Value>, String> {
 
 /// The rows decode into the Parquet sink's Arrow schema, one per line.
 fn loads(schema: &TableSchema, rows: &str) -> Result<(), String> {
-    let arrow = std::sync::Arc::new(etl::sink::parquet::arrow_schema(schema));
+    let arrow = std::sync::Arc::new(etl::sink::parquet::ndjson_schema(schema));
     let reader = arrow_json::ReaderBuilder::new(arrow)
         .with_strict_mode(true)
         .build(rows.as_bytes())
@@ -148,6 +149,18 @@ fn loads(schema: &TableSchema, rows: &str) -> Result<(), String> {
     let lines = rows.lines().count();
     if n != lines {
         return Err(format!("{lines} rows, {n} loaded"));
+    }
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (file, parquet) = (
+        dir.path().join("rows.ndjson"),
+        dir.path().join("rows.parquet"),
+    );
+    std::fs::write(&file, rows).map_err(|e| e.to_string())?;
+    let day = NaiveDate::from_ymd_opt(2020, 6, 1).unwrap();
+    let written = etl::sink::parquet::write_local(&file, schema, &parquet, day)
+        .map_err(|e| format!("parquet: {e}"))?;
+    if written != lines as u64 {
+        return Err(format!("{lines} rows, {written} in the Parquet file"));
     }
     Ok(())
 }

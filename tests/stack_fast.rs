@@ -225,8 +225,20 @@ fn raw_archive_gives_back_the_bytes(project: &Path, day: NaiveDate, docs: &[RawD
     }
 }
 
+/// The batches of the Parquet file `path`.
+fn parquet_batches(path: &Path) -> Vec<arrow_array::RecordBatch> {
+    let f = std::fs::File::open(path).unwrap();
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 /// The day's Parquet file equals, column by column, the offline rows
-/// decoded into the sink's Arrow schema.
+/// written as Parquet by the reference path (NDJSON through arrow-json,
+/// strict about types as a BigQuery load is).
 fn parquet_holds_the_rows(
     project: &Path,
     day: NaiveDate,
@@ -234,12 +246,14 @@ fn parquet_holds_the_rows(
     rows: &[u8],
 ) {
     let arrow = Arc::new(etl::sink::parquet::arrow_schema(schema));
-    let mut expected: Vec<_> = arrow_json::ReaderBuilder::new(arrow.clone())
-        .with_strict_mode(true)
-        .build(rows)
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let scratch = tempfile::tempdir().unwrap();
+    let (file, reference) = (
+        scratch.path().join("rows.ndjson"),
+        scratch.path().join("rows.parquet"),
+    );
+    std::fs::write(&file, rows).unwrap();
+    etl::sink::parquet::write_local(&file, schema, &reference, day).unwrap();
+    let mut expected = parquet_batches(&reference);
     // A day of 8 or 9 documents is one batch, here and in the file.
     assert_eq!(expected.len(), 1, "{day}");
     let expected = expected.remove(0);
@@ -249,14 +263,7 @@ fn parquet_holds_the_rows(
     ));
     let mut actual = Vec::new();
     for e in std::fs::read_dir(&folder).unwrap() {
-        let f = std::fs::File::open(e.unwrap().path()).unwrap();
-        for b in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-            .unwrap()
-            .build()
-            .unwrap()
-        {
-            actual.push(b.unwrap());
-        }
+        actual.extend(parquet_batches(&e.unwrap().path()));
     }
     assert_eq!(actual.len(), 1, "{day}: one batch");
     let actual = actual.remove(0);

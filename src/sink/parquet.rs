@@ -55,8 +55,20 @@ pub fn arrow_schema(schema: &TableSchema) -> Schema {
     Schema::new(schema.columns.iter().map(arrow_field).collect::<Vec<_>>())
 }
 
-/// `t` with every binary as text: what arrow-json decodes a row file
-/// into (it has no base64), before [`from_base64`].
+/// The Arrow schema arrow-json decodes a table's NDJSON rows into:
+/// [`arrow_schema`] with BYTES as their row form, base64 text (arrow-json
+/// has no base64), which [`write_local`] then decodes.
+pub fn ndjson_schema(schema: &TableSchema) -> Schema {
+    Schema::new(
+        arrow_schema(schema)
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), as_text(f.data_type()), f.is_nullable()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// `t` with every binary as text: see [`ndjson_schema`].
 fn as_text(t: &DataType) -> DataType {
     let field = |f: &Field| Field::new(f.name(), as_text(f.data_type()), f.is_nullable());
     match t {
@@ -194,14 +206,7 @@ impl Encoder {
     ) -> Result<Self, ParquetError> {
         let err = |m: String| ParquetError::Convert { day, message: m };
         let arrow = Arc::new(arrow_schema(schema));
-        let text = Schema::new(
-            arrow
-                .fields()
-                .iter()
-                .map(|f| Field::new(f.name(), as_text(f.data_type()), f.is_nullable()))
-                .collect::<Vec<_>>(),
-        );
-        let decoder = arrow_json::ReaderBuilder::new(Arc::new(text))
+        let decoder = arrow_json::ReaderBuilder::new(Arc::new(ndjson_schema(schema)))
             .with_batch_size(BATCH_ROWS)
             .build_decoder()
             .map_err(|e| err(e.to_string()))?;
