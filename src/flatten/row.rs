@@ -582,11 +582,19 @@ impl Flattener {
                 Lookup::Keys(keys) => Found::Value(lookup_keys(doc, keys)?),
                 Lookup::Query(query) => Found::Query(query),
             };
-            let mut matched = None;
-            let written =
-                write_explicit(c, at, column, doc, found, &mut relaxed, &mut matched, out)?;
+            let mut match_lost = None;
+            let written = write_explicit(
+                c,
+                at,
+                column,
+                doc,
+                found,
+                &mut relaxed,
+                &mut match_lost,
+                out,
+            )?;
             if !written {
-                let lost = match matched {
+                let lost = match match_lost {
                     Some(lost) => Some(lost),
                     None => explicit_unconverted(c, column.kind, doc)?,
                 };
@@ -780,23 +788,13 @@ fn write_explicit<O: RowOut>(
                     message: e.to_string(),
                 }
             })?;
-            let all;
-            let matched = match found.as_slice() {
+            match found.as_slice() {
                 [] => None,
-                [one] => Some(one.val),
+                [one] => Some(write_json_match(one.val, slot, column, lost, out)?),
                 many => {
-                    all = serde_json::Value::Array(many.iter().map(|r| r.val.clone()).collect());
-                    Some(&all)
-                }
-            };
-            match matched {
-                None => None,
-                Some(value) => {
-                    let written = write_json_match(value, slot, column, out)?;
-                    if !written && !value.is_null() {
-                        *lost = Some(json_unconverted(&c.name, column.kind, value));
-                    }
-                    Some(written)
+                    let all =
+                        serde_json::Value::Array(many.iter().map(|r| r.val.clone()).collect());
+                    Some(write_json_match(&all, slot, column, lost, out)?)
                 }
             }
         }
@@ -835,27 +833,15 @@ fn lookup_keys<'a>(
     Ok(None)
 }
 
-/// What a JSONPath match that `kind` could not take was.
-#[cold]
-fn json_unconverted(column: &str, kind: ColumnType, value: &serde_json::Value) -> Unconverted {
-    let raw = bson::Bson::try_from(value.clone())
-        .ok()
-        .and_then(|b| bson::RawBson::try_from(b).ok());
-    raw.and_then(|raw| unconverted(column, kind, raw.as_raw_bson_ref().into()))
-        .unwrap_or_else(|| Unconverted {
-            column: column.into(),
-            found: "a JSON value".to_owned(),
-            expected: kind.bigquery_name(),
-        })
-}
-
 /// A JSONPath match (relaxed Extended JSON) in a `kind` column: read back
 /// as BSON, so `{"$date": ...}` is a date again, then converted like any
-/// value. Text that is not valid Extended JSON stays JSON text.
+/// value. Text that is not valid Extended JSON stays JSON text. A match
+/// that is not null but does not convert is left in `lost`.
 fn write_json_match<O: RowOut>(
     value: &serde_json::Value,
     slot: u32,
     column: &OutColumn,
+    lost: &mut Option<Unconverted>,
     out: &mut O,
 ) -> Result<bool, FlattenError> {
     if value.is_null() {
@@ -865,11 +851,25 @@ fn write_json_match<O: RowOut>(
         .ok()
         .and_then(|b| bson::RawBson::try_from(b).ok());
     match raw {
-        Some(raw) => Ok(out.value(slot, column, Leaf::new(raw.as_raw_bson_ref().into()))?),
+        Some(raw) => {
+            let leaf = Leaf::new(raw.as_raw_bson_ref().into());
+            let written = out.value(slot, column, leaf)?;
+            if !written {
+                *lost = unconverted(&column.name, column.kind, leaf.value);
+            }
+            Ok(written)
+        }
         None if matches!(column.kind, ColumnType::Json | ColumnType::String) => {
             out.json_text(slot, column, value);
             Ok(true)
         }
-        None => Ok(false),
+        None => {
+            *lost = Some(Unconverted {
+                column: column.name.clone(),
+                found: "a JSON value".to_owned(),
+                expected: column.kind.bigquery_name(),
+            });
+            Ok(false)
+        }
     }
 }

@@ -142,8 +142,9 @@ impl Encoder {
 
 impl Drop for Encoder {
     fn drop(&mut self) {
-        // A day given up: the thread ends with the channel, its files
-        // left unfinished (the day's staging folder is cleared).
+        // A day given up: the thread ends with the channel, after the
+        // batch in hand and the footers of files nobody reads (the day's
+        // staging folder is cleared).
         self.batches = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

@@ -366,8 +366,9 @@ pub async fn read_rows(
 
 /// The values of column `column` of the Parquet object `rel` that are in
 /// `wanted`, compared as text (a string column as it is, an integer
-/// column in decimal, a binary one in base64). Only that column is read, batch by batch; a file
-/// without it, or with it of another type, matches nothing.
+/// column in decimal, a binary one in base64). Only that column is read,
+/// batch by batch; a file without it, or with it of another type, matches
+/// nothing.
 pub async fn matching_values(
     store: &super::lake::Store,
     rel: &str,

@@ -465,8 +465,6 @@ struct ReadAhead {
     /// Aborted on drop, which drops the cursor (the driver then kills it
     /// on the server).
     task: tokio::task::JoinHandle<()>,
-    namespace: String,
-    uri: String,
     ended: bool,
 }
 
@@ -474,15 +472,16 @@ impl ReadAhead {
     fn start(mut cursor: RawBatchCursor, namespace: String, uri: String, limit: Duration) -> Self {
         use futures::StreamExt;
         let (tx, batches) = tokio::sync::mpsc::channel(1);
-        let (ns, at) = (namespace.clone(), uri.clone());
         let task = tokio::spawn(async move {
             // Room first, then the request: never a third batch in memory.
             while let Ok(room) = tx.reserve().await {
                 let next = match tokio::time::timeout(limit, cursor.next()).await {
                     Ok(None) => Ok(None),
                     Ok(Some(Ok(batch))) => Ok(Some(batch)),
-                    Ok(Some(Err(e))) => Err(server_error("getMore", ns.clone(), at.clone(), &e)),
-                    Err(_) => Err(stalled("getMore", ns.clone(), at.clone(), limit)),
+                    Ok(Some(Err(e))) => {
+                        Err(server_error("getMore", namespace.clone(), uri.clone(), &e))
+                    }
+                    Err(_) => Err(stalled("getMore", namespace.clone(), uri.clone(), limit)),
                 };
                 let last = !matches!(next, Ok(Some(_)));
                 room.send(next);
@@ -494,14 +493,12 @@ impl ReadAhead {
         Self {
             batches,
             task,
-            namespace,
-            uri,
             ended: false,
         }
     }
 
-    /// The next batch; None at the end.
-    async fn next(&mut self) -> Result<Option<RawBatch>, SourceError> {
+    /// The next batch of `source`'s cursor; None at the end.
+    async fn next(&mut self, source: &MongoSource) -> Result<Option<RawBatch>, SourceError> {
         if self.ended {
             return Ok(None);
         }
@@ -512,8 +509,8 @@ impl ReadAhead {
             }
             None => Err(SourceError::Server {
                 operation: "getMore",
-                namespace: self.namespace.clone(),
-                uri: self.uri.clone(),
+                namespace: source.namespace.clone(),
+                uri: source.uri_display.clone(),
                 message: "the task reading batches ahead stopped before the cursor's end"
                     .to_owned(),
                 transient: true,
@@ -569,7 +566,7 @@ impl PartitionCursor<'_> {
         // The batch read before is dropped first: it leaves room for the
         // one after this.
         self.batch = None;
-        let Some(batch) = self.batches.next().await? else {
+        let Some(batch) = self.batches.next(self.source).await? else {
             self.batch = None;
             return Ok(false);
         };

@@ -830,9 +830,6 @@ impl BigQuerySink {
     }
 }
 
-/// `s` as a GoogleSQL string literal: quoted, with backslashes, quotes
-/// and control characters escaped.
-/// The first NUMERIC or BIGNUMERIC column, a RECORD's field included.
 /// The first column of each type bigquery-emulator v0.8.1 loads from
 /// Parquet otherwise than BigQuery does, with what it does to it.
 fn emulator_lossy_columns(columns: &[crate::table::Column]) -> Vec<(&str, &'static str)> {
@@ -859,6 +856,8 @@ fn emulator_lossy_columns(columns: &[crate::table::Column]) -> Vec<(&str, &'stat
     out
 }
 
+/// `s` as a GoogleSQL string literal: quoted, with backslashes, quotes
+/// and control characters escaped.
 fn string_literal(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('\'');
