@@ -269,8 +269,17 @@ impl SpecKind {
             SpecKind::Project => &PROJECT,
             SpecKind::Pipeline => &PIPELINE,
         };
+        // Checked as draft 7, which means the same for these schemas (no
+        // keyword beside a `$ref` but annotations, none of 2019-09 or
+        // 2020-12's own; `schema_is_the_same_under_draft_7` checks both):
+        // building a validator checks the schema against its draft's
+        // meta-schema first, and 2020-12's, with its dynamic references,
+        // took 0.1 s of CPU, most of a small command's.
         cell.get_or_init(|| {
-            jsonschema::validator_for(&self.schema()).expect("the generated schema is valid")
+            jsonschema::options()
+                .with_draft(jsonschema::Draft::Draft7)
+                .build(&self.schema())
+                .expect("the generated schema is valid")
         })
     }
 }
@@ -538,6 +547,115 @@ fn json_type_name(v: &serde_json::Value) -> &'static str {
 mod tests {
     use super::*;
     use indoc::indoc;
+
+    /// The specs' validators are built as draft 7 (see
+    /// [`SpecKind::validator`]), though the schemas say 2020-12: sound only
+    /// while no part of them means something else in draft 7.
+    #[test]
+    fn schema_is_the_same_under_draft_7() {
+        // Keywords draft 7 does not know, and so would ignore.
+        const NEWER: [&str; 11] = [
+            "$dynamicRef",
+            "$dynamicAnchor",
+            "$recursiveRef",
+            "$recursiveAnchor",
+            "$anchor",
+            "prefixItems",
+            "unevaluatedProperties",
+            "unevaluatedItems",
+            "dependentRequired",
+            "dependentSchemas",
+            "minContains",
+        ];
+        // What draft 7 still reads beside a `$ref` (it ignores the rest).
+        const ANNOTATIONS: [&str; 5] = ["$ref", "description", "title", "default", "examples"];
+        fn walk(v: &serde_json::Value, at: &str, found: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for key in m.keys() {
+                        if NEWER.contains(&key.as_str()) || key == "maxContains" {
+                            found.push(format!("{at}: `{key}`"));
+                        }
+                    }
+                    if m.contains_key("$ref") {
+                        for key in m.keys().filter(|k| !ANNOTATIONS.contains(&k.as_str())) {
+                            found.push(format!("{at}: `{key}` beside `$ref`"));
+                        }
+                    }
+                    // A list of `items` is a tuple in draft 7 only.
+                    if m.get("items").is_some_and(|i| i.is_array()) {
+                        found.push(format!("{at}: `items` is a list"));
+                    }
+                    for (k, x) in m {
+                        // Property names are names, not keywords.
+                        if k != "properties" {
+                            walk(x, &format!("{at}/{k}"), found);
+                        } else if let Some(props) = x.as_object() {
+                            for (name, p) in props {
+                                walk(p, &format!("{at}/properties/{name}"), found);
+                            }
+                        }
+                    }
+                }
+                serde_json::Value::Array(items) => {
+                    for (i, x) in items.iter().enumerate() {
+                        walk(x, &format!("{at}/{i}"), found);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for kind in [SpecKind::Project, SpecKind::Pipeline] {
+            let mut found = Vec::new();
+            walk(&kind.schema(), "", &mut found);
+            assert!(found.is_empty(), "{}: {found:#?}", kind.schema_file());
+        }
+        // And the two drafts find the same errors, in the shipped specs
+        // (none) and in broken ones.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut cases = vec![(SpecKind::Project, "etl.yaml".to_owned())];
+        for p in ["users", "orders", "products"] {
+            cases.push((SpecKind::Pipeline, format!("pipelines/{p}.yaml")));
+        }
+        for (kind, file) in cases {
+            let text = std::fs::read_to_string(root.join(&file)).unwrap();
+            let good = yaml::to_json(&text).unwrap();
+            let mut docs = vec![good.clone()];
+            for (pointer, bad) in [
+                ("", serde_json::json!({ "version": "one", "extra": null })),
+                (
+                    "/source",
+                    serde_json::json!({ "connection": null, "batch_size": -1 }),
+                ),
+                ("/partition", serde_json::json!({ "kind": "weekly" })),
+                (
+                    "/flatten",
+                    serde_json::json!({ "columns": [{ "name": 1 }], "max_depth": "x" }),
+                ),
+                (
+                    "/profiles",
+                    serde_json::json!({ "local": { "connections": 3 } }),
+                ),
+            ] {
+                let mut doc = good.clone();
+                if let Some(slot) = doc.pointer_mut(pointer) {
+                    *slot = bad;
+                    docs.push(doc);
+                }
+            }
+            let newer = jsonschema::validator_for(&kind.schema()).unwrap();
+            for (i, doc) in docs.iter().enumerate() {
+                let errors = |v: &jsonschema::Validator| -> Vec<String> {
+                    v.iter_errors(doc)
+                        .map(|e| format!("{} {}: {e}", e.instance_path, e.schema_path))
+                        .collect()
+                };
+                let ours = errors(kind.validator());
+                assert_eq!(ours, errors(&newer), "{file}, case {i}");
+                assert_eq!(ours.is_empty(), i == 0, "{file}, case {i}: {ours:#?}");
+            }
+        }
+    }
 
     #[test]
     fn yaml_path_round_trips_serde_form() {
