@@ -78,7 +78,7 @@ impl<'a> From<RawBsonRef<'a>> for Value<'a> {
 impl<'a> Value<'a> {
     /// The value as the bson crate sees it, for the types handed to it;
     /// None for documents and arrays, which never are.
-    pub(super) fn to_raw_ref(self) -> Option<RawBsonRef<'a>> {
+    pub(crate) fn to_raw_ref(self) -> Option<RawBsonRef<'a>> {
         Some(match self {
             Value::Double(f) => RawBsonRef::Double(f),
             Value::String(s) => RawBsonRef::String(s),
