@@ -190,6 +190,25 @@ fn cstring(b: &[u8], from: usize, end: usize) -> Option<(usize, bool)> {
     None
 }
 
+/// Whether two keys are equal. Keys are short, and compared at every
+/// level of every path in each pass: `==` on them called libc's `memcmp`,
+/// which cost more than the compare. Keys of up to 16 bytes are compared
+/// here, in two overlapping words when they have 8 or more.
+#[inline(always)]
+pub(crate) fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |x: &[u8], at: usize| u64::from_le_bytes(x[at..at + 8].try_into().expect("8 bytes"));
+    match n {
+        0..=7 => a.iter().zip(b).all(|(x, y)| x == y),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
 /// See [`elements`].
 pub(crate) struct Elements<'a> {
     doc: &'a RawDocument,
@@ -410,6 +429,13 @@ mod tests {
                 .position(|&c| c == 0)
                 .map(|n| (n, bytes[from..from + n].is_ascii()));
             prop_assert_eq!(cstring(&bytes, from, end), scan);
+        }
+
+        /// Keys compare as `==` compares them, at every length.
+        #[test]
+        fn keys_compare_as_strings_do(a in "[ab\u{e9}]{0,20}", b in "[ab\u{e9}]{0,20}") {
+            prop_assert_eq!(same_key(&a, &b), a == b);
+            prop_assert!(same_key(&a, &a.clone()));
         }
     }
 }

@@ -36,7 +36,10 @@ pub(crate) struct RuleNode {
 impl RuleNode {
     #[inline]
     pub fn child(&self, key: &str) -> Option<&RuleNode> {
-        self.children.iter().find(|(k, _)| k == key).map(|(_, n)| n)
+        self.children
+            .iter()
+            .find(|(k, _)| crate::extjson::same_key(k, key))
+            .map(|(_, n)| n)
     }
 
     fn descend(&mut self, keys: &[String]) -> &mut RuleNode {

@@ -16,7 +16,7 @@ use super::naming::{jsonpath, BaseName, Naming};
 use super::value::{merge_kinds, Leaf};
 use super::walk::Visitor;
 use super::{FlattenError, Flattener};
-use crate::extjson::Value;
+use crate::extjson::{same_key, Value};
 use bson::raw::RawDocument;
 
 /// The suffix of an ObjectId column's derived TIMESTAMP column.
@@ -64,14 +64,14 @@ impl PathTrie {
     pub fn find(&self, parent: u32, key: &str, guess: &mut usize) -> Option<u32> {
         let node = &self.nodes[parent as usize];
         if let Some((k, child)) = node.children.get(*guess) {
-            if **k == *key {
+            if same_key(k, key) {
                 *guess += 1;
                 return Some(*child);
             }
         }
         let at = match &node.index {
             Some(index) => *index.get(key)? as usize,
-            None => node.children.iter().position(|(k, _)| **k == *key)?,
+            None => node.children.iter().position(|(k, _)| same_key(k, key))?,
         };
         *guess = at + 1;
         Some(node.children[at].1)
