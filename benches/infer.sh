@@ -37,15 +37,7 @@ fi
 etl="$root/target/release/etl"
 [[ -x $etl ]] || die "$etl is missing (cargo build --release)"
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/etl-infer.XXXXXX")"
-cleanup() {
-  local rc=$?
-  mongo_fast_stop
-  rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+mongo_fast_work etl-infer
 
 cp "$etl" "$work/etl"
 etl="$work/etl"

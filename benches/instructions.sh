@@ -46,15 +46,7 @@ if [[ ${ETL_BENCH_NO_BUILD:-0} != 1 ]]; then
   cargo build --release --locked --quiet --bin etl
 fi
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/etl-instructions.XXXXXX")"
-cleanup() {
-  local rc=$?
-  mongo_fast_stop
-  rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+mongo_fast_work etl-instructions
 
 # Snapshots: a build beside this script must not change a binary between runs.
 mkdir -p "$work/bin"

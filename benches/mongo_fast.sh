@@ -97,6 +97,21 @@ mongo_fast_stop() {
   MONGO_FAST_PID=""
 }
 
+# mongo_fast_work NAME: the script's temp folder, in $work; at exit the
+# private server is stopped and the folder removed, and INT or TERM exit 130.
+mongo_fast_work() {
+  work="$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")"
+  trap mongo_fast_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+mongo_fast_cleanup() {
+  local rc=$?
+  mongo_fast_stop
+  rm -rf "$work"
+  exit "$rc"
+}
+
 # Wall seconds, CPU seconds (user+sys) and peak RSS (MB) of a `/usr/bin/time -v` report.
 time_wall() {
   awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$1" |

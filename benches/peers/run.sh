@@ -76,15 +76,7 @@ for p in "${peers[@]}"; do peer_cmd "$p" >/dev/null; done
 # dlt: no anonymous telemetry (there is no internet here anyway).
 export RUNTIME__DLTHUB_TELEMETRY=false
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/etl-peers.XXXXXX")"
-cleanup() {
-  local rc=$?
-  mongo_fast_stop
-  rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+mongo_fast_work etl-peers
 script_t0=$(date +%s)
 
 # Time a snapshot of the binaries: a build running next to this script
