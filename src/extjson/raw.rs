@@ -389,6 +389,25 @@ pub(crate) fn has_key_before(doc: &RawDocument, key: &str, before: usize) -> boo
         .any(|e| e.is_ok_and(|(k, _)| k == key))
 }
 
+/// `doc.get(key)`, read with the element reader ([`elements`]): the
+/// crate's `get` decodes every element before `key` with its own iterator,
+/// which was 3% of a day's instructions where each row looks up its
+/// exploded arrays. On any error the crate's `get` reads the document
+/// again, so that errors are the crate's.
+pub(crate) fn get<'a>(
+    doc: &'a RawDocument,
+    key: &str,
+) -> Result<Option<Value<'a>>, bson::raw::Error> {
+    for item in elements(doc) {
+        match item {
+            Ok((k, value)) if same_key(k, key) => return Ok(Some(value)),
+            Ok(_) => {}
+            Err(_) => return doc.get(key).map(|v| v.map(Value::from)),
+        }
+    }
+    Ok(None)
+}
+
 /// The value at dotted `path`, through objects only.
 pub fn lookup<'a>(doc: &'a RawDocument, path: &str) -> Option<RawBsonRef<'a>> {
     let mut parts = path.split('.');

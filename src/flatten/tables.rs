@@ -28,7 +28,7 @@
 use bson::raw::{RawDocument, RawDocumentBuf};
 use chrono::NaiveDate;
 
-use crate::extjson::{elements, ExtJsonError, Value};
+use crate::extjson::{elements, get, ExtJsonError, Value};
 use crate::spec::{ArrayPolicy, ColumnSpec, ColumnType, FlattenSpec};
 use crate::table::TableSchema;
 
@@ -653,22 +653,6 @@ fn array_at<'a>(
             Some(Value::Array(a)) if i + 1 == keys.len() => return Ok(Some(a)),
             Some(Value::Document(d)) if i + 1 < keys.len() => at = d,
             _ => return Ok(None),
-        }
-    }
-    Ok(None)
-}
-
-/// `doc.get(key)`, read with the engine's element reader ([`elements`]).
-/// The crate's `get` decodes every element before `key` with its own
-/// iterator, and this runs for every row in both passes: it was 3% of a
-/// day's instructions. On any error the crate's `get` reads the document
-/// again, so that errors are the crate's, as before.
-fn get<'a>(doc: &'a RawDocument, key: &str) -> Result<Option<Value<'a>>, bson::raw::Error> {
-    for item in elements(doc) {
-        match item {
-            Ok((k, value)) if k == key => return Ok(Some(value)),
-            Ok(_) => {}
-            Err(_) => return doc.get(key).map(|v| v.map(Value::from)),
         }
     }
     Ok(None)
