@@ -24,7 +24,9 @@
 //!   schemas, one per output table (child tables from `explode`). One walk
 //!   writes a row in either format of its row-format contract
 //!   (`flatten/out.rs`): typed values for [`rows`], or NDJSON text (the
-//!   readable row format of `etl test` and of the tests).
+//!   readable row format of `etl test` and of the tests); the same walk
+//!   infers the schema too when the engine knows the day's schemas ahead
+//!   (`flatten/riding.rs`).
 //! - [`table`]: output table schemas and the NDJSON row format.
 //! - [`rows`]: the typed row path: the flattener's values straight into
 //!   Arrow builders, one per column, then record batches of bounded size,

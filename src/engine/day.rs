@@ -185,27 +185,31 @@ impl PipelineRuntime {
         stats.raw_lines = Some(lines);
         stats.raw_bytes = Some(extracted.archived.bytes);
         stats.raw_sha256 = Some(extracted.archived.sha256.clone());
+        // Pass 1 ran in the reading loop, or beside pass 2 in the
+        // speculation's walk.
+        let (inferred, speculated) = match speculation {
+            Some(s) => {
+                let (inferred, speculated) = s.finish().await?;
+                (inferred, Some(speculated))
+            }
+            None => (
+                extracted
+                    .inferred
+                    .expect("the extract infers when no speculation does"),
+                None,
+            ),
+        };
         reconcile::extract(extracted.count, lines, extracted.archived_lines)?;
 
         // 2. Resolve the schemas.
         let warehouse = self.warehouse().await?;
         let schemas = self
-            .resolve_schemas(
-                day,
-                warehouse,
-                &tables,
-                &out_tables,
-                &logical,
-                extracted.inferred,
-            )
+            .resolve_schemas(day, warehouse, &tables, &out_tables, &logical, inferred)
             .await?;
 
         // 3. Flatten, unless the rows written during the extract already
         // are the day's.
-        let kept = match speculation {
-            Some(s) => s.finish(&schemas).await,
-            None => None,
-        };
+        let kept = speculated.and_then(|s| s.keep(&schemas));
         let Flattening {
             rows,
             rejected,

@@ -4,9 +4,11 @@
 //! [`DayReader`] is the read both `etl run` and the commands that
 //! only scan a day (`etl schema lock`, `etl infer`) share.
 //!
-//! The reading loop only copies each document's bytes and infers the
-//! schema; a writer thread spools them, writes the canonical Extended JSON
-//! line, and compresses and hashes it, so the two run on two cores.
+//! The reading loop only copies each document's bytes into chunks (and,
+//! without a speculation, infers the schema: beside one, pass 1 rides
+//! along pass 2's walk on the speculation's thread); a writer thread spools
+//! them, writes the canonical Extended JSON line, and compresses and hashes
+//! it, so the work spreads over the cores.
 //!
 //! Without a spool, a pass 2 that must run again after the extract reads
 //! the documents back from the local raw archive, whose lines read back to
@@ -156,8 +158,9 @@ pub(super) struct Extracted {
     /// Every document, as concatenated BSON, for pass 2; None when the
     /// extract wrote no spool (pass 2 then reads the raw archive).
     pub spool_path: Option<PathBuf>,
-    /// Each table's schema as the day's data has it.
-    pub inferred: Vec<SchemaBuilder>,
+    /// Each table's schema as the day's data has it; None beside a
+    /// speculation, whose walk infers it ([`Speculation::finish`]).
+    pub inferred: Option<Vec<SchemaBuilder>>,
 }
 
 /// Reads day `target` into the staging folder `dir`, handing each chunk
@@ -180,27 +183,20 @@ pub(super) async fn extract(
     let mut writer = ExtractWriter::start(spool_path.as_deref(), &raw_path, compression)?;
     // The builders already hold the explicit columns, so an empty day
     // still has them.
-    let mut inferred = tables.schema_builders();
+    let mut inferred = speculation.is_none().then(|| tables.schema_builders());
     let mut reader = DayReader::open(source, target, count).await?;
     let mut buffers = ChunkBuffers::default();
     let mut chunk = buffers.empty();
     while let Some(doc) = reader.next().await? {
-        match tables.infer(doc, &mut inferred) {
-            // Not valid inside: pass 2 rejects it, naming the path.
-            Ok(()) | Err(FlattenError::Bson { .. } | FlattenError::TooDeep { .. }) => {}
-            Err(e) => {
-                return Err(PartitionError::fatal(format!(
-                    "flattening document {}: {e}",
-                    doc_id(doc)
-                )))
-            }
+        if let Some(builders) = inferred.as_mut() {
+            self::inferred(doc, tables.infer(doc, builders))?;
         }
         chunk.extend_from_slice(doc.as_bytes());
         if chunk.len() >= CHUNK_BYTES {
             let full = Arc::new(std::mem::replace(&mut chunk, buffers.empty()));
             buffers.handed_over(&full);
             if let Some(s) = speculation.as_deref_mut() {
-                s.send(full.clone()).await;
+                s.send(full.clone()).await?;
             }
             writer.send(full).await?;
         }
@@ -214,7 +210,7 @@ pub(super) async fn extract(
     if !chunk.is_empty() {
         let last = Arc::new(chunk);
         if let Some(s) = speculation {
-            s.send(last.clone()).await;
+            s.send(last.clone()).await?;
         }
         writer.send(last).await?;
     }
@@ -228,6 +224,21 @@ pub(super) async fn extract(
         spool_path,
         inferred,
     })
+}
+
+/// Pass 1's result for `doc`: a document that is not valid inside goes on
+/// (pass 2 rejects it, naming the path); any other error stops the day.
+pub(super) fn inferred(
+    doc: &bson::RawDocument,
+    result: Result<(), FlattenError>,
+) -> Result<(), PartitionError> {
+    match result {
+        Ok(()) | Err(FlattenError::Bson { .. } | FlattenError::TooDeep { .. }) => Ok(()),
+        Err(e) => Err(PartitionError::fatal(format!(
+            "flattening document {}: {e}",
+            doc_id(doc)
+        ))),
+    }
 }
 
 /// The `_id` of a document, for messages.

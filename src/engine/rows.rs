@@ -2,9 +2,10 @@
 //! its tables' files, against the schemas the day resolved to.
 //!
 //! It runs during the extract, against the schemas the day is expected to
-//! end with ([`Speculation`]), and is kept when the day's schemas turn out
-//! to be those; otherwise it runs again after the extract, over the spool
-//! or the local raw archive ([`flatten_staged`]).
+//! end with ([`Speculation`]), pass 1 riding along in its walk, and is kept
+//! when the day's schemas turn out to be those; otherwise it runs again
+//! after the extract, over the spool or the local raw archive
+//! ([`flatten_staged`]).
 //! Either way [`RowsOut`] writes one Parquet file per table, the rows built
 //! as typed Arrow columns as they come ([`crate::rows`]): the file both
 //! warehouses load.
@@ -18,7 +19,7 @@ use chrono::NaiveDate;
 
 use super::day::{io, PartitionError};
 use super::extract::{doc_id, CHUNKS_IN_FLIGHT};
-use crate::flatten::{FlattenError, RowError, Tables};
+use crate::flatten::{FlattenError, Ridden, RowError, SchemaBuilder, Tables};
 use crate::rows::{ParquetTables, RowsError};
 use crate::sink::lake::records::{reject_record, unconverted_record};
 use crate::spec::Compression;
@@ -167,8 +168,32 @@ impl<'a> RowsOut<'a> {
 
     /// One document's rows, or its reject record.
     fn document(&mut self, raw: &bson::RawDocument) -> Result<(), PartitionError> {
+        let written = self.out.document(raw);
+        self.settle(raw, written)
+    }
+
+    /// [`Self::document`] with pass 1 riding along (see
+    /// [`ParquetTables::document_inferring`]): the rows' result, then pass
+    /// 1's.
+    fn document_inferring(
+        &mut self,
+        raw: &bson::RawDocument,
+        inferred: &mut [SchemaBuilder],
+        ridden: &mut Ridden,
+    ) -> (Result<(), PartitionError>, Result<(), FlattenError>) {
+        let (written, pass1) = self.out.document_inferring(raw, inferred, ridden);
+        (self.settle(raw, written), pass1)
+    }
+
+    /// What became of one document's rows: kept, or its reject record
+    /// written, or the error that stops the day.
+    fn settle(
+        &mut self,
+        raw: &bson::RawDocument,
+        written: Result<(), RowsError>,
+    ) -> Result<(), PartitionError> {
         let output = self.output;
-        let written = match self.out.document(raw) {
+        let written = match written {
             Ok(()) => Ok(()),
             Err(RowsError::Flatten(e)) => Err(e),
             Err(RowsError::Parquet(e)) => return Err(PartitionError::fatal(e.to_string())),
@@ -272,23 +297,42 @@ impl<'a> RowsOut<'a> {
 
 /// Pass 2 during the extract, on a thread of its own, against the schemas
 /// the day is expected to end with ([`PipelineRuntime::expected_schemas`]),
-/// so that a day is not read back from local disk after its extract.
+/// so that a day is not read back from local disk after its extract. Pass
+/// 1 rides along in the same walk (see [`Tables::write_rows_inferring`]),
+/// so the reading loop only reads.
 ///
 /// Pass 2's output is a function of the documents and of the schemas, so
 /// the rows are kept only when the day's schemas, known after the
-/// extract, are exactly the ones expected;
+/// extract, are exactly the ones expected ([`Speculated::keep`]);
 /// otherwise they are dropped and pass 2 runs again over the local raw
 /// archive (the extract writes no spool beside a speculation). The
 /// Parquet files' bytes depend on the columns' order too, so the schemas
 /// must be exactly the ones expected (the lock's order: see
-/// [`crate::flatten::adopt_locked_types`]). It never fails
-/// the partition: an error stops it, and pass 2 over the raw archive meets
-/// the error again and reports it.
+/// [`crate::flatten::adopt_locked_types`]). Pass 2 never fails the
+/// partition here: an error stops it, pass 1 goes on alone, and pass 2
+/// over the raw archive meets the error again and reports it. Pass 1's own
+/// errors stop the day, as they do in the reading loop without a
+/// speculation.
+///
+/// [`PipelineRuntime::expected_schemas`]: super::runtime::PipelineRuntime::expected_schemas
 pub(super) struct Speculation {
-    expected: Vec<TableSchema>,
     chunks: Option<tokio::sync::mpsc::Sender<Arc<Vec<u8>>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: tokio::task::JoinHandle<Option<Flattening>>,
+    thread: tokio::task::JoinHandle<Result<(Vec<SchemaBuilder>, Speculated), PartitionError>>,
+}
+
+/// Pass 2's rows from a [`Speculation`], to keep or not.
+pub(super) struct Speculated {
+    expected: Vec<TableSchema>,
+    /// Pass 2's rows, if it got through every document.
+    flattening: Option<Flattening>,
+}
+
+impl Speculated {
+    /// The rows written, if the day's `schemas` are exactly the ones
+    /// expected (column order included: the order is the files').
+    pub(super) fn keep(self, schemas: &[TableSchema]) -> Option<Flattening> {
+        self.flattening.filter(|_| self.expected == schemas)
+    }
 }
 
 impl Speculation {
@@ -299,56 +343,77 @@ impl Speculation {
         day: NaiveDate,
     ) -> Self {
         let (chunks, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(CHUNKS_IN_FLIGHT);
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let thread = tokio::task::spawn_blocking({
-            let (tables, output, schemas, stop) = (
-                tables.clone(),
-                output.clone(),
-                expected.clone(),
-                stop.clone(),
-            );
+            let (tables, output) = (tables.clone(), output.clone());
             move || {
-                let mut out = RowsOut::create(&tables, &output, &schemas, day).ok()?;
+                let mut inferred = tables.schema_builders();
+                let mut ridden = Ridden::default();
+                // None once pass 2 has stopped: pass 1 goes on alone.
+                let mut out = RowsOut::create(&tables, &output, &expected, day).ok();
                 while let Some(chunk) = rx.blocking_recv() {
-                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        return None;
-                    }
                     for doc in crate::extjson::concatenated(&chunk) {
-                        out.document(doc.ok()?).ok()?;
+                        let doc = doc.map_err(|e| {
+                            PartitionError::fatal(format!("a chunk of the extract: {e}"))
+                        })?;
+                        let pass1 = match out.as_mut() {
+                            Some(rows) => {
+                                let (written, pass1) =
+                                    rows.document_inferring(doc, &mut inferred, &mut ridden);
+                                if written.is_err() {
+                                    out = None;
+                                }
+                                pass1
+                            }
+                            None => tables.infer(doc, &mut inferred),
+                        };
+                        super::extract::inferred(doc, pass1)?;
                     }
                 }
-                out.finish().ok()
+                let flattening = out.and_then(|rows| rows.finish().ok());
+                Ok((
+                    inferred,
+                    Speculated {
+                        expected,
+                        flattening,
+                    },
+                ))
             }
         });
         Self {
-            expected,
             chunks: Some(chunks),
-            stop,
             thread,
         }
     }
 
     /// Hands a chunk of the extract over; waits while the thread is
-    /// [`CHUNKS_IN_FLIGHT`] chunks behind. Once the thread has stopped, the
-    /// chunks go nowhere.
-    pub(super) async fn send(&mut self, chunk: Arc<Vec<u8>>) {
-        if let Some(tx) = &self.chunks {
-            if tx.send(chunk).await.is_err() {
-                self.chunks = None;
-            }
+    /// [`CHUNKS_IN_FLIGHT`] chunks behind. The thread ends early only on
+    /// pass 1's error, which this returns.
+    pub(super) async fn send(&mut self, chunk: Arc<Vec<u8>>) -> Result<(), PartitionError> {
+        let Some(tx) = &self.chunks else {
+            return Ok(());
+        };
+        if tx.send(chunk).await.is_ok() {
+            return Ok(());
+        }
+        self.chunks = None;
+        match (&mut self.thread).await {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(_)) => Err(PartitionError::fatal(
+                "pass 1 ended before the extract did".to_owned(),
+            )),
+            Err(e) => Err(PartitionError::fatal(e.to_string())),
         }
     }
 
-    /// The rows written, if the day's `schemas` are exactly the ones
-    /// expected (column order included: the order is the files') and the
-    /// thread got through every document.
-    pub(super) async fn finish(mut self, schemas: &[TableSchema]) -> Option<Flattening> {
+    /// Waits for the thread to go through every document handed over:
+    /// pass 1's schema builders, and pass 2's rows.
+    pub(super) async fn finish(
+        mut self,
+    ) -> Result<(Vec<SchemaBuilder>, Speculated), PartitionError> {
         self.chunks = None;
-        let keep = self.expected == schemas;
-        if !keep {
-            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        self.thread.await.ok().flatten().filter(|_| keep)
+        self.thread
+            .await
+            .map_err(|e| PartitionError::fatal(e.to_string()))?
     }
 }
 

@@ -1,6 +1,6 @@
 //! Flattening: documents into warehouse rows. Pure and synchronous, no I/O.
 //!
-//! The engine spools a partition's raw BSON locally and reads it twice:
+//! Two passes over a partition's documents:
 //!
 //! 1. [`Flattener::infer`] records, for every document, the columns it
 //!    produces and their types in a [`SchemaBuilder`]; its
@@ -11,6 +11,11 @@
 //!    walk writes typed values instead for [`crate::rows`], through the
 //!    row-format contract of the `out` submodule: both formats get the same
 //!    value in the same column, or the same NULL.
+//!
+//! When the schemas can be told before the partition is read (the engine's
+//! speculation), pass 1 rides along pass 2: one walk per row does both
+//! ([`Tables::write_rows_inferring`], the `riding` submodule), and the
+//! schema builders end as pass 1 alone leaves them.
 //!
 //! # Rules
 //!
@@ -83,6 +88,7 @@
 mod conflict;
 mod naming;
 mod out;
+mod riding;
 mod row;
 mod rules;
 mod schema;
@@ -90,6 +96,7 @@ mod tables;
 mod value;
 
 pub(crate) use out::RowOut;
+pub(crate) use riding::Ridden;
 pub(crate) use row::{OutColumn, OutField};
 pub(crate) use value::{convert, write_timestamp_micros, Leaf, Scalar};
 mod walk;

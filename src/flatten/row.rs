@@ -21,11 +21,16 @@ use crate::table::TableSchema;
 use super::conflict;
 use super::naming::Naming;
 use super::out::RowOut;
+use super::riding::{Both, Recorded};
 use super::rules::{ExplicitColumn, Lookup};
 use super::schema::{PathTrie, NONE};
 use super::value::{natural_kind, write_as, Leaf};
 use super::walk::{Stop, Visitor};
-use super::{FlattenError, Flattener};
+use super::{FlattenError, Flattener, SchemaBuilder};
+
+/// Pass 1 riding along a row's walk: its table's builder, and the row's log
+/// (see the `riding` module).
+type Ride<'r, 'd> = (&'r mut SchemaBuilder, &'r mut Vec<Recorded<'d>>);
 
 /// A value pass 2 could not write in its column's type, so that its row
 /// has NULL (or, in an array, no element) there. The engine counts each
@@ -93,7 +98,7 @@ pub struct RowWriter<'f> {
     resolved: Resolved,
 }
 
-impl RowWriter<'_> {
+impl<'f> RowWriter<'f> {
     /// Appends one NDJSON row (plus `\n`) for `doc`; see
     /// [`Flattener::write_row`].
     pub fn write_row(
@@ -114,7 +119,27 @@ impl RowWriter<'_> {
         out: &mut O,
     ) -> Result<(), FlattenError> {
         self.flattener
-            .write_resolved(&mut self.resolved, doc, ds, out)
+            .write_resolved(&mut self.resolved, doc, ds, out, None)
+            .map(|_| ())
+    }
+
+    /// [`Self::write_row_to`], with pass 1 riding along: each value the
+    /// walk meets is also logged in `log` for `schema`. False when the row
+    /// was walked twice (it repeats a key): `log` is then incomplete, and
+    /// pass 1 must read the row on its own.
+    pub(crate) fn write_row_riding<'d, O: RowOut>(
+        &mut self,
+        doc: &'d RawDocument,
+        ds: NaiveDate,
+        out: &mut O,
+        schema: &mut SchemaBuilder,
+        log: &mut Vec<Recorded<'d>>,
+    ) -> Result<bool, FlattenError>
+    where
+        'f: 'd,
+    {
+        let flattener: &'f Flattener = self.flattener;
+        flattener.write_resolved(&mut self.resolved, doc, ds, out, Some((schema, log)))
     }
 
     /// The values of the last row [`Self::write_row`] wrote that did not
@@ -258,7 +283,10 @@ struct RowVisitor<'a, O> {
     out: &'a mut O,
 }
 
-impl<O: RowOut> Visitor for RowVisitor<'_, O> {
+impl<'d, O: RowOut> Visitor<'d> for RowVisitor<'_, O> {
+    type Node = u32;
+    type Guess = usize;
+
     #[inline]
     fn enter(&mut self, parent: u32, key: &str, guess: &mut usize) -> u32 {
         self.resolved.trie.find_or_insert(parent, key, guess)
@@ -520,41 +548,45 @@ impl Flattener {
                     cache.len() - 1
                 }
             };
-            self.write_resolved(&mut cache[at].resolved, doc, ds, out)
+            self.write_resolved(&mut cache[at].resolved, doc, ds, out, None)
+                .map(|_| ())
         })
     }
 
-    fn write_resolved<O: RowOut>(
-        &self,
+    /// One row; with `ride`, pass 1's log of it too. True when the row was
+    /// walked once: a row that repeats a key is walked again,
+    /// deduplicated, and without the ride.
+    fn write_resolved<'d, O: RowOut>(
+        &'d self,
         resolved: &mut Resolved,
-        doc: &RawDocument,
+        doc: &'d RawDocument,
         ds: NaiveDate,
         out: &mut O,
-    ) -> Result<(), FlattenError> {
+        ride: Option<Ride<'_, 'd>>,
+    ) -> Result<bool, FlattenError> {
         let start = out.mark();
-        let result = match self.write_once(resolved, doc, ds, out) {
+        let result = match self.write_once(resolved, doc, ds, out, ride) {
             Err(Stop::Duplicate) => {
                 out.rollback(start);
                 let doc = super::deduplicated(doc)?;
-                self.write_once(resolved, &doc, ds, out)
+                self.write_once(resolved, &doc, ds, out, None)
+                    .map(|()| false)
             }
-            other => other,
+            other => other.map(|()| true),
         };
-        match result {
-            Ok(()) => Ok(()),
-            Err(stop) => {
-                out.rollback(start);
-                Err(super::failure(stop))
-            }
-        }
+        result.map_err(|stop| {
+            out.rollback(start);
+            super::failure(stop)
+        })
     }
 
-    fn write_once<O: RowOut>(
-        &self,
+    fn write_once<'d, O: RowOut>(
+        &'d self,
         resolved: &mut Resolved,
-        doc: &RawDocument,
+        doc: &'d RawDocument,
         ds: NaiveDate,
         out: &mut O,
+        ride: Option<Ride<'_, 'd>>,
     ) -> Result<(), Stop> {
         resolved.unconverted.clear();
         out.start_row(ds, resolved.ds);
@@ -619,7 +651,7 @@ impl Flattener {
         }
 
         if self.auto_columns {
-            let mut visitor = RowVisitor {
+            let mut rows = RowVisitor {
                 conflict: self.conflict,
                 bignumeric: self.bignumeric,
                 skip_missing: self.new_field == NewFieldPolicy::Ignore,
@@ -627,13 +659,14 @@ impl Flattener {
                 resolved,
                 out,
             };
-            self.walk(
-                doc,
-                1,
-                self.rules.root.as_ref(),
-                PathTrie::ROOT,
-                &mut visitor,
-            )?;
+            let root = self.rules.root.as_ref();
+            match ride {
+                None => self.walk(doc, 1, root, PathTrie::ROOT, &mut rows)?,
+                Some((schema, log)) => {
+                    let mut both = Both { rows, schema, log };
+                    self.walk(doc, 1, root, (PathTrie::ROOT, PathTrie::ROOT), &mut both)?
+                }
+            }
         }
         out.end_row();
         Ok(())

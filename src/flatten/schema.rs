@@ -268,6 +268,18 @@ impl SchemaBuilder {
         }
     }
 
+    /// Everything recorded, for the tests that compare two ways of running
+    /// pass 1: the columns with each type and count seen, the explicit
+    /// ones and their variants, the renames. (Not the trie of paths: a walk
+    /// that stopped may have entered paths it recorded nothing under.)
+    #[cfg(test)]
+    pub(crate) fn recorded(&self) -> String {
+        format!(
+            "{:?}\n{:?}\n{:?}\n{:?}",
+            self.explicit, self.explicit_variants, self.columns, self.renames
+        )
+    }
+
     /// The table: `_ds` DATE first, then the explicit columns in spec
     /// order, then the automatic ones in the order they were first seen. A
     /// column that only ever held null is STRING.
@@ -455,14 +467,17 @@ impl SchemaBuilder {
     }
 }
 
-impl Visitor for SchemaBuilder {
+impl<'d> Visitor<'d> for SchemaBuilder {
+    type Node = u32;
+    type Guess = usize;
+
     #[inline]
     fn enter(&mut self, parent: u32, key: &str, guess: &mut usize) -> u32 {
         self.trie.find_or_insert(parent, key, guess)
     }
 
     #[inline]
-    fn leaf(&mut self, node: u32, leaf: Leaf<'_>) -> Result<(), FlattenError> {
+    fn leaf(&mut self, node: u32, leaf: Leaf<'d>) -> Result<(), FlattenError> {
         let mut id = self.trie.slot(node);
         if id == NONE {
             id = self.add_column(node);
@@ -473,7 +488,7 @@ impl Visitor for SchemaBuilder {
 
     // Kept out of the recursive walk's frame, which must stay small.
     #[inline(never)]
-    fn repeated(&mut self, node: u32, array: &RawDocument) -> Result<(), FlattenError> {
+    fn repeated(&mut self, node: u32, array: &'d RawDocument) -> Result<(), FlattenError> {
         let mut id = self.trie.slot(node);
         if id == NONE {
             id = self.add_column(node);

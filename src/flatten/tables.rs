@@ -29,9 +29,10 @@ use bson::raw::{RawDocument, RawDocumentBuf};
 use chrono::NaiveDate;
 
 use crate::extjson::{elements, get, ExtJsonError, Value};
-use crate::spec::{ArrayPolicy, ColumnSpec, ColumnType, FlattenSpec};
+use crate::spec::{ArrayPolicy, ColumnSpec, ColumnType, FlattenSpec, TypeConflictPolicy};
 use crate::table::TableSchema;
 
+use super::riding::Ridden;
 use super::{FlattenError, Flattener, RowOut, RowWriter, SchemaBuilder};
 
 /// The root document's `_id`, in every child row.
@@ -317,9 +318,78 @@ impl Tables {
         doc: &RawDocument,
         builders: &mut [SchemaBuilder],
     ) -> Result<(), FlattenError> {
+        self.infer_from(doc, builders, 0)
+    }
+
+    /// Pass 1 for the rows of `doc` from the `first` on, in
+    /// [`Tables::each_row`]'s order.
+    fn infer_from(
+        &self,
+        doc: &RawDocument,
+        builders: &mut [SchemaBuilder],
+        first: usize,
+    ) -> Result<(), FlattenError> {
+        let mut at = 0;
         self.each_row(doc, &mut |t, row| {
+            at += 1;
+            if at <= first {
+                return Ok(());
+            }
             self.tables[t].flattener.infer(row, &mut builders[t])
         })
+    }
+
+    /// [`Tables::write_rows_into`] with pass 1 riding along: one walk per
+    /// row both writes it and logs its values for `builders`, which end
+    /// exactly as [`Tables::infer`] over `doc` leaves them, whatever pass 2
+    /// makes of the document (see the `riding` module). Returns pass 2's
+    /// result, then pass 1's.
+    pub(crate) fn write_rows_inferring<O: RowOut>(
+        &self,
+        doc: &RawDocument,
+        ds: NaiveDate,
+        writers: &mut [RowWriter<'_>],
+        outs: &mut [O],
+        builders: &mut [SchemaBuilder],
+        ridden: &mut Ridden,
+    ) -> (Result<(), RowError>, Result<(), FlattenError>) {
+        let mut inferred = Ok(());
+        // Rows whose pass 1 is done (or, after its error, not wanted).
+        let mut settled = 0;
+        let written = self.write_each(doc, outs, &mut |t, row, out| {
+            let f = &self.tables[t].flattener;
+            let schema = &mut builders[t];
+            let ride = inferred.is_ok() && {
+                // What `Flattener::infer` does before its walk.
+                schema.seed(f);
+                if f.conflict == TypeConflictPolicy::Variant {
+                    inferred = super::row::explicit_variants(f, row, schema);
+                }
+                inferred.is_ok() && f.auto_columns
+            };
+            if !ride {
+                writers[t].write_row_to(row, ds, out)?;
+                settled += 1;
+                return Ok(());
+            }
+            let mut log = ridden.log();
+            let once = writers[t].write_row_riding(row, ds, out, schema, &mut log);
+            if let Ok(true) = once {
+                inferred = super::riding::apply(&mut log, schema);
+            }
+            ridden.give_back(log);
+            if !once? {
+                // Walked twice, deduplicated: the log missed the first walk.
+                inferred = f.infer(row, schema);
+            }
+            settled += 1;
+            Ok(())
+        });
+        if written.is_err() && inferred.is_ok() {
+            // Pass 2 stopped at a row: pass 1 reads it and the rest alone.
+            inferred = self.infer_from(doc, builders, settled);
+        }
+        (written, inferred)
     }
 
     /// Pass 2 for every table: appends each row to its table's buffer. On

@@ -17,17 +17,23 @@ use super::rules::RuleNode;
 use super::value::Leaf;
 use super::{FlattenError, Flattener};
 
-/// What a pass does at each path. Nodes are [`PathTrie`] ids.
-///
-/// [`PathTrie`]: super::schema::PathTrie
-pub(crate) trait Visitor {
+/// What a pass does at each path of documents that live for `'d`.
+pub(crate) trait Visitor<'d> {
+    /// Where a path is: a [`PathTrie`] id, or one per pass when two passes
+    /// share a walk.
+    ///
+    /// [`PathTrie`]: super::schema::PathTrie
+    type Node: Copy;
+    /// Where the next key of an object is expected among its node's
+    /// children (see [`PathTrie::find`](super::schema::PathTrie::find)).
+    type Guess: Default;
     /// The node of `parent`'s child `key`.
-    fn enter(&mut self, parent: u32, key: &str, guess: &mut usize) -> u32;
+    fn enter(&mut self, parent: Self::Node, key: &str, guess: &mut Self::Guess) -> Self::Node;
     /// A value at `node`. Errors carry a path relative to the value.
-    fn leaf(&mut self, node: u32, leaf: Leaf<'_>) -> Result<(), FlattenError>;
+    fn leaf(&mut self, node: Self::Node, leaf: Leaf<'d>) -> Result<(), FlattenError>;
     /// An array under the `repeated` policy at `node`: its elements, in
     /// order, make one REPEATED value.
-    fn repeated(&mut self, node: u32, array: &RawDocument) -> Result<(), FlattenError>;
+    fn repeated(&mut self, node: Self::Node, array: &'d RawDocument) -> Result<(), FlattenError>;
 }
 
 /// Why a walk stopped early.
@@ -66,13 +72,13 @@ impl Flattener {
     /// An array at `key`, as its policy stores it. Kept out of the
     /// recursive walk's frame, which must stay small.
     #[inline(never)]
-    fn array<V: Visitor>(
-        &self,
-        array: &RawDocument,
+    fn array<'d, V: Visitor<'d>>(
+        &'d self,
+        array: &'d RawDocument,
         key: &str,
-        rule: Option<&RuleNode>,
-        node: u32,
-        guess: &mut usize,
+        rule: Option<&'d RuleNode>,
+        node: V::Node,
+        guess: &mut V::Guess,
         v: &mut V,
     ) -> Result<(), FlattenError> {
         match self.array_storage(rule) {
@@ -95,12 +101,12 @@ impl Flattener {
         }
     }
 
-    pub(crate) fn walk<V: Visitor>(
-        &self,
-        doc: &RawDocument,
+    pub(crate) fn walk<'d, V: Visitor<'d>>(
+        &'d self,
+        doc: &'d RawDocument,
         depth: u32,
-        rule: Option<&RuleNode>,
-        node: u32,
+        rule: Option<&'d RuleNode>,
+        node: V::Node,
         v: &mut V,
     ) -> Result<(), Stop> {
         if depth as usize > MAX_NESTING {
@@ -110,7 +116,7 @@ impl Flattener {
             }));
         }
         let mut keys = KeyFilter::default();
-        let mut guess = 0;
+        let mut guess = V::Guess::default();
         for (i, item) in elements(doc).enumerate() {
             let (key, value) = item.map_err(FlattenError::from)?;
             if keys.insert(key) && has_key_before(doc, key, i) {

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use bson::raw::RawDocument;
 use chrono::NaiveDate;
 
-use crate::flatten::{RowError, RowWriter, Tables};
+use crate::flatten::{FlattenError, Ridden, RowError, RowWriter, SchemaBuilder, Tables};
 use crate::sink::parquet::ParquetError;
 use crate::table::TableSchema;
 
@@ -105,6 +105,40 @@ impl<'a> ParquetTables<'a> {
         }
         self.tables
             .write_rows_into(doc, self.day, &mut self.writers, &mut self.staged)?;
+        self.append_staged()
+    }
+
+    /// [`Self::document`], with pass 1 of the day riding along: `builders`
+    /// end as [`Tables::infer`] over `doc` leaves them, in the same walk
+    /// (see [`Tables::write_rows_inferring`]). Returns the rows' result,
+    /// then pass 1's.
+    pub(crate) fn document_inferring(
+        &mut self,
+        doc: &RawDocument,
+        builders: &mut [SchemaBuilder],
+        ridden: &mut Ridden,
+    ) -> (Result<(), RowsError>, Result<(), FlattenError>) {
+        for staged in &mut self.staged {
+            staged.clear();
+        }
+        let (written, inferred) = self.tables.write_rows_inferring(
+            doc,
+            self.day,
+            &mut self.writers,
+            &mut self.staged,
+            builders,
+            ridden,
+        );
+        let written = match written {
+            Ok(()) => self.append_staged(),
+            Err(e) => Err(e.into()),
+        };
+        (written, inferred)
+    }
+
+    /// Appends the rows staged for one document to their tables' builders,
+    /// and hands each full batch to the encoder.
+    fn append_staged(&mut self) -> Result<(), RowsError> {
         let day = self.day;
         let convert = |message: String| ParquetError::Convert { day, message };
         for (t, staged) in self.staged.iter().enumerate() {

@@ -58,9 +58,16 @@ fn compare(
     seen: &mut Compared,
 ) {
     let tables = Tables::new(spec).unwrap_or_else(|e| panic!("{what}: rules: {e}"));
+    // Pass 1 over every document, for the ride below.
+    let mut alone = tables.schema_builders();
+    let pass1: Vec<String> = docs
+        .iter()
+        .map(|d| format!("{:?}", tables.infer(d, &mut alone)))
+        .collect();
     // Pass 1, shared by both paths; a document it fails on is left out of
     // both.
     let mut builders = tables.schema_builders();
+    let all = docs;
     let docs: Vec<&RawDocumentBuf> = docs
         .iter()
         .filter(|d| tables.infer(d, &mut builders).is_ok())
@@ -132,6 +139,7 @@ fn compare(
     let counted = parquet.rows().to_vec();
     new.rows = parquet.finish().unwrap();
     assert_eq!(counted, new.rows, "{what}: rows counted and written");
+    ride(what, &tables, all, &schemas, dir, (&pass1, &alone));
     let old_files =
         old_files.unwrap_or_else(|e| panic!("{what}: only the NDJSON path failed: {e}"));
     assert_eq!(old, new, "{what}: rejects and rows");
@@ -169,6 +177,77 @@ fn compare(
         if std::fs::read(&old_files[t]).unwrap() == std::fs::read(&new_files[t]).unwrap() {
             seen.identical.0 += 1;
         }
+    }
+}
+
+/// Pass 1 riding along the typed path (a run beside its speculation),
+/// over every document, pass 1's failures included: each document's pass 1
+/// ends as alone (`pass1`), the builders end the same (`alone`), and the
+/// rows, rejects and Parquet bytes are those of the typed path alone.
+fn ride(
+    what: &str,
+    tables: &Tables,
+    all: &[RawDocumentBuf],
+    schemas: &[TableSchema],
+    dir: &Path,
+    (pass1, alone): (&[String], &[crate::flatten::SchemaBuilder]),
+) {
+    let n = schemas.len();
+    let (rows_files, ride_files): (Vec<PathBuf>, Vec<PathBuf>) = (0..n)
+        .map(|t| {
+            (
+                dir.join(format!("rows-{t}.parquet")),
+                dir.join(format!("ride-{t}.parquet")),
+            )
+        })
+        .unzip();
+    let made = |written: Result<(), super::RowsError>, i: usize, made: &mut Made| match written {
+        Ok(()) => {}
+        Err(super::RowsError::Flatten(e)) => made.rejected.push((i, e.table, e.source.to_string())),
+        Err(e) => panic!("{what}: document {i}: {e}"),
+    };
+    let mut rows = ParquetTables::create(tables, schemas, &rows_files, day()).unwrap();
+    let mut riding = ParquetTables::create(tables, schemas, &ride_files, day()).unwrap();
+    let mut builders = tables.schema_builders();
+    let mut ridden = crate::flatten::Ridden::default();
+    let (mut made_rows, mut made_riding) = (
+        Made {
+            rejected: Vec::new(),
+            rows: Vec::new(),
+        },
+        Made {
+            rejected: Vec::new(),
+            rows: Vec::new(),
+        },
+    );
+    for (i, doc) in all.iter().enumerate() {
+        made(rows.document(doc), i, &mut made_rows);
+        let (written, inferred) = riding.document_inferring(doc, &mut builders, &mut ridden);
+        assert_eq!(
+            format!("{inferred:?}"),
+            pass1[i],
+            "{what}: document {i}: pass 1 riding and alone"
+        );
+        made(written, i, &mut made_riding);
+    }
+    for (t, (a, b)) in alone.iter().zip(&builders).enumerate() {
+        assert_eq!(
+            a.recorded(),
+            b.recorded(),
+            "{what}: table {t}: pass 1 riding and alone"
+        );
+        assert_eq!(a.clone().finish(), b.clone().finish(), "{what}: table {t}");
+    }
+    made_rows.rows = rows.finish().unwrap();
+    made_riding.rows = riding.finish().unwrap();
+    assert_eq!(made_rows, made_riding, "{what}: rejects and rows, riding");
+    for (a, b) in rows_files.iter().zip(&ride_files) {
+        assert_eq!(
+            std::fs::read(a).unwrap(),
+            std::fs::read(b).unwrap(),
+            "{what}: {}",
+            b.display()
+        );
     }
 }
 
@@ -358,6 +437,80 @@ fn the_typed_path_writes_hostile_documents_values() {
             .any(|t| t.starts_with("List(Field { name: \"item\", data_type: Struct")),
         "no REPEATED RECORD column"
     );
+}
+
+/// Pass 1 riding along pass 2 (see `crate::flatten::Tables::
+/// write_rows_inferring`) where its log cannot simply be applied: rows with
+/// a repeated key (pass 2 walks them twice), a child row rejected after its
+/// root row was logged, a declared column's variant, and a document pass 1
+/// stops on (invalid UTF-8 in an array pass 2 skips) while pass 2 goes on.
+/// `compare` checks every document's pass 1 result, the builders, and the
+/// rows against pass 1 and pass 2 alone.
+#[test]
+fn pass_1_riding_along_ends_as_pass_1_alone() {
+    use bson::{rawdoc, RawArrayBuf};
+    let mut dup_root = rawdoc! { "_id": 1, "a": 1, "b": "x" };
+    dup_root.append("a", 2);
+    dup_root.append("items", {
+        let mut items = RawArrayBuf::new();
+        items.push(rawdoc! { "q": 1 });
+        items
+    });
+    let mut inner = rawdoc! { "k": 1 };
+    inner.append("k", 2);
+    let dup_nested = rawdoc! { "_id": 2, "o": inner.clone(), "a": 3 };
+    let dup_child = rawdoc! { "_id": 3, "items": [{ "q": 2 }, inner.clone()] };
+    let rejected_child = rawdoc! { "_id": 4, "a": 4, "items": [{ "q": 3 }, { "q": "three" }] };
+    let fine = rawdoc! { "_id": 5, "a": 5, "o": { "k": 7 }, "items": [{ "q": 4, "r": true }] };
+    let docs = vec![dup_root, dup_nested, dup_child, rejected_child, fine];
+    let scratch = tempfile::tempdir().unwrap();
+    let mut seen = Compared::default();
+    let explode = spec(indoc::indoc! {"
+        on_type_conflict: reject
+        arrays:
+          rules: [{ path: $.items, policy: explode }]
+    "});
+    compare(
+        "explode, reject",
+        &explode,
+        &docs,
+        &[],
+        scratch.path(),
+        &mut seen,
+    );
+    assert_eq!(seen.rejected, 1, "{seen:?}");
+
+    // Invalid UTF-8 in `tags`, a path no other document has: pass 1 stops
+    // there, pass 2 (new fields ignored) writes the rest of the row.
+    let mut broken = rawdoc! { "_id": 6, "n": "six", "tags": ["\u{7}bad"], "z": 1 }.into_bytes();
+    let at = broken.windows(4).position(|w| w == b"\x07bad").unwrap();
+    broken[at] = 0xff;
+    let broken = RawDocumentBuf::from_bytes(broken).unwrap();
+    let mut dup_variant = rawdoc! { "_id": 7, "n": 1 };
+    dup_variant.append("n", "seven");
+    let docs = vec![
+        rawdoc! { "_id": 8, "n": 8, "items": [{ "q": 1 }, { "q": "x" }] },
+        broken,
+        dup_variant,
+        rawdoc! { "_id": 9, "n": true, "z": 2 },
+    ];
+    let variant = spec(indoc::indoc! {"
+        on_type_conflict: variant
+        on_new_field: ignore
+        arrays: { default: repeated }
+        columns:
+          - { name: n, path: $.n, type: int64 }
+    "});
+    let mut seen = Compared::default();
+    compare(
+        "repeated, variant",
+        &variant,
+        &docs,
+        &[],
+        scratch.path(),
+        &mut seen,
+    );
+    assert_eq!(seen.documents, 3, "the broken one is left out: {seen:?}");
 }
 
 /// A document whose child row conflicts under `reject` leaves no row in
