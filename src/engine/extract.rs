@@ -189,7 +189,7 @@ pub(super) async fn extract(
     let mut chunk = buffers.empty();
     while let Some(doc) = reader.next().await? {
         if let Some(builders) = inferred.as_mut() {
-            self::inferred(doc, tables.infer(doc, builders))?;
+            after_pass_1(doc, tables.infer(doc, builders))?;
         }
         chunk.extend_from_slice(doc.as_bytes());
         if chunk.len() >= CHUNK_BYTES {
@@ -228,7 +228,7 @@ pub(super) async fn extract(
 
 /// Pass 1's result for `doc`: a document that is not valid inside goes on
 /// (pass 2 rejects it, naming the path); any other error stops the day.
-pub(super) fn inferred(
+pub(super) fn after_pass_1(
     doc: &bson::RawDocument,
     result: Result<(), FlattenError>,
 ) -> Result<(), PartitionError> {

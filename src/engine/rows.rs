@@ -366,7 +366,7 @@ impl Speculation {
                             }
                             None => tables.infer(doc, &mut inferred),
                         };
-                        super::extract::inferred(doc, pass1)?;
+                        super::extract::after_pass_1(doc, pass1)?;
                     }
                 }
                 let flattening = out.and_then(|rows| rows.finish().ok());
