@@ -41,7 +41,9 @@ mod write;
 
 pub use archive::{read_archive_line, write_archive_line, ArchiveLine};
 pub use raw::{concatenated, lookup};
-pub(crate) use raw::{elements, get, has_key_before, same_key, utf8, KeyFilter, Value};
+pub(crate) use raw::{
+    elements, extend_short, get, has_key_before, same_key, utf8, KeyFilter, Value,
+};
 pub(crate) use time::{civil_from_days, write_date_parts, write_datetime_seconds};
 pub use write::{
     to_relaxed_value, write_canonical, write_canonical_value, write_json_string, write_relaxed,

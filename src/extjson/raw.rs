@@ -143,14 +143,19 @@ pub(crate) fn elements(doc: &RawDocument) -> Elements<'_> {
 /// `is_ascii` (a few word compares) is the whole check, where std's and
 /// simdutf8's (which hands short inputs to std's) cost a call and a loop
 /// set-up each. Longer or non-ASCII text goes to simdutf8.
-#[inline]
+#[inline(always)]
 pub(crate) fn utf8(bytes: &[u8]) -> Option<&str> {
     if bytes.is_ascii() {
         // SAFETY: ASCII is valid UTF-8; `is_ascii` just checked every byte.
         Some(unsafe { std::str::from_utf8_unchecked(bytes) })
     } else {
-        simdutf8::basic::from_utf8(bytes).ok()
+        utf8_not_ascii(bytes)
     }
+}
+
+#[inline(never)]
+fn utf8_not_ascii(bytes: &[u8]) -> Option<&str> {
+    simdutf8::basic::from_utf8(bytes).ok()
 }
 
 /// The length of the key at `b[from..]`, up to its 0, and whether it is
@@ -188,6 +193,61 @@ fn cstring(b: &[u8], from: usize, end: usize) -> Option<(usize, bool)> {
         high |= c;
     }
     None
+}
+
+/// Appends `bytes` to `out`. Most keys and strings of documents are short,
+/// and `extend_from_slice` called libc's `memcpy` for each (about one in
+/// twenty of a day's instructions went to such calls): up to 16 bytes are
+/// copied here as two overlapping words or halves instead.
+#[inline(always)]
+pub(crate) fn extend_short(out: &mut Vec<u8>, bytes: &[u8]) {
+    match bytes.len() {
+        0..=3 => {
+            for &b in bytes {
+                out.push(b);
+            }
+        }
+        4..=7 => extend_overlapping::<4>(out, bytes),
+        8..=16 => extend_overlapping::<8>(out, bytes),
+        _ => out.extend_from_slice(bytes),
+    }
+}
+
+/// Appends `bytes`, of `W` to `2 * W` bytes, as its first and its last `W`
+/// bytes, the second written over the first where they overlap.
+#[inline(always)]
+fn extend_overlapping<const W: usize>(out: &mut Vec<u8>, bytes: &[u8]) {
+    let (n, start) = (bytes.len(), out.len());
+    let head: [u8; W] = bytes[..W].try_into().expect("W bytes");
+    let tail: [u8; W] = bytes[n - W..].try_into().expect("W bytes");
+    out.extend_from_slice(&head);
+    out.truncate(start + n - W);
+    out.extend_from_slice(&tail);
+}
+
+/// Every byte of `bytes`, fewer than eight, in one word, without copying
+/// them into a buffer (which called libc's `memcpy`): as two overlapping
+/// halves from four bytes on, and below that as the first, middle and last
+/// byte (which are all of them), the word's other bytes from `fill`.
+#[inline(always)]
+pub(crate) fn short_word(bytes: &[u8], fill: u64) -> u64 {
+    let n = bytes.len();
+    debug_assert!(n < 8);
+    let half = |i: usize| {
+        u64::from(u32::from_le_bytes(
+            bytes[i..i + 4].try_into().expect("4 bytes"),
+        ))
+    };
+    match n {
+        0 => fill,
+        1..=3 => {
+            u64::from(bytes[0])
+                | u64::from(bytes[n / 2]) << 8
+                | u64::from(bytes[n - 1]) << 16
+                | fill << 24
+        }
+        _ => half(0) | half(n - 4) << 32,
+    }
 }
 
 /// Whether two keys are equal. Keys are short, and compared at every
@@ -361,13 +421,14 @@ impl KeyFilter {
     #[inline]
     pub(crate) fn insert(&mut self, key: &str) -> bool {
         let b = key.as_bytes();
-        let mut h = b.len() as u64;
-        let head = if b.len() >= 8 {
+        let n = b.len();
+        let mut h = n as u64;
+        // The first eight bytes, or all of a shorter key (its length is in
+        // `h` too).
+        let head = if n >= 8 {
             u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
         } else {
-            let mut buf = [0u8; 8];
-            buf[..b.len()].copy_from_slice(b);
-            u64::from_le_bytes(buf)
+            short_word(b, 0)
         };
         h ^= head;
         if b.len() > 8 {
@@ -425,6 +486,19 @@ pub fn lookup<'a>(doc: &'a RawDocument, path: &str) -> Option<RawBsonRef<'a>> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn short_copies_are_copies() {
+        let text: Vec<u8> = (0..40u8).collect();
+        for len in 0..=40 {
+            for at in 0..=(40 - len) {
+                let mut out = b"before".to_vec();
+                extend_short(&mut out, &text[at..at + len]);
+                assert_eq!(&out[..6], b"before");
+                assert_eq!(&out[6..], &text[at..at + len], "{len} bytes from {at}");
+            }
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig {

@@ -303,6 +303,7 @@ impl From<ExtJsonError> for FlattenError {
 }
 
 /// A value's column type, with `decimal: bignumeric` applied.
+#[inline]
 pub(crate) fn kind_of(
     bignumeric: bool,
     value: crate::extjson::Value<'_>,

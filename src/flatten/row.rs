@@ -328,7 +328,12 @@ impl<'d, O: RowOut> Visitor<'d> for RowVisitor<'_, O> {
                 );
             }
         }
-        self.lose(lost)
+        // Tested here, not in the cold `lose`: most values convert, and a
+        // call for each of them cost more than the test.
+        match lost {
+            None => Ok(()),
+            lost => self.lose(lost),
+        }
     }
 
     // Kept out of the recursive walk's frame, which must stay small.
@@ -393,10 +398,22 @@ impl<O: RowOut> RowVisitor<'_, O> {
     }
 
     /// The schema column of `node`'s path; None when the schema lacks it
-    /// and `on_new_field: ignore` skips it.
-    #[inline]
+    /// and `on_new_field: ignore` skips it. A path seen before has its
+    /// column in the trie: that look-up is inlined into every value's
+    /// write, the rest is out of line.
+    #[inline(always)]
     fn slot(&mut self, node: u32) -> Result<Option<u32>, FlattenError> {
-        let mut slot = self.resolved.trie.slot(node);
+        let slot = self.resolved.trie.slot(node);
+        if slot != NONE && slot != MISSING {
+            return Ok(Some(slot));
+        }
+        self.slot_missed(node, slot)
+    }
+
+    /// [`Self::slot`] when the trie holds no column for `node`: `slot` is
+    /// what it holds, NONE (not resolved yet) or MISSING.
+    #[inline(never)]
+    fn slot_missed(&mut self, node: u32, mut slot: u32) -> Result<Option<u32>, FlattenError> {
         if slot == NONE {
             slot = self.resolved.resolve(self.naming, node);
         }

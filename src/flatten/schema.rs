@@ -58,28 +58,32 @@ impl PathTrie {
         }
     }
 
-    /// The child `key` of `parent`, trying position `*guess` first; leaves
-    /// `*guess` just after the match.
+    /// The child `key` of `parent`, added when missing; leaves `*guess`
+    /// just after it. The child at `*guess` is tried here, inlined into the
+    /// walks that call this at every key of every document in both passes,
+    /// where it almost always is the one; the search and the insert are out
+    /// of line, so that a hit costs no call.
     #[inline]
-    pub fn find(&self, parent: u32, key: &str, guess: &mut usize) -> Option<u32> {
-        let node = &self.nodes[parent as usize];
-        if let Some((k, child)) = node.children.get(*guess) {
+    pub fn find_or_insert(&mut self, parent: u32, key: &str, guess: &mut usize) -> u32 {
+        if let Some((k, child)) = self.nodes[parent as usize].children.get(*guess) {
             if same_key(k, key) {
                 *guess += 1;
-                return Some(*child);
+                return *child;
             }
         }
-        let at = match &node.index {
-            Some(index) => *index.get(key)? as usize,
-            None => node.children.iter().position(|(k, _)| same_key(k, key))?,
-        };
-        *guess = at + 1;
-        Some(node.children[at].1)
+        self.find_or_insert_missed(parent, key, guess)
     }
 
-    pub fn find_or_insert(&mut self, parent: u32, key: &str, guess: &mut usize) -> u32 {
-        if let Some(child) = self.find(parent, key, guess) {
-            return child;
+    #[inline(never)]
+    fn find_or_insert_missed(&mut self, parent: u32, key: &str, guess: &mut usize) -> u32 {
+        let node = &self.nodes[parent as usize];
+        let found = match &node.index {
+            Some(index) => index.get(key).map(|&at| at as usize),
+            None => node.children.iter().position(|(k, _)| same_key(k, key)),
+        };
+        if let Some(at) = found {
+            *guess = at + 1;
+            return node.children[at].1;
         }
         let child = self.nodes.len() as u32;
         self.nodes.push(TrieNode {
@@ -537,7 +541,7 @@ impl SchemaBuilder {
     }
 
     /// Counts a value's type in column `id`.
-    #[inline]
+    #[inline(always)]
     fn record(&mut self, id: u32, leaf: Leaf<'_>) {
         if let Some(kind) = super::kind_of(self.bignumeric, leaf.value) {
             let column = &mut self.columns[id as usize];

@@ -72,6 +72,10 @@ impl<'a> Leaf<'a> {
 
 /// The column type a value asks for by itself; None for null. NaN,
 /// infinities and dates outside 0001..9999 ask for STRING.
+///
+/// Inlined into pass 1, which asks it of every value; a decimal's own
+/// question is out of line.
+#[inline]
 pub(crate) fn natural_kind(value: Value<'_>) -> Option<ColumnType> {
     // NaN, infinities and dates out of range fit no other type: as text
     // nothing is lost, and `on_type_conflict` decides the rest.
@@ -89,19 +93,24 @@ pub(crate) fn natural_kind(value: Value<'_>) -> Option<ColumnType> {
         Value::ObjectId(_) => ColumnType::String,
         Value::Binary(b) if is_uuid(b) => ColumnType::String,
         Value::Binary(_) => ColumnType::Bytes,
-        Value::Decimal128(d) => {
-            let dec = Decimal::parse(&d.to_string())?;
-            if dec.fits(NUMERIC_DIGITS) {
-                ColumnType::Numeric
-            } else if dec.fits(BIGNUMERIC_DIGITS) {
-                ColumnType::Bignumeric
-            } else {
-                ColumnType::String
-            }
-        }
+        Value::Decimal128(d) => decimal_kind(d)?,
         // Regex, JavaScript (with or without scope), Symbol, DbPointer,
         // MinKey, MaxKey, Undefined: their relaxed Extended JSON text.
         _ => ColumnType::String,
+    })
+}
+
+/// The column type of a (finite) decimal: NUMERIC, BIGNUMERIC or STRING,
+/// by its digits.
+#[inline(never)]
+fn decimal_kind(d: bson::Decimal128) -> Option<ColumnType> {
+    let dec = Decimal::parse(&d.to_string())?;
+    Some(if dec.fits(NUMERIC_DIGITS) {
+        ColumnType::Numeric
+    } else if dec.fits(BIGNUMERIC_DIGITS) {
+        ColumnType::Bignumeric
+    } else {
+        ColumnType::String
     })
 }
 
@@ -284,7 +293,7 @@ pub(crate) fn convert(
 /// its JSON string.
 fn write_raw_text(leaf: Leaf<'_>, out: &mut Vec<u8>) -> Result<(), ExtJsonError> {
     match leaf.value {
-        Value::String(s) => out.extend_from_slice(s.as_bytes()),
+        Value::String(s) => crate::extjson::extend_short(out, s.as_bytes()),
         Value::Int32(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
         Value::Int64(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
         Value::Double(f) if f.is_finite() => extjson::write_json_f64(f, out),

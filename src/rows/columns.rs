@@ -294,8 +294,9 @@ impl ScalarBuilder {
         })
     }
 
-    /// Appends `value`, None as NULL.
-    #[inline]
+    /// Appends `value`, None as NULL. Inlined into the loop over a row's
+    /// columns, which calls it for every value of every row.
+    #[inline(always)]
     fn append(&mut self, value: Option<Scalar>, text: &[u8]) -> Result<(), String> {
         let Some(value) = value else {
             self.append_null();
@@ -319,14 +320,15 @@ impl ScalarBuilder {
                 arrow_cast::parse::parse_decimal::<Decimal256Type>(utf8(text, start, end)?, *p, *s)
                     .map_err(|e| e.to_string())?,
             ),
-            (b, v) => {
-                return Err(format!(
-                    "{v:?} in a {} column",
-                    b.finish_cloned().data_type()
-                ))
-            }
+            (b, v) => return Err(b.mismatch(v)),
         }
         Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn mismatch(&self, v: Scalar) -> String {
+        format!("{v:?} in a {} column", self.finish_cloned().data_type())
     }
 
     fn append_null(&mut self) {
