@@ -14,7 +14,7 @@ use bson::raw::RawDocument;
 use chrono::NaiveDate;
 use jsonpath_rust::parser::model::JpQuery;
 
-use crate::extjson::{self, Value};
+use crate::extjson::{self, same_key, Value};
 use crate::spec::{ColumnType, NewFieldPolicy, TypeConflictPolicy};
 use crate::table::TableSchema;
 
@@ -611,7 +611,10 @@ impl Flattener {
         let mut relaxed = None;
         // Scanned at the first simple path, where each column's own
         // lookup used to scan: an error comes at the same point.
-        let mut top = None;
+        let mut top = TopLevel {
+            values: [None; TOP_LEVEL_COLUMNS],
+        };
+        let mut scanned = false;
         for (j, (c, &at)) in self
             .rules
             .explicit
@@ -622,10 +625,10 @@ impl Flattener {
             let column = &resolved.columns[at as usize];
             let found = match &c.lookup {
                 Lookup::Keys(keys) if j < TOP_LEVEL_COLUMNS => {
-                    let top = match &top {
-                        Some(top) => top,
-                        None => top.insert(TopLevel::scan(&self.rules.explicit, doc)?),
-                    };
+                    if !scanned {
+                        top.scan(&self.rules.explicit, doc)?;
+                        scanned = true;
+                    }
                     Found::Value(top.lookup(j, keys)?)
                 }
                 Lookup::Keys(keys) => Found::Value(lookup_keys(doc, keys)?),
@@ -781,20 +784,26 @@ struct TopLevel<'a> {
 }
 
 impl<'a> TopLevel<'a> {
-    fn scan(explicit: &[ExplicitColumn], doc: &'a RawDocument) -> Result<Self, FlattenError> {
-        let mut values = [None; TOP_LEVEL_COLUMNS];
+    /// Fills `self` from one scan of `doc`'s top level. In place, not
+    /// returned: the array is copied otherwise, once for every row.
+    #[inline(never)]
+    fn scan(
+        &mut self,
+        explicit: &[ExplicitColumn],
+        doc: &'a RawDocument,
+    ) -> Result<(), FlattenError> {
         let columns = &explicit[..explicit.len().min(TOP_LEVEL_COLUMNS)];
         for item in extjson::elements(doc) {
             let (key, value) = item?;
             for (j, c) in columns.iter().enumerate() {
                 if let Lookup::Keys(keys) = &c.lookup {
-                    if keys.first().is_some_and(|first| first == key) {
-                        values[j] = Some(value);
+                    if keys.first().is_some_and(|first| same_key(first, key)) {
+                        self.values[j] = Some(value);
                     }
                 }
             }
         }
-        Ok(Self { values })
+        Ok(())
     }
 
     /// Explicit column `j`'s value at `keys`, its simple path: what
