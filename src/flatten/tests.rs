@@ -730,6 +730,7 @@ fn a_flattener_is_shared_between_threads() {
 fn explicit_columns_read_the_last_of_repeated_keys() {
     let mut d = RawDocumentBuf::new();
     d.append("a", 1);
+    d.append("b", "x");
     d.append("a", 2);
     let s = spec("{ auto_columns: false, columns: [{ name: a, path: $.a, type: int64 }] }");
     let f = Flattener::new(&s).unwrap();
@@ -737,6 +738,16 @@ fn explicit_columns_read_the_last_of_repeated_keys() {
     f.write_row(&d, day(), &f.schema_builder().finish(), &mut out)
         .unwrap();
     assert_eq!(out, b"{\"_ds\":\"2020-06-01\",\"a\":2}\n");
+    // With automatic columns the walk finds the repeat too, and the row is
+    // written again from the deduplicated document: the same value.
+    let s = spec("{ columns: [{ name: a, path: $.a, type: int64 }] }");
+    let f = Flattener::new(&s).unwrap();
+    let mut schema = f.schema_builder();
+    f.infer(&d, &mut schema).unwrap();
+    out.clear();
+    f.write_row(&d, day(), &schema.finish(), &mut out).unwrap();
+    let row: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(row, json!({ "_ds": "2020-06-01", "a": 2, "b": "x" }));
 }
 
 #[test]
