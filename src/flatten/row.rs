@@ -611,10 +611,7 @@ impl Flattener {
         let mut relaxed = None;
         // Scanned at the first simple path, where each column's own
         // lookup used to scan: an error comes at the same point.
-        let mut top = TopLevel {
-            values: [None; TOP_LEVEL_COLUMNS],
-        };
-        let mut scanned = false;
+        let mut top = TopLevel::new(doc);
         for (j, (c, &at)) in self
             .rules
             .explicit
@@ -625,11 +622,7 @@ impl Flattener {
             let column = &resolved.columns[at as usize];
             let found = match &c.lookup {
                 Lookup::Keys(keys) if j < TOP_LEVEL_COLUMNS => {
-                    if !scanned {
-                        top.scan(&self.rules.explicit, doc)?;
-                        scanned = true;
-                    }
-                    Found::Value(top.lookup(j, keys)?)
+                    Found::Value(top.lookup(&self.rules.explicit, j, keys)?)
                 }
                 Lookup::Keys(keys) => Found::Value(lookup_keys(doc, keys)?),
                 Lookup::Query(query) => Found::Query(query),
@@ -776,24 +769,31 @@ const TOP_LEVEL_COLUMNS: usize = 16;
 
 /// The values at the first key of the explicit columns' simple paths, from
 /// one scan of a document's top level rather than one per column (a child
-/// table's row has three explicit columns, `_root_id`, `_idx` and its own).
+/// table's row has three explicit columns, `_root_id`, `_idx` and its own),
+/// made at the first look-up.
 struct TopLevel<'a> {
+    doc: &'a RawDocument,
+    scanned: bool,
     /// Per explicit column, what its first key holds: the last of a
     /// repeated key, as [`lookup_keys`] reads it.
     values: [Option<Value<'a>>; TOP_LEVEL_COLUMNS],
 }
 
 impl<'a> TopLevel<'a> {
-    /// Fills `self` from one scan of `doc`'s top level. In place, not
+    fn new(doc: &'a RawDocument) -> Self {
+        Self {
+            doc,
+            scanned: false,
+            values: [None; TOP_LEVEL_COLUMNS],
+        }
+    }
+
+    /// Fills `self.values` from one scan of the top level. In place, not
     /// returned: the array is copied otherwise, once for every row.
     #[inline(never)]
-    fn scan(
-        &mut self,
-        explicit: &[ExplicitColumn],
-        doc: &'a RawDocument,
-    ) -> Result<(), FlattenError> {
+    fn scan(&mut self, explicit: &[ExplicitColumn]) -> Result<(), FlattenError> {
         let columns = &explicit[..explicit.len().min(TOP_LEVEL_COLUMNS)];
-        for item in extjson::elements(doc) {
+        for item in extjson::elements(self.doc) {
             let (key, value) = item?;
             for (j, c) in columns.iter().enumerate() {
                 if let Lookup::Keys(keys) = &c.lookup {
@@ -803,12 +803,21 @@ impl<'a> TopLevel<'a> {
                 }
             }
         }
+        self.scanned = true;
         Ok(())
     }
 
-    /// Explicit column `j`'s value at `keys`, its simple path: what
-    /// [`lookup_keys`] finds.
-    fn lookup(&self, j: usize, keys: &[String]) -> Result<Option<Value<'a>>, FlattenError> {
+    /// Explicit column `j` (of `explicit`)'s value at `keys`, its simple
+    /// path: what [`lookup_keys`] finds.
+    fn lookup(
+        &mut self,
+        explicit: &[ExplicitColumn],
+        j: usize,
+        keys: &[String],
+    ) -> Result<Option<Value<'a>>, FlattenError> {
+        if !self.scanned {
+            self.scan(explicit)?;
+        }
         match (self.values[j], keys.len()) {
             (_, 0) => Ok(None),
             (value, 1) => Ok(value),
